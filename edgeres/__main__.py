@@ -1,0 +1,5 @@
+"""``python -m edgeres`` runs the CLI."""
+
+from edgeres.cli import main
+
+main()

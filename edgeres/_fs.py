@@ -1,0 +1,86 @@
+"""Atomic file output: a failure never leaves a half-written model or report behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from edgeres.errors import EdgeresError
+
+
+@contextlib.contextmanager
+def atomic_write(dst: Path, *, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``dst``; rename it onto ``dst`` only if the block succeeds.
+
+    The temporary file lives in ``dst``'s directory so the final ``os.replace`` is atomic.
+
+    Args:
+        dst: the final output path.
+        suffix: suffix of the temporary name (defaults to ``dst``'s, which some writers need).
+
+    Raises:
+        EdgeresError: if ``dst``'s directory does not exist or is not writable.
+    """
+    dst = Path(dst)
+    parent = dst.parent if str(dst.parent) else Path(".")
+    if not parent.is_dir():
+        msg = f"cannot write {dst}: directory {parent} does not exist; create it first"
+        raise EdgeresError(msg)
+    try:
+        fd, name = tempfile.mkstemp(
+            prefix=f".{dst.name}.", suffix=suffix if suffix is not None else dst.suffix,
+            dir=parent,
+        )
+    except OSError as e:
+        msg = f"cannot write {dst}: {e.strerror}; choose a writable output path"
+        raise EdgeresError(msg) from None
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(dst: Path) -> Iterator[Path]:
+    """Yield a temporary directory beside ``dst``; move it onto ``dst`` only on success.
+
+    An existing ``dst`` directory is replaced only after the new one is complete.
+
+    Raises:
+        EdgeresError: if ``dst``'s parent directory does not exist or is not writable.
+    """
+    dst = Path(dst)
+    parent = dst.parent if str(dst.parent) else Path(".")
+    if not parent.is_dir():
+        msg = f"cannot write {dst}: directory {parent} does not exist; create it first"
+        raise EdgeresError(msg)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=parent))
+    except OSError as e:
+        msg = f"cannot write {dst}: {e.strerror}; choose a writable output path"
+        raise EdgeresError(msg) from None
+    try:
+        yield tmp
+        if dst.exists():
+            shutil.rmtree(dst)
+        os.replace(tmp, dst)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Return the hex sha256 of a file, read in chunks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,61 @@
+"""Every error edgeres expects to raise, in one hierarchy.
+
+The CLI prints an ``EdgeresError`` as one line (``Error: <message>``) and exits 1; anything
+else is a bug and keeps its traceback. Messages say what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class EdgeresError(Exception):
+    """Base class: every error edgeres expects to raise. The CLI prints these without a traceback."""
+
+
+class UnknownModelError(EdgeresError, LookupError):  # not KeyError: its str() adds quotes
+    """Raised when a model name is not registered."""
+
+
+class UnknownNameError(EdgeresError, LookupError):
+    """Raised when a data or weights argument is neither an existing path nor a registered name."""
+
+
+class CheckpointError(EdgeresError):
+    """Raised when a checkpoint cannot be read, is unsafe, or does not fit the model."""
+
+
+class ExportError(EdgeresError):
+    """Raised when an export fails its checks (onnx checker, parity) or cannot be written."""
+
+
+class MetadataError(EdgeresError):
+    """Raised when a model's metadata record is missing, malformed or of an unknown schema."""
+
+
+class DataError(EdgeresError):
+    """Raised when input data (images, arrays, folders) is missing, empty or malformed."""
+
+
+class ModelFileError(EdgeresError):
+    """Raised when a model file is missing, corrupt, or not the kind of model expected."""
+
+
+class BackendNotAvailable(EdgeresError):  # noqa: N818 - the name reads as the condition
+    """Raised when a runtime, device or optional dependency is not installed or not present."""
+
+
+class QuantizationError(EdgeresError):
+    """Raised when quantization cannot run or its result fails its checks."""
+
+
+def missing_extra(package: str, extra: str) -> BackendNotAvailable:
+    """Build the error for an optional dependency that is not installed.
+
+    Args:
+        package: the import name that failed (``torch``, ``openvino``, ...).
+        extra: the edgeres extra that provides it.
+
+    Returns:
+        A ``BackendNotAvailable`` whose message says which extra to install.
+    """
+    msg = f"{package} is not installed; pip install 'edgeres[{extra}]'"
+    return BackendNotAvailable(msg)

@@ -1,0 +1,274 @@
+"""The one metadata record that describes a model wherever it goes.
+
+``ModelMeta`` is serialised by ``to_json()`` into one canonical string, stored unchanged under
+the key ``edgeres`` in ONNX ``metadata_props``, in an OpenVINO IR's ``rt_info`` and as a
+bundle's ``metadata.json``, so the record is the same byte for byte in all three. Each step
+(export, quantize, ...) returns a new record with one more ``provenance`` entry; fields added
+by later steps that this version does not model are kept in ``extra`` and written back as they
+came. Stdlib only: devices read the record without torch or onnx.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from edgeres.errors import MetadataError
+
+SCHEMA_VERSION = 1
+METADATA_KEY = "edgeres"  # the single key in ONNX metadata_props / OpenVINO rt_info
+
+Layout = Literal["NCHW", "NHWC"]
+Precision = Literal["fp32", "fp16", "bf16", "int8"]
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Per-channel statistics of the CIFAR-10 training images on the 0-1 scale.
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+CIFAR10_LABELS = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The graph input: name, shape (batch axis symbolic or fixed), layout, dtype.
+
+    ``normalized_in_graph`` is True when the graph takes raw pixels (uint8 NHWC) and does the
+    cast and mean/std normalisation itself, so a device feeds camera frames directly.
+    """
+
+    name: str = "input"
+    shape: tuple[int | str, ...] = ("batch", 3, 224, 224)
+    layout: Layout = "NCHW"
+    dtype: str = "float32"
+    normalized_in_graph: bool = False
+
+    @property
+    def channels(self) -> int:
+        return int(self.shape[1] if self.layout == "NCHW" else self.shape[3])
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How an image becomes the input tensor (torchvision's ``Resize`` then ``CenterCrop``).
+
+    Attributes:
+        resize: shorter side in pixels, or an exact ``(height, width)``.
+        crop: centre crop ``(height, width)``, equal to the model's input size.
+        interpolation: "bilinear", "bicubic" or "nearest".
+        mean: per-channel mean on the 0-1 scale.
+        std: per-channel standard deviation on the 0-1 scale.
+        color: "RGB", or "L" for single-channel models.
+    """
+
+    resize: int | tuple[int, int]
+    crop: tuple[int, int]
+    interpolation: str = "bilinear"
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    color: str = "RGB"
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """Everything a runtime needs to know about a model besides its graph.
+
+    Attributes:
+        name: zoo name or the user's name for the model.
+        family: "imagenet", "cifar", "tiny", "ocr", or "custom".
+        num_classes: classifier outputs (0 for a feature extractor).
+        labels: one label per class.
+        input: the graph input.
+        preprocess: image → tensor recipe.
+        precision: what the weights are stored as: fp32, fp16, bf16 or int8.
+        weights_sha256: hash of the checkpoint the weights came from (None when random).
+        edgeres_version: the version that wrote the record.
+        provenance: one entry per step, oldest first.
+        extra: fields from later steps kept verbatim (e.g. "quantization").
+        schema_version: version of this schema.
+    """
+
+    name: str
+    family: str
+    num_classes: int
+    labels: tuple[str, ...]
+    input: InputSpec
+    preprocess: PreprocessSpec
+    precision: str = "fp32"
+    weights_sha256: str | None = None
+    edgeres_version: str = ""
+    provenance: tuple[dict[str, Any], ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """Model input (height, width)."""
+        return self.preprocess.crop
+
+    def evolve(self, **changes: Any) -> ModelMeta:
+        """Return a copy with ``changes`` applied (the record itself is immutable)."""
+        return dataclasses.replace(self, **changes)
+
+    def with_step(self, step: str, *, input_sha256: str | None, **details: Any) -> ModelMeta:
+        """Return a copy with one more provenance entry for ``step``.
+
+        Args:
+            step: what was done ("export", "quantize", ...).
+            input_sha256: hash of the step's input (checkpoint or model file).
+            **details: JSON-serialisable facts about the step (opset, method, ...).
+        """
+        from edgeres import __version__
+
+        entry = {
+            "step": step,
+            "input_sha256": input_sha256,
+            "edgeres_version": __version__,
+            "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            **details,
+        }
+        return self.evolve(provenance=(*self.provenance, entry), edgeres_version=__version__)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON types, ``extra`` merged in at the top level."""
+        d = dataclasses.asdict(self)
+        extra = d.pop("extra")
+        d["labels"] = list(self.labels)
+        d["provenance"] = list(self.provenance)
+        d = {"schema_version": d.pop("schema_version"), **d}
+        return {**d, **extra}
+
+    def to_json(self) -> str:
+        """The canonical serialisation, stored identically in ONNX, IR and bundles."""
+        return json.dumps(self.to_dict(), indent=1, sort_keys=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelMeta:
+        """Parse and validate a record.
+
+        Raises:
+            MetadataError: if the text is not JSON, the schema is newer than this edgeres,
+                or a required field is missing or of the wrong type.
+        """
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            msg = f"the edgeres metadata record is not valid JSON ({e.msg}); re-export the model"
+            raise MetadataError(msg) from None
+        return cls.from_dict(d)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelMeta:
+        """Build a record from plain JSON types; see ``from_json``."""
+        if not isinstance(d, dict):
+            msg = "the edgeres metadata record is not a JSON object; re-export the model"
+            raise MetadataError(msg)
+        version = d.get("schema_version")
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            msg = (
+                f"metadata schema_version {version!r} is not supported by this edgeres "
+                f"(knows {SCHEMA_VERSION}); upgrade edgeres"
+            )
+            raise MetadataError(msg)
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        try:
+            inp = dict(d["input"])
+            pre = dict(d["preprocess"])
+            resize = pre["resize"]
+            return cls(
+                name=str(d["name"]),
+                family=str(d["family"]),
+                num_classes=int(d["num_classes"]),
+                labels=tuple(str(x) for x in d["labels"]),
+                input=InputSpec(**{**inp, "shape": tuple(inp["shape"])}),
+                preprocess=PreprocessSpec(**{
+                    **pre,
+                    "resize": resize if isinstance(resize, int) else tuple(resize),
+                    "crop": tuple(pre["crop"]),
+                    "mean": tuple(pre["mean"]),
+                    "std": tuple(pre["std"]),
+                }),
+                precision=str(d["precision"]),
+                weights_sha256=d.get("weights_sha256"),
+                edgeres_version=str(d.get("edgeres_version", "")),
+                provenance=tuple(d.get("provenance", ())),
+                extra={k: v for k, v in d.items() if k not in known},
+                schema_version=version,
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            msg = f"the edgeres metadata record is malformed ({e!r}); re-export the model"
+            raise MetadataError(msg) from None
+
+
+def default_preprocess(family: str, input_size: tuple[int, int], in_chans: int = 3) -> PreprocessSpec:
+    """The preprocessing a zoo family is trained with.
+
+    ImageNet models resize the shorter side to ``crop / 0.875`` (256 for 224) and centre-crop,
+    as torchvision's weights expect; CIFAR-size models take the image as it is; the OCR
+    backbone resizes to its exact input.
+    """
+    h, w = input_size
+    mean, std = (CIFAR10_MEAN, CIFAR10_STD) if family in ("cifar", "tiny") else (
+        IMAGENET_MEAN, IMAGENET_STD)
+    if in_chans == 1:
+        mean, std = (sum(mean) / 3,), (sum(std) / 3,)
+    if family == "imagenet":
+        resize: int | tuple[int, int] = round(min(h, w) / 0.875)
+    elif family == "ocr":
+        resize = (h, w)
+    else:
+        resize = min(h, w)
+    return PreprocessSpec(
+        resize=resize, crop=(h, w), mean=mean, std=std, color="L" if in_chans == 1 else "RGB"
+    )
+
+
+def default_labels(family: str, num_classes: int) -> tuple[str, ...]:
+    """CIFAR-10's class names for 10-class CIFAR models, ``class_<i>`` otherwise."""
+    if family in ("cifar", "tiny") and num_classes == 10:
+        return CIFAR10_LABELS
+    return tuple(f"class_{i}" for i in range(num_classes))
+
+
+def read_onnx_meta(model: Any) -> ModelMeta | None:
+    """Return the record stored in an ``onnx.ModelProto``, or None when it has none."""
+    for prop in model.metadata_props:
+        if prop.key == METADATA_KEY:
+            return ModelMeta.from_json(prop.value)
+    return None
+
+
+def write_onnx_meta(model: Any, meta: ModelMeta) -> None:
+    """Store ``meta`` in an ``onnx.ModelProto`` under the single key, replacing any old record."""
+    keep = [(p.key, p.value) for p in model.metadata_props if p.key != METADATA_KEY]
+    del model.metadata_props[:]
+    for key, value in keep:
+        model.metadata_props.add(key=key, value=value)
+    model.metadata_props.add(key=METADATA_KEY, value=meta.to_json())
+
+
+def read_ir_meta(xml_path: Path) -> ModelMeta | None:
+    """Read the record from an OpenVINO IR's ``rt_info`` with the stdlib XML parser.
+
+    Raises:
+        ModelFileError: if the file is not parseable XML.
+    """
+    from edgeres.errors import ModelFileError
+
+    try:
+        root = ET.parse(xml_path).getroot()
+    except (ET.ParseError, OSError) as e:
+        msg = f"{xml_path} is not a readable OpenVINO IR ({e}); re-create it"
+        raise ModelFileError(msg) from None
+    node = root.find(f"rt_info/{METADATA_KEY}")
+    if node is None or node.get("value") is None:
+        return None
+    return ModelMeta.from_json(node.get("value", ""))

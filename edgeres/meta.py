@@ -272,3 +272,34 @@ def read_ir_meta(xml_path: Path) -> ModelMeta | None:
     if node is None or node.get("value") is None:
         return None
     return ModelMeta.from_json(node.get("value", ""))
+
+
+def custom_meta(
+    *,
+    input_size: tuple[int, int],
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    num_classes: int,
+    layout: Layout = "NCHW",
+    labels: tuple[str, ...] | None = None,
+    name: str = "custom",
+) -> ModelMeta:
+    """A record for a model that carries none, from the preprocessing a user states.
+
+    Raises:
+        MetadataError: if sizes are not positive or mean/std lengths disagree.
+    """
+    if min(input_size) < 1 or num_classes < 0 or len(mean) != len(std) or min(std) <= 0:
+        msg = (f"invalid preprocessing: input size {input_size}, mean {mean}, std {std}; "
+               "sizes must be positive and mean/std have one value per channel")
+        raise MetadataError(msg)
+    h, w = input_size
+    c = len(mean)
+    shape: tuple[int | str, ...] = ("batch", c, h, w) if layout == "NCHW" else ("batch", h, w, c)
+    return ModelMeta(
+        name=name, family="custom", num_classes=num_classes,
+        labels=labels or default_labels("custom", num_classes),
+        input=InputSpec(shape=shape, layout=layout),
+        preprocess=PreprocessSpec(resize=min(h, w), crop=(h, w), mean=tuple(mean),
+                                  std=tuple(std), color="L" if c == 1 else "RGB"),
+    )

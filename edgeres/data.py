@@ -1,0 +1,229 @@
+"""Data sources as batches of model input: image folders, tar archives, arrays, registered names.
+
+``open_data(value)`` accepts an ImageFolder-layout folder (``<class>/<image>``), a flat folder
+of images, a ``.tar``/``.tar.gz`` of such a tree, a ``.npy``/``.npz`` of preprocessed arrays,
+or a registered name (``cifar10``, ``cifar10-val``, ``cifar10-test``; see ``edgeres.names``).
+Every image goes through ``edgeres.preprocess``; unreadable images are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeres.errors import DataError
+from edgeres.names import resolve_data
+from edgeres.preprocess import load_image, pixels_to_input, resize_crop
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm")
+
+
+@dataclass
+class Batch:
+    """One batch of model input with its labels (None when the source is unlabelled)."""
+
+    inputs: np.ndarray
+    labels: np.ndarray | None
+    sources: list[str]
+
+
+@dataclass
+class ImageSource:
+    """Images from a folder or an archive, optionally labelled by their parent folder.
+
+    Attributes:
+        name: what the user passed (for messages).
+        items: (source name, class name or None) per image, in a fixed sorted order.
+        classes: sorted class names, or None for a flat (unlabelled) folder.
+        skipped: images that could not be decoded in the last pass.
+    """
+
+    name: str
+    items: list[tuple[str, str | None]]
+    classes: tuple[str, ...] | None
+    _reader: Any = field(repr=False)
+    skipped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def subset(self, n: int | None, seed: int = 0) -> ImageSource:
+        """A deterministic random subset of ``n`` images (all of them when ``n`` is None)."""
+        if n is None or n >= len(self.items):
+            return self
+        if n < 1:
+            msg = f"sample count must be at least 1, got {n}"
+            raise DataError(msg)
+        pick = np.sort(np.random.default_rng(seed).choice(len(self.items), n, replace=False))
+        return ImageSource(self.name, [self.items[i] for i in pick], self.classes, self._reader)
+
+    def label_index(self, labels: tuple[str, ...] | None) -> dict[str, int]:
+        """Map class folder names to model output indices (by label name when they all match)."""
+        classes = self.classes or ()
+        if labels and all(c in labels for c in classes):
+            return {c: labels.index(c) for c in classes}
+        return {c: i for i, c in enumerate(classes)}
+
+    def batches(self, meta: Any, batch_size: int = 64) -> Iterator[Batch]:
+        """Decode, preprocess (through ``edgeres.preprocess``) and yield batches."""
+        index = self.label_index(meta.labels)
+        spec = meta.preprocess
+        self.skipped = 0
+        pixels: list[np.ndarray] = []
+        labels: list[int] = []
+        sources: list[str] = []
+        for (src, cls), raw in zip(self.items, self._reader(self.items), strict=True):
+            try:
+                pixels.append(resize_crop(load_image(raw, spec.color), spec))
+            except DataError as e:
+                self.skipped += 1
+                log.warning("skipped %s", e)
+                continue
+            labels.append(index[cls] if cls is not None else -1)
+            sources.append(src)
+            if len(pixels) == batch_size:
+                yield self._batch(pixels, labels, sources, meta)
+                pixels, labels, sources = [], [], []
+        if pixels:
+            yield self._batch(pixels, labels, sources, meta)
+
+    def _batch(self, pixels: list, labels: list, sources: list, meta: Any) -> Batch:
+        lab = np.asarray(labels, dtype=np.int64) if self.classes else None
+        return Batch(pixels_to_input(np.stack(pixels), meta), lab, sources)
+
+
+@dataclass
+class ArraySource:
+    """Preprocessed arrays from ``.npy``/``.npz`` (keys ``inputs``/``x`` and optional ``labels``)."""
+
+    name: str
+    inputs: np.ndarray
+    labels: np.ndarray | None
+    classes: tuple[str, ...] | None = None
+    skipped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def subset(self, n: int | None, seed: int = 0) -> ArraySource:
+        """A deterministic random subset of ``n`` samples (all of them when ``n`` is None)."""
+        if n is None or n >= len(self.inputs):
+            return self
+        pick = np.sort(np.random.default_rng(seed).choice(len(self.inputs), n, replace=False))
+        labels = None if self.labels is None else self.labels[pick]
+        return ArraySource(self.name, self.inputs[pick], labels, self.classes)
+
+    def batches(self, meta: Any, batch_size: int = 64) -> Iterator[Batch]:
+        """Check the arrays against the model's input and yield them in batches."""
+        shape = tuple(meta.input.shape[1:])
+        if tuple(self.inputs.shape[1:]) != shape:
+            msg = (f"{self.name}: arrays have sample shape {tuple(self.inputs.shape[1:])}, "
+                   f"the model expects {shape}; preprocess to the model's input")
+            raise DataError(msg)
+        want = np.dtype(meta.input.dtype)
+        for i in range(0, len(self.inputs), batch_size):
+            x = np.ascontiguousarray(self.inputs[i : i + batch_size], dtype=want)
+            y = None if self.labels is None else self.labels[i : i + batch_size]
+            yield Batch(x, y, [f"{self.name}[{j}]" for j in range(i, i + len(x))])
+
+
+DataSource = ImageSource | ArraySource
+
+
+def open_data(value: str | Path) -> DataSource:
+    """Open a data argument: an existing path, else a registered name.
+
+    Raises:
+        UnknownNameError: if ``value`` is neither a path nor a registered name.
+        DataError: if the source holds no usable images or malformed arrays.
+    """
+    path = resolve_data(value)
+    suffixes = "".join(path.suffixes[-2:]).lower()
+    if path.is_dir():
+        source: DataSource = _folder(path, str(value))
+    elif suffixes.endswith((".tar.gz", ".tgz", ".tar")):
+        source = _archive(path, str(value))
+    elif path.suffix.lower() in (".npy", ".npz"):
+        source = _arrays(path, str(value))
+    else:
+        msg = f"{value}: expected an image folder, a .tar.gz of one, or a .npy/.npz file"
+        raise DataError(msg)
+    if not len(source):
+        msg = f"{value} contains no images; expected <class>/<image> files or a flat folder"
+        raise DataError(msg)
+    return source
+
+
+def _folder(root: Path, name: str) -> ImageSource:
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    nested = [p for p in files if p.parent != root]
+    if nested:  # ImageFolder layout: the top-level folder under root is the class
+        items = [(str(p), p.relative_to(root).parts[0]) for p in nested]
+        classes: tuple[str, ...] | None = tuple(sorted({c for _, c in items}))
+    else:
+        items, classes = [(str(p), None) for p in files], None
+
+    def read(items: list[tuple[str, str | None]]) -> Iterator[Path]:
+        return (Path(src) for src, _ in items)
+
+    return ImageSource(name, items, classes, read)
+
+
+def _archive(path: Path, name: str) -> ImageSource:
+    try:
+        with tarfile.open(path) as tar:
+            names = sorted(m.name for m in tar if m.isfile()
+                           and Path(m.name).suffix.lower() in IMAGE_SUFFIXES)
+    except (tarfile.TarError, OSError) as e:
+        msg = f"{name}: not a readable tar archive ({e}); re-download or re-create it"
+        raise DataError(msg) from None
+    items = [(n, Path(n).parts[-2] if len(Path(n).parts) > 1 else None) for n in names]
+    labelled = all(c is not None for _, c in items)
+    classes = tuple(sorted({c for _, c in items})) if labelled and items else None
+    if not labelled:
+        items = [(n, None) for n, _ in items]
+
+    def read(wanted: list[tuple[str, str | None]]) -> Iterator[bytes]:
+        # One sequential pass over the archive; members are decoded as they stream by.
+        want = {n for n, _ in wanted}
+        found: dict[str, bytes] = {}
+        with tarfile.open(path) as tar:
+            for m in tar:
+                if m.name in want:
+                    found[m.name] = tar.extractfile(m).read()
+        return (found[n] for n, _ in wanted)
+
+    return ImageSource(name, items, classes, read)
+
+
+def _arrays(path: Path, name: str) -> ArraySource:
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        msg = f"{name}: not a readable .npy/.npz file ({e})"
+        raise DataError(msg) from None
+    if isinstance(data, np.ndarray):
+        x, y = data, None
+    else:
+        key = next((k for k in ("inputs", "x", "images", "data") if k in data.files), None)
+        if key is None:
+            msg = f"{name}: .npz needs an 'inputs' array (and optional 'labels'), has {data.files}"
+            raise DataError(msg)
+        x = data[key]
+        y = data["labels"] if "labels" in data.files else None
+    if x.ndim != 4:
+        msg = f"{name}: expected a 4-D array of preprocessed samples, got shape {x.shape}"
+        raise DataError(msg)
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).reshape(len(x), -1).any(axis=1).sum())
+        msg = f"{name}: {bad} sample(s) contain NaN or Inf; fix the preprocessing that wrote them"
+        raise DataError(msg)
+    return ArraySource(name, x, None if y is None else np.asarray(y, dtype=np.int64))

@@ -1,0 +1,108 @@
+"""THE top-1/top-5 evaluation loop over labelled data, through any ``run(x) -> logits`` callable.
+
+Quantize (fp32 vs int8 on validation data), bench (``--eval``) and the demo all measure
+accuracy here, so their numbers agree. Images go through ``edgeres.data`` and therefore through
+``edgeres.preprocess``, the same code the runtime uses.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgeres._progress import track
+from edgeres.data import DataSource
+from edgeres.errors import DataError
+from edgeres.meta import ModelMeta
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """Accuracy of one model on one data set.
+
+    Attributes:
+        top1: percent of images whose best class is the label.
+        top5: percent whose label is among the best five (or all, with fewer classes).
+        count: images evaluated.
+        skipped: unreadable images left out.
+        logits: raw outputs, one row per evaluated image, for agreement with other runs.
+        labels: the ground-truth indices.
+    """
+
+    top1: float
+    top5: float
+    count: int
+    skipped: int
+    logits: np.ndarray
+    labels: np.ndarray
+
+    def agreement(self, other: EvalReport) -> float:
+        """Percent of images on which both runs chose the same top-1 class."""
+        return top1_agreement(self.logits, other.logits)
+
+
+def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Percent of rows whose label is among the ``k`` largest logits (ties: lowest index first)."""
+    if len(labels) == 0:
+        return math.nan
+    k = min(k, logits.shape[1])
+    top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+    return 100.0 * float((top == labels[:, None]).any(axis=1).mean())
+
+
+def top1_agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Percent of rows where ``a`` and ``b`` pick the same class."""
+    if a.shape != b.shape:
+        msg = f"cannot compare outputs of shapes {a.shape} and {b.shape}"
+        raise ValueError(msg)
+    return 100.0 * float((a.argmax(axis=1) == b.argmax(axis=1)).mean())
+
+
+def evaluate(
+    run: Callable[[np.ndarray], np.ndarray],
+    data: DataSource,
+    meta: ModelMeta,
+    *,
+    batch_size: int = 100,
+    limit: int | None = None,
+    description: str = "evaluating",
+) -> EvalReport:
+    """Measure top-1 and top-5 accuracy of ``run`` on labelled ``data``.
+
+    Args:
+        run: maps a prepared input batch to logits (``Predictor.run``, a PyTorch wrapper, ...).
+        data: a labelled source from ``edgeres.data.open_data``.
+        meta: the model's record; drives preprocessing and label mapping.
+        batch_size: images per call.
+        limit: evaluate only the first ``limit`` images (deterministic subset when smaller).
+        description: progress bar text.
+
+    Returns:
+        An ``EvalReport`` with the accuracies and the raw logits.
+
+    Raises:
+        DataError: if the data has no labels or no image could be read.
+    """
+    if data.classes is None and getattr(data, "labels", None) is None:
+        msg = f"{data.name} has no labels; accuracy needs an ImageFolder layout (<class>/<image>)"
+        raise DataError(msg)
+    if limit is not None:
+        data = data.subset(limit)
+    outputs: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    steps = math.ceil(len(data) / batch_size)
+    for batch in track(data.batches(meta, batch_size), total=steps, description=description):
+        outputs.append(np.asarray(run(batch.inputs), dtype=np.float32).reshape(len(batch.inputs), -1))
+        labels.append(batch.labels)
+    if not outputs:
+        msg = f"no readable images in {data.name} ({data.skipped} skipped)"
+        raise DataError(msg)
+    logits = np.concatenate(outputs)
+    truth = np.concatenate(labels)
+    return EvalReport(
+        top1=topk_accuracy(logits, truth, 1), top5=topk_accuracy(logits, truth, 5),
+        count=len(truth), skipped=data.skipped, logits=logits, labels=truth,
+    )

@@ -1,0 +1,173 @@
+"""THE image preprocessing, in numpy, driven by the model's metadata record.
+
+Calibration, evaluation, bench, the runtime and the bundle's ``infer.py`` all go through this
+module, so a model sees the same pixels everywhere. The recipe is torchvision's ``Resize``
+(shorter side, or exact size) + ``CenterCrop`` + ``Normalize``; resizing uses Pillow, which is
+imported only when an image actually needs resizing or decoding. This file depends on nothing
+but numpy, Pillow and the stdlib besides the ``DataError`` import, so ``edgeres package`` can
+copy it into a bundle unchanged except for that one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeres.errors import DataError
+
+_RESAMPLE = {"nearest": 0, "bilinear": 2, "bicubic": 3}  # Pillow's Image.Resampling values
+
+
+def load_image(source: Any, color: str = "RGB") -> np.ndarray:
+    """Decode an image into an HWC uint8 array in ``color`` ("RGB" or "L").
+
+    Args:
+        source: a file path, raw encoded bytes, a PIL image, or an HWC/HW uint8 array.
+        color: "RGB" for 3-channel models, "L" for grayscale ones. Grayscale, RGBA and
+            palette images are converted, so any readable image works.
+
+    Returns:
+        An ``(H, W, C)`` uint8 array with C = 3 for RGB and 1 for L.
+
+    Raises:
+        DataError: if the source is missing, not an image, or an array of the wrong kind.
+    """
+    if isinstance(source, np.ndarray):
+        return _check_array(source, color)
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        if isinstance(source, Image.Image):
+            img = source
+        elif isinstance(source, bytes | bytearray):
+            import io
+
+            img = Image.open(io.BytesIO(source))
+        else:
+            img = Image.open(Path(source))
+        img = img.convert(color)
+        arr = np.asarray(img)
+    except FileNotFoundError:
+        msg = f"image {source} does not exist; check the path"
+        raise DataError(msg) from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        name = "image bytes" if isinstance(source, bytes | bytearray) else str(source)
+        msg = f"{name} is not a readable image ({type(e).__name__}); pass a JPEG/PNG/BMP file"
+        raise DataError(msg) from None
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def _check_array(arr: np.ndarray, color: str) -> np.ndarray:
+    if arr.dtype != np.uint8:
+        msg = f"image arrays must be uint8 HWC pixels, got dtype {arr.dtype}; use .astype(np.uint8)"
+        raise DataError(msg)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+        msg = f"image arrays must be HWC with 1, 3 or 4 channels, got shape {arr.shape}"
+        raise DataError(msg)
+    want = 1 if color == "L" else 3
+    if arr.shape[2] == 4:
+        arr = arr[:, :, :3]
+    if arr.shape[2] == want:
+        return arr
+    if want == 3:
+        return np.repeat(arr, 3, axis=2)
+    # ITU-R 601-2 luma, the weights Pillow's convert("L") uses.
+    luma = arr[:, :, 0] * 0.299 + arr[:, :, 1] * 0.587 + arr[:, :, 2] * 0.114
+    return np.clip(np.rint(luma), 0, 255).astype(np.uint8)[:, :, None]
+
+
+def resize_crop(image: np.ndarray, spec: Any) -> np.ndarray:
+    """Resize then centre-crop an HWC uint8 image to ``spec.crop``, as torchvision does.
+
+    Args:
+        image: HWC uint8 array.
+        spec: a ``PreprocessSpec`` (``resize``, ``crop``, ``interpolation``).
+
+    Returns:
+        An HWC uint8 array of shape ``(*spec.crop, C)``.
+    """
+    h, w = image.shape[:2]
+    if isinstance(spec.resize, int):
+        short = min(h, w)
+        # torchvision Resize(int): the shorter side becomes `resize`, the longer keeps the ratio.
+        size = (spec.resize, int(spec.resize * w / h)) if h <= w else (
+            int(spec.resize * h / w), spec.resize)
+        if short == spec.resize:
+            size = (h, w)
+    else:
+        size = tuple(spec.resize)
+    if size != (h, w):
+        image = _resize(image, size, spec.interpolation)
+    return _center_crop(image, tuple(spec.crop))
+
+
+def _resize(image: np.ndarray, size: tuple[int, int], interpolation: str) -> np.ndarray:
+    from PIL import Image
+
+    squeeze = image.shape[2] == 1
+    pil = Image.fromarray(image[:, :, 0] if squeeze else image)
+    out = np.asarray(pil.resize((size[1], size[0]), _RESAMPLE.get(interpolation, 2)))
+    return out[:, :, None] if squeeze else out
+
+
+def _center_crop(image: np.ndarray, crop: tuple[int, int]) -> np.ndarray:
+    h, w = image.shape[:2]
+    ch, cw = crop
+    if h < ch or w < cw:  # torchvision pads with zeros when the crop is larger than the image
+        pad = ((max(0, (ch - h + 1) // 2), max(0, (ch - h) // 2)),
+               (max(0, (cw - w + 1) // 2), max(0, (cw - w) // 2)), (0, 0))
+        image = np.pad(image, pad)
+        h, w = image.shape[:2]
+    top = int(round((h - ch) / 2.0))
+    left = int(round((w - cw) / 2.0))
+    return image[top : top + ch, left : left + cw]
+
+
+def normalize(batch: np.ndarray, spec: Any, layout: str = "NCHW") -> np.ndarray:
+    """Turn an NHWC uint8 batch into normalised float32 in ``layout``.
+
+    Computes ``(x / 255 - mean) / std`` as one multiply-add per element.
+    """
+    mean = np.asarray(spec.mean, dtype=np.float32)
+    std = np.asarray(spec.std, dtype=np.float32)
+    scale = (1.0 / (255.0 * std)).astype(np.float32)
+    shift = (-mean / std).astype(np.float32)
+    out = batch.astype(np.float32) * scale + shift
+    if layout == "NCHW":
+        out = out.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(out)
+
+
+def prepare(images: Sequence[Any] | Any, meta: Any) -> np.ndarray:
+    """Turn images into the model's input tensor, using only the metadata record.
+
+    Args:
+        images: one image or a list (paths, bytes, PIL images, HWC uint8 arrays).
+        meta: the model's ``ModelMeta``.
+
+    Returns:
+        NCHW float32 (or NHWC float32), or NHWC uint8 for graphs that normalise inside.
+
+    Raises:
+        DataError: if an image cannot be read or an array has the wrong dtype/shape.
+    """
+    if not isinstance(images, list | tuple):
+        images = [images]
+    if not images:
+        msg = "no images given; pass at least one image"
+        raise DataError(msg)
+    spec = meta.preprocess
+    batch = np.stack([resize_crop(load_image(img, spec.color), spec) for img in images])
+    return pixels_to_input(batch, meta)
+
+
+def pixels_to_input(batch: np.ndarray, meta: Any) -> np.ndarray:
+    """Map an NHWC uint8 batch of model-sized images to the model's input tensor."""
+    if meta.input.normalized_in_graph:
+        return np.ascontiguousarray(batch)
+    return normalize(batch, meta.preprocess, meta.input.layout)

@@ -39,7 +39,8 @@ def main() -> None:
                 raise SystemExit(msg)
             by_class.setdefault(Path(name).parts[-2], []).append(name)
         rng = np.random.default_rng(args.seed)
-        order = {c: [names[i] for i in rng.permutation(len(names))] for c, names in by_class.items()}
+        order = {c: [names[i] for i in rng.permutation(len(names))]
+                 for c, names in by_class.items()}
         start = 0
         for subset, per_class in SUBSETS.items():
             entries = []

@@ -102,7 +102,7 @@ class ImageSource:
 
 @dataclass
 class ArraySource:
-    """Preprocessed arrays from ``.npy``/``.npz`` (keys ``inputs``/``x`` and optional ``labels``)."""
+    """Preprocessed arrays from ``.npy``/``.npz`` (``inputs`` or ``x``, optional ``labels``)."""
 
     name: str
     inputs: np.ndarray

@@ -95,7 +95,8 @@ def evaluate(
     labels: list[np.ndarray] = []
     steps = math.ceil(len(data) / batch_size)
     for batch in track(data.batches(meta, batch_size), total=steps, description=description):
-        outputs.append(np.asarray(run(batch.inputs), dtype=np.float32).reshape(len(batch.inputs), -1))
+        out = np.asarray(run(batch.inputs), dtype=np.float32)
+        outputs.append(out.reshape(len(batch.inputs), -1))
         labels.append(batch.labels)
     if not outputs:
         msg = f"no readable images in {data.name} ({data.skipped} skipped)"

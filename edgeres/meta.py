@@ -208,7 +208,9 @@ class ModelMeta:
             raise MetadataError(msg) from None
 
 
-def default_preprocess(family: str, input_size: tuple[int, int], in_chans: int = 3) -> PreprocessSpec:
+def default_preprocess(
+    family: str, input_size: tuple[int, int], in_chans: int = 3
+) -> PreprocessSpec:
     """The preprocessing a zoo family is trained with.
 
     ImageNet models resize the shorter side to ``crop / 0.875`` (256 for 224) and centre-crop,

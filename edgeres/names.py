@@ -50,7 +50,7 @@ def _resolve(value: str | Path, table: dict[str, Path], what: str) -> Path:
     if str(value) in table:
         target = table[str(value)]
         if not target.exists():
-            msg = f"{what} {value!r} is registered but its file {target} is missing; reinstall edgeres"
+            msg = f"{what} {value!r} is registered but {target} is missing; reinstall edgeres"
             raise UnknownNameError(msg)
         return target
     valid = ", ".join(sorted(table))

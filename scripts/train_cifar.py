@@ -71,7 +71,8 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     dy = torch.randint(0, 9, (n,), generator=gen)
     rows = (dy[:, None] + torch.arange(32))[:, None, :, None]
     cols = (dx[:, None] + torch.arange(32))[:, None, None, :]
-    out = padded[torch.arange(n)[:, None, None, None], torch.arange(3)[None, :, None, None], rows, cols]
+    batch_idx = torch.arange(n)[:, None, None, None]
+    out = padded[batch_idx, torch.arange(3)[None, :, None, None], rows, cols]
     flip = torch.rand(n, generator=gen) < 0.5
     out[flip] = out[flip].flip(3)
     return out.contiguous(memory_format=torch.channels_last)
@@ -157,7 +158,8 @@ def main() -> None:
             correct += (out.argmax(1) == yb).sum().item()
             loss_sum += loss.item() * len(yb)
             if i % 50 == 0:
-                print(f"\repoch {epoch + 1}/{args.epochs} {i}/{steps_per_epoch}", end="", flush=True)
+                print(f"\repoch {epoch + 1}/{args.epochs} {i}/{steps_per_epoch}", end="",
+                      flush=True)
         test_acc = evaluate(model, xte, yte)
         rec = {
             "epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": 100.0 * correct / seen,

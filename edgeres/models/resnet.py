@@ -1,4 +1,4 @@
-"""The one ResNet class and the paper's variants as registered builders (spec tables, no subclasses).
+"""The one ResNet class and the paper's variants as registered builders (data, not subclasses).
 
 ``ResNet`` covers every family edgeres ships: an optional stem (ImageNet 7x7 + max-pool, CIFAR
 3x3, or none), a list of stages (plain or cross-stage partial), optional pre-activation final

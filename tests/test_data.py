@@ -1,0 +1,123 @@
+"""Tests for edgeres.data and edgeres.names: folders, archives, arrays and registered names."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeres.data import open_data
+from edgeres.errors import DataError, UnknownNameError
+from edgeres.meta import InputSpec, ModelMeta, default_labels, default_preprocess
+from edgeres.names import calibration_dir, dataset_paths, resolve_data
+
+META = ModelMeta(name="cifar_resnet20", family="cifar", num_classes=10,
+                 labels=default_labels("cifar", 10), input=InputSpec(shape=("batch", 3, 32, 32)),
+                 preprocess=default_preprocess("cifar", (32, 32)))
+
+
+def _small_folder(tmp_path: Path, per_class: int = 2) -> Path:
+    src = calibration_dir() / "cifar10-val"
+    for cls in ("cat", "dog"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for f in sorted((src / cls).iterdir())[:per_class]:
+            shutil.copy(f, tmp_path / "imgs" / cls / f.name)
+    return tmp_path / "imgs"
+
+
+def test_registered_names_resolve_and_unknown_lists_valid() -> None:
+    """cifar10, cifar10-val and cifar10-test exist; an unknown name lists the valid ones."""
+    for name, path in dataset_paths().items():
+        assert resolve_data(name) == path and path.exists(), name
+    with pytest.raises(UnknownNameError, match="cifar10-test") as info:
+        resolve_data("cifar100")
+    assert "cifar10-val" in str(info.value)
+
+
+def test_vendored_subsets_are_train_only_disjoint_and_match_manifest() -> None:
+    """Calibration and validation come from train, do not overlap, and match their sha256."""
+    import hashlib
+
+    sources = {}
+    for subset in ("cifar10-calib", "cifar10-val"):
+        manifest = json.loads((calibration_dir() / subset / "manifest.json").read_text())
+        assert manifest["split"] == "train" and manifest["count"] == len(manifest["files"])
+        for entry in manifest["files"][:50]:
+            data = (calibration_dir() / subset / entry["file"]).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+        assert all(e["source"].startswith("train/") for e in manifest["files"])
+        sources[subset] = {e["source"] for e in manifest["files"]}
+    assert len(sources["cifar10-calib"]) == 500 and len(sources["cifar10-val"]) == 1000
+    assert not sources["cifar10-calib"] & sources["cifar10-val"]
+
+
+def test_image_folder_labels_follow_model_labels(tmp_path: Path) -> None:
+    """Folder names map to the model's label indices (cat=3, dog=5), not to folder order."""
+    data = open_data(_small_folder(tmp_path))
+    assert data.classes == ("cat", "dog") and len(data) == 4
+    batches = list(data.batches(META, batch_size=3))
+    assert [b.inputs.shape for b in batches] == [(3, 3, 32, 32), (1, 3, 32, 32)]
+    assert np.concatenate([b.labels for b in batches]).tolist() == [3, 3, 5, 5]
+
+
+def test_unreadable_images_are_skipped_and_counted(tmp_path: Path) -> None:
+    """A corrupt JPEG is skipped, counted, and the rest still load."""
+    root = _small_folder(tmp_path)
+    (root / "cat" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    data = open_data(root)
+    n = sum(len(b.inputs) for b in data.batches(META))
+    assert n == 4 and data.skipped == 1
+
+
+def test_flat_folder_is_unlabelled_and_empty_folder_is_an_error(tmp_path: Path) -> None:
+    """A folder of images without class folders has no labels; an empty folder is refused."""
+    root = _small_folder(tmp_path)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for f in (root / "cat").iterdir():
+        shutil.copy(f, flat / f.name)
+    data = open_data(flat)
+    assert data.classes is None and next(data.batches(META)).labels is None
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no images"):
+        open_data(tmp_path / "empty")
+
+
+def test_archive_reads_the_same_pixels_as_the_folder(tmp_path: Path) -> None:
+    """A .tar.gz of an ImageFolder tree yields the same tensors and labels as the folder."""
+    root = _small_folder(tmp_path)
+    archive = tmp_path / "imgs.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(root, arcname="test")
+    a = next(open_data(root).batches(META, 10))
+    b = next(open_data(archive).batches(META, 10))
+    np.testing.assert_array_equal(a.inputs, b.inputs)
+    np.testing.assert_array_equal(a.labels, b.labels)
+
+
+def test_npz_arrays_checked_for_shape_and_finite_values(tmp_path: Path) -> None:
+    """Arrays of the right shape pass through; wrong shapes and NaNs are refused."""
+    x = np.random.default_rng(0).standard_normal((5, 3, 32, 32)).astype(np.float32)
+    np.savez(tmp_path / "ok.npz", inputs=x, labels=np.arange(5))
+    data = open_data(tmp_path / "ok.npz")
+    batch = next(data.batches(META, 8))
+    np.testing.assert_array_equal(batch.inputs, x)
+    assert batch.labels.tolist() == [0, 1, 2, 3, 4]
+    np.save(tmp_path / "wrong.npy", x[:, :, :16])
+    with pytest.raises(DataError, match="expects"):
+        next(open_data(tmp_path / "wrong.npy").batches(META))
+    x[2, 0, 0, 0] = np.nan
+    np.save(tmp_path / "nan.npy", x)
+    with pytest.raises(DataError, match="NaN"):
+        open_data(tmp_path / "nan.npy")
+
+
+def test_subset_is_deterministic() -> None:
+    """The same seed picks the same images; a different seed picks others."""
+    data = open_data("cifar10-val")
+    a, b, c = data.subset(20, seed=0), data.subset(20, seed=0), data.subset(20, seed=1)
+    assert a.items == b.items and a.items != c.items and len(a) == 20

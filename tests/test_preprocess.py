@@ -1,0 +1,90 @@
+"""Tests for edgeres.preprocess: the one numpy preprocessing every component shares."""
+
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgeres.errors import DataError
+from edgeres.meta import InputSpec, ModelMeta, PreprocessSpec, default_preprocess
+from edgeres.preprocess import load_image, normalize, prepare, resize_crop
+
+
+def _meta(spec: PreprocessSpec, **inp: object) -> ModelMeta:
+    h, w = spec.crop
+    return ModelMeta(name="m", family="custom", num_classes=2, labels=("a", "b"),
+                     input=InputSpec(shape=("batch", 3, h, w), **inp), preprocess=spec)
+
+
+def test_normalize_matches_formula() -> None:
+    """(x/255 - mean)/std in NCHW, computed by hand for one pixel per channel."""
+    spec = SimpleNamespace(mean=(0.5, 0.25, 0.0), std=(0.5, 0.25, 1.0))
+    batch = np.array([[[[255, 0, 51]]]], dtype=np.uint8)  # N=1, H=1, W=1, C=3
+    out = normalize(batch, spec)
+    assert out.shape == (1, 3, 1, 1) and out.dtype == np.float32
+    np.testing.assert_allclose(out.ravel(), [1.0, -1.0, 0.2], rtol=1e-6)
+
+
+def test_resize_shorter_side_then_center_crop_like_torchvision() -> None:
+    """A 100x200 image resized to shorter side 50 becomes 50x100, then the centre 40x40."""
+    img = np.zeros((100, 200, 3), np.uint8)
+    img[:, 100:] = 255  # right half white: the centre crop straddles the edge
+    spec = PreprocessSpec(resize=50, crop=(40, 40))
+    out = resize_crop(img, spec)
+    assert out.shape == (40, 40, 3)
+    # the crop spans columns 30..69 of the 100-wide resized image: half dark, half bright
+    assert out[:, :15].max() < 10 and out[:, -15:].min() > 245
+
+
+def test_exact_resize_and_no_op_for_model_sized_images() -> None:
+    """Exact (h, w) resizes; an image already at the crop size is passed through untouched."""
+    img = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    cifar = default_preprocess("cifar", (32, 32))
+    np.testing.assert_array_equal(resize_crop(img, cifar), img)
+    ocr = PreprocessSpec(resize=(16, 64), crop=(16, 64))
+    assert resize_crop(img, ocr).shape == (16, 64, 3)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "RGB"])
+def test_any_color_mode_becomes_rgb(mode: str) -> None:
+    """Grayscale, RGBA and palette images are converted to 3-channel uint8."""
+    buf = io.BytesIO()
+    Image.new(mode, (8, 6)).save(buf, format="PNG")
+    arr = load_image(buf.getvalue())
+    assert arr.shape == (6, 8, 3) and arr.dtype == np.uint8
+
+
+def test_grayscale_models_get_one_channel() -> None:
+    """color='L' yields HxWx1 from RGB arrays with Pillow's luma weights."""
+    rgb = np.full((2, 2, 3), (100, 150, 200), np.uint8)
+    out = load_image(rgb, "L")
+    assert out.shape == (2, 2, 1)
+    assert out[0, 0, 0] == round(100 * 0.299 + 150 * 0.587 + 200 * 0.114)
+
+
+def test_uint8_input_graphs_get_raw_pixels() -> None:
+    """A graph that normalises inside receives NHWC uint8, not floats."""
+    spec = PreprocessSpec(resize=4, crop=(4, 4))
+    meta = _meta(spec).evolve(input=InputSpec(shape=("batch", 4, 4, 3), layout="NHWC",
+                                              dtype="uint8", normalized_in_graph=True))
+    img = np.random.default_rng(1).integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    out = prepare([img, img], meta)
+    assert out.dtype == np.uint8 and out.shape == (2, 4, 4, 3)
+    np.testing.assert_array_equal(out[1], img)
+
+
+@pytest.mark.parametrize(("source", "fragment"), [
+    (b"not an image", "not a readable image"),
+    ("/nonexistent/cat.jpg", "does not exist"),
+    (np.zeros((4, 4, 3), np.float32), "uint8"),
+    (np.zeros((4, 4, 5), np.uint8), "shape"),
+])
+def test_bad_images_raise_data_error(source: object, fragment: str) -> None:
+    """Unreadable files, missing paths and wrong arrays give one-line DataErrors."""
+    with pytest.raises(DataError, match=fragment) as info:
+        load_image(source)
+    assert "\n" not in str(info.value)

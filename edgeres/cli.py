@@ -9,6 +9,7 @@ one place (``_Group.invoke``); ``--debug`` re-raises it with its traceback.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -82,6 +83,370 @@ def models() -> None:
         size = "x".join(map(str, info.input_size))
         rows.append([name, info.family, f"{params / 1e6:.2f}M", f"{macs / 1e9:.3f}G", size])
     _echo_table("edgeres model zoo", ["model", "family", "params", "MACs", "input"], rows)
+
+
+# --- export / info ------------------------------------------------------------------------------
+
+
+def _numbers(text: str | None, what: str, kind: type = float) -> tuple[Any, ...] | None:
+    """``"0.5,0.5,0.5"`` → floats, ``"32x128"`` → ints; a bad value is a one-line error."""
+    if text is None:
+        return None
+    try:
+        return tuple(kind(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        msg = f"{what} {text!r} is not a list of numbers, e.g. " + (
+            "--input-size 224 or 32x128" if kind is int else f"--{what} 0.485,0.456,0.406")
+        raise EdgeresError(msg) from None
+
+
+def _read_labels(path: Path | None) -> list[str] | None:
+    if path is None:
+        return None
+    labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    while labels and not labels[-1]:
+        labels.pop()
+    return labels
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--weights", help="Checkpoint (.pt/.pth state dict) or a registered name: cifar10.")
+@click.option("--num-classes", type=click.IntRange(min=0), help="Expected classes (checked).")
+@click.option("--input-size", help="Input side or HxW (default: the model's).")
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Text file, one label per line.")
+@click.option("--mean", help="Per-channel mean on the 0-1 scale, e.g. 0.485,0.456,0.406.")
+@click.option("--std", help="Per-channel std on the 0-1 scale, e.g. 0.229,0.224,0.225.")
+@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset, 13-21.")
+@click.option("--batch", default="dynamic", show_default=True, help="'dynamic' or a fixed size.")
+@click.option("--fp16", is_flag=True, help="Half-precision weights (float32 inputs/outputs).")
+@click.option("--uint8-input", is_flag=True, help="Take uint8 NHWC pixels; normalise in-graph.")
+@click.option("--simplify", is_flag=True, help="Simplify with onnxslim (verified again).")
+@click.option("--atol", type=float, help="Parity tolerance (default 1e-4, fp16 1e-3).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def export(model: str, weights: str | None, num_classes: int | None, input_size: str | None,
+           labels: Path | None, mean: str | None, std: str | None, opset: int, batch: str,
+           fp16: bool, uint8_input: bool, simplify: bool, atol: float | None,
+           output: Path) -> None:
+    """Export MODEL (see `edgeres models`) to ONNX, checked against PyTorch.
+
+    \b
+    Example:
+        edgeres export cifar_resnet20 --weights cifar10 --uint8-input -o resnet20.onnx
+    """
+    import logging
+
+    from edgeres.export import ExportConfig, export_onnx, zoo_meta
+    from edgeres.models import create_model, model_info
+    from edgeres.models.weights import load_weights
+
+    model_info(model)  # an unknown name fails here, with suggestions, before any work
+    size = _numbers(input_size, "input size", int)
+    config = ExportConfig(opset=opset, batch=int(batch) if batch.isdigit() else batch, fp16=fp16,
+                          uint8_input=uint8_input, simplify=simplify, atol=atol)
+    loaded = load_weights(model, weights, num_classes=num_classes) if weights else None
+    meta = zoo_meta(model, num_classes=loaded.num_classes if loaded else num_classes,
+                    input_size=size, labels=_read_labels(labels), mean=_numbers(mean, "mean"),
+                    std=_numbers(std, "std"), weights_sha256=loaded.sha256 if loaded else None)
+    net = loaded.model if loaded else None
+    if net is None:
+        logging.getLogger(__name__).warning(
+            "no --weights: %s gets a fixed-seed random init, so its accuracy is meaningless", model)
+        import torch
+
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            net = create_model(model, num_classes=meta.num_classes)
+    r = export_onnx(net, output, meta=meta, config=config)
+    top1 = "n/a (feature map)" if r.top1_agreement is None else f"{r.top1_agreement:.1%}"
+    click.echo(f"parity vs PyTorch on {r.parity_inputs} random inputs: max abs err "
+               f"{r.max_abs_err:.3g}, max rel err {r.max_rel_err:.3g}, top-1 agreement {top1} "
+               f"(tolerance {r.tolerance:.3g})")
+    click.echo(f"export time: {r.export_seconds:.2f} s ({r.seconds:.2f} s with verification)")
+    click.echo(f"wrote {r.path} ({r.size_bytes / 1e6:.1f} MB, {r.num_nodes} nodes, "
+               f"opset {r.opset})")
+
+
+@cli.command()
+@click.argument("model_file", type=click.Path(path_type=Path))
+def info(model_file: Path) -> None:
+    """Show what MODEL_FILE (.onnx or OpenVINO .xml) holds: record, inputs, outputs, nodes.
+
+    \b
+    Example:
+        edgeres info resnet20.onnx
+    """
+    from edgeres.describe import describe_model_file
+
+    d = describe_model_file(model_file)
+    opset = f", opset {d.opset}" if d.opset is not None else ""
+    click.echo(f"{d.path}: {d.format}{opset}, {d.size_bytes:,} bytes ({d.size_bytes / 1e6:.1f} MB)")
+    for kind, tensors in (("input", d.inputs), ("output", d.outputs)):
+        for t in tensors:
+            click.echo(f"{kind:<7} {t.name}  [{', '.join(map(str, t.shape))}]  {t.dtype}")
+    if d.node_counts is None:
+        click.echo(f"nodes: not counted (read with {d.reader}; install onnx to count)")
+    else:
+        ops = ", ".join(f"{op} {n}" for op, n in d.node_counts.items())
+        click.echo(f"nodes: {sum(d.node_counts.values())} ({ops})")
+    if d.meta is None:
+        click.echo("metadata record: none (not exported by edgeres)")
+    else:
+        click.echo("metadata record:")
+        click.echo(d.meta.to_json())
+
+
+# --- bench -------------------------------------------------------------------------------------
+
+_OUT = click.Path(dir_okay=False, path_type=Path)
+
+
+@cli.command()
+@click.argument("model", nargs=-1, required=True)
+@click.option("--runtime", help="Comma list of torch-cpu, ort-cpu, ort-cuda, ort-tensorrt, "
+              "openvino-cpu, openvino-gpu, or all [default: every CPU runtime installed].")
+@click.option("--precision", help="Comma list of fp32, fp16, int8 [default: the model's own].")
+@click.option("--calib", default="cifar10", show_default=True, help="Calibration data for int8.")
+@click.option("--batch", default="1", show_default=True, help="Comma list of batch sizes.")
+@click.option("--threads", type=int, help="Threads for every runtime [default: physical cores].")
+@click.option("--warmup", type=int, default=5, show_default=True, help="Untimed calls per row.")
+@click.option("--iterations", type=int, help="Timed calls per row per round.")
+@click.option("--duration", type=float, help="Timed seconds per row [default: 2].")
+@click.option("--rounds", type=int, default=5, show_default=True, help="Interleaved rounds.")
+@click.option("--eval", "eval_data", help="Labelled data for top-1/top-5 and agreement.")
+@click.option("--limit", type=int, help="Evaluate only this many images.")
+@click.option("--no-memory", is_flag=True, help="Skip the per-row peak-memory subprocesses.")
+@click.option("--conditions", help="Free text recorded with the results (machine load, ...).")
+@click.option("--json", "json_out", type=_OUT, help="Write results as JSON (schema_version 1).")
+@click.option("--csv", "csv_out", type=_OUT, help="Write one CSV line per row.")
+@click.option("--markdown", "md_out", type=_OUT, help="Write a markdown report.")
+@click.option("--plot", "plot_out", type=_OUT, help="Write a PNG (needs edgeres[plot]).")
+def bench(model: tuple[str, ...], runtime: str | None, precision: str | None, calib: str,
+          batch: str, threads: int | None, warmup: int, iterations: int | None,
+          duration: float | None, rounds: int, eval_data: str | None, limit: int | None,
+          no_memory: bool, conditions: str | None, json_out: Path | None, csv_out: Path | None,
+          md_out: Path | None, plot_out: Path | None) -> None:
+    """Latency, throughput, size, memory and accuracy of MODEL(s) on every runtime.
+
+    MODEL is an .onnx file, an OpenVINO .xml, a registered model file (cifar10) or a zoo
+    name (exported on the fly). Runtimes that are not available here are listed as skipped.
+
+    \b
+    Example:
+        edgeres bench resnet18 --precision fp32,int8 --batch 1,8 --json bench.json
+    """
+    from edgeres.bench import (
+        BenchConfig,
+        parse_batches,
+        parse_precisions,
+        parse_runtimes,
+        report,
+        run_bench,
+    )
+
+    config = BenchConfig(
+        runtimes=parse_runtimes(runtime), precisions=parse_precisions(precision),
+        batches=parse_batches(batch), threads=threads, warmup=warmup, rounds=rounds,
+        iterations=iterations, duration=duration, calib=calib, eval_data=eval_data,
+        limit=limit, memory=not no_memory, conditions=conditions)
+    report.check_outputs([json_out, csv_out, md_out], plot=plot_out)
+    run = run_bench(model, config)
+    _render_bench(run, json_out, csv_out, md_out, plot_out)
+    if run.interrupted:
+        click.echo("Interrupted: the results measured so far were saved (rows marked partial).",
+                   err=True)
+        sys.exit(130)
+
+
+def _render_bench(run: Any, json_out: Path | None, csv_out: Path | None, md_out: Path | None,
+                  plot_out: Path | None) -> None:
+    """Print the table, the machine and the notes; write the requested files."""
+    from rich.console import Console
+
+    from edgeres.bench import report
+
+    Console(width=None if sys.stdout.isatty() else 220).print(report.table(run))
+    for line in report.environment_lines(run):
+        click.echo(line)
+    for note in run.notes:
+        click.echo(f"note: {report.note_text(note, run.rows)}")
+    for path, write in ((json_out, report.write_json), (csv_out, report.write_csv),
+                        (md_out, report.write_markdown), (plot_out, report.write_plot)):
+        if path is not None:
+            write(run, path)
+            click.echo(f"wrote {path}")
+
+
+# --- predict / package -------------------------------------------------------------------------
+
+
+def _predictions_json(predictor: Any, images: tuple[str, ...], results: list[Any]) -> str:
+    """The --json document; a bundle's infer.py prints the same keys."""
+    import json
+
+    return json.dumps({
+        "schema_version": 1, "model": predictor.meta.name, "model_file": str(predictor.path),
+        "runtime": predictor.runtime, "executed_precision": predictor.executed_precision,
+        "predictions": [{"image": image, **r.to_dict()}
+                        for image, r in zip(images, results, strict=True)],
+    }, indent=1)
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("images", nargs=-1, required=True)
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Classes to show per image.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema_version 1).")
+@click.option("--backend", type=click.Choice(["auto", "ort", "openvino"]), default="auto",
+              show_default=True, help="auto: OpenVINO for .xml, ONNX Runtime for .onnx.")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "tensorrt", "gpu"]), default="cpu",
+              show_default=True, help="A GPU is used only when asked for.")
+@click.option("--precision", type=click.Choice(["model", "fast"]), default="model",
+              show_default=True, help="fast: let the runtime lower fp32 (bf16 on AMX).")
+@click.option("--threads", type=click.IntRange(min=1), help="Inference threads.")
+def predict(model: str, images: tuple[str, ...], top_k: int, as_json: bool, backend: str,
+            device: str, precision: str, threads: int | None) -> None:
+    """Classify IMAGE(s) with MODEL: an .onnx or OpenVINO .xml file, or a registered name.
+
+    Works with the base install (numpy, onnxruntime, Pillow; no torch, no onnx). The model's
+    metadata record gives the preprocessing and the labels.
+
+    \b
+    Example:
+        edgeres predict cifar10 cat.jpg dog.png --top-k 3
+    """
+    from edgeres.names import resolve_model_file
+    from edgeres.runtime import load
+
+    p = load(resolve_model_file(model), backend=backend, device=device, precision=precision,
+             threads=threads)
+    results = p.predict(list(images), top_k=top_k)
+    if as_json:
+        click.echo(_predictions_json(p, images, results))
+        return
+    click.echo(f"{p.meta.name} on {p.runtime} ({p.executed_precision})")
+    for image, r in zip(images, results, strict=True):
+        click.echo(image)
+        for label, prob in zip(r.labels, r.probabilities, strict=True):
+            click.echo(f"  {prob:8.4f}  {label}")
+
+
+@cli.command("package")
+@click.argument("model")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="Bundle folder to create, or a path ending in .zip.")
+@click.option("--force", is_flag=True, help="Replace an existing bundle at OUTPUT.")
+def package_command(model: str, output: Path, force: bool) -> None:
+    """Write a device bundle for MODEL (.onnx, OpenVINO .xml, or a registered name).
+
+    The bundle holds the model, metadata.json, labels.txt, requirements.txt, a one-file
+    infer.py and a README, and runs with numpy, Pillow and one runtime: no edgeres needed.
+
+    \b
+    Example:
+        edgeres package cifar10 -o cifar10-bundle.zip
+    """
+    from edgeres.package import package
+
+    r = package(model, output, overwrite=force)
+    click.echo(f"wrote {r.path} ({r.size_bytes / 1e6:.1f} MB: {', '.join(r.files)})")
+    click.echo(f"needs numpy, Pillow and {r.runtime}; checked: the bundled model loads and "
+               f"classifies a grey test image as {r.check_label!r}")
+
+
+# --- quantize -----------------------------------------------------------------------------------
+
+
+@cli.command("quantize")
+@click.argument("model")
+@click.option("--calib", required=True, help="Calibration data: folder, .npy/.npz, or cifar10.")
+@click.option("--backend", type=click.Choice(["ort", "openvino"]), default="ort", show_default=True,
+              help="ort: ONNX Runtime QDQ .onnx; openvino: NNCF, OpenVINO IR .xml.")
+@click.option("--target", type=click.Choice(["auto", "x86-vnni", "x86", "arm", "tensorrt"]),
+              default="auto", show_default=True, help="Deployment hardware (auto: this host).")
+@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]),
+              help="Calibration method [default: minmax for ort, NNCF's own for openvino].")
+@click.option("--samples", type=click.IntRange(min=1), default=300, show_default=True,
+              help="Calibration images, drawn with a fixed seed.")
+@click.option("--per-channel/--per-tensor", default=None, help="Weight scales [default: target's].")
+@click.option("--exclude", multiple=True, help="Node name to keep in float (repeatable).")
+@click.option("--val", help="Labelled validation data (e.g. cifar10-val) for fp32 vs int8.")
+@click.option("--max-drop", type=float, help="Top-1 budget in points on --val; layers go float.")
+@click.option("--eval", "eval_data", help="Labelled test data, reported only (e.g. cifar10-test).")
+@click.option("--preset", type=click.Choice(["performance", "mixed"]), default="performance",
+              show_default=True, help="NNCF preset (openvino backend).")
+@click.option("--mean", help="For a model without a record: mean, e.g. 0.485,0.456,0.406.")
+@click.option("--std", help="For a model without a record: std, e.g. 0.229,0.224,0.225.")
+@click.option("--input-size", help="For a model without a record: side or HxW.")
+@click.option("--layout", type=click.Choice(["NCHW", "NHWC"]), help="For a model without a record.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="int8 model: .onnx (ort) or .xml (openvino, .bin beside it).")
+def quantize_command(model: str, calib: str, backend: str, target: str, method: str | None,
+                     samples: int, per_channel: bool | None, exclude: tuple[str, ...],
+                     val: str | None, max_drop: float | None, eval_data: str | None, preset: str,
+                     mean: str | None, std: str | None, input_size: str | None,
+                     layout: str | None, output: Path) -> None:
+    """Quantize MODEL (.onnx or a registered name) to static int8, calibrated on --calib.
+
+    With --val and --max-drop, the most sensitive layers return to float until the top-1
+    drop on the validation data fits the budget. A JSON report goes beside the output.
+
+    \b
+    Example:
+        edgeres quantize cifar10 --calib cifar10 --val cifar10-val --max-drop 0.5 \\
+            --eval cifar10-test -o resnet20-int8.onnx
+    """
+    from edgeres.calibration import CalibrationSet, model_record
+    from edgeres.names import resolve_model_file
+    from edgeres.quantize import QuantConfig, quantize
+
+    config = QuantConfig(target=target, method=method, samples=samples, per_channel=per_channel,
+                         exclude=exclude, val=val, max_drop=max_drop, eval=eval_data,
+                         preset=preset)  # type: ignore[arg-type]
+    src = resolve_model_file(model)
+    size = _numbers(input_size, "input size", int)
+    meta = model_record(src, mean=_numbers(mean, "mean"), std=_numbers(std, "std"),
+                        input_size=(size * 2)[:2] if size else None, layout=layout)
+    report = quantize(src, output, CalibrationSet.from_data(calib, meta), backend=backend,
+                      config=config)  # type: ignore[arg-type]
+    _render_quant(report)
+
+
+def _render_quant(r: Any) -> None:
+    """Print a ``QuantReport``: calibration, types, accuracies, float layers, per-layer SQNR."""
+    c, d = r.calibration, r.details
+    click.echo(f"calibration: {c.count} images from {r.calibration_data} ({c.skipped} unreadable "
+               f"skipped), method {r.method}")
+    click.echo(f"target {r.target}: activations {d['activation_type']}"
+               f"{' symmetric' if d['activation_symmetric'] else ''}, weights int8 "
+               f"{'per-channel' if d['per_channel'] else 'per-tensor'}"
+               f"{', 7-bit (reduce_range)' if d.get('reduce_range') else ''}")
+    if r.layers:
+        rows = [[e.name, e.op_type, "float" if e.float else "int8",
+                 "inf" if e.sqnr_db == float("inf") else f"{e.sqnr_db:.1f}"] for e in r.layers]
+        _echo_table("per-layer output SQNR vs fp32 (dB, higher is better)",
+                    ["layer", "op", "kept", "SQNR"], rows)
+    for what, acc in (("validation", r.validation), ("evaluation", r.evaluation)):
+        if acc is not None:
+            click.echo(f"{what} on {acc.data} ({acc.count} images): fp32 top-1 "
+                       f"{acc.fp32_top1:.2f}%, int8 {acc.int8_top1:.2f}%, drop {acc.drop:+.2f}")
+    fb = r.fallback
+    if fb is not None and len(fb.attempts) > 1:
+        first = fb.attempts[0]
+        click.echo(f"all-int8 top-1 {first.top1:.2f}% (drop {first.drop:+.2f}) missed the "
+                   f"{r.max_drop:g}-point budget")
+    if fb is not None and fb.costs:
+        click.echo(f"float layers to meet the {r.max_drop:g}-point budget "
+                   f"({len(fb.attempts)} candidates measured):")
+        for cost in fb.costs:
+            ms = "n/a" if cost.latency_cost_ms is None else f"{cost.latency_cost_ms:+.3f} ms"
+            click.echo(f"  {cost.name}: {cost.sqnr_gain_db:+.2f} dB output SQNR, {ms}")
+        click.echo(f"  latency (batch 1, 1 thread): all-int8 {fb.latency_ms['int8']:.3f} ms, "
+                   f"chosen {fb.latency_ms['chosen']:.3f} ms")
+    click.echo(f"float layers: {', '.join(r.float_layers) if r.float_layers else 'none'}")
+    click.echo(f"wrote {r.dst} ({r.seconds:.1f} s); report {r.report_path}")
 
 
 def main() -> None:

@@ -47,6 +47,10 @@ class QuantizationError(EdgeresError):
     """Raised when quantization cannot run or its result fails its checks."""
 
 
+class ConfigError(EdgeresError, ValueError):
+    """Raised when command options are invalid (unknown runtime label, bad batch list, ...)."""
+
+
 def missing_extra(package: str, extra: str) -> BackendNotAvailable:
     """Build the error for an optional dependency that is not installed.
 

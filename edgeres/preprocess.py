@@ -10,6 +10,7 @@ copy it into a bundle unchanged except for that one line.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,17 +40,23 @@ def load_image(source: Any, color: str = "RGB") -> np.ndarray:
         return _check_array(source, color)
     from PIL import Image, UnidentifiedImageError
 
+    if not isinstance(source, str | os.PathLike | bytes | bytearray | Image.Image):
+        msg = (f"cannot read an image from a {type(source).__name__}; pass a file path, "
+               "encoded bytes, a PIL image or an HWC uint8 array")
+        raise DataError(msg)
+
     try:
         if isinstance(source, Image.Image):
-            img = source
-        elif isinstance(source, bytes | bytearray):
-            import io
-
-            img = Image.open(io.BytesIO(source))
+            arr = np.asarray(source.convert(color))
         else:
-            img = Image.open(Path(source))
-        img = img.convert(color)
-        arr = np.asarray(img)
+            if isinstance(source, bytes | bytearray):
+                import io
+
+                source_file: Any = io.BytesIO(source)
+            else:
+                source_file = Path(source)
+            with Image.open(source_file) as img:  # closes the file as soon as it is decoded
+                arr = np.asarray(img.convert(color))
     except FileNotFoundError:
         msg = f"image {source} does not exist; check the path"
         raise DataError(msg) from None
@@ -119,8 +126,9 @@ def _center_crop(image: np.ndarray, crop: tuple[int, int]) -> np.ndarray:
     h, w = image.shape[:2]
     ch, cw = crop
     if h < ch or w < cw:  # torchvision pads with zeros when the crop is larger than the image
-        pad = ((max(0, (ch - h + 1) // 2), max(0, (ch - h) // 2)),
-               (max(0, (cw - w + 1) // 2), max(0, (cw - w) // 2)), (0, 0))
+        # torchvision center_crop: top/left get diff // 2, bottom/right get (diff + 1) // 2.
+        pad = ((max(0, (ch - h) // 2), max(0, (ch - h + 1) // 2)),
+               (max(0, (cw - w) // 2), max(0, (cw - w + 1) // 2)), (0, 0))
         image = np.pad(image, pad)
         h, w = image.shape[:2]
     top = int(round((h - ch) / 2.0))

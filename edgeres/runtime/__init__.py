@@ -1,9 +1,11 @@
 """THE EMBEDDABLE PART: load a model and predict with numpy plus one inference runtime.
 
 Everything the predictor needs (input size, layout, resize/crop, mean/std, labels, whether the
-graph takes uint8 pixels) comes from the model's metadata record. Imports only the stdlib,
-numpy, ``edgeres.errors``/``meta``/``preprocess`` and, lazily, onnxruntime or openvino — never
-torch, onnx or click. Library code never prints or exits: problems are ``EdgeresError``s.
+graph takes uint8 pixels) comes from the model's metadata record; a model without one loads
+when the caller supplies it (``meta=edgeres.meta.custom_meta(...)``). Imports only the stdlib,
+numpy, ``edgeres.errors``/``meta``/``preprocess`` and, lazily, onnxruntime or openvino (Pillow
+only when an image is decoded) — never torch, onnx or click. Library code never prints or
+exits: every problem is an ``EdgeresError`` naming it.
 
 Example:
     >>> from edgeres import runtime
@@ -13,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,22 +25,33 @@ import numpy as np
 from edgeres.errors import BackendNotAvailable, DataError, MetadataError, ModelFileError
 from edgeres.meta import ModelMeta
 from edgeres.preprocess import prepare
+from edgeres.runtime.backends import BACKENDS, BackendOptions, OpenVINOBackend, OrtBackend
 
-__all__ = ["Prediction", "Predictor", "load"]
+__all__ = ["Prediction", "Predictor", "load", "topk_predictions"]
+
+log = logging.getLogger(__name__)
 
 Backend = Literal["auto", "ort", "openvino"]
 Device = Literal["cpu", "cuda", "tensorrt", "gpu"]
+PREDICT_BATCH = 32  # images decoded and run per call in predict(); bounds memory for long lists
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """Top-k result for one image, best first."""
+    """Top-k result for one image, best first.
+
+    Attributes:
+        labels: class names.
+        indices: class indices into the model's output.
+        probabilities: softmax probabilities of those classes.
+    """
 
     labels: tuple[str, ...]
     indices: tuple[int, ...]
     probabilities: tuple[float, ...]
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types, as ``edgeres predict --json`` and a bundle's ``infer.py`` print."""
         return {"labels": list(self.labels), "indices": list(self.indices),
                 "probabilities": list(self.probabilities)}
 
@@ -45,16 +59,27 @@ class Prediction:
 class Predictor:
     """A loaded model: ``run`` for prepared tensors, ``predict`` for images.
 
-    Thread safety: one Predictor may be called from several threads at once. ONNX Runtime
-    sessions are thread-safe; the OpenVINO backend keeps one infer request per thread.
+    The runtime session is created once, in ``load``, and reused by every call. One Predictor
+    may be called from several threads at once: ONNX Runtime's ``InferenceSession.run`` is
+    thread-safe, and the OpenVINO backend keeps one infer request per thread. Results do not
+    depend on how calls are spread over threads.
+
+    Attributes:
+        backend: the runtime wrapper; ``backend.details`` says what executes.
+        meta: the metadata record driving preprocessing and labels.
+        path: the model file.
     """
 
     def __init__(self, backend: Any, meta: ModelMeta, path: Path) -> None:
         self.backend = backend
         self.meta = meta
         self.path = path
+        self._sample_shape, self._batch = _check_record(backend, meta, path)
         self._dtype = backend.input_dtype
-        self._sample_shape = tuple(meta.input.shape[1:])
+        self._run = backend.run
+
+    def __repr__(self) -> str:
+        return f"Predictor({self.path.name!r}, runtime={self.runtime!r}, meta={self.meta.name!r})"
 
     @property
     def runtime(self) -> str:
@@ -63,59 +88,165 @@ class Predictor:
 
     @property
     def executed_precision(self) -> str:
-        """The precision the runtime reports it executes (OpenVINO may lower fp32 to bf16)."""
-        return self.backend.executed_precision
+        """The precision that executes: the record's, unless the runtime lowered it ("fast")."""
+        return self.backend.executed_precision or self.meta.precision
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        """The dtype ``run`` takes: float32 (NCHW), or uint8 (NHWC) for uint8-input graphs."""
+        return self._dtype
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one sample ``run`` takes, without the batch axis."""
+        return self._sample_shape
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        """Run already-prepared input (NCHW float32, or NHWC uint8 for uint8-input graphs).
+        """Run already-prepared input and return the raw outputs (logits).
+
+        The input goes to the runtime as it is, with no copy; the check is a few attribute
+        comparisons, so a call costs microseconds more than the runtime's own.
+
+        Args:
+            x: NCHW float32 (as ``edgeres.preprocess.prepare`` makes), or NHWC uint8 for
+                graphs that normalise inside (``meta.input.normalized_in_graph``).
+
+        Returns:
+            The model's first output, one row per sample.
 
         Raises:
-            DataError: if ``x`` has the wrong dtype or sample shape.
+            DataError: if ``x`` is not an array of the model's dtype and sample shape.
         """
-        if x.dtype != self._dtype or x.shape[1:] != self._sample_shape:
+        if (
+            not isinstance(x, np.ndarray)
+            or x.dtype != self._dtype
+            or x.shape[1:] != self._sample_shape
+            or (x.shape[0] != self._batch if self._batch else not x.shape[0])
+        ):
             self._reject(x)
-        return self.backend.run(x)
+        return self._run(x)
 
     def _reject(self, x: Any) -> None:
+        want = f"({self._batch or 'N'}, {', '.join(map(str, self._sample_shape))})"
         if not isinstance(x, np.ndarray):
             msg = f"run() takes a numpy array, got {type(x).__name__}; use predict() for images"
         elif x.dtype != self._dtype:
-            msg = (f"input dtype {x.dtype} does not match the model's {self._dtype}; "
-                   "use predict() or edgeres.preprocess.prepare()")
+            msg = (f"input dtype {x.dtype} does not match the model's {self._dtype}; prepare "
+                   "images with predict() or edgeres.preprocess.prepare()")
         else:
-            msg = (f"input shape {x.shape} does not match the model's "
-                   f"(N, {', '.join(map(str, self._sample_shape))})")
+            msg = f"input shape {x.shape} does not match the model's {want}"
         raise DataError(msg)
 
     def predict(self, images: Any, top_k: int = 5) -> list[Prediction]:
-        """Classify images: paths, encoded bytes, PIL images or HWC uint8 arrays (or a list).
+        """Classify images with the preprocessing the metadata record describes.
+
+        Args:
+            images: a file path, encoded bytes, a PIL image, an HWC uint8 array, or a list
+                of these (decoded and run ``PREDICT_BATCH`` at a time).
+            top_k: classes to return per image, best first (all, when the model has fewer).
 
         Returns:
-            One ``Prediction`` per image with the ``top_k`` labels, indices and softmax
-            probabilities.
+            One ``Prediction`` per image (a list even for one image).
 
         Raises:
-            DataError: if an image cannot be read; MetadataError for a feature extractor.
+            DataError: if an image cannot be read, an array has the wrong dtype/shape, no
+                image is given, or ``top_k`` is not a positive integer.
+            MetadataError: if the model is a feature extractor (no classes).
         """
+        if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or top_k < 1:
+            msg = f"top_k must be a positive integer, got {top_k!r}"
+            raise DataError(msg)
         if not self.meta.num_classes:
             msg = f"{self.path} outputs feature maps, not classes; use run() instead of predict()"
             raise MetadataError(msg)
-        logits = self.run(prepare(images, self.meta))
-        return topk_predictions(logits, self.meta.labels, top_k)
+        items = list(images) if isinstance(images, list | tuple) else [images]
+        if not items:
+            msg = "no images given; pass at least one image"
+            raise DataError(msg)
+        step = self._batch or PREDICT_BATCH
+        out: list[Prediction] = []
+        for start in range(0, len(items), step):
+            x = prepare(items[start : start + step], self.meta)
+            if x.dtype != self._dtype:  # fp16-input graphs; prepare() makes float32
+                x = x.astype(self._dtype)
+            n = len(x)
+            if self._batch and n < self._batch:  # fixed-batch graph: pad the last chunk
+                x = np.concatenate([x, np.zeros((self._batch - n, *x.shape[1:]), x.dtype)])
+            out.extend(topk_predictions(self.run(x)[:n], self.meta.labels, int(top_k)))
+        return out
+
+
+def _softmax_topk(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and softmax probabilities of the ``k`` best classes per row, best first.
+
+    Probabilities are computed in float64 after subtracting the row maximum (no overflow);
+    ties keep the lower class index first. ``edgeres package`` copies this function's source
+    into a bundle's ``infer.py``, so bundles rank exactly as the runtime does.
+    """
+    z = np.asarray(logits, dtype=np.float64).reshape(len(logits), -1)
+    k = max(1, min(int(k), z.shape[1]))
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    probs = e / e.sum(axis=1, keepdims=True)
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(probs, order, axis=1)
 
 
 def topk_predictions(logits: np.ndarray, labels: tuple[str, ...], top_k: int) -> list[Prediction]:
-    """Softmax probabilities and the ``top_k`` classes of each row of ``logits``."""
-    logits = logits.reshape(len(logits), -1).astype(np.float64)
-    k = max(1, min(top_k, logits.shape[1]))
-    z = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs = z / z.sum(axis=1, keepdims=True)
-    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    """Softmax probabilities and the ``top_k`` classes of each row of ``logits``.
+
+    Args:
+        logits: one row of raw scores per image.
+        labels: class names; indices beyond them are named by their number.
+        top_k: classes per row (clipped to the number of classes).
+
+    Returns:
+        One ``Prediction`` per row.
+    """
+    order, probs = _softmax_topk(logits, top_k)
     return [
         Prediction(tuple(labels[i] if i < len(labels) else str(i) for i in row),
-                   tuple(int(i) for i in row), tuple(float(probs[n, i]) for i in row))
-        for n, row in enumerate(order)
+                   tuple(int(i) for i in row), tuple(float(p) for p in prow))
+        for row, prow in zip(order.tolist(), probs, strict=True)
     ]
+
+
+def _check_record(backend: Any, meta: ModelMeta, path: Path) -> tuple[tuple[int, ...], int]:
+    """Check the record against the graph; return the sample shape and fixed batch (0: any)."""
+    sample = tuple(meta.input.shape[1:])
+    if len(sample) != 3 or not all(isinstance(d, int) and d > 0 for d in sample):
+        msg = (f"the record of {path} gives input shape {meta.input.shape}; it must be "
+               "(batch, C, H, W) or (batch, H, W, C) with fixed C, H, W")
+        raise MetadataError(msg)
+    graph = backend.input_shape
+    for got, want in zip(graph[1:], sample, strict=True):
+        if isinstance(got, int) and got > 0 and got != want:
+            msg = (f"the record says input {sample} but the graph of {path} takes "
+                   f"{tuple(graph[1:])}; fix the record (meta=) or re-export the model")
+            raise MetadataError(msg)
+    uint8_graph = backend.input_dtype == np.uint8
+    if uint8_graph != bool(meta.input.normalized_in_graph):
+        kind = "uint8 pixels" if uint8_graph else f"{backend.input_dtype} tensors"
+        msg = (f"the graph of {path} takes {kind} but its record says normalized_in_graph="
+               f"{meta.input.normalized_in_graph}; re-export the model")
+        raise MetadataError(msg)
+    classes = backend.output_shape[-1] if backend.output_shape else None
+    if meta.num_classes and isinstance(classes, int) and classes != meta.num_classes:
+        msg = (f"the record says {meta.num_classes} classes but the graph of {path} outputs "
+               f"{classes}; fix the record (meta=) or re-export the model")
+        raise MetadataError(msg)
+    batch = graph[0] if isinstance(graph[0], int) and graph[0] > 0 else 0
+    return sample, batch
+
+
+def _missing_record(path: Path, backend: Any) -> MetadataError:
+    shape = backend.input_shape
+    size = "(H, W)" if not all(isinstance(d, int) for d in shape[1:]) else (
+        f"({shape[2]}, {shape[3]})" if shape[1] in (1, 3) else f"({shape[1]}, {shape[2]})")
+    classes = backend.output_shape[-1] if backend.output_shape else "?"
+    msg = (f"{path} carries no edgeres metadata record, so its preprocessing is unknown; "
+           "re-export it with `edgeres export`, or pass meta=edgeres.meta.custom_meta("
+           f"input_size={size}, mean=..., std=..., num_classes={classes}) to runtime.load")
+    return MetadataError(msg)
 
 
 def load(
@@ -131,27 +262,35 @@ def load(
     """Load a model file for inference.
 
     Args:
-        path: an ``.onnx`` file or an OpenVINO IR ``.xml``.
-        backend: "ort", "openvino", or "auto" (OpenVINO for IR, ONNX Runtime for ONNX).
+        path: an ``.onnx`` file or an OpenVINO IR ``.xml`` (with its ``.bin`` beside it).
+        backend: "ort", "openvino", or "auto" (OpenVINO for IR and for device "gpu",
+            ONNX Runtime otherwise).
         device: "cpu", "cuda"/"tensorrt" (ONNX Runtime), "gpu" (OpenVINO). A GPU is used only
             when asked for, and asking for one that is absent is an error.
-        precision: "model" runs what the model says (fp32 stays fp32 on OpenVINO); "fast"
-            lets the runtime lower it (bf16 on AMX CPUs) and ``executed_precision`` says so.
+        precision: "model" runs what the record says (fp32 stays fp32, also on OpenVINO);
+            "fast" lets the runtime lower it (bf16 on AMX CPUs, fp16 on TensorRT), which
+            ``executed_precision`` reports and the log records at INFO level.
         threads: intra-op threads; the runtime's default when None.
-        meta: the metadata record for a model that carries none.
-        session_options: an ``onnxruntime.SessionOptions`` to start from (ONNX Runtime only).
+        meta: the metadata record for a model that carries none (or to override it).
+        session_options: an ``onnxruntime.SessionOptions`` to start from (ONNX Runtime only;
+            ``threads`` overrides its ``intra_op_num_threads``).
 
     Returns:
         A ``Predictor`` whose session is created once and reused.
 
     Raises:
         ModelFileError: missing, corrupt or non-classifier model file.
-        BackendNotAvailable: runtime, device or extra not available.
-        MetadataError: the model has no record and ``meta`` was not given.
+        BackendNotAvailable: unknown or uninstalled runtime, or a device that is not present.
+        MetadataError: no record and no ``meta``, or a record that does not fit the graph.
+        EdgeresError: an invalid ``precision`` or ``threads``.
     """
     path = Path(path)
+    options = BackendOptions(device=device, precision=precision, threads=threads)
+    if backend not in BACKENDS:
+        msg = f"unknown backend {backend!r}; use auto, ort or openvino"
+        raise BackendNotAvailable(msg)
     if not path.is_file():
-        msg = f"model file {path} does not exist; pass an .onnx or OpenVINO .xml file"
+        msg = f"model file {path} does not exist; pass an .onnx file or an OpenVINO IR .xml"
         raise ModelFileError(msg)
     kind = {".onnx": "onnx", ".xml": "ir"}.get(path.suffix.lower())
     if kind is None:
@@ -159,23 +298,20 @@ def load(
         raise ModelFileError(msg)
     if backend == "auto":
         backend = "openvino" if kind == "ir" or device == "gpu" else "ort"
+    if session_options is not None and backend != "ort":
+        msg = "session_options applies to ONNX Runtime only; drop it or use backend='ort'"
+        raise BackendNotAvailable(msg)
+    impl: Any
     if backend == "ort":
         if kind == "ir":
-            msg = f"{path} is an OpenVINO IR; ONNX Runtime needs an .onnx file (use --backend openvino)"
+            msg = f"{path} is an OpenVINO IR; ONNX Runtime needs .onnx (use backend openvino)"
             raise ModelFileError(msg)
-        from edgeres.runtime.backends import OrtBackend
-
-        impl: Any = OrtBackend(path, device, threads, session_options)
-    elif backend == "openvino":
-        from edgeres.runtime.backends import OpenVINOBackend
-
-        impl = OpenVINOBackend(path, device, threads, precision)
+        impl = OrtBackend(path, options, meta=meta, session_options=session_options)
     else:
-        msg = f"unknown backend {backend!r}; use auto, ort or openvino"
-        raise BackendNotAvailable(msg)
-    record = meta or impl.meta
-    if record is None:
-        msg = (f"{path} carries no edgeres metadata record; export it with `edgeres export`, "
-               "or pass the preprocessing (--mean/--std/--input-size/--layout)")
-        raise MetadataError(msg)
-    return Predictor(impl, record, path)
+        impl = OpenVINOBackend(path, options, meta=meta)
+    if impl.meta is None:
+        raise _missing_record(path, impl)
+    predictor = Predictor(impl, impl.meta, path)
+    log.info("loaded %s on %s (executes %s)", path.name, predictor.runtime,
+             predictor.executed_precision)
+    return predictor

@@ -1,29 +1,74 @@
 """ONNX Runtime and OpenVINO behind one small interface; each runtime is imported lazily.
 
-A backend owns one compiled session, created once, and exposes ``run(x) -> logits`` plus what
-actually executes (providers, inference precision). Nothing here imports torch, onnx or click.
+A backend owns one compiled session, created once and reused, and exposes ``run(x) -> logits``
+plus what actually executes (providers or device, inference precision, threads). It checks the
+graph is shaped like an image classifier's (one 4-D float or uint8 input) and turns every
+runtime failure into an ``EdgeresError``. Nothing here imports torch, onnx or click.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from edgeres.errors import BackendNotAvailable, ModelFileError, missing_extra
+from edgeres.errors import (
+    BackendNotAvailable,
+    DataError,
+    EdgeresError,
+    ModelFileError,
+    missing_extra,
+)
 from edgeres.meta import METADATA_KEY, ModelMeta
 
 log = logging.getLogger(__name__)
 
-ORT_PROVIDERS = {
+BACKENDS = ("auto", "ort", "openvino")
+DEVICES = ("cpu", "cuda", "tensorrt", "gpu")
+PRECISIONS = ("model", "fast")
+ORT_PROVIDERS: dict[str, list[str]] = {
     "cpu": ["CPUExecutionProvider"],
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
-_OV_PRECISION = {"f32": "fp32", "bf16": "bf16", "f16": "fp16", "i8": "int8", "u8": "int8"}
+_ORT_TYPES = {"float": "float32", "double": "float64"}  # ORT "tensor(T)" names that differ
+_INPUT_DTYPES = ("float32", "float16", "uint8")  # what an image classifier's input can be
+_OV_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}  # ov.Type names → our vocabulary
+# OpenVINO CPU hint that keeps a record's precision: int8 IRs keep their quantized layers in
+# int8 whatever the hint, and their float remainder in f32 (as ONNX Runtime runs it).
+_OV_MODEL_HINT = {"fp32": "f32", "int8": "f32", "bf16": "bf16", "fp16": "f16"}
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """How to run a model; validated when built (STYLE C5).
+
+    Attributes:
+        device: "cpu", "cuda" or "tensorrt" (ONNX Runtime), "gpu" (OpenVINO).
+        precision: "model" runs the record's precision; "fast" lets the runtime lower it.
+        threads: intra-op threads, or None for the runtime's default.
+    """
+
+    device: Literal["cpu", "cuda", "tensorrt", "gpu"] = "cpu"
+    precision: Literal["model", "fast"] = "model"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            msg = f"unknown device {self.device!r}; use one of {', '.join(DEVICES)}"
+            raise BackendNotAvailable(msg)
+        if self.precision not in PRECISIONS:
+            msg = f"unknown precision {self.precision!r}; use 'model' (as stored) or 'fast'"
+            raise EdgeresError(msg)
+        if self.threads is not None and (
+            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
+        ):
+            msg = f"threads must be a positive integer or None, got {self.threads!r}"
+            raise EdgeresError(msg)
 
 
 class Backend(Protocol):
@@ -34,145 +79,257 @@ class Backend(Protocol):
     input_name: str
     input_shape: tuple[Any, ...]
     input_dtype: np.dtype
+    output_shape: tuple[Any, ...]
     meta: ModelMeta | None
-    executed_precision: str
+    record_text: str | None
+    executed_precision: str | None
     details: dict[str, Any]
 
     def run(self, x: np.ndarray) -> np.ndarray: ...
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__
+
+
+def _ov_reason(e: BaseException) -> str:
+    """The informative line of an OpenVINO error (its text starts with source locations)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Exception from", "Check '"))]
+    return (useful or lines or [type(e).__name__])[-1][:200]
+
+
+def _check_input(path: Path, count: int, shape: tuple[Any, ...] | None, dtype: str) -> None:
+    """Refuse graphs whose input is not one 4-D image tensor."""
+    if count != 1:
+        msg = f"{path} has {count} inputs; an image classifier has exactly one image input"
+        raise ModelFileError(msg)
+    if shape is None or len(shape) != 4:
+        rank = "dynamic" if shape is None else f"{len(shape)}-D"
+        msg = (f"{path} takes a {rank} input {shape or ''}; an image classifier takes a 4-D "
+               "NCHW float or NHWC uint8 tensor")
+        raise ModelFileError(msg)
+    if dtype not in _INPUT_DTYPES:
+        msg = f"{path} takes {dtype} input; an image classifier takes float32, float16 or uint8"
+        raise ModelFileError(msg)
+
+
+def _import_ort() -> Any:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        msg = "onnxruntime is not installed; pip install onnxruntime (or onnxruntime-gpu)"
+        raise BackendNotAvailable(msg) from None
+    return ort
+
+
 class OrtBackend:
-    """An ``onnxruntime.InferenceSession``; ``session.run`` is thread-safe, so one is shared."""
+    """One ``onnxruntime.InferenceSession``, shared by all threads.
+
+    ``InferenceSession.run`` may be called concurrently from several threads (ONNX Runtime's
+    documented threading model), so no lock and no per-thread state is needed.
+    """
 
     name = "ort"
 
-    def __init__(self, path: Path, device: str = "cpu", threads: int | None = None,
-                 options: Any = None) -> None:
-        import onnxruntime as ort
-
+    def __init__(self, path: Path, options: BackendOptions, *, meta: ModelMeta | None = None,
+                 session_options: Any = None) -> None:
+        ort = _import_ort()
+        device = options.device
         if device not in ORT_PROVIDERS:
-            msg = f"ONNX Runtime has no device {device!r}; use one of {', '.join(ORT_PROVIDERS)}"
+            msg = (f"ONNX Runtime has no device {device!r}; use cpu, cuda or tensorrt "
+                   "(or --backend openvino for gpu)")
             raise BackendNotAvailable(msg)
+        available = ort.get_available_providers()
         wanted = ORT_PROVIDERS[device][0]
-        if wanted not in ort.get_available_providers():
-            msg = (f"{wanted} is not available in this onnxruntime build "
-                   f"(have {', '.join(ort.get_available_providers())}); "
-                   "install onnxruntime-gpu on a machine with an NVIDIA GPU")
+        if wanted not in available:
+            msg = (f"{wanted} is not in this onnxruntime build (has {', '.join(available)}); "
+                   "install onnxruntime-gpu on a machine with an NVIDIA GPU, or use --device cpu")
             raise BackendNotAvailable(msg)
-        so = options or ort.SessionOptions()
-        if threads:
-            so.intra_op_num_threads = threads
-            so.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(str(path), so, providers=ORT_PROVIDERS[device])
-        except Exception as e:  # ORT raises its own Fail/InvalidGraph/... types
-            msg = f"{path} could not be loaded by ONNX Runtime ({_first_line(e)}); re-export it"
-            raise ModelFileError(msg) from None
+        so = session_options if session_options is not None else ort.SessionOptions()
+        if session_options is None:
+            so.log_severity_level = 3  # ORT's own C++ warnings would go straight to stderr
+        if options.threads:
+            so.intra_op_num_threads = options.threads
+        self.session = self._session(ort, path, so, options)
         if wanted not in self.session.get_providers():
-            msg = f"{wanted} failed to initialise for {path}; check the CUDA/TensorRT installation"
+            msg = (f"{wanted} could not start for {path} (no GPU, or CUDA/cuDNN/TensorRT "
+                   "libraries missing); check the installation or use --device cpu")
             raise BackendNotAvailable(msg)
         self.device = device
-        inp = self.session.get_inputs()
-        if len(inp) != 1:
-            msg = f"{path} has {len(inp)} inputs; an image classifier has exactly one"
-            raise ModelFileError(msg)
-        self.input_name = inp[0].name
-        self.input_shape = tuple(inp[0].shape)
-        self.input_dtype = np.dtype(_ORT_TYPES.get(inp[0].type, "float32"))
-        self.output_names = [o.name for o in self.session.get_outputs()][:1]
+        self._describe_io(path)
         record = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        self.meta = ModelMeta.from_json(record) if record else None
-        self.executed_precision = self.meta.precision if self.meta else "fp32"
-        self.details = {"providers": self.session.get_providers(),
-                        "threads": so.intra_op_num_threads}
+        self.record_text: str | None = record  # as stored, for bundles' metadata.json
+        self.meta = meta or (ModelMeta.from_json(record) if record else None)
+        # TensorRT's fp16 mode lowers fp32 layers only; None means "as the record says".
+        fp16 = device == "tensorrt" and options.precision == "fast" and (
+            self.meta is None or self.meta.precision == "fp32")
+        self.executed_precision = "fp16" if fp16 else None
+        self.details = {
+            "providers": self.session.get_providers(),
+            "threads": so.intra_op_num_threads or "default",
+            "version": ort.__version__,
+        }
+        self._outputs = [self.session.get_outputs()[0].name]
+
+    @staticmethod
+    def _session(ort: Any, path: Path, so: Any, options: BackendOptions) -> Any:
+        providers: list[Any] = list(ORT_PROVIDERS[options.device])
+        if options.device == "tensorrt" and options.precision == "fast":
+            providers[0] = ("TensorrtExecutionProvider", {"trt_fp16_enable": True})
+        try:
+            return ort.InferenceSession(str(path), so, providers=providers)
+        except Exception as e:  # ORT raises its own Fail/InvalidProtobuf/... types
+            text = _first_line(e)
+            if options.device != "cpu" and any(
+                word in text.lower() for word in ("provider", "cuda", "tensorrt", "cudnn")
+            ):
+                msg = f"{options.device} could not start in ONNX Runtime ({text}); use --device cpu"
+                raise BackendNotAvailable(msg) from None
+            msg = f"{path} could not be loaded by ONNX Runtime ({text}); re-export it"
+            raise ModelFileError(msg) from None
+
+    def _describe_io(self, path: Path) -> None:
+        inputs = self.session.get_inputs()
+        first = inputs[0] if inputs else None
+        shape = tuple(first.shape) if first is not None and first.shape is not None else None
+        kind = first.type.removeprefix("tensor(").removesuffix(")") if first else "none"
+        dtype = _ORT_TYPES.get(kind, kind)
+        _check_input(path, len(inputs), shape, dtype)
+        self.input_name = first.name
+        self.input_shape = shape
+        self.input_dtype = np.dtype(dtype)
+        self.output_shape = tuple(self.session.get_outputs()[0].shape or ())
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(self.output_names, {self.input_name: x})[0]
-
-
-_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
-              "tensor(int8)": "int8"}
+        try:
+            return self.session.run(self._outputs, {self.input_name: x})[0]
+        except Exception as e:  # ORT's exception types derive from Exception only
+            msg = f"ONNX Runtime failed on an input of shape {x.shape} ({_first_line(e)})"
+            raise DataError(msg) from None
 
 
 class OpenVINOBackend:
     """An OpenVINO compiled model with one infer request per calling thread.
 
-    ``precision="model"`` pins ``INFERENCE_PRECISION_HINT=f32`` for fp32 models, because on
-    AMX CPUs OpenVINO otherwise runs fp32 models in bf16 (~0.5% logit error); ``"fast"``
-    leaves the runtime's default and ``executed_precision`` says what it chose.
+    A compiled model is shared; an ``InferRequest`` is not thread-safe, so each thread lazily
+    creates its own (OpenVINO's threading guidance) and keeps it in a ``threading.local``.
+    ``precision="model"`` pins ``INFERENCE_PRECISION_HINT`` to the record's precision (f32 for
+    fp32 and int8 models), because on AMX CPUs OpenVINO otherwise runs fp32 layers in bf16
+    (about 1e-2 relative logit error); ``"fast"`` leaves the runtime's choice and
+    ``executed_precision`` reports it.
     """
 
     name = "openvino"
 
-    def __init__(self, path: Path, device: str = "cpu", threads: int | None = None,
-                 precision: str = "model") -> None:
+    def __init__(self, path: Path, options: BackendOptions, *,
+                 meta: ModelMeta | None = None) -> None:
         try:
             import openvino as ov
         except ImportError:
-            raise missing_extra("openvino", "openvino") from None
+            raise missing_extra("openvino", "openvino") from None  # noqa: EM101 - not a message
         core = ov.Core()
-        ov_device = {"cpu": "CPU", "gpu": "GPU"}.get(device)
-        if ov_device is None or ov_device not in core.available_devices:
-            msg = (f"OpenVINO device {device!r} is not available here "
-                   f"(have {', '.join(core.available_devices)}); use --device cpu")
-            raise BackendNotAvailable(msg)
-        try:
-            model = core.read_model(str(path))
-        except Exception as e:  # OpenVINO raises RuntimeError with multi-line text
-            msg = f"{path} could not be read by OpenVINO ({_first_line(e)}); re-export it"
-            raise ModelFileError(msg) from None
-        self.meta = _ov_meta(model, path)
+        ov_device = self._device(core, options.device)
+        model = self._read(core, path)
+        self.record_text = _ov_record(model, path)
+        self.meta = meta or (ModelMeta.from_json(self.record_text) if self.record_text else None)
+        precision = self.meta.precision if self.meta else "fp32"
+        self._describe_input(model, path)
         config: dict[str, Any] = {}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
-        model_precision = self.meta.precision if self.meta else "fp32"
-        if precision == "model" and model_precision in ("fp32", "int8") and ov_device == "CPU":
-            config["INFERENCE_PRECISION_HINT"] = "f32"
-        self.compiled = core.compile_model(model, ov_device, config)
-        self.device = device
-        port = self.compiled.input(0)
-        self.input_name = port.get_any_name()
-        self.input_shape = tuple(str(d) if d.is_dynamic else d.get_length()
-                                 for d in port.get_partial_shape())
-        self.input_dtype = np.dtype(port.get_element_type().to_dtype())
-        value = self.compiled.get_property("INFERENCE_PRECISION_HINT")
-        hint = value.get_type_name() if hasattr(value, "get_type_name") else str(value)
-        executed = _OV_PRECISION.get(hint, hint)
-        # An int8 IR runs its quantized layers in int8 whatever the hint for the float parts.
-        self.executed_precision = "int8" if model_precision == "int8" else executed
-        self.details = {"device": ov_device, "inference_precision": hint,
-                        "threads": self.compiled.get_property("INFERENCE_NUM_THREADS")}
+        if options.threads:
+            config["INFERENCE_NUM_THREADS"] = options.threads
+        if options.precision == "model":
+            config["INFERENCE_PRECISION_HINT"] = self._model_hint(core, ov_device, precision)
+        try:
+            self.compiled = core.compile_model(model, ov_device, config)
+        except Exception as e:  # OpenVINO raises RuntimeError with multi-line text
+            msg = f"OpenVINO cannot compile {path} for {ov_device} ({_ov_reason(e)}); re-export it"
+            raise ModelFileError(msg) from None
+        self.device = options.device
+        self.input_name = self.compiled.input(0).get_any_name()
+        out = self.compiled.output(0).get_partial_shape()
+        self.output_shape = tuple(str(d) if d.is_dynamic else d.get_length() for d in out)
+        hint = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        executed = _OV_NAMES.get(hint, hint)
+        self.executed_precision = "int8" if precision == "int8" else executed
+        if options.precision == "fast" and executed != precision and precision != "int8":
+            log.info("precision='fast': OpenVINO runs %s's %s layers in %s on %s",
+                     path.name, precision, executed, ov_device)
+        self.details = {
+            "device": ov_device, "inference_precision": hint,
+            "threads": self.compiled.get_property("INFERENCE_NUM_THREADS"),
+            "streams": self.compiled.get_property("NUM_STREAMS"), "version": ov.__version__,
+        }
         self._local = threading.local()
+
+    def _describe_input(self, model: Any, path: Path) -> None:
+        count = len(model.inputs)
+        pshape = model.input(0).get_partial_shape() if count == 1 else None
+        shape = None if pshape is None or pshape.rank.is_dynamic else tuple(
+            str(d) if d.is_dynamic else d.get_length() for d in pshape)
+        dtype = str(np.dtype(model.input(0).get_element_type().to_dtype())) if count else "none"
+        _check_input(path, count, shape, dtype)
+        self.input_shape = shape
+        self.input_dtype = np.dtype(dtype)
+
+    @staticmethod
+    def _device(core: Any, device: str) -> str:
+        if device in ("cuda", "tensorrt"):
+            msg = f"OpenVINO has no device {device!r}; use --backend ort for CUDA/TensorRT"
+            raise BackendNotAvailable(msg)
+        wanted = device.upper()
+        have = core.available_devices
+        if not any(d == wanted or d.startswith(f"{wanted}.") for d in have):
+            msg = (f"OpenVINO device {wanted} is not present here (has {', '.join(have)}); "
+                   "use --device cpu")
+            raise BackendNotAvailable(msg)
+        return wanted
+
+    @staticmethod
+    def _read(core: Any, path: Path) -> Any:
+        if path.suffix.lower() == ".xml" and not path.with_suffix(".bin").is_file():
+            msg = f"{path.with_suffix('.bin')} is missing; an OpenVINO IR needs its .bin beside it"
+            raise ModelFileError(msg)
+        try:
+            return core.read_model(str(path))
+        except Exception as e:  # RuntimeError with the parser's multi-line text
+            msg = f"{path} could not be read by OpenVINO ({_ov_reason(e)}); re-export it"
+            raise ModelFileError(msg) from None
+
+    @staticmethod
+    def _model_hint(core: Any, ov_device: str, precision: str) -> str:
+        hint = _OV_MODEL_HINT.get(precision, "f32")
+        caps = core.get_property(ov_device, "OPTIMIZATION_CAPABILITIES")
+        if hint != "f32" and {"bf16": "BF16", "f16": "FP16"}[hint] not in caps:
+            log.info("%s lacks %s; running the %s model in f32", ov_device, hint, precision)
+            return "f32"
+        return hint
 
     def run(self, x: np.ndarray) -> np.ndarray:
         request = getattr(self._local, "request", None)
         if request is None:
             request = self._local.request = self.compiled.create_infer_request()
-        return request.infer({0: x}, share_inputs=True)[0]
+        try:
+            return request.infer({0: x}, share_inputs=True)[0]
+        except Exception as e:  # RuntimeError from the plugin
+            msg = f"OpenVINO failed on an input of shape {x.shape} ({_ov_reason(e)})"
+            raise DataError(msg) from None
 
 
-def _ov_meta(model: Any, path: Path) -> ModelMeta | None:
-    if model.has_rt_info([METADATA_KEY]):
-        return ModelMeta.from_json(str(model.get_rt_info([METADATA_KEY]).astype(str)))
-    # An ONNX file read by OpenVINO keeps metadata_props under "framework" in rt_info.
-    for key in (["framework", METADATA_KEY], ["onnx", METADATA_KEY]):
+def _ov_record(model: Any, path: Path) -> str | None:
+    """The record text from an IR's ``rt_info``, or from an ONNX file's metadata_props."""
+    # OpenVINO keeps an ONNX file's metadata_props under rt_info["framework"].
+    for key in ([METADATA_KEY], ["framework", METADATA_KEY]):
         if model.has_rt_info(key):
-            return ModelMeta.from_json(str(model.get_rt_info(key).astype(str)))
-    if path.suffix == ".onnx":
-        return _onnx_meta_via_ort(path)
+            return str(model.get_rt_info(key).astype(str))
+    if path.suffix.lower() == ".onnx":  # older OpenVINO releases drop metadata_props
+        try:
+            ort = _import_ort()
+        except BackendNotAvailable:
+            return None
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        return sess.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     return None
-
-
-def _onnx_meta_via_ort(path: Path) -> ModelMeta | None:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    record = sess.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-    return ModelMeta.from_json(record) if record else None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:200] if text else type(e).__name__

@@ -1,4 +1,4 @@
-"""BatchNorm removal for inference: fold into the preceding conv, or turn into a channel affine.
+"""Inference-form transforms of a model before export: BatchNorm folding, uint8 input, fp16.
 
 ``fold_batchnorm`` returns an eval-mode copy of a model with no ``BatchNorm2d`` left. A BN whose
 input is exactly one convolution's output, used nowhere else, is folded into that conv's weight
@@ -7,7 +7,8 @@ and bias; every other BN (a pre-activation block's ``bn1``, ``final_bn``) become
 trace, not from layer names: in ``PreActBasicBlock`` ``bn1`` precedes ``conv1`` and ``bn2``
 follows it, so a name-based pairing would fold the wrong layers. A model fx cannot trace still
 loses its BNs, all as affines. Doing this in PyTorch, not in the exporter, makes the result the
-same for every exporter and opset, and checkable by the parity test.
+same for every exporter and opset, and checkable by the parity test. ``Uint8Input`` and
+``HalfPrecision`` wrap a model so that the exported graph takes camera pixels or runs in fp16.
 """
 
 from __future__ import annotations
@@ -135,3 +136,31 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     affine = _replace_remaining(work)
     _log.debug("folded %d BatchNorms into convs, %d became affines", folded, affine)
     return work.eval()
+
+
+class Uint8Input(nn.Module):
+    """NHWC uint8 pixels → cast, /255, (x - mean) / std, NCHW → the model, inside the graph."""
+
+    def __init__(self, model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.model = model
+        # One Mul and one Add: x/255 and the normalisation folded into a single affine.
+        s = torch.tensor(std, dtype=torch.float64)
+        self.register_buffer("scale", (1.0 / (255.0 * s)).float().reshape(1, -1, 1, 1))
+        shift = -torch.tensor(mean, dtype=torch.float64) / s
+        self.register_buffer("shift", shift.float().reshape(1, -1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.permute(0, 3, 1, 2).float()
+        return self.model(x * self.scale + self.shift)
+
+
+class HalfPrecision(nn.Module):
+    """fp16 weights and activations behind float32 inputs and outputs (Casts at the boundary)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model.half()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x.half()).float()

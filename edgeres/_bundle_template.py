@@ -1,0 +1,136 @@
+# template: the source of a bundle's infer.py, rendered by edgeres.package.render_infer(),
+# template: which drops these "# template:" lines and replaces the marked import block with
+# template: edgeres/preprocess.py's code and the runtime's _softmax_topk (one copy of each).
+"""Classify images with the model in this folder: numpy, Pillow and one runtime, nothing else.
+
+Usage:
+    python infer.py IMAGE [IMAGE ...] [--top-k 5] [--json] [--threads N]
+
+This file was written by ``edgeres package``. The preprocessing in it is edgeres'
+``preprocess.py`` copied unchanged (only its ``DataError`` import became a local class), and the
+top-k ranking is the runtime's own function, so results match ``edgeres predict`` on the same
+model. Everything the code needs to know about the model comes from ``metadata.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+# edgeres:begin-copied-code  (edgeres package replaces this block with preprocess.py's code)
+from edgeres.errors import DataError
+from edgeres.preprocess import prepare
+from edgeres.runtime import _softmax_topk
+
+# edgeres:end-copied-code
+
+SCHEMA_VERSION = 1  # of the --json output, the same as `edgeres predict --json`
+BATCH = 32  # images decoded and run per call
+
+
+def read_meta(folder: Path) -> SimpleNamespace:
+    """The metadata record as attribute access, the way the preprocessing code reads it."""
+    record = json.loads((folder / "metadata.json").read_text(encoding="utf-8"))
+    pre = dict(record["preprocess"])
+    if not isinstance(pre["resize"], int):
+        pre["resize"] = tuple(pre["resize"])
+    pre["crop"] = tuple(pre["crop"])
+    return SimpleNamespace(
+        name=record["name"], labels=tuple(record["labels"]), precision=record["precision"],
+        input=SimpleNamespace(**record["input"]), preprocess=SimpleNamespace(**pre),
+    )
+
+
+def load_model(folder: Path, meta: Any, threads: int | None) -> tuple[str, str, Any, Callable]:
+    """Open ``model.onnx`` with ONNX Runtime or ``model.xml`` with OpenVINO (CPU).
+
+    Returns:
+        (runtime label, executed precision, graph input shape, run function).
+    """
+    if (folder / "model.xml").is_file():
+        import openvino as ov
+
+        # Keep the record's precision: on AMX CPUs OpenVINO would otherwise run fp32 in bf16.
+        hint = {"bf16": "bf16", "fp16": "f16"}.get(meta.precision, "f32")
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        compiled = ov.Core().compile_model(str(folder / "model.xml"), "CPU", config)
+        request = compiled.create_infer_request()
+        shape = [d.get_length() if d.is_static else None for d in compiled.input(0).partial_shape]
+        executed = "int8" if meta.precision == "int8" else {"f32": "fp32", "f16": "fp16"}.get(
+            hint, hint)
+        return "openvino-cpu", executed, shape, lambda x: request.infer({0: x})[0]
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(folder / "model.onnx"), options,
+                                   providers=["CPUExecutionProvider"])
+    inp = session.get_inputs()[0]
+    output = [session.get_outputs()[0].name]
+    shape = [d if isinstance(d, int) else None for d in inp.shape]
+    return "ort-cpu", meta.precision, shape, lambda x: session.run(output, {inp.name: x})[0]
+
+
+def classify(images: list[str], top_k: int, threads: int | None = None) -> dict[str, Any]:
+    """Top-k labels, indices and probabilities per image, as ``edgeres predict --json`` gives.
+
+    Raises:
+        DataError: if an image cannot be read.
+    """
+    folder = Path(__file__).resolve().parent
+    meta = read_meta(folder)
+    runtime, executed, shape, run = load_model(folder, meta, threads)
+    fixed = shape[0] if isinstance(shape[0], int) else 0
+    results = []
+    for start in range(0, len(images), fixed or BATCH):
+        chunk = images[start : start + (fixed or BATCH)]
+        x = prepare(chunk, meta)
+        if fixed and len(x) < fixed:  # a fixed-batch graph: pad the last chunk
+            x = np.concatenate([x, np.zeros((fixed - len(x), *x.shape[1:]), x.dtype)])
+        order, probs = _softmax_topk(run(x)[: len(chunk)], top_k)
+        for image, row, prow in zip(chunk, order.tolist(), probs.tolist(), strict=True):
+            labels = [meta.labels[i] if i < len(meta.labels) else str(i) for i in row]
+            results.append({"image": image, "labels": labels,
+                            "indices": row, "probabilities": prow})
+    return {"schema_version": SCHEMA_VERSION, "model": meta.name, "runtime": runtime,
+            "executed_precision": executed, "predictions": results}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code (1 on an unreadable image)."""
+    parser = argparse.ArgumentParser(description="Classify images with this bundle's model.")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    parser.add_argument("--top-k", type=int, default=5, help="classes per image (default 5)")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.add_argument("--threads", type=int, default=None, help="inference threads")
+    args = parser.parse_args(argv)
+    if args.top_k < 1:
+        parser.error("--top-k must be at least 1")
+    try:
+        report = classify(args.images, args.top_k, args.threads)
+    except DataError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    for item in report["predictions"]:
+        print(item["image"])
+        for label, p in zip(item["labels"], item["probabilities"], strict=True):
+            print(f"  {p:8.4f}  {label}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

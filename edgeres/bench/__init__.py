@@ -1,0 +1,128 @@
+"""``run_bench``: latency, throughput, size, memory and accuracy of model × precision × runtime.
+
+For each MODEL this resolves (and, for zoo names, exports or quantizes) the file of every
+requested precision, loads it on every requested runtime, and then, per batch size, times all
+loaded configurations together with ``timing.measure`` — interleaved rounds on the same random
+inputs — before measuring memory (one subprocess per row), and accuracy plus top-1 agreement
+with the fp32 reference row (``--eval``). A configuration that cannot run here becomes a
+"skipped" row with the reason, one that breaks a "failed" row; the matrix always finishes.
+Ctrl-C returns what was measured so far (``BenchRun.interrupted``, rows marked ``partial``).
+Nothing here prints: ``report.py`` formats, the CLI renders.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+from collections.abc import Sequence
+from typing import Any
+
+from edgeres.bench._models import resolve_model
+from edgeres.bench._runners import default_runtimes
+from edgeres.bench.config import (
+    RUNTIMES,
+    BenchConfig,
+    parse_batches,
+    parse_precisions,
+    parse_runtimes,
+)
+from edgeres.bench.env import Environment, describe_machine
+from edgeres.bench.results import Accuracy, BenchRow, BenchRun, MemoryUsage, Note
+from edgeres.bench.stats import LatencyStats
+from edgeres.bench.timing import Timings, measure
+
+__all__ = ["RUNTIMES", "Accuracy", "BenchConfig", "BenchRow", "BenchRun", "Environment",
+           "LatencyStats", "MemoryUsage", "Note", "Timings", "measure", "parse_batches",
+           "parse_precisions", "parse_runtimes", "run_bench"]
+
+
+
+def _settings(config: BenchConfig, runtimes: tuple[str, ...], threads: int) -> dict[str, Any]:
+    d = dataclasses.asdict(config)
+    d.update(runtimes=list(runtimes), threads=threads, duration=config.timed_duration,
+             batches=list(config.batches), cache=str(config.cache_root),
+             precisions=None if config.precisions is None else list(config.precisions))
+    return d
+
+
+def run_bench(models: Sequence[str], config: BenchConfig | None = None) -> BenchRun:
+    """Benchmark every model × precision × runtime × batch in ``config``.
+
+    Args:
+        models: MODEL arguments: ``.onnx`` files, OpenVINO ``.xml`` files, registered model
+            files (``cifar10``) or zoo names (``resnet18``, exported into the cache).
+        config: the matrix and measurement settings; ``BenchConfig()`` when None.
+
+    Returns:
+        A ``BenchRun`` with one row per configuration (ok, skipped or failed), the machine
+        description, the settings and notes. On Ctrl-C, what was measured so far.
+
+    Raises:
+        UnknownModelError: for a MODEL that is neither a file nor a known name.
+        UnknownNameError: for ``--eval``/``--calib`` data that is neither a path nor a name.
+        ModelFileError: for a model file that is unreadable or carries no metadata record.
+        ConfigError: for invalid settings.
+    """
+    from edgeres.bench._memory import MemoryProbe
+    from edgeres.bench._notes import noise_notes, slower_int8_notes
+    from edgeres.bench._run import ModelBench
+
+    config = BenchConfig() if config is None else config
+    created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    env = describe_machine()
+    threads = config.threads or env.physical_cores
+    runtimes = config.runtimes or default_runtimes()
+    sources = [resolve_model(m, config.cache_root) for m in models]  # bad names fail first
+    data = _open_eval(config)
+    benches: list[ModelBench] = []
+    interrupted = False
+    probe = MemoryProbe()
+    try:
+        for src in sources:
+            bench = ModelBench(src, runtimes, threads, config, env)
+            benches.append(bench)
+            bench.load()
+            bench.time()
+            if config.memory:
+                bench.memory(probe)
+            if data is not None:
+                bench.accuracy(data)
+    except KeyboardInterrupt:
+        interrupted = True
+        if benches:
+            benches[-1].interrupted()
+    rows = [row for b in benches for row in b.rows.values()]
+    metas = {(b.src.arg, c[0]): t.meta for b in benches for c, t in b.targets.items()}
+    notes = (_dedupe([n for b in benches for n in b.notes])
+             + slower_int8_notes(env, rows, metas) + noise_notes(env, rows))
+    return BenchRun(rows=tuple(rows), environment=env,
+                    settings=_settings(config, runtimes, threads), notes=tuple(notes),
+                    interrupted=interrupted, created=created)
+
+
+def _dedupe(notes: list[Note]) -> list[Note]:
+    """The hardware outlook is the same for every model: state it once per runtime."""
+    seen: set[tuple[str, str | None, str]] = set()
+    out = []
+    for note in notes:
+        if note.kind == "int8-outlook":
+            key = (note.kind, note.runtime, note.text)
+            if key in seen:
+                continue
+            seen.add(key)
+            note = dataclasses.replace(note, model=None)
+        out.append(note)
+    return out
+
+
+def _open_eval(config: BenchConfig) -> Any:
+    """Open ``--eval`` data and check ``--calib`` up front, so typos fail before any timing."""
+    from edgeres.names import resolve_data
+
+    if config.precisions and "int8" in config.precisions:
+        resolve_data(config.calib)
+    if config.eval_data is None:
+        return None
+    from edgeres.data import open_data
+
+    return open_data(config.eval_data)

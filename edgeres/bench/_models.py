@@ -1,0 +1,234 @@
+"""Turn MODEL arguments into model files per precision: files as given, zoo names exported.
+
+A MODEL is an ``.onnx`` file, an OpenVINO IR ``.xml``, a registered model-file name
+(``cifar10``, ``cifar10-int8``) or a zoo name. Zoo models are built with seeded random weights,
+their state dict saved for the PyTorch row, and exported with ``edgeres.export.export_onnx``
+into the cache (``<cache>/bench/<name>-<H>x<W>-v<version>/``), so a second run reuses them.
+int8 files are made by ``edgeres.quantize.quantize`` next to their fp32 source in the cache.
+Anything that cannot be produced here (an fp32 version of an int8 file, fp16 of a given file,
+quantize not installed) becomes a *reason* that the row reports as skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeres import __version__, names
+from edgeres._fs import atomic_write, sha256_file
+from edgeres.errors import EdgeresError, ModelFileError, UnknownModelError, UnknownNameError
+from edgeres.meta import ModelMeta, read_ir_meta
+
+log = logging.getLogger(__name__)
+
+_ZOO_SEED = 0  # random weights of zoo models; the state dict is saved, so only reproducibility
+
+
+class Unavailable(Exception):  # noqa: N818 - reads as the condition, like BackendNotAvailable
+    """Internal: a row cannot run here; ``status`` is "skipped" or "failed", ``reason`` why."""
+
+    def __init__(self, reason: str, status: str = "skipped") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+@dataclass
+class ModelSource:
+    """One MODEL argument, resolved: where its files are (or will be) and its record.
+
+    Attributes:
+        arg: the argument as given.
+        kind: "zoo", "file" (ONNX) or "ir" (OpenVINO IR).
+        meta: the metadata record (a zoo model's is known before export).
+        path: the given file (None for zoo names).
+        zoo_name: the zoo name for zoo models.
+        workdir: the cache directory for this model's derived files.
+        files: precision → model file made or found so far.
+    """
+
+    arg: str
+    kind: str
+    meta: ModelMeta
+    path: Path | None = None
+    zoo_name: str | None = None
+    workdir: Path | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+    _failed: dict[str, Unavailable] = field(default_factory=dict)
+
+    @property
+    def own_precision(self) -> str:
+        """The precision the given file stores (fp32 for zoo names)."""
+        return "fp32" if self.kind == "zoo" else self.meta.precision
+
+
+def _onnx_meta(path: Path) -> ModelMeta | None:
+    """The record in an ONNX file, read through ONNX Runtime with graph optimisation off."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # ORT raises its own Fail/InvalidGraph/... types
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        msg = f"{path} could not be read as ONNX ({first}); re-export it"
+        raise ModelFileError(msg) from None
+    record = sess.get_modelmeta().custom_metadata_map.get("edgeres")
+    return ModelMeta.from_json(record) if record else None
+
+
+def _zoo_error(arg: str, err: UnknownModelError | None) -> UnknownModelError:
+    files = ", ".join(sorted(names.MODEL_FILES))
+    text = str(err) if err else ""
+    hint = text.split("; ", 1)[1] if "; " in text else "('edgeres models' lists all)"
+    msg = (f"unknown model {arg!r}: not an existing file, a registered model file ({files}) "
+           f"or a zoo model; {hint}")
+    return UnknownModelError(msg)
+
+
+def resolve_model(arg: str, cache: Path) -> ModelSource:
+    """Resolve one MODEL argument without exporting anything yet.
+
+    Raises:
+        UnknownModelError: if it is neither a file, a registered model file nor a zoo name.
+        ModelFileError: for a file that is not a readable model or carries no record.
+    """
+    try:
+        path = names.resolve_model_file(arg)
+    except UnknownNameError:
+        if arg in names.MODEL_FILES:
+            raise  # registered, but its shipped file is missing: that message says so
+        path = None
+    if path is not None:
+        if path.suffix.lower() not in (".onnx", ".xml"):
+            msg = f"{path} is not a model file; pass an .onnx file or an OpenVINO IR .xml"
+            raise ModelFileError(msg)
+        kind = "ir" if path.suffix.lower() == ".xml" else "file"
+        meta = read_ir_meta(path) if kind == "ir" else _onnx_meta(path)
+        if meta is None:
+            msg = (f"{path} carries no edgeres metadata record, which bench needs for its input "
+                   "and labels; export it with `edgeres export`")
+            raise ModelFileError(msg)
+        return ModelSource(arg, kind, meta, path=path,
+                           workdir=cache / "bench" / f"file-{sha256_file(path)[:16]}")
+    try:
+        from edgeres.export import zoo_meta
+    except ImportError:
+        msg = (f"{arg!r} is not a model file, and zoo names need torch; "
+               "pip install 'edgeres[torch]' or pass an .onnx file")
+        raise UnknownModelError(msg) from None
+    try:
+        meta = zoo_meta(arg)
+    except UnknownModelError as e:
+        raise _zoo_error(arg, e) from None
+    h, w = meta.input_size
+    workdir = cache / "bench" / f"{arg}-{h}x{w}-v{__version__}"
+    return ModelSource(arg, "zoo", meta, zoo_name=arg, workdir=workdir)
+
+
+def model_file(src: ModelSource, precision: str, *, calib: str) -> Path:
+    """The model file of ``src`` in ``precision``, exporting or quantizing into the cache.
+
+    Raises:
+        Unavailable: when that precision cannot be produced here (the reason says why).
+    """
+    if precision in src.files:
+        return src.files[precision]
+    if precision in src._failed:
+        raise src._failed[precision]
+    try:
+        path = _make(src, precision, calib)
+    except Unavailable as e:
+        src._failed[precision] = e
+        raise
+    except EdgeresError as e:  # export/quantize refused: the row fails, the matrix goes on
+        src._failed[precision] = Unavailable(str(e), "failed")
+        raise src._failed[precision] from None
+    src.files[precision] = path
+    return path
+
+
+def _make(src: ModelSource, precision: str, calib: str) -> Path:
+    if src.kind != "zoo" and precision == src.own_precision:
+        return src.path  # type: ignore[return-value]
+    if src.kind == "zoo" and precision in ("fp32", "fp16"):
+        return export_zoo(src, fp16=precision == "fp16")
+    if precision == "int8" and src.own_precision == "fp32" and src.kind != "ir":
+        return quantize_int8(src, model_file(src, "fp32", calib=calib), calib)
+    what = "an OpenVINO IR" if src.kind == "ir" else "a model file"
+    reason = (f"{src.arg} is {what} stored in {src.own_precision}; bench cannot make "
+              f"{precision} from it (pass the {precision} file, or a zoo name)")
+    raise Unavailable(reason)
+
+
+def weights_file(src: ModelSource) -> Path:
+    """The saved state dict of a zoo model (exported first if need be)."""
+    export_zoo(src, fp16=False)
+    return src.workdir / "weights.pt"  # type: ignore[operator]
+
+
+def export_zoo(src: ModelSource, *, fp16: bool) -> Path:
+    """Export the zoo model (seeded random weights) to the cache, once; return the file."""
+    import torch
+
+    from edgeres.export import ExportConfig, export_onnx
+    from edgeres.models import create_model
+
+    workdir: Path = src.workdir  # type: ignore[assignment]
+    dst = workdir / ("fp16.onnx" if fp16 else "fp32.onnx")
+    weights = workdir / "weights.pt"
+    if dst.is_file() and weights.is_file():
+        return dst
+    workdir.mkdir(parents=True, exist_ok=True)
+    if weights.is_file():
+        model = create_model(src.arg)
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    else:
+        with torch.random.fork_rng():  # seeded without disturbing the caller's generator
+            torch.manual_seed(_ZOO_SEED)
+            model = create_model(src.arg)
+        with atomic_write(weights) as tmp:
+            torch.save(model.state_dict(), tmp)
+    log.info("exporting %s to %s", src.arg, dst)
+    export_onnx(model.eval(), dst, meta=src.meta, config=ExportConfig(fp16=fp16))
+    return dst
+
+
+def _calib_key(calib: str) -> str:
+    if calib in names.DATASETS and not Path(calib).exists():
+        return calib
+    resolved = str(names.resolve_data(calib).resolve())
+    return "data-" + hashlib.sha256(resolved.encode()).hexdigest()[:12]
+
+
+def quantize_int8(src: ModelSource, fp32: Path, calib: str) -> Path:
+    """Quantize ``fp32`` to ONNX Runtime QDQ int8 with ``calib`` into the cache, once.
+
+    The same QDQ file runs on OpenVINO too (its CPU plugin executes QDQ ONNX in int8).
+
+    Raises:
+        Unavailable: if ``edgeres.quantize`` is not importable (the int8 rows are skipped).
+    """
+    dst = src.workdir / f"int8-ort-{_calib_key(calib)}.onnx"  # type: ignore[operator]
+    if dst.is_file():
+        return dst
+    try:
+        from edgeres.calibration import CalibrationSet
+        from edgeres.quantize import QuantConfig, quantize
+    except ImportError as e:
+        reason = f"int8 needs edgeres.quantize, which is not importable here ({e})"
+        raise Unavailable(reason) from None
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    log.info("quantizing %s to %s with %s", fp32, dst, calib)
+    # The fp32 file's own record (with its export provenance) is what quantize builds on.
+    meta = _onnx_meta(fp32) or src.meta
+    calibration: Any = CalibrationSet.from_data(calib, meta)
+    # The default recipe for this host; the per-layer SQNR report is quantize's business, not
+    # a benchmark's, so it is skipped (minutes for ResNet-50 on two cores).
+    quantize(fp32, dst, calibration, backend="ort", config=QuantConfig(layer_report_samples=0))
+    return dst

@@ -1,0 +1,272 @@
+"""The benchmark of one model: load every configuration, time, probe memory, evaluate.
+
+``ModelBench`` keeps the rows of one MODEL keyed by (precision, runtime, mode, batch) and fills
+them phase by phase, so that Ctrl-C at any point leaves consistent rows: measured ones keep
+their numbers (``partial`` when a phase after timing was cut), unmeasured ones become
+"skipped: interrupted".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import subprocess
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from edgeres._progress import track
+from edgeres.bench._memory import MemoryProbe, ProbeJob
+from edgeres.bench._models import ModelSource, Unavailable
+from edgeres.bench._notes import outlook_notes
+from edgeres.bench._runners import Target, load_target
+from edgeres.bench.config import RUNTIMES, BenchConfig
+from edgeres.bench.env import Environment
+from edgeres.bench.results import Accuracy, BenchRow, Note
+from edgeres.bench.stats import LatencyStats
+from edgeres.bench.timing import Timings, measure
+from edgeres.errors import EdgeresError
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str, str, int]  # (precision, runtime, mode, batch)
+_EVAL_BATCH = 100
+_EVAL_CACHE_BYTES = 512 * 2**20  # decode eval images once per model when they fit in this
+
+
+def _combos(precisions: tuple[str, ...], runtimes: tuple[str, ...],
+            config: BenchConfig) -> Iterator[tuple[str, str, str]]:
+    """(precision, runtime, mode) in report order; OpenVINO fp32 also in its default mode."""
+    for precision in precisions:
+        for runtime in sorted(runtimes, key=RUNTIMES.index):
+            yield precision, runtime, "model"
+            if (runtime.startswith("openvino") and precision == "fp32"
+                    and config.openvino_default_row):
+                yield precision, runtime, "fast"
+
+
+class ModelBench:
+    """All rows of one MODEL, filled phase by phase."""
+
+    def __init__(self, src: ModelSource, runtimes: tuple[str, ...], threads: int,
+                 config: BenchConfig, env: Environment) -> None:
+        self.src, self.threads, self.config, self.env = src, threads, config, env
+        self.precisions = config.precisions or (src.own_precision,)
+        self.combos = list(_combos(self.precisions, runtimes, config))
+        self.targets: dict[tuple[str, str, str], Target] = {}
+        self.rows: dict[Key, BenchRow] = {}
+        self.notes: list[Note] = []
+        self.measured: set[Key] = set()
+        for precision, runtime, mode in self.combos:
+            for batch in config.batches:
+                self.rows[(precision, runtime, mode, batch)] = BenchRow(
+                    model=src.arg, source=src.kind, runtime=runtime, precision=precision,
+                    batch=batch, threads=threads, precision_mode=mode)
+
+    def _update(self, key: Key, **changes: Any) -> None:
+        self.rows[key] = dataclasses.replace(self.rows[key], **changes)
+
+    def _set_status(self, combo: tuple[str, str, str], err: Unavailable) -> None:
+        for batch in self.config.batches:
+            self._update((*combo, batch), status=err.status, reason=err.reason)
+
+    def load(self) -> None:
+        """Load every configuration; those that cannot run get their reason."""
+        for combo in track(self.combos, total=len(self.combos),
+                           description=f"{self.src.arg}: loading"):
+            precision, runtime, mode = combo
+            try:
+                target = load_target(self.src, precision, runtime, mode,
+                                     threads=self.threads, calib=self.config.calib)
+            except Unavailable as e:
+                self._set_status(combo, e)
+                continue
+            self.targets[combo] = target
+            size = _file_size(target.file)
+            for batch in self.config.batches:
+                key = (*combo, batch)
+                self._update(key, model_file=str(target.file), size_bytes=size,
+                             executed_precision=target.executed_precision,
+                             details=target.details)
+                if target.fixed_batch is not None and target.fixed_batch != batch:
+                    self._update(key, status="skipped", reason=(
+                        f"the graph has a fixed batch of {target.fixed_batch}; "
+                        "export it with a dynamic batch axis"))
+        if "int8" in self.precisions:
+            int8 = next((t for c, t in self.targets.items() if c[0] == "int8"), None)
+            runtimes = [c[1] for c in self.combos if c[0] == "int8"]
+            self.notes += outlook_notes(self.env, self.src.arg, runtimes,
+                                        int8.meta if int8 else None)
+
+    def _inputs(self) -> dict[np.dtype, np.ndarray]:
+        """The same random inputs for every row, converted once per input dtype."""
+        shape = (max(self.config.batches), *(int(d) for d in self.src.meta.input.shape[1:]))
+        rng = np.random.default_rng(self.config.seed)
+        if self.src.meta.input.dtype == "uint8":
+            base = rng.integers(0, 256, shape, dtype=np.uint8)
+        else:
+            base = rng.standard_normal(shape, dtype=np.float32)
+        dtypes = {t.input_dtype for t in self.targets.values()}
+        return {d: np.ascontiguousarray(base.astype(d)) for d in dtypes}
+
+    def _callables(self, batch: int, inputs: dict[np.dtype, np.ndarray]
+                   ) -> dict[Key, Callable[[], object]]:
+        fns = {}
+        for combo, target in self.targets.items():
+            key = (*combo, batch)
+            if self.rows[key].status != "ok":
+                continue
+            fn = target.bind(inputs[target.input_dtype][:batch])
+            try:
+                fn()  # a configuration that cannot run fails alone, before timing starts
+            except Exception as e:  # the runtime's own error types
+                log.debug("trial run of %s failed", key, exc_info=True)
+                first = str(e).strip().splitlines()[0][:200] if str(e).strip() else repr(e)
+                self._update(key, status="failed", reason=first)
+                continue
+            fns[key] = fn
+        return fns
+
+    def time(self) -> None:
+        """Time every loaded configuration, batch by batch, in interleaved rounds."""
+        inputs = self._inputs() if self.targets else {}
+        for batch in self.config.batches:
+            fns = self._callables(batch, inputs)
+            if not fns:
+                continue
+            names = {f"{k[0]}/{k[1]}/{k[2]}/{k[3]}": k for k in fns}
+            timings = _measure({n: fns[k] for n, k in names.items()}, self.config,
+                               f"{self.src.arg} batch {batch}: timing")
+            for name, key in names.items():
+                if timings[name]:
+                    stats = LatencyStats.from_samples(
+                        timings[name], rounds=timings.round_index[name], batch=batch)
+                    self._update(key, latency=stats, partial=timings.interrupted)
+                    self.measured.add(key)
+            if timings.interrupted:
+                raise KeyboardInterrupt
+
+    def memory(self, probe: MemoryProbe) -> None:
+        """Peak RSS of every measured row, one subprocess each."""
+        keys = [k for k in self.rows if k in self.measured]
+        for key in track(keys, total=len(keys), description=f"{self.src.arg}: memory"):
+            target = self.targets[key[:3]]
+            backend, device = key[1].split("-", 1)
+            job = ProbeJob(
+                backend=backend, device=device, file=str(target.file), mode=key[2],
+                threads=self.threads, batch=key[3], warmup=min(self.config.warmup, 5),
+                zoo_name=target.details.get("zoo_name") if backend == "torch" else None,
+                input_shape=tuple(int(d) for d in self.src.meta.input.shape[1:]),
+                input_dtype=str(target.input_dtype))
+            try:
+                self._update(key, memory=probe.measure(job))
+            except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+                self.notes.append(Note("memory", f"memory not measured: {e}",
+                                       model=self.src.arg, runtime=key[1], batch=key[3]))
+
+    def accuracy(self, data: Any) -> None:
+        """top-1/top-5 and agreement with the fp32 reference, once per configuration."""
+        from edgeres.evaluate import evaluate
+
+        combos = [c for c in self.targets
+                  if any(k[:3] == c for k in self.measured)]
+        if not combos:
+            return
+        source = _eval_source(data, self.src.meta, self.config.limit)
+        comparable = _classes_match(data, self.src.meta)
+        if not comparable:
+            self.notes.append(Note("accuracy", (
+                f"top-1/top-5 not reported for {self.src.arg}: its classes are not the "
+                "evaluation data's; only agreement with the fp32 reference is meaningful"),
+                model=self.src.arg))
+        reports = {}
+        for combo in combos:
+            target = self.targets[combo]
+            try:
+                reports[combo] = evaluate(
+                    target.run, source, target.meta, batch_size=target.fixed_batch or _EVAL_BATCH,
+                    limit=None, description=f"{self.src.arg} {combo[0]}/{combo[1]}: accuracy")
+            except EdgeresError as e:
+                self.notes.append(Note("accuracy", f"accuracy not measured: {e}",
+                                       model=self.src.arg, runtime=combo[1]))
+        ref = _reference(reports)
+        for combo, report in reports.items():
+            agreement = None if ref is None else report.agreement(reports[ref])
+            acc = Accuracy(
+                top1=report.top1 if comparable else None, top5=report.top5 if comparable else None,
+                agreement=agreement, count=report.count,
+                reference=None if ref is None else f"{ref[0]}/{ref[1]}")
+            for batch in self.config.batches:
+                if (*combo, batch) in self.measured:
+                    self._update((*combo, batch), accuracy=acc)
+
+    def interrupted(self) -> None:
+        """Mark rows after Ctrl-C: unmeasured ones skipped, measured ones partial."""
+        for key, row in self.rows.items():
+            if row.status == "ok" and key not in self.measured:
+                self._update(key, status="skipped", reason="interrupted before measurement",
+                             partial=True)
+            elif key in self.measured and (self.config.eval_data and row.accuracy is None
+                                           or self.config.memory and row.memory is None):
+                self._update(key, partial=True)
+
+
+def _measure(fns: dict[str, Callable[[], object]], config: BenchConfig,
+             description: str) -> Timings:
+    """``timing.measure`` with a progress bar advanced once per round."""
+    bar = track(iter(range(config.rounds)), total=config.rounds, description=description)
+    try:
+        return measure(fns, warmup=config.warmup, rounds=config.rounds,
+                       iterations=config.iterations, duration=config.timed_duration,
+                       on_round=lambda r, n: next(bar, None))
+    finally:
+        bar.close()
+
+
+def _reference(reports: dict[tuple[str, str, str], Any]) -> tuple[str, str, str] | None:
+    """The fp32 reference: ort-cpu if measured, else the first fp32 configuration."""
+    fp32 = [c for c in reports if c[0] == "fp32" and c[2] == "model"]
+    preferred = [c for c in fp32 if c[1] == "ort-cpu"]
+    return (preferred or fp32 or [None])[0]
+
+
+def _classes_match(data: Any, meta: Any) -> bool:
+    classes = getattr(data, "classes", None)
+    if classes:
+        return all(c in meta.labels for c in classes) or len(classes) == meta.num_classes
+    labels = getattr(data, "labels", None)
+    return labels is not None and meta.num_classes > 0 and int(np.max(labels)) < meta.num_classes
+
+
+def _eval_source(data: Any, meta: Any, limit: int | None) -> Any:
+    """The evaluation images decoded and preprocessed once, when they fit in memory."""
+    from edgeres.data import ArraySource
+
+    data = data.subset(limit)
+    itemsize = np.dtype(meta.input.dtype).itemsize
+    sample = int(np.prod([int(d) for d in meta.input.shape[1:]])) * itemsize
+    if not hasattr(data, "items") or sample * len(data) > _EVAL_CACHE_BYTES:
+        return data
+    batches = list(data.batches(meta, _EVAL_BATCH))
+    if not batches:
+        return data
+    inputs = np.concatenate([b.inputs for b in batches])
+    labels = np.concatenate([b.labels for b in batches]) if data.classes else None
+    return ArraySource(data.name, inputs, labels, data.classes, skipped=data.skipped)
+
+
+def _file_size(path: Any) -> int | None:
+    """Bytes on disk of a model: the file plus an OpenVINO .bin or ONNX external data."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    total = path.stat().st_size
+    for extra in (path.with_suffix(".bin"), Path(f"{path}.data")):
+        if path.suffix == ".xml" and extra.suffix == ".bin" and extra.is_file():
+            total += extra.stat().st_size
+        elif path.suffix == ".onnx" and extra.suffix == ".data" and extra.is_file():
+            total += extra.stat().st_size
+    return total

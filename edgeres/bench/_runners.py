@@ -1,0 +1,244 @@
+"""One loaded configuration per (precision, runtime, precision mode): the thing that is timed.
+
+ONNX Runtime and OpenVINO rows load through ``edgeres.runtime.load``, exactly as users load a
+model; the PyTorch baseline (``torch-cpu``) runs the same weights eagerly under
+``torch.inference_mode`` and is checked against the fp32 ONNX file first, so it is the same
+network. Whether a runtime exists on this machine is decided once per label; a missing one is
+a *reason* ("CUDAExecutionProvider not in this onnxruntime build"), never an exception.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeres import names
+from edgeres.bench._models import ModelSource, Unavailable, model_file, weights_file
+from edgeres.bench.config import CPU_RUNTIMES
+from edgeres.errors import BackendNotAvailable, EdgeresError
+
+log = logging.getLogger(__name__)
+
+_ORT_PROVIDER = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+                 "tensorrt": "TensorrtExecutionProvider"}
+# The PyTorch row must compute what the ONNX file computes: |torch - onnx| within this share
+# of the largest |logit| (BN folding and kernel order differ by ~1e-6 of it; wrong weights
+# differ by order 1).
+_TORCH_PARITY_RTOL = 1e-3
+
+
+@functools.cache
+def unavailable_reason(label: str) -> str | None:
+    """Why runtime ``label`` cannot run on this machine, or None when it can."""
+    backend, device = label.split("-", 1)
+    if backend == "torch":
+        if importlib.util.find_spec("torch") is None:
+            return "torch is not installed; pip install 'edgeres[torch]'"
+        return None
+    if backend == "ort":
+        if importlib.util.find_spec("onnxruntime") is None:
+            return "onnxruntime is not installed; pip install onnxruntime"
+        import onnxruntime as ort
+
+        have = ort.get_available_providers()
+        if _ORT_PROVIDER[device] not in have:
+            return (f"{_ORT_PROVIDER[device]} not in this onnxruntime build (have "
+                    f"{', '.join(have)}); install onnxruntime-gpu on an NVIDIA machine")
+        return None
+    if importlib.util.find_spec("openvino") is None:
+        return "openvino not installed; pip install 'edgeres[openvino]'"
+    import openvino as ov
+
+    devices = ov.Core().available_devices
+    if not any(d.split(".")[0] == device.upper() for d in devices):
+        return f"no OpenVINO {device.upper()} device (have {', '.join(devices)})"
+    return None
+
+
+def default_runtimes() -> tuple[str, ...]:
+    """Every CPU runtime whose package is installed here."""
+    return tuple(r for r in CPU_RUNTIMES if unavailable_reason(r) is None)
+
+
+@dataclass
+class Target:
+    """One loaded configuration, ready to time at any batch size.
+
+    Attributes:
+        precision, runtime, mode: what was asked for (mode "fast" = runtime default).
+        file: the file loaded (the weights file for torch).
+        run: prepared input → logits, for accuracy.
+        bind: prepared input → zero-argument callable for timing (inputs converted once).
+        executed_precision: what the runtime reports it runs.
+        input_dtype: the dtype the runtime takes.
+        fixed_batch: the only batch size the graph accepts, when its batch axis is fixed.
+        details: runtime facts for the report.
+        meta: the loaded model's record.
+    """
+
+    precision: str
+    runtime: str
+    mode: str
+    file: Path
+    run: Callable[[np.ndarray], np.ndarray]
+    bind: Callable[[np.ndarray], Callable[[], object]]
+    executed_precision: str
+    input_dtype: np.dtype
+    fixed_batch: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    meta: Any = None
+
+
+def load_target(src: ModelSource, precision: str, runtime: str, mode: str, *, threads: int,
+                calib: str) -> Target:
+    """Load one configuration.
+
+    Raises:
+        Unavailable: with status "skipped" (not possible here) or "failed" (should have
+            worked), and the reason.
+    """
+    reason = unavailable_reason(runtime)
+    if reason:
+        raise Unavailable(reason)
+    if runtime == "torch-cpu":
+        return _load_torch(src, precision, threads, calib)
+    backend, device = runtime.split("-", 1)
+    if backend == "ort" and src.kind == "ir":
+        msg = "ONNX Runtime cannot run an OpenVINO IR (.xml); pass the .onnx file"
+        raise Unavailable(msg)
+    path = model_file(src, precision, calib=calib)
+    from edgeres import runtime as rt
+
+    try:
+        p = rt.load(path, backend=backend, device=device, threads=threads,  # type: ignore[arg-type]
+                    precision=mode)  # type: ignore[arg-type]
+    except BackendNotAvailable as e:
+        raise Unavailable(str(e)) from None
+    except EdgeresError as e:
+        raise Unavailable(str(e), "failed") from None
+    except Exception as e:  # a runtime's own error type (OpenVINO compile failure, ...)
+        log.debug("loading %s on %s failed", path, runtime, exc_info=True)
+        raise Unavailable(_first_line(e), "failed") from None
+    batch_dim = p.backend.input_shape[0] if p.backend.input_shape else None
+    return Target(
+        precision=precision, runtime=runtime, mode=mode, file=path, run=p.run,
+        bind=lambda x: functools.partial(p.run, x), executed_precision=p.executed_precision,
+        input_dtype=np.dtype(p.backend.input_dtype),
+        fixed_batch=batch_dim if isinstance(batch_dim, int) else None,
+        details=dict(p.backend.details), meta=p.meta,
+    )
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__
+
+
+def torch_weights(src: ModelSource) -> tuple[str, Path]:
+    """The zoo name and state dict the PyTorch row runs.
+
+    Zoo models use the weights saved at export; a model file uses the registered checkpoint
+    made for its architecture (and, when recorded, with the same sha256).
+
+    Raises:
+        Unavailable: when no PyTorch weights are known for ``src``.
+    """
+    if src.kind == "zoo":
+        return src.arg, weights_file(src)
+    want = src.meta.weights_sha256
+    for name, arch in names.WEIGHTS_MODEL.items():
+        if arch != src.meta.name:
+            continue
+        path = names.package_data(names.WEIGHTS[name])
+        if path.is_file() and want in (None, _sha(path)):
+            return arch, path
+    msg = (f"no PyTorch weights are known for {src.arg} (torch-cpu runs zoo names and files "
+           "exported from registered weights)")
+    raise Unavailable(msg)
+
+
+@functools.cache
+def _sha(path: Path) -> str:
+    from edgeres._fs import sha256_file
+
+    return sha256_file(path)
+
+
+class TorchRunner:
+    """A PyTorch module as ``run(x) -> logits`` on numpy, under ``torch.inference_mode``."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return self.module(torch.from_numpy(np.ascontiguousarray(x))).float().numpy()
+
+    def bind(self, x: np.ndarray) -> Callable[[], object]:
+        import torch
+
+        tensor = torch.from_numpy(np.ascontiguousarray(x))  # converted once, outside timing
+        module = self.module
+
+        def call() -> object:
+            with torch.inference_mode():
+                return module(tensor)
+
+        return call
+
+
+def load_torch_module(zoo_name: str, weights: Path) -> Any:
+    """Build ``zoo_name`` and load the state dict (``weights_only=True``) in eval mode."""
+    from edgeres.models.weights import load_weights
+
+    return load_weights(zoo_name, weights).model.eval()
+
+
+def _load_torch(src: ModelSource, precision: str, threads: int, calib: str) -> Target:
+    if precision != "fp32":
+        msg = f"torch-cpu runs the fp32 PyTorch model only; {precision} runs on ONNX runtimes"
+        raise Unavailable(msg)
+    zoo_name, weights = torch_weights(src)
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        runner = TorchRunner(load_torch_module(zoo_name, weights))
+    except EdgeresError as e:
+        raise Unavailable(str(e), "failed") from None
+    _check_parity(runner, src, calib)
+    return Target(
+        precision="fp32", runtime="torch-cpu", mode="model", file=weights, run=runner.run,
+        bind=runner.bind, executed_precision="fp32", input_dtype=np.dtype(np.float32),
+        details={"torch_threads": torch.get_num_threads(), "zoo_name": zoo_name},
+        meta=src.meta,
+    )
+
+
+def _check_parity(runner: TorchRunner, src: ModelSource, calib: str) -> None:
+    """Refuse a PyTorch row whose weights do not compute what the fp32 model file computes."""
+    if src.kind == "ir" or src.meta.input.dtype != "float32":
+        return
+    from edgeres import runtime as rt
+
+    try:
+        ref = rt.load(model_file(src, "fp32", calib=calib), backend="ort")
+    except (Unavailable, EdgeresError):
+        return  # nothing to compare with; the row still runs the registered weights
+    shape = (2, *(int(d) for d in src.meta.input.shape[1:]))
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    want, got = ref.run(x), runner.run(x)
+    err = float(np.abs(want - got).max())
+    if err > _TORCH_PARITY_RTOL * max(1.0, float(np.abs(want).max())):
+        msg = (f"the PyTorch weights for {src.arg} do not match its ONNX file "
+               f"(largest logit difference {err:.3g}); re-export the file from those weights")
+        raise Unavailable(msg)

@@ -1,0 +1,170 @@
+"""What to benchmark and how: ``BenchConfig``, the runtime labels, and the option parsers.
+
+Options live in one frozen dataclass validated at construction (STYLE C5), so a bad batch
+list or an unknown runtime label fails before any model is exported or timed. The parsers turn
+the command line's comma lists (``--runtime ort-cpu,openvino-cpu``, ``--batch 1,8``) into
+typed tuples with one-line errors. Stdlib only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeres.errors import ConfigError
+from edgeres.meta import PRECISIONS
+
+__all__ = ["BENCH_PRECISIONS", "RUNTIMES", "BenchConfig", "cache_dir", "parse_batches",
+           "parse_precisions", "parse_runtimes"]
+
+# Every runtime label bench knows, in report order; `{backend}-{device}` (shared vocabulary).
+RUNTIMES: tuple[str, ...] = ("torch-cpu", "ort-cpu", "ort-cuda", "ort-tensorrt",
+                             "openvino-cpu", "openvino-gpu")
+CPU_RUNTIMES: tuple[str, ...] = ("torch-cpu", "ort-cpu", "openvino-cpu")
+# Precisions a user may request; bf16 is only ever *executed* (OpenVINO's default on AMX).
+BENCH_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+DEFAULT_WARMUP = 5
+DEFAULT_ROUNDS = 5
+DEFAULT_DURATION = 2.0  # seconds of timed calls per row when neither iterations nor duration
+
+
+def _split(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def parse_runtimes(text: str | None) -> tuple[str, ...] | None:
+    """Parse ``--runtime``: a comma list of labels, or ``all``; None means the default.
+
+    Raises:
+        ConfigError: for an unknown label or an empty list.
+    """
+    if text is None:
+        return None
+    parts = _split(text)
+    if parts == ["all"]:
+        return RUNTIMES
+    bad = [p for p in parts if p not in RUNTIMES]
+    if bad or not parts:
+        msg = (f"unknown runtime {', '.join(map(repr, bad)) or repr(text)}; "
+               f"choose from {', '.join(RUNTIMES)} or all")
+        raise ConfigError(msg)
+    return tuple(dict.fromkeys(parts))
+
+
+def parse_precisions(text: str | None) -> tuple[str, ...] | None:
+    """Parse ``--precision``: a comma list of fp32, fp16, int8; None means the model's own.
+
+    Raises:
+        ConfigError: for an unknown precision or an empty list.
+    """
+    if text is None:
+        return None
+    parts = _split(text)
+    bad = [p for p in parts if p not in BENCH_PRECISIONS]
+    if bad or not parts:
+        msg = (f"unknown precision {', '.join(map(repr, bad)) or repr(text)}; "
+               f"choose from {', '.join(BENCH_PRECISIONS)}")
+        raise ConfigError(msg)
+    return tuple(dict.fromkeys(parts))
+
+
+def parse_batches(text: str) -> tuple[int, ...]:
+    """Parse ``--batch``: a comma list of positive integers such as ``1,8``.
+
+    Raises:
+        ConfigError: if an entry is not a positive integer.
+    """
+    parts = _split(text)
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        msg = f"invalid batch list {text!r}; give positive integers separated by commas, e.g. 1,8"
+        raise ConfigError(msg)
+    return tuple(dict.fromkeys(values))
+
+
+def cache_dir() -> Path:
+    """Where zoo models are exported and quantized: ``$EDGERES_CACHE`` or ``~/.cache/edgeres``."""
+    env = os.environ.get("EDGERES_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "edgeres"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One benchmark matrix's settings; validated when built.
+
+    Attributes:
+        runtimes: runtime labels; None = every CPU runtime installed here.
+        precisions: requested precisions; None = the model file's own (fp32 for zoo names).
+        batches: batch sizes.
+        threads: intra-op threads for every runtime; None = physical cores.
+        warmup: untimed calls per row before measuring.
+        rounds: interleaved rounds.
+        iterations: timed calls per row per round (exclusive with ``duration``).
+        duration: timed seconds per row, spread over the rounds; the default when neither
+            is given is ``DEFAULT_DURATION``.
+        calib: calibration data for int8 quantization (path or registered name).
+        eval_data: labelled data for accuracy (path or registered name); None = no accuracy.
+        limit: evaluate only this many images.
+        memory: measure peak resident memory in one subprocess per row.
+        openvino_default_row: add a row for OpenVINO's own default precision (bf16 on AMX).
+        cache: where zoo exports and int8 files are kept; None = ``cache_dir()``.
+        conditions: free text recorded with the results (e.g. "training job running").
+        seed: seed of the random benchmark inputs.
+    """
+
+    runtimes: tuple[str, ...] | None = None
+    precisions: tuple[str, ...] | None = None
+    batches: tuple[int, ...] = (1,)
+    threads: int | None = None
+    warmup: int = DEFAULT_WARMUP
+    rounds: int = DEFAULT_ROUNDS
+    iterations: int | None = None
+    duration: float | None = None
+    calib: str = "cifar10"
+    eval_data: str | None = None
+    limit: int | None = None
+    memory: bool = True
+    openvino_default_row: bool = True
+    cache: Path | None = None
+    conditions: str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.runtimes is None or (bool(self.runtimes)
+                                       and set(self.runtimes) <= set(RUNTIMES)),
+             f"runtimes must be labels from {', '.join(RUNTIMES)}"),
+            (self.precisions is None or (bool(self.precisions)
+                                         and set(self.precisions) <= set(PRECISIONS)),
+             f"precisions must be among {', '.join(BENCH_PRECISIONS)}"),
+            (bool(self.batches) and all(isinstance(b, int) and b >= 1 for b in self.batches),
+             "batch sizes must be positive integers"),
+            (self.threads is None or self.threads >= 1, "--threads must be at least 1"),
+            (self.warmup >= 0, "--warmup must be 0 or more"),
+            (self.rounds >= 1, "--rounds must be at least 1"),
+            (self.iterations is None or self.iterations >= 1, "--iterations must be at least 1"),
+            (self.duration is None or self.duration > 0, "--duration must be positive seconds"),
+            (self.iterations is None or self.duration is None,
+             "give either --iterations or --duration, not both"),
+            (self.limit is None or self.limit >= 1, "--limit must be at least 1"),
+            (self.limit is None or self.eval_data is not None, "--limit needs --eval DATA"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+
+    @property
+    def timed_duration(self) -> float | None:
+        """Seconds per row to time, or None when ``iterations`` is set."""
+        if self.iterations is not None:
+            return None
+        return self.duration if self.duration is not None else DEFAULT_DURATION
+
+    @property
+    def cache_root(self) -> Path:
+        """The cache directory in effect."""
+        return self.cache if self.cache is not None else cache_dir()

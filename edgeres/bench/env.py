@@ -1,0 +1,184 @@
+"""The machine a benchmark ran on: CPU model, ISA features, cores, OS and library versions.
+
+Numbers without their run conditions cannot be compared (OpenVINO benchmark_app and
+pytest-benchmark both record them), so every bench report carries this block. CPU flags come
+from ``/proc/cpuinfo`` on Linux; elsewhere the feature list is empty and says so. Versions are
+read from installed package metadata, so nothing heavy is imported. Stdlib only.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ISA_FEATURES", "Environment", "busy_fraction", "describe_machine", "physical_cores"]
+
+# x86 features that decide fp32/bf16/int8 speed, and the ARM ones that matter for int8
+# (dotprod = "asimddp", i8mm) and fp16 ("asimdhp"), as /proc/cpuinfo spells them.
+ISA_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16",
+                "amx_int8", "asimddp", "i8mm", "asimdhp")
+PACKAGES = ("numpy", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "nncf",
+            "edgeres")
+_CPUINFO = Path("/proc/cpuinfo")
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where and with what a benchmark ran.
+
+    Attributes:
+        cpu: CPU model name.
+        machine: ``platform.machine()`` (x86_64, aarch64, arm64).
+        isa: the ``ISA_FEATURES`` this CPU has.
+        physical_cores, logical_cores: core counts (physical falls back to logical).
+        os: ``platform.platform()``.
+        python: interpreter version.
+        versions: package → version, None when not installed.
+        load_average: 1/5/15-minute load when the run started (None where unsupported).
+            It counts this process's own earlier work too, so it is context only.
+        busy_others: share (0-1) of all CPUs' time that *other* processes used during a
+            short sample taken when the run started (Linux ``/proc/stat`` minus this
+            process's own CPU time); above ~0.25 another job shared the machine. None where
+            ``/proc/stat`` is unavailable.
+    """
+
+    cpu: str
+    machine: str
+    isa: tuple[str, ...]
+    physical_cores: int
+    logical_cores: int
+    os: str
+    python: str
+    versions: dict[str, str | None] = field(default_factory=dict)
+    load_average: tuple[float, float, float] | None = None
+    busy_others: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types."""
+        d = asdict(self)
+        d["isa"] = list(self.isa)
+        d["load_average"] = None if self.load_average is None else list(self.load_average)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Environment:
+        """Inverse of ``to_dict``."""
+        load = d.get("load_average")
+        return cls(**{**d, "isa": tuple(d["isa"]),
+                      "load_average": None if load is None else tuple(load)})
+
+
+def _cpuinfo() -> str:
+    try:
+        return _CPUINFO.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def cpu_flags(text: str | None = None) -> set[str]:
+    """Every flag the CPU reports (x86 ``flags`` or ARM ``Features`` lines)."""
+    text = _cpuinfo() if text is None else text
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return flags
+
+
+def physical_cores(text: str | None = None) -> int:
+    """Physical cores: distinct (package, core id) pairs in /proc/cpuinfo, else logical CPUs.
+
+    Hyper-threads share one core's execution units, so intra-op thread pools default to the
+    physical count (ONNX Runtime's own default does the same).
+    """
+    text = _cpuinfo() if text is None else text
+    pairs, package = set(), "0"
+    for line in text.splitlines():
+        key, _, value = (s.strip() for s in line.partition(":"))
+        if key == "physical id":
+            package = value
+        elif key == "core id":
+            pairs.add((package, value))
+    return len(pairs) or os.cpu_count() or 1
+
+
+def _cpu_name(text: str) -> str:
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+            return value.strip()
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def package_version(name: str) -> str | None:
+    """Installed version of ``name``, None when absent."""
+    if name == "edgeres":
+        from edgeres import __version__
+
+        return __version__
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_jiffies() -> tuple[int, int] | None:
+    """(busy, total) clock ticks of all CPUs since boot, from the first line of /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # user..steal; guest time is already inside user
+    return total - idle, total
+
+
+def busy_fraction(window: float = 0.25) -> float | None:
+    """Share of all CPUs' time other processes used during ``window`` seconds, or None.
+
+    Unlike the load average this excludes this process, so a benchmark that has been running
+    for a while does not mistake its own work for another job.
+    """
+    import time
+
+    start, own0 = _cpu_jiffies(), os.times()
+    if start is None:
+        return None
+    time.sleep(window)
+    end, own1 = _cpu_jiffies(), os.times()
+    if end is None or end[1] <= start[1]:
+        return None
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    own = (own1.user + own1.system) - (own0.user + own0.system)
+    busy = (end[0] - start[0]) / tick - own
+    return round(min(1.0, max(0.0, busy / ((end[1] - start[1]) / tick))), 3)
+
+
+def describe_machine(*, sample_load: bool = True) -> Environment:
+    """Describe this machine and its installed runtimes.
+
+    Args:
+        sample_load: measure ``busy_others`` (takes a quarter of a second).
+    """
+    text = _cpuinfo()
+    flags = cpu_flags(text)
+    try:
+        load: tuple[float, float, float] | None = tuple(  # type: ignore[assignment]
+            round(v, 2) for v in os.getloadavg())
+    except (AttributeError, OSError):
+        load = None
+    return Environment(
+        cpu=_cpu_name(text), machine=platform.machine(),
+        isa=tuple(f for f in ISA_FEATURES if f in flags),
+        physical_cores=physical_cores(text), logical_cores=os.cpu_count() or 1,
+        os=platform.platform(), python=sys.version.split()[0],
+        versions={p: package_version(p) for p in PACKAGES}, load_average=load,
+        busy_others=busy_fraction() if sample_load else None,
+    )

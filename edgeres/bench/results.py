@@ -1,0 +1,161 @@
+"""What a benchmark run produces: one ``BenchRow`` per model × precision × runtime × batch.
+
+Rows hold numbers only (floats, ints, None); ``report.py`` formats them. A row's ``status`` is
+"ok" (measured), "skipped" (the runtime, device or precision is not available here, with the
+reason) or "failed" (it should have worked and did not, with the first line of the error), so
+a matrix never silently loses a row. ``to_dict``/``from_dict`` round-trip the JSON described
+by ``edgeres/bench/schema.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from edgeres.bench.env import Environment
+from edgeres.bench.stats import LatencyStats
+
+__all__ = ["SCHEMA_VERSION", "Accuracy", "BenchRow", "BenchRun", "MemoryUsage", "Note"]
+
+SCHEMA_VERSION = 1
+Status = Literal["ok", "skipped", "failed"]
+
+
+@dataclass(frozen=True)
+class MemoryUsage:
+    """Peak resident memory of one row's runtime session, measured in its own process.
+
+    Attributes:
+        peak_rss_bytes: ``ru_maxrss`` of a process that imported the runtime, loaded the
+            model and ran warm-up plus a few inferences at the row's batch size.
+        baseline_rss_bytes: ``ru_maxrss`` of a process that imported the same modules and
+            loaded nothing.
+        delta_bytes: ``peak - baseline``: what the session itself costs.
+    """
+
+    peak_rss_bytes: int
+    baseline_rss_bytes: int
+    delta_bytes: int
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Accuracy of one row on labelled images.
+
+    Attributes:
+        top1, top5: percent; None when the model's classes are not the data's (a 1000-class
+            model on CIFAR images), where only agreement means anything.
+        agreement: percent of images whose top-1 class equals the reference row's.
+        count: images evaluated.
+        reference: the reference row (``precision/runtime``) agreement is measured against.
+    """
+
+    top1: float | None
+    top5: float | None
+    agreement: float | None
+    count: int
+    reference: str | None
+
+
+@dataclass(frozen=True)
+class Note:
+    """An observation the reader should not miss (int8 expectations, slow int8, skipped data).
+
+    ``text`` carries no numbers; ``report.py`` adds the measured ones for ``int8-slower``.
+    """
+
+    kind: str  # "int8-outlook", "int8-target", "int8-slower", "accuracy", "torch", "memory"
+    text: str
+    model: str | None = None
+    runtime: str | None = None
+    batch: int | None = None
+    causes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One measured (or skipped, or failed) configuration.
+
+    Attributes:
+        model: the MODEL argument as given.
+        source: "zoo" (exported on the fly), "file" (ONNX) or "ir" (OpenVINO IR).
+        model_file: the file the runtime loaded (the cached state dict for torch rows).
+        runtime: runtime label (``ort-cpu``, ``openvino-cpu``, ``torch-cpu``, ...).
+        precision: the precision requested.
+        executed_precision: what the runtime reports it ran (OpenVINO may say bf16).
+        precision_mode: "model" (run the model's precision) or "fast" (runtime default).
+        batch: images per call.
+        threads: intra-op threads the runtime was given.
+        status, reason: "ok"/"skipped"/"failed" and why when not ok.
+        partial: True when Ctrl-C cut the row's measurement short.
+        latency: timing statistics (None unless measured).
+        size_bytes: model file size on disk (weights file for torch rows).
+        memory: peak resident memory (None when not measured).
+        accuracy: accuracy and agreement (None without ``--eval``).
+        details: runtime facts (ONNX Runtime providers, OpenVINO inference precision, ...).
+    """
+
+    model: str
+    source: str
+    runtime: str
+    precision: str
+    batch: int
+    threads: int
+    status: Status = "ok"
+    reason: str | None = None
+    model_file: str | None = None
+    executed_precision: str | None = None
+    precision_mode: str = "model"
+    partial: bool = False
+    latency: LatencyStats | None = None
+    size_bytes: int | None = None
+    memory: MemoryUsage | None = None
+    accuracy: Accuracy | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """``precision/runtime``, plus ``(default)`` for OpenVINO's default-precision row."""
+        extra = " (default)" if self.precision_mode == "fast" else ""
+        return f"{self.precision}/{self.runtime}{extra}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types, in the schema's field order."""
+        d = dataclasses.asdict(self)
+        d["latency"] = None if self.latency is None else self.latency.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BenchRow:
+        """Inverse of ``to_dict``."""
+        d = dict(d)
+        if d.get("latency") is not None:
+            d["latency"] = LatencyStats.from_dict(d["latency"])
+        if d.get("memory") is not None:
+            d["memory"] = MemoryUsage(**d["memory"])
+        if d.get("accuracy") is not None:
+            d["accuracy"] = Accuracy(**d["accuracy"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class BenchRun:
+    """A whole benchmark run: rows, the machine, the settings, and notes.
+
+    Attributes:
+        rows: every row, in model, precision, runtime, batch order.
+        environment: the machine and library versions.
+        settings: the ``BenchConfig`` in effect, as plain values.
+        notes: observations (int8 expectations, int8 slower than fp32, ...).
+        interrupted: True when Ctrl-C stopped the run; ``partial`` rows were cut short.
+        created: UTC time the run started, ISO 8601.
+    """
+
+    rows: tuple[BenchRow, ...]
+    environment: Environment
+    settings: dict[str, Any]
+    notes: tuple[Note, ...] = ()
+    interrupted: bool = False
+    created: str = ""
+    schema_version: int = SCHEMA_VERSION

@@ -1,0 +1,173 @@
+"""What a model file holds, for ``edgeres info``: record, inputs/outputs, opset, size, nodes.
+
+ONNX files are read with ``onnx`` when it is installed and with ONNX Runtime otherwise (the
+light install: record and inputs/outputs, no opset or node counts); OpenVINO IR ``.xml`` files
+with the stdlib XML parser. Never imports torch, so ``edgeres info`` works on a device.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import xml.etree.ElementTree as ET
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeres.errors import ModelFileError
+from edgeres.meta import METADATA_KEY, ModelMeta, read_ir_meta
+
+__all__ = ["ModelFileInfo", "TensorInfo", "describe_model_file"]
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A graph input or output: name, shape (symbolic axes as names), element type."""
+
+    name: str
+    shape: tuple[int | str, ...]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class ModelFileInfo:
+    """Everything ``describe_model_file`` found.
+
+    Attributes:
+        path: the model file (the ``.xml`` for an IR).
+        format: "onnx" or "openvino-ir".
+        size_bytes: bytes on disk (``.xml`` plus ``.bin`` for an IR).
+        meta: the edgeres record, None when the file has none.
+        inputs: graph inputs (initializers excluded).
+        outputs: graph outputs.
+        opset: the default-domain ONNX opset; None for IR or when read without ``onnx``.
+        node_counts: op type → count; None when read without ``onnx``.
+        reader: what read the file: "onnx", "onnxruntime" or "xml".
+    """
+
+    path: Path
+    format: str
+    size_bytes: int
+    meta: ModelMeta | None
+    inputs: tuple[TensorInfo, ...] = ()
+    outputs: tuple[TensorInfo, ...] = ()
+    opset: int | None = None
+    node_counts: dict[str, int] | None = field(default=None)
+    reader: str = "onnx"
+
+
+def _value_info(vi: Any) -> TensorInfo:
+    import onnx
+
+    t = vi.type.tensor_type
+    shape = tuple(d.dim_param or d.dim_value for d in t.shape.dim)
+    return TensorInfo(vi.name, shape, onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name)
+
+
+def _onnx_with_onnx(path: Path, size: int) -> ModelFileInfo:
+    import onnx
+
+    from edgeres.meta import read_onnx_meta
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf raises DecodeError and others for a corrupt file
+        msg = f"{path} is not a readable ONNX model ({type(e).__name__}); re-export it"
+        raise ModelFileError(msg) from None
+    if not model.graph.node or not model.opset_import:
+        msg = f"{path} is not an ONNX model (no graph inside); re-export it"
+        raise ModelFileError(msg)
+    init = {i.name for i in model.graph.initializer}
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    return ModelFileInfo(
+        path=path, format="onnx", size_bytes=size, meta=read_onnx_meta(model),
+        inputs=tuple(_value_info(v) for v in model.graph.input if v.name not in init),
+        outputs=tuple(_value_info(v) for v in model.graph.output), opset=opset,
+        node_counts=dict(Counter(n.op_type for n in model.graph.node).most_common()),
+    )
+
+
+def _ort_tensor(arg: Any) -> TensorInfo:
+    dtype = str(arg.type).removeprefix("tensor(").removesuffix(")")
+    shape = tuple(d if d is not None else "?" for d in arg.shape)
+    return TensorInfo(arg.name, shape, "float32" if dtype == "float" else dtype)
+
+
+def _onnx_with_ort(path: Path, size: int) -> ModelFileInfo:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        from edgeres.errors import missing_extra
+
+        package = "onnx or onnxruntime"
+        raise missing_extra(package, "torch") from None
+    try:
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as e:  # ORT's exception types are not importable by name
+        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        msg = f"{path} is not a loadable ONNX model ({first}); re-export it"
+        raise ModelFileError(msg) from None
+    record = sess.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    return ModelFileInfo(
+        path=path, format="onnx", size_bytes=size,
+        meta=ModelMeta.from_json(record) if record is not None else None,
+        inputs=tuple(_ort_tensor(a) for a in sess.get_inputs()),
+        outputs=tuple(_ort_tensor(a) for a in sess.get_outputs()), reader="onnxruntime",
+    )
+
+
+def _ir_port(layer: ET.Element, port_parent: str) -> TensorInfo:
+    port = layer.find(f"{port_parent}/port")
+    dims = [] if port is None else [d.text or "?" for d in port.findall("dim")]
+    shape = tuple(int(d) if d.lstrip("-").isdigit() and int(d) >= 0 else "?" for d in dims)
+    dtype = (layer.find("data").get("element_type", "?") if layer.find("data") is not None
+             else (port.get("precision", "?") if port is not None else "?"))
+    return TensorInfo(layer.get("name", "?"), shape, dtype.lower())
+
+
+def _openvino_ir(path: Path) -> ModelFileInfo:
+    meta = read_ir_meta(path)  # raises ModelFileError for unparseable XML
+    root = ET.parse(path).getroot()
+    if root.tag != "net":
+        msg = f"{path} is XML but not an OpenVINO IR (root <{root.tag}>); give the model's .xml"
+        raise ModelFileError(msg)
+    layers = root.findall("layers/layer")
+    bin_path = path.with_suffix(".bin")
+    size = path.stat().st_size + (bin_path.stat().st_size if bin_path.is_file() else 0)
+    return ModelFileInfo(
+        path=path, format="openvino-ir", size_bytes=size, meta=meta,
+        inputs=tuple(_ir_port(x, "output") for x in layers if x.get("type") == "Parameter"),
+        outputs=tuple(_ir_port(x, "input") for x in layers if x.get("type") == "Result"),
+        node_counts=dict(Counter(x.get("type", "?") for x in layers).most_common()),
+        reader="xml",
+    )
+
+
+def describe_model_file(path: Path) -> ModelFileInfo:
+    """Read what a model file holds without running it.
+
+    Args:
+        path: an ``.onnx`` file or an OpenVINO IR ``.xml`` (its ``.bin`` beside it).
+
+    Returns:
+        The file's ``ModelFileInfo``.
+
+    Raises:
+        ModelFileError: if the file is missing, of another type, or corrupt.
+        MetadataError: if it carries a malformed edgeres record.
+    """
+    path = Path(path)
+    if not path.is_file():
+        msg = f"model file {path} does not exist; give an .onnx or OpenVINO .xml file"
+        raise ModelFileError(msg)
+    suffix = path.suffix.lower()
+    if suffix == ".xml":
+        return _openvino_ir(path)
+    if suffix != ".onnx":
+        kind = suffix or "no suffix"
+        msg = f"{path} is not a model file edgeres reads ({kind}); give an .onnx or .xml file"
+        raise ModelFileError(msg)
+    size = path.stat().st_size
+    if importlib.util.find_spec("onnx") is None:  # the light install: ORT alone
+        return _onnx_with_ort(path, size)
+    return _onnx_with_onnx(path, size)

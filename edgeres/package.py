@@ -1,0 +1,281 @@
+"""Device bundles: one folder (or .zip) that classifies images without edgeres installed.
+
+``package(model, dst)`` writes the model file (ONNX, or an OpenVINO IR's .xml + .bin),
+``metadata.json`` (the record's ``to_json()``, byte for byte as stored in the model),
+``labels.txt``, ``requirements.txt`` (numpy, Pillow and the one runtime, at the oldest versions
+the install test runs), a single-file ``infer.py`` and a README. ``infer.py`` is generated from
+``edgeres/_bundle_template.py`` with edgeres' own ``preprocess.py`` source and the runtime's
+top-k function pasted in, so there is one implementation of each and nothing to keep in sync by
+hand. The bundle is loaded with ``edgeres.runtime`` before it is moved into place, and written
+atomically: a failure leaves nothing at ``dst``.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import platform
+import re
+import shutil
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from importlib import metadata as _metadata
+from pathlib import Path
+
+from edgeres import __version__
+from edgeres._fs import atomic_dir, atomic_write
+from edgeres.errors import EdgeresError, ModelFileError
+from edgeres.meta import ModelMeta
+
+__all__ = ["TESTED_MINIMUMS", "TESTED_PLATFORMS", "PackageReport", "package", "render_infer"]
+
+# The oldest releases tests/test_install.py installs (pinned with ==) and runs a bundle's
+# infer.py with; raise one only together with that test. numpy 1.24.4 is the first numpy
+# onnxruntime 1.17.0 accepts; openvino 2024.6 is the oldest edgeres[openvino] allows.
+TESTED_MINIMUMS: dict[str, str] = {
+    "numpy": "1.24.4", "Pillow": "10.0.0", "onnxruntime": "1.17.0", "openvino": "2024.6.0",
+}
+# Platforms on which tests/test_install.py has installed and run a bundle (it fails on a
+# platform missing here, so the claim in requirements.txt stays true).
+TESTED_PLATFORMS: tuple[str, ...] = ("Linux-x86_64 CPython 3.11",)
+_IMPORT_LINE = "from edgeres.errors import DataError"
+_LOCAL_ERROR = (
+    "\nclass DataError(Exception):\n"
+    '    """Raised when an image cannot be read (edgeres.errors.DataError in edgeres)."""\n\n'
+)
+_BEGIN, _END = "# edgeres:begin-copied-code", "# edgeres:end-copied-code"
+
+
+@dataclass(frozen=True)
+class PackageReport:
+    """What ``package`` wrote.
+
+    Attributes:
+        path: the bundle folder or .zip.
+        files: names of the files in the bundle.
+        runtime: the one inference runtime it needs ("onnxruntime" or "openvino").
+        size_bytes: total size of the files.
+        meta: the model's record (as in ``metadata.json``).
+        check_label: top-1 label the bundled model gave a grey test image when it was checked.
+    """
+
+    path: Path
+    files: tuple[str, ...]
+    runtime: str
+    size_bytes: int
+    meta: ModelMeta
+    check_label: str
+
+
+def platform_label() -> str:
+    """This machine as ``TESTED_PLATFORMS`` names platforms: ``Linux-x86_64 CPython 3.11``."""
+    return (f"{platform.system()}-{platform.machine()} "
+            f"{platform.python_implementation()} {sys.version_info[0]}.{sys.version_info[1]}")
+
+
+def _strip_module_header(source: str) -> str:
+    """Drop a module's docstring and its ``from __future__`` line (infer.py has its own)."""
+    tree = ast.parse(source)
+    lines = source.splitlines(keepends=True)
+    first = tree.body[0] if tree.body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+        lines = lines[first.end_lineno:]
+    return "".join(line for line in lines if line.strip() != "from __future__ import annotations")
+
+
+def _copied_preprocess() -> str:
+    """``preprocess.py``'s code with its one edgeres import replaced by a local class."""
+    from edgeres import preprocess
+
+    code = _strip_module_header(inspect.getsource(preprocess))
+    if code.count(_IMPORT_LINE + "\n") != 1:
+        msg = (f"edgeres/preprocess.py must import edgeres exactly once, as '{_IMPORT_LINE}', "
+               "so a bundle can carry it; restore that line")
+        raise EdgeresError(msg)
+    code = code.replace(_IMPORT_LINE + "\n", _LOCAL_ERROR)
+    if re.search(r"^\s*(from|import)\s+edgeres\b", code, flags=re.MULTILINE):
+        msg = "edgeres/preprocess.py imports more of edgeres than DataError; keep it self-contained"
+        raise EdgeresError(msg)
+    return code
+
+
+def render_infer() -> str:
+    """The source of a bundle's ``infer.py``.
+
+    Returns:
+        The template with its marked import block replaced by ``preprocess.py``'s code and the
+        runtime's ``_softmax_topk``, each copied from the installed edgeres.
+
+    Raises:
+        EdgeresError: if the template or ``preprocess.py`` no longer has the expected shape.
+    """
+    from edgeres import _bundle_template
+    from edgeres.runtime import _softmax_topk
+
+    template = inspect.getsource(_bundle_template)
+    lines = [line for line in template.splitlines(keepends=True)
+             if not line.startswith("# template:")]
+    starts = [i for i, line in enumerate(lines) if line.startswith(_BEGIN)]
+    ends = [i for i, line in enumerate(lines) if line.startswith(_END)]
+    if len(starts) != 1 or len(ends) != 1 or starts[0] > ends[0]:
+        msg = f"edgeres/_bundle_template.py must contain one '{_BEGIN}' ... '{_END}' block"
+        raise EdgeresError(msg)
+    copied = (
+        f"# ---- copied from edgeres {__version__}: preprocess.py, then the runtime's "
+        "top-k; edit edgeres, not this file ----\n"
+        + _copied_preprocess().lstrip("\n") + "\n\n" + inspect.getsource(_softmax_topk)
+        + "# ---- end of copied code ----\n"
+    )
+    source = "".join(lines[: starts[0]]) + copied + "".join(lines[ends[0] + 1 :])
+    compile(source, "infer.py", "exec")  # a mismatch fails here, not later on a device
+    return source
+
+
+def _version(dist: str) -> str:
+    try:
+        return _metadata.version(dist)
+    except _metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def render_requirements(runtime: str) -> str:
+    """``requirements.txt``: the tested minimum versions and where they were tested."""
+    pins = [(name, TESTED_MINIMUMS[name]) for name in ("numpy", "Pillow", runtime)]
+    checked = ", ".join(f"{name} {_version(name)}" for name, _ in pins)
+    return (
+        "# Python >= 3.10. Install: pip install -r requirements.txt\n"
+        "# Minimum versions: the oldest releases edgeres' install test runs infer.py with.\n"
+        f"# Tested on: {'; '.join(TESTED_PLATFORMS)}\n"
+        f"# Packaged and checked on {platform_label()} with {checked} (edgeres {__version__})\n"
+        + "".join(f"{name}>={version}\n" for name, version in pins)
+    )
+
+
+def render_readme(meta: ModelMeta, model_files: list[str], runtime: str) -> str:
+    """A short README: what the bundle holds and how to run it."""
+    pre = meta.preprocess
+    h, w = meta.input_size
+    layout = ("uint8 NHWC pixels" if meta.input.normalized_in_graph
+              else f"float32 {meta.input.layout}")
+    return f"""# {meta.name} — edgeres device bundle
+
+Classifies images into {meta.num_classes} classes ({', '.join(meta.labels[:5])}{', ...' if
+len(meta.labels) > 5 else ''}) with {runtime}, numpy and Pillow; edgeres is not needed.
+
+```
+pip install -r requirements.txt
+python infer.py photo.jpg other.png --top-k 3
+python infer.py photo.jpg --json      # for scripts (schema_version 1)
+```
+
+| file | what |
+|---|---|
+| {' + '.join(model_files)} | the model ({meta.precision}, input {layout} {h}x{w}) |
+| metadata.json | the model's edgeres record: preprocessing, labels, provenance |
+| labels.txt | one class name per line, in output order |
+| requirements.txt | tested minimum versions and platforms |
+| infer.py | preprocessing + inference in one file |
+
+Preprocessing (from metadata.json): resize {pre.resize} ({pre.interpolation}), centre crop
+{h}x{w}, {pre.color}, mean {list(pre.mean)}, std {list(pre.std)} on the 0-1 scale.
+
+Packaged with edgeres {__version__}.
+"""
+
+
+def _model_files(path: Path) -> tuple[list[tuple[Path, str]], str]:
+    if path.suffix.lower() == ".xml":
+        return [(path, "model.xml"), (path.with_suffix(".bin"), "model.bin")], "openvino"
+    return [(path, "model.onnx")], "onnxruntime"
+
+
+def _check_destination(dst: Path, overwrite: bool) -> None:
+    if not dst.exists():
+        return
+    if not overwrite:
+        msg = f"{dst} already exists; choose another output path or pass --force to replace it"
+        raise EdgeresError(msg)
+    is_bundle = dst.is_dir() and (dst / "metadata.json").is_file() and (dst / "infer.py").is_file()
+    if not (is_bundle or (dst.is_file() and dst.suffix.lower() == ".zip")):
+        msg = f"{dst} exists and is not an edgeres bundle; not replacing it, choose a new path"
+        raise EdgeresError(msg)
+
+
+def _write_bundle(folder: Path, path: Path, meta: ModelMeta,
+                  record: str) -> tuple[list[str], str]:
+    """Write every bundle file into ``folder``; return the file names and the runtime."""
+    copies, runtime = _model_files(path)
+    for src, name in copies:
+        shutil.copyfile(src, folder / name)
+    # The record exactly as the model file stores it (ModelMeta.to_json() wrote it there).
+    (folder / "metadata.json").write_bytes(record.encode("utf-8"))
+    (folder / "labels.txt").write_text("".join(f"{label}\n" for label in meta.labels), "utf-8")
+    (folder / "requirements.txt").write_text(render_requirements(runtime), "utf-8")
+    (folder / "infer.py").write_text(render_infer(), "utf-8")
+    (folder / "README.md").write_text(render_readme(meta, [n for _, n in copies], runtime), "utf-8")
+    return sorted(p.name for p in folder.iterdir()), runtime
+
+
+def _check_bundle(folder: Path, path: Path) -> str:
+    """Load the bundled copy with edgeres.runtime and classify a grey image; return top-1."""
+    import numpy as np
+
+    from edgeres.runtime import load
+
+    model = folder / ("model.xml" if path.suffix.lower() == ".xml" else "model.onnx")
+    meta = ModelMeta.from_json((folder / "metadata.json").read_text("utf-8"))
+    h, w = meta.input_size
+    grey = np.full((h, w, meta.input.channels), 128, np.uint8)
+    return load(model, meta=meta).predict(grey, top_k=1)[0].labels[0]
+
+
+def package(model: str | Path, dst: str | Path, *, overwrite: bool = False) -> PackageReport:
+    """Write a self-contained device bundle for ``model``.
+
+    Args:
+        model: an ``.onnx`` file, an OpenVINO IR ``.xml``, or a registered model name
+            (``cifar10``; see ``edgeres.names``).
+        dst: the bundle folder to create, or a path ending in ``.zip`` for a zip archive
+            whose files sit in a folder named after it.
+        overwrite: replace an existing bundle folder or .zip at ``dst`` (anything else at
+            ``dst`` is never replaced).
+
+    Returns:
+        A ``PackageReport``.
+
+    Raises:
+        UnknownNameError: if ``model`` is neither a file nor a registered name.
+        ModelFileError: if the model file is not ONNX/IR or does not load.
+        MetadataError: if the model carries no metadata record.
+        EdgeresError: if ``dst`` exists (without ``overwrite``) or cannot be written.
+    """
+    from edgeres.names import resolve_model_file
+    from edgeres.runtime import load
+
+    path = resolve_model_file(model)
+    if path.suffix.lower() not in (".onnx", ".xml"):
+        msg = f"{path} is not a model file; package an .onnx file or an OpenVINO IR .xml"
+        raise ModelFileError(msg)
+    loaded = load(path)  # loads the graph and its record: a broken model fails here
+    meta, record = loaded.meta, loaded.backend.record_text or loaded.meta.to_json()
+    dst = Path(dst)
+    _check_destination(dst, overwrite)
+    if dst.suffix.lower() == ".zip":
+        with tempfile.TemporaryDirectory(prefix="edgeres.package.") as tmp:
+            folder = Path(tmp) / dst.stem
+            folder.mkdir()
+            files, runtime = _write_bundle(folder, path, meta, record)
+            label = _check_bundle(folder, path)
+            with atomic_write(dst) as tmp_zip:
+                with zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_DEFLATED) as z:
+                    for name in files:
+                        z.write(folder / name, f"{dst.stem}/{name}")
+            size = sum((folder / name).stat().st_size for name in files)
+    else:
+        with atomic_dir(dst) as folder:
+            files, runtime = _write_bundle(folder, path, meta, record)
+            label = _check_bundle(folder, path)
+            size = sum((folder / name).stat().st_size for name in files)
+    return PackageReport(dst, tuple(files), runtime, size, meta, label)

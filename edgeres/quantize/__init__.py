@@ -1,0 +1,266 @@
+"""Static int8 quantization: ``quantize()`` is the single dispatch point (STYLE C4, C7).
+
+``quantize(src, dst, calibration, backend=..., config=...)`` writes an int8 model (ONNX
+Runtime QDQ ``.onnx``, or OpenVINO IR ``.xml`` + ``.bin`` through NNCF) and returns a
+``QuantReport``. With labelled data it first checks the fp32 model (a near-chance accuracy
+means the preprocessing does not match), measures fp32 vs int8, and with a ``max_drop`` budget
+returns the most sensitive layers to float until the drop on the validation data fits. The
+report (accuracies, float layers with their latency cost, per-layer SQNR) also goes to JSON
+beside the model. Backends are imported only inside the branch that uses them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from edgeres._fs import sha256_file
+from edgeres.calibration import CalibrationSet
+from edgeres.data import DataSource, open_data
+from edgeres.errors import EdgeresError, ModelFileError, QuantizationError
+from edgeres.evaluate import evaluate
+from edgeres.meta import ModelMeta
+from edgeres.quantize._report import Accuracy, QuantReport, report_path_for, write_report
+from edgeres.quantize.config import (
+    AUTO_BATCH,
+    AUTO_BATCH_BYTES,
+    DEFAULT_METHOD,
+    QuantConfig,
+    TargetSpec,
+    resolve_target,
+)
+from edgeres.quantize.sensitivity import (
+    Attempt,
+    Fallback,
+    LayerCost,
+    fit_budget,
+    latency_ms,
+    layer_errors,
+    rank_layers,
+    reference_outputs,
+)
+
+__all__ = ["QuantConfig", "QuantReport", "quantize"]
+
+log = logging.getLogger(__name__)
+
+CHANCE_FACTOR = 2.0  # fp32 top-1 below this multiple of chance stops: preprocessing is off
+
+
+def quantize(
+    src: Path,
+    dst: Path,
+    calibration: CalibrationSet,
+    *,
+    backend: Literal["ort", "openvino"] = "ort",
+    config: QuantConfig | None = None,
+) -> QuantReport:
+    """Quantize ONNX model ``src`` to int8 at ``dst``, calibrated on ``calibration``.
+
+    Args:
+        src: the float ``.onnx`` model.
+        dst: ``.onnx`` for backend "ort", ``.xml`` (with a ``.bin`` beside it) for "openvino".
+        calibration: calibration data for this model (``CalibrationSet.from_data``);
+            ``config.samples`` of it are drawn with ``config.seed``.
+        backend: "ort" (ONNX Runtime QDQ) or "openvino" (NNCF, OpenVINO IR).
+        config: options; ``QuantConfig()`` when None.
+
+    Returns:
+        A ``QuantReport``; the same report is written to ``<dst stem>.quant.json``.
+
+    Raises:
+        ModelFileError: ``src`` missing or unreadable, or ``dst`` of the wrong kind.
+        DataError / UnknownNameError: calibration, validation or test data unusable.
+        QuantizationError: near-chance fp32 accuracy, unknown layer names, bad options.
+        BackendNotAvailable: the backend's packages are missing or too old.
+    """
+    start = time.perf_counter()
+    config = QuantConfig() if config is None else config
+    src, dst = Path(src), Path(dst)
+    _check_paths(src, dst, backend)
+    spec = resolve_target(config.target)
+    val = open_data(config.val) if config.val is not None else None
+    test = open_data(config.eval) if config.eval is not None else None
+    if val is not None and config.val_samples is not None:
+        val = val.subset(config.val_samples, config.seed)
+    calib = calibration.select(config.samples, config.seed,
+                               config.batch_size or _auto_batch(calibration.meta))
+    with tempfile.TemporaryDirectory(prefix="edgeres.quant.") as tmp:
+        q = _backend(backend, src, calib, spec, config, Path(tmp))
+        report, chosen = _run(q, src, dst, spec, config, val, test)
+        assert report.meta is not None  # set by _run
+        q.save(chosen, dst, report.meta)
+    report = dataclasses.replace(report, seconds=time.perf_counter() - start)
+    assert report.report_path is not None  # always set by _run
+    write_report(report, report.report_path)
+    return report
+
+
+def _run(q: Any, src: Path, dst: Path, spec: TargetSpec, config: QuantConfig,
+         val: DataSource | None, test: DataSource | None) -> tuple[QuantReport, Path]:
+    """Check fp32, calibrate, fit the budget, evaluate, report; return the report and model."""
+    meta = q.meta
+    q.check_names(config.exclude)
+    fp32 = q.load(q.fp32_path)
+    labelled = [(d, str(v)) for d, v in ((val, config.val), (test, config.eval)) if d]
+    fp32_top1 = {name: _guard(fp32, data, meta, name) for data, name in labelled}
+    q.calibrate()
+    base = tuple(config.exclude)
+    validation, fallback, floats = _accuracy_aware(q, val, config, meta, fp32_top1, base)
+    chosen = q.build(floats)
+    evaluation = None
+    if test is not None:
+        name = str(config.eval)
+        int8_top1 = _top1(q.load(chosen), test, meta, "int8 on eval data")
+        evaluation = Accuracy(name, len(test), fp32_top1[name], int8_top1)
+    # One sample per run: two models' layer outputs of a batch stay small (ResNet-50: 50 MB).
+    batches = q.calibration.select(None, batch_size=1).first(config.layer_report_samples)
+    layers = tuple(layer_errors(q, chosen, batches, floats))
+    method = config.method or (DEFAULT_METHOD if q.backend == "ort" else "nncf-default")
+    report = QuantReport(
+        src=src, dst=dst, report_path=report_path_for(dst), backend=q.backend,
+        target=spec.name, method=method, details={**q.details(), "target_why": spec.why},
+        calibration=q.calibration.stats, calibration_data=q.calibration.source.name,
+        float_layers=floats, validation=validation, evaluation=evaluation,
+        max_drop=config.max_drop, fallback=fallback, layers=layers,
+        warnings=_warnings(fallback, config),
+    )
+    return dataclasses.replace(report, meta=_record(meta, src, report)), chosen
+
+
+def _auto_batch(meta: ModelMeta) -> int:
+    dims = [d for d in meta.input.shape[1:] if isinstance(d, int)]
+    sample = 4 * math.prod(dims) if dims else AUTO_BATCH_BYTES
+    return max(1, min(AUTO_BATCH, AUTO_BATCH_BYTES // sample))
+
+
+def _check_paths(src: Path, dst: Path, backend: str) -> None:
+    if backend not in ("ort", "openvino"):
+        msg = f"unknown quantization backend {backend!r}; use ort or openvino"
+        raise QuantizationError(msg)
+    if not src.is_file():
+        msg = f"model file {src} does not exist; pass an .onnx file"
+        raise ModelFileError(msg)
+    if src.suffix.lower() != ".onnx":
+        msg = f"{src} is not an ONNX model; quantize takes an .onnx file (see `edgeres export`)"
+        raise ModelFileError(msg)
+    want = ".onnx" if backend == "ort" else ".xml"
+    if dst.suffix.lower() != want:
+        msg = f"output {dst} should end in {want} for the {backend} backend"
+        raise ModelFileError(msg)
+    if not (dst.parent if str(dst.parent) else Path(".")).is_dir():
+        msg = f"cannot write {dst}: directory {dst.parent} does not exist; create it first"
+        raise EdgeresError(msg)
+    if dst.resolve() == src.resolve():
+        msg = f"output {dst} would overwrite the input model; choose another path"
+        raise ModelFileError(msg)
+
+
+def _backend(backend: str, src: Path, calib: CalibrationSet, spec: TargetSpec,
+             config: QuantConfig, workdir: Path) -> Any:
+    per_channel = spec.per_channel if config.per_channel is None else config.per_channel
+    if backend == "ort":
+        from edgeres.quantize._ort import OrtQuantizer
+
+        return OrtQuantizer(src, calib, spec, per_channel=per_channel,
+                            method=config.method or DEFAULT_METHOD, workdir=workdir)
+    from edgeres.quantize._nncf import NncfQuantizer
+
+    return NncfQuantizer(src, calib, spec, per_channel=per_channel, method=config.method,
+                         preset=config.preset, workdir=workdir)
+
+
+def _top1(predictor: Any, data: DataSource, meta: ModelMeta, what: str) -> float:
+    return evaluate(predictor.run, data, meta, description=what).top1
+
+
+def _guard(fp32: Any, data: DataSource, meta: ModelMeta, name: str) -> float:
+    """fp32 top-1 on ``data``; near chance means the preprocessing or labels do not fit."""
+    top1 = _top1(fp32, data, meta, f"fp32 on {name}")
+    classes = meta.num_classes or len(meta.labels)
+    chance = 100.0 / classes if classes > 1 else 0.0
+    if classes > 1 and top1 < CHANCE_FACTOR * chance:
+        msg = (f"fp32 top-1 on {name} is {top1:.1f}% (chance {chance:.1f}%): the preprocessing "
+               "does not match the model or the labels do not; check mean/std, layout and "
+               "resize (--mean/--std/--layout/--input-size) and the class folders")
+        raise QuantizationError(msg)
+    return top1
+
+
+def _accuracy_aware(q: Any, val: DataSource | None, config: QuantConfig, meta: ModelMeta,
+                    fp32_top1: dict[str, float], base: tuple[str, ...]
+                    ) -> tuple[Accuracy | None, Fallback | None, tuple[str, ...]]:
+    """Measure int8 on the validation data; with a budget, return layers to float until it fits."""
+    if val is None:
+        return None, None, base
+    name = str(config.val)
+    fp32 = fp32_top1[name]
+
+    def measure(path: Path) -> float:
+        return _top1(q.load(path), val, meta, "int8 on val data")
+
+    first_top1 = measure(q.build(base))
+    first = Attempt(base, first_top1, fp32 - first_top1)
+    if config.max_drop is None or first.drop <= config.max_drop:
+        fallback = None if config.max_drop is None else Fallback(
+            base, True, (first,), (), (), {})
+        return Accuracy(name, len(val), fp32, first_top1), fallback, base
+    batches = list(q.calibration.first(config.ranking_samples))
+    ranking = rank_layers(q, base, batches, reference_outputs(q, batches))
+    floats, met, attempts = fit_budget(q, base=base, ranking=ranking, measure=measure,
+                                       fp32_top1=fp32, budget=config.max_drop, first=first)
+    chosen = next(a for a in attempts if a.float_layers == floats)
+    sample = batches[0] if q.calibration.fixed_batch else batches[0][:1]
+    fallback = _with_costs(q, base, floats, met, attempts, ranking, sample)
+    return Accuracy(name, len(val), fp32, chosen.top1), fallback, floats
+
+
+def _with_costs(q: Any, base: tuple[str, ...], floats: tuple[str, ...], met: bool,
+                attempts: list[Attempt], ranking: list[tuple[str, float]],
+                sample: Any) -> Fallback:
+    """Latency of the all-int8 model, the chosen one, and each chosen float layer alone."""
+    added = [n for n in floats if n not in base]
+    paths = {"int8": q.build(base), "chosen": q.build(floats)}
+    paths.update({n: q.build((*base, n)) for n in added})
+    ms = latency_ms(q, paths, sample)
+    gains = dict(ranking)
+    costs = tuple(LayerCost(n, gains.get(n, 0.0), ms[n] - ms["int8"]) for n in added)
+    latency = {"int8": ms["int8"], "chosen": ms["chosen"]}
+    return Fallback(floats, met, tuple(attempts), tuple(ranking), costs, latency)
+
+
+def _warnings(fallback: Fallback | None, config: QuantConfig) -> tuple[str, ...]:
+    if fallback is None or fallback.budget_met:
+        return ()
+    best = max(fallback.attempts, key=lambda a: a.top1)
+    msg = (f"no mix of int8 and float layers met the {config.max_drop:g}-point budget; "
+           f"kept the best (drop {best.drop:.2f} points with {len(best.float_layers)} float "
+           "layer(s))")
+    log.warning(msg)
+    return (msg,)
+
+
+def _record(meta: ModelMeta, src: Path, report: QuantReport) -> ModelMeta:
+    """The source record with precision int8, ``extra["quantization"]`` and a provenance step."""
+    stats = report.calibration
+    info: dict[str, Any] = {
+        "backend": report.backend, "target": report.target, "method": report.method,
+        **{k: v for k, v in report.details.items() if k != "target_why"},
+        "samples": stats.count, "skipped": stats.skipped,
+        "calibration_data": report.calibration_data, "calibration_sha256": stats.sha256,
+        "float_layers": list(report.float_layers),
+    }
+    for key, acc in (("validation", report.validation), ("evaluation", report.evaluation)):
+        if acc is not None:
+            info[key] = acc.to_dict()
+    record = meta.evolve(precision="int8", extra={**meta.extra, "quantization": info})
+    return record.with_step(
+        "quantize", input_sha256=sha256_file(src), backend=report.backend,
+        target=report.target, method=report.method, samples=stats.count,
+        calibration_sha256=stats.sha256, float_layers=list(report.float_layers),
+    )

@@ -1,0 +1,318 @@
+"""ONNX Runtime static int8: QDQ format, pre-processed, calibrated in bounded memory.
+
+Steps, in a temporary directory: ``quant_pre_process`` (shape inference + ORT graph
+optimisation, without which ORT's int8 kernels run no faster than fp32), streaming range
+collection (``_ranges``), then ``quantize_static`` reading those ranges from its calibration
+cache, so re-quantizing with other float layers never re-runs calibration. A layer "returned
+to float" keeps float weights and reads its inputs before their Q/DQ pair: ORT alone would
+only skip its weights, because a tensor quantized for one consumer is quantized for all.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeres._fs import atomic_write
+from edgeres.calibration import CalibrationSet
+from edgeres.errors import BackendNotAvailable, ModelFileError, QuantizationError
+from edgeres.meta import ModelMeta, write_onnx_meta
+from edgeres.quantize._ranges import Ranges, collect_ranges, quiet
+from edgeres.quantize.config import TargetSpec
+
+log = logging.getLogger(__name__)
+
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")  # the layers that can go float
+_RESTORED = "_edgeres_float"  # suffix of an activation re-inserted for a float layer
+
+
+class OrtQuantizer:
+    """Builds QDQ models of one source model with any set of layers left in float.
+
+    Args:
+        src: the float ONNX model.
+        calibration: the selected calibration samples.
+        spec: the deployment target's types and symmetry.
+        per_channel: per-channel weight scales.
+        method: "minmax", "entropy" or "percentile".
+        workdir: temporary directory owned by the caller.
+    """
+
+    backend = "ort"
+
+    def __init__(self, src: Path, calibration: CalibrationSet, spec: TargetSpec, *,
+                 per_channel: bool, method: str, workdir: Path) -> None:
+        self.src, self.calibration, self.spec = src, calibration, spec
+        self.per_channel, self.method, self.workdir = per_channel, method, workdir
+        self.meta = calibration.meta
+        _check_ort()
+        self.pre = workdir / "preprocessed.onnx"
+        _pre_process(src, self.pre)
+        self.layers, self.op_types = _weighted_layers(self.pre)
+        self._ranges: Ranges | None = None
+        self._built: dict[tuple[str, ...], Path] = {}
+
+    @property
+    def fp32_path(self) -> Path:
+        """The pre-processed float model every int8 candidate is compared against."""
+        return self.pre
+
+    def calibrate(self) -> None:
+        """Collect activation ranges once (one or two streaming passes)."""
+        calib = self.calibration
+        self._ranges = collect_ranges(self.pre, calib, len(calib), self.method, self.workdir)
+        if not self._ranges:
+            msg = f"{self.src} has no float activations to calibrate; is it already quantized?"
+            raise QuantizationError(msg)
+
+    def check_names(self, names: Sequence[str]) -> None:
+        """Raise for node names that are not in the (pre-processed) graph."""
+        import onnx
+
+        known = {n.name for n in onnx.load(str(self.pre), load_external_data=False).graph.node}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            hint = ", ".join(self.layers[:3])
+            msg = f"no node named {unknown[0]!r} in {self.src}; layer names look like {hint}"
+            raise QuantizationError(msg)
+
+    def build(self, floats: tuple[str, ...]) -> Path:
+        """The QDQ model with ``floats`` left in float (cached per set of names)."""
+        key = tuple(sorted(floats))
+        if key not in self._built:
+            path = self.workdir / f"int8-{len(self._built)}.onnx"
+            self._write_qdq(path, key)
+            self._built[key] = path
+        return self._built[key]
+
+    def _write_qdq(self, dst: Path, floats: tuple[str, ...]) -> None:
+        import onnx
+        from onnxruntime.quantization import (
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            TensorData,
+            TensorsData,
+            quantize_static,
+            save_tensors_data,
+        )
+
+        if self._ranges is None:
+            self.calibrate()
+        assert self._ranges is not None  # set by calibrate()
+        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                  "percentile": CalibrationMethod.Percentile}[self.method]
+        cache = self.workdir / f"ranges-{self.method}.json"
+        if not cache.exists():
+            data = {k: TensorData(lowest=np.array(lo, np.float32), highest=np.array(hi, np.float32))
+                    for k, (lo, hi) in self._ranges.items()}
+            save_tensors_data(TensorsData(method, data), cache)
+        qtype = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+        with quiet():
+            quantize_static(
+                str(self.pre), str(dst), None, quant_format=QuantFormat.QDQ,
+                per_channel=self.per_channel, reduce_range=self.spec.reduce_range,
+                activation_type=qtype[self.spec.activation_type], weight_type=QuantType.QInt8,
+                nodes_to_exclude=list(floats), calibrate_method=method,
+                extra_options={"ActivationSymmetric": self.spec.activation_symmetric,
+                               "WeightSymmetric": True},
+                calibration_cache_path=str(cache),
+            )
+        if floats:
+            proto = onnx.load(str(dst))
+            _float_inputs(proto, set(floats), onnx.load(str(self.pre)))
+            onnx.save(proto, str(dst))
+
+    def load(self, path: Path, threads: int | None = None) -> Any:
+        """A predictor for a candidate (or the fp32 model), through ``edgeres.runtime``."""
+        from edgeres import runtime
+
+        return runtime.load(path, backend="ort", meta=self.meta, threads=threads)
+
+    def tensor_runner(self, path: Path, names: Sequence[str]
+                      ) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+        """A function running ``path`` on one batch and returning the named tensors.
+
+        Graph optimisation is off, so a QDQ model computes exactly what its Q/DQ nodes say.
+        """
+        import onnx
+        import onnxruntime as ort
+
+        proto = onnx.load(str(path))
+        produced = {o for node in proto.graph.node for o in node.output}
+        present = {o.name for o in proto.graph.output}
+        wanted = [n for n in dict.fromkeys(names) if n in produced]
+        for name in wanted:
+            if name not in present:
+                proto.graph.output.append(onnx.helper.make_tensor_value_info(
+                    name, onnx.TensorProto.FLOAT, None))
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        so.log_severity_level = 3
+        session = ort.InferenceSession(proto.SerializeToString(), so,
+                                       providers=["CPUExecutionProvider"])
+        feed = self.meta.input.name
+
+        def run(x: np.ndarray) -> dict[str, np.ndarray]:
+            return dict(zip(wanted, session.run(wanted, {feed: x}), strict=True))
+
+        return run
+
+    def compare_tensors(self, path: Path) -> dict[str, tuple[str, str]]:
+        """Layer → (fp32 tensor, int8 tensor) that the per-layer error report compares.
+
+        In the QDQ model a layer's output is compared after its Q/DQ pair (what the next layer
+        reads). ORT drops a ReLU after a layer with unsigned activations (the Q clamps at 0) and
+        renames the layer's output to the ReLU's, which is the fp32 tensor it matches.
+        """
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+        fp32 = onnx.load(str(self.pre), load_external_data=False).graph
+        known = {o for n in fp32.node for o in n.output}
+        consumers: dict[str, list[Any]] = {}
+        for node in graph.node:
+            for name in node.input:
+                consumers.setdefault(name, []).append(node)
+        pairs = {}
+        for node in graph.node:
+            if node.name not in self.op_types or not node.output:
+                continue
+            out = node.output[0]
+            got = out
+            after = consumers.get(out, [])
+            q = next((n for n in after if n.op_type == "QuantizeLinear"), None)
+            restored = next((n for n in after if n.name.endswith(_RESTORED)), None)
+            if q is not None:
+                dq = next((n for n in consumers.get(q.output[0], [])
+                           if n.op_type == "DequantizeLinear"), None)
+                got = dq.output[0] if dq is not None else got
+            elif restored is not None:  # a float reader got the folded ReLU back
+                got = restored.output[0]
+            # A graph output keeps its name after the DQ; the layer writes "<name>_..._Input".
+            ref = out if out in known else got
+            if ref in known:
+                pairs[node.name] = (ref, got)
+        return pairs
+
+    def details(self) -> dict[str, Any]:
+        """Types and options of the written models, for the report and the record."""
+        return {
+            "format": "QDQ",
+            "activation_type": self.spec.activation_type,
+            "activation_symmetric": self.spec.activation_symmetric,
+            "weight_type": "int8",
+            "weight_symmetric": True,
+            "reduce_range": self.spec.reduce_range,
+            "per_channel": self.per_channel,
+            "pre_processed": True,
+        }
+
+    def save(self, path: Path, dst: Path, meta: ModelMeta) -> None:
+        """Write candidate ``path`` to ``dst`` with ``meta``, atomically."""
+        import onnx
+
+        proto = onnx.load(str(path))
+        write_onnx_meta(proto, meta)
+        with atomic_write(dst) as tmp:
+            onnx.save(proto, str(tmp))
+
+
+def _check_ort() -> None:
+    """ORT must take precomputed ranges (``quantize_static(calibration_cache_path=...)``)."""
+    import onnxruntime
+    from onnxruntime.quantization import quantize_static
+
+    if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
+        msg = (f"onnxruntime {onnxruntime.__version__} cannot quantize from precomputed ranges "
+               "(quantize_static has no calibration_cache_path); pip install -U onnxruntime")
+        raise BackendNotAvailable(msg)
+
+
+def _pre_process(src: Path, dst: Path) -> None:
+    """ORT's shape inference and graph optimisation, as its quantization guide asks first."""
+    from onnxruntime.quantization import quant_pre_process
+
+    try:
+        with quiet():
+            quant_pre_process(str(src), str(dst))
+    except Exception as e:  # onnx/ORT raise many types for a graph they cannot handle
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        msg = f"{src} could not be prepared for quantization ({first}); re-export it"
+        raise ModelFileError(msg) from None
+
+
+def _weighted_layers(model: Path) -> tuple[tuple[str, ...], dict[str, str]]:
+    import onnx
+
+    graph = onnx.load(str(model), load_external_data=False).graph
+    nodes = [n for n in graph.node if n.op_type in WEIGHTED_OPS and n.name]
+    return tuple(n.name for n in nodes), {n.name: n.op_type for n in nodes}
+
+
+def _float_inputs(proto: Any, floats: set[str], fp32: Any) -> None:
+    """Feed nodes in ``floats`` the tensors before their Q/DQ pair; drop pairs left unused.
+
+    ORT folds a ReLU/Clip into the preceding Q when the quantized range already clips (the
+    layer's output takes the activation's name), so a float reader of that tensor gets the
+    activation back explicitly, copied from the fp32 graph ``fp32``.
+    """
+    graph = proto.graph
+    activations = {n.output[0]: n for n in fp32.graph.node if n.op_type in ("Relu", "Clip")}
+    restored: dict[str, str] = {}
+    for node in list(graph.node):
+        if node.name not in floats:
+            continue
+        producer = {o: n for n in graph.node for o in n.output}
+        for i, name in enumerate(node.input):
+            dq = producer.get(name)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            q = producer.get(dq.input[0])
+            if q is None or q.op_type != "QuantizeLinear":
+                continue
+            tensor = q.input[0]
+            act = activations.get(tensor)
+            before = producer.get(tensor)
+            if act is not None and before is not None and before.op_type != act.op_type:
+                if tensor not in restored:
+                    restored[tensor] = _restore_activation(proto, fp32, act, before, tensor)
+                tensor = restored[tensor]
+            node.input[i] = tensor
+    _drop_unused(graph)
+
+
+def _restore_activation(proto: Any, fp32: Any, act: Any, before: Any, tensor: str) -> str:
+    import onnx
+
+    out = f"{tensor}_float_{act.op_type.lower()}"
+    copy = onnx.helper.make_node(act.op_type, [tensor, *act.input[1:]], [out],
+                                 name=f"{act.name}{_RESTORED}")
+    copy.attribute.extend(act.attribute)
+    have = {t.name for t in proto.graph.initializer}
+    for init in fp32.graph.initializer:  # Clip's min/max, if ORT dropped them with the Clip
+        if init.name in act.input[1:] and init.name not in have:
+            proto.graph.initializer.append(init)
+    nodes = proto.graph.node
+    index = next(i for i, n in enumerate(nodes) if n is before or n == before)
+    nodes.insert(index + 1, copy)
+    return out
+
+
+def _drop_unused(graph: Any) -> None:
+    while True:  # remove Q/DQ nodes whose outputs nobody reads any more
+        used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+        dead = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+                and not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            graph.node.remove(n)
+    used = {i for n in graph.node for i in n.input}
+    for init in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(init)

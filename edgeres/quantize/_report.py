@@ -1,0 +1,150 @@
+"""``QuantReport``: what ``quantize`` did and measured, and its JSON form (``OUT.quant.json``).
+
+Numbers stay floats here (the CLI formats them); non-finite SQNR values (a layer with no
+error) become ``null`` in JSON, which has no infinity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeres._fs import atomic_write
+from edgeres.calibration import CalibrationStats
+from edgeres.meta import ModelMeta
+from edgeres.quantize.sensitivity import Fallback, LayerError
+
+REPORT_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """fp32 and int8 top-1 on one labelled data set.
+
+    Attributes:
+        data: the data argument (path or registered name).
+        count: images evaluated.
+        fp32_top1: fp32 top-1 in percent.
+        int8_top1: int8 top-1 in percent.
+    """
+
+    data: str
+    count: int
+    fp32_top1: float
+    int8_top1: float
+
+    @property
+    def drop(self) -> float:
+        """fp32 minus int8 top-1, in points (negative when int8 scores higher)."""
+        return self.fp32_top1 - self.int8_top1
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types, with the drop."""
+        return {**dataclasses.asdict(self), "drop": self.drop}
+
+
+@dataclass(frozen=True)
+class QuantReport:
+    """The result of one ``quantize`` call.
+
+    Attributes:
+        src: the float model.
+        dst: the int8 model written.
+        report_path: where the JSON report went.
+        backend: "ort" or "openvino".
+        target: the resolved deployment target.
+        method: calibration method ("nncf-default" when NNCF chose).
+        details: types and options of the int8 model (activation/weight types, ...).
+        calibration: count, skipped and sha256 of the calibration samples.
+        calibration_data: the calibration data argument.
+        float_layers: layers left in float (asked for, or returned by the budget loop).
+        validation: fp32/int8 top-1 on ``--val`` data (the decisions' data), if given.
+        evaluation: fp32/int8 top-1 on ``--eval`` data (report only), if given.
+        max_drop: the top-1 budget in points, if given.
+        fallback: the accuracy-aware loop's ranking, attempts and costs, if it ran.
+        layers: per-layer SQNR against fp32 on calibration images.
+        warnings: things the user should know (budget not met, ...).
+        seconds: wall time of the whole call.
+        meta: the record stored in the int8 model.
+    """
+
+    src: Path
+    dst: Path
+    report_path: Path | None
+    backend: str
+    target: str
+    method: str
+    details: dict[str, Any]
+    calibration: CalibrationStats
+    calibration_data: str
+    float_layers: tuple[str, ...]
+    validation: Accuracy | None
+    evaluation: Accuracy | None
+    max_drop: float | None
+    fallback: Fallback | None
+    layers: tuple[LayerError, ...]
+    warnings: tuple[str, ...] = ()
+    seconds: float = 0.0
+    meta: ModelMeta | None = field(default=None, repr=False)
+
+    @property
+    def budget_met(self) -> bool | None:
+        """Whether the validation drop is within ``max_drop`` (None without a budget)."""
+        if self.max_drop is None or self.validation is None:
+            return None
+        return self.validation.drop <= self.max_drop
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON types, led by ``schema_version``."""
+        fb = self.fallback
+        return _finite({
+            "schema_version": REPORT_SCHEMA_VERSION,
+            "src": str(self.src),
+            "dst": str(self.dst),
+            "backend": self.backend,
+            "target": self.target,
+            "method": self.method,
+            **self.details,
+            "calibration": {"data": self.calibration_data,
+                            **dataclasses.asdict(self.calibration)},
+            "float_layers": list(self.float_layers),
+            "validation": self.validation.to_dict() if self.validation else None,
+            "evaluation": self.evaluation.to_dict() if self.evaluation else None,
+            "max_drop": self.max_drop,
+            "budget_met": self.budget_met,
+            "fallback": None if fb is None else {
+                "budget_met": fb.budget_met,
+                "ranking": [{"layer": n, "sqnr_gain_db": g} for n, g in fb.ranking],
+                "attempts": [dataclasses.asdict(a) for a in fb.attempts],
+                "costs": [dataclasses.asdict(c) for c in fb.costs],
+                "latency_ms": fb.latency_ms,
+            },
+            "layers": [dataclasses.asdict(row) for row in self.layers],
+            "warnings": list(self.warnings),
+            "seconds": self.seconds,
+        })
+
+
+def report_path_for(dst: Path) -> Path:
+    """``model-int8.onnx`` → ``model-int8.quant.json`` (beside the model)."""
+    return dst.with_name(dst.stem + ".quant.json")
+
+
+def write_report(report: QuantReport, path: Path) -> None:
+    """Write ``report`` as JSON to ``path``, atomically."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(report.to_dict(), indent=1) + "\n")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

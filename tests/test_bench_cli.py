@@ -1,0 +1,122 @@
+"""CLI tests for `edgeres bench`: artefacts end to end, one-line errors, Ctrl-C plumbing."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import jsonschema
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from edgeres import names
+from edgeres.bench import report
+from edgeres.cli import cli
+
+FAST = ["--iterations", "2", "--rounds", "2", "--warmup", "1", "--no-memory"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny labelled ImageFolder: 3 validation images of each of two classes."""
+    root = tmp_path_factory.mktemp("eval")
+    for cls in ("dog", "truck"):
+        (root / cls).mkdir()
+        for img in sorted((names.calibration_dir() / "cifar10-val" / cls).glob("*.jpg"))[:3]:
+            shutil.copy(img, root / cls / img.name)
+    return root
+
+
+def test_bench_writes_every_artefact(tmp_path: Path, folder: Path) -> None:
+    """JSON (schema-valid), CSV, markdown and PNG hold the same rows, skipped GPU included."""
+    out = {k: tmp_path / f"b.{k}" for k in ("json", "csv", "md", "png")}
+    result = CliRunner().invoke(cli, [
+        "bench", "cifar10", "--runtime", "ort-cpu,openvino-cpu,ort-cuda", "--batch", "1,2",
+        "--eval", str(folder), *FAST, "--conditions", "test run",
+        "--json", str(out["json"]), "--csv", str(out["csv"]), "--markdown", str(out["md"]),
+        "--plot", str(out["png"])])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out["json"].read_text())
+    jsonschema.validate(data, report.schema())
+    rows = data["rows"]
+    # ort-cpu, openvino-cpu (pinned f32 + default precision), ort-cuda; two batch sizes each
+    assert len(rows) == 8
+    assert {r["runtime"] for r in rows} == {"ort-cpu", "openvino-cpu", "ort-cuda"}
+    cuda = [r for r in rows if r["runtime"] == "ort-cuda"]
+    if cuda[0]["status"] == "skipped":
+        assert "CUDAExecutionProvider" in cuda[0]["reason"]
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert ok and all(r["latency"]["count"] == 4 and r["accuracy"]["count"] == 6 for r in ok)
+    assert data["settings"]["conditions"] == "test run"
+    lines = list(csv.DictReader(out["csv"].open()))
+    assert [float(x["p50_ms"]) for x in lines if x["status"] == "ok"] == pytest.approx(
+        [r["latency"]["p50_ms"] for r in ok])
+    md = out["md"].read_text()
+    assert md.count("| cifar10 |") == 8 and "Conditions: test run" in md
+    with Image.open(out["png"]) as img:
+        assert img.size == (640, 600)
+    assert "edgeres bench" in result.output and "wrote" in result.output
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["resnet19"], "unknown model 'resnet19'"),
+    (["cifar10", "--runtime", "ort-gpu"], "unknown runtime 'ort-gpu'"),
+    (["cifar10", "--batch", "1,x"], "invalid batch list"),
+    (["cifar10", "--precision", "int4"], "unknown precision"),
+    (["cifar10", "--eval", "nowhere"], "neither an existing path"),
+    (["cifar10", "--limit", "5"], "--limit needs --eval"),
+])
+def test_bad_input_is_one_line_error(tmp_path: Path, args: list[str], needle: str) -> None:
+    """Bad input: exit 1, one Error: line, no traceback, no output file left behind."""
+    out = tmp_path / "b.json"
+    result = CliRunner().invoke(cli, ["bench", *args, *FAST, "--json", str(out)])
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and needle in errors[0], result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_missing_output_directory_fails_before_running(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unwritable --json path is reported before any benchmark work starts."""
+    called = []
+    monkeypatch.setattr("edgeres.bench.run_bench", lambda *a, **k: called.append(1))
+    result = CliRunner().invoke(cli, ["bench", "cifar10", "--json", str(tmp_path / "x" / "b.json")])
+    assert result.exit_code == 1 and "does not exist" in result.output and not called
+
+
+def test_interrupted_run_saves_partial_results(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C: the partial results are still written and the exit code is 130."""
+    from edgeres.bench import BenchRow, BenchRun, LatencyStats
+    from edgeres.bench.env import describe_machine
+
+    row = BenchRow(model="m.onnx", source="file", runtime="ort-cpu", precision="fp32", batch=1,
+                   threads=3, partial=True, latency=LatencyStats.from_samples([0.001]))
+    run = BenchRun(rows=(row,), environment=describe_machine(), interrupted=True,
+                   settings={"threads": 3, "rounds": 1, "warmup": 0, "iterations": 1})
+    calls = []
+
+    def fake_run_bench(models, config):
+        calls.append((models, config))
+        return run
+
+    monkeypatch.setattr("edgeres.bench.run_bench", fake_run_bench)
+    out = tmp_path / "b.json"
+    result = CliRunner().invoke(cli, ["bench", "m.onnx", "--batch", "1,8", "--threads", "3",
+                                      "--json", str(out)])
+    assert result.exit_code == 130
+    assert json.loads(out.read_text())["interrupted"] is True
+    (models, config), = calls
+    assert models == ("m.onnx",) and config.batches == (1, 8) and config.threads == 3
+
+
+def test_help_has_an_example() -> None:
+    """`edgeres bench --help` documents the options and ends with an example."""
+    result = CliRunner().invoke(cli, ["bench", "--help"])
+    assert result.exit_code == 0
+    assert "--precision" in result.output and "edgeres bench resnet18" in result.output

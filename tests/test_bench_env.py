@@ -1,0 +1,117 @@
+"""Tests for edgeres.bench.env and edgeres.bench.config: machine facts and option parsing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edgeres.bench.config import (
+    RUNTIMES,
+    BenchConfig,
+    cache_dir,
+    parse_batches,
+    parse_precisions,
+    parse_runtimes,
+)
+from edgeres.bench.env import (
+    Environment,
+    busy_fraction,
+    cpu_flags,
+    describe_machine,
+    physical_cores,
+)
+from edgeres.errors import ConfigError
+
+_CPUINFO = """processor\t: 0
+physical id\t: 0
+core id\t\t: 0
+model name\t: Test CPU
+flags\t\t: fpu avx2 avx512f avx512_vnni amx_int8
+
+processor\t: 1
+physical id\t: 0
+core id\t\t: 0
+flags\t\t: fpu avx2 avx512f avx512_vnni amx_int8
+
+processor\t: 2
+physical id\t: 0
+core id\t\t: 1
+flags\t\t: fpu avx2 avx512f avx512_vnni amx_int8
+"""
+
+
+def test_cpuinfo_parsing() -> None:
+    """Flags come from the flags lines; hyper-threads of one core count once."""
+    assert {"avx2", "avx512_vnni", "amx_int8"} <= cpu_flags(_CPUINFO)
+    assert physical_cores(_CPUINFO) == 2
+    assert cpu_flags("Features\t: fp asimd asimddp i8mm\n") >= {"asimddp", "i8mm"}
+
+
+def test_describe_machine_has_every_field() -> None:
+    """The environment block names CPU, cores, OS, Python and the runtime versions."""
+    env = describe_machine()
+    assert env.physical_cores >= 1 and env.logical_cores >= env.physical_cores
+    assert {"numpy", "torch", "onnxruntime", "openvino", "nncf", "edgeres"} <= set(env.versions)
+    assert env.versions["numpy"] and env.versions["edgeres"]
+    assert Environment.from_dict(env.to_dict()) == env
+
+
+def test_parse_lists() -> None:
+    """Comma lists become typed tuples; duplicates collapse; all = every runtime."""
+    assert parse_runtimes("ort-cpu, openvino-cpu,ort-cpu") == ("ort-cpu", "openvino-cpu")
+    assert parse_runtimes("all") == RUNTIMES
+    assert parse_runtimes(None) is None
+    assert parse_precisions("fp32,int8") == ("fp32", "int8")
+    assert parse_batches("1,8") == (1, 8)
+
+
+@pytest.mark.parametrize(("parser", "text"), [
+    (parse_runtimes, "ort-gpu"), (parse_runtimes, ""), (parse_precisions, "int4"),
+    (parse_batches, "1,x"), (parse_batches, "0"), (parse_batches, ""), (parse_batches, "-1"),
+])
+def test_parse_errors_are_one_line(parser, text: str) -> None:
+    """Bad lists raise ConfigError with a single-line message naming the valid values."""
+    with pytest.raises(ConfigError) as e:
+        parser(text)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"threads": 0}, {"rounds": 0}, {"warmup": -1}, {"iterations": 0}, {"duration": 0.0},
+    {"iterations": 5, "duration": 1.0}, {"limit": 5}, {"batches": ()}, {"runtimes": ("x",)},
+])
+def test_config_validation(kwargs: dict) -> None:
+    """Invalid settings fail when the config is built."""
+    with pytest.raises(ConfigError):
+        BenchConfig(**kwargs)
+
+
+def test_config_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Duration is the default timing; the cache honours $EDGERES_CACHE."""
+    assert BenchConfig().timed_duration == 2.0
+    assert BenchConfig(iterations=3).timed_duration is None
+    monkeypatch.setenv("EDGERES_CACHE", str(tmp_path))
+    assert cache_dir() == tmp_path and BenchConfig().cache_root == tmp_path
+
+
+
+def test_busy_fraction_sees_another_process() -> None:
+    """A process spinning on one CPU shows up as CPU used by others; values stay in 0..1."""
+    if not Path("/proc/stat").exists():
+        pytest.skip("needs /proc/stat")
+    quiet = busy_fraction(0.05)
+    assert quiet is not None and 0.0 <= quiet <= 1.0
+    spin = subprocess.Popen([sys.executable, "-c",
+                             "import time\nt = time.time()\nwhile time.time() - t < 3: pass"])
+    try:
+        time.sleep(0.3)  # let it start spinning
+        busy = busy_fraction(0.5)
+    finally:
+        spin.kill()
+        spin.wait()
+    assert busy is not None and busy >= 0.8 / (os.cpu_count() or 1)

@@ -1,0 +1,191 @@
+"""Tests for edgeres.bench.report and the int8 notes, on synthetic runs (no runtime needed)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from PIL import Image
+
+from edgeres.bench import report
+from edgeres.bench._notes import hardware_outlook, slower_int8_notes, target_mismatch
+from edgeres.bench.env import Environment
+from edgeres.bench.results import Accuracy, BenchRow, BenchRun, MemoryUsage, Note
+from edgeres.bench.stats import LatencyStats
+
+ENV = Environment(cpu="Test CPU", machine="x86_64", isa=("avx2", "avx512f"), physical_cores=2,
+                  logical_cores=4, os="Linux", python="3.11.0",
+                  versions={"numpy": "2.0", "torch": None, "onnxruntime": "1.20",
+                            "openvino": None, "nncf": None, "edgeres": "0.1.0"},
+                  load_average=(0.5, 0.4, 0.3), busy_others=0.01)
+SETTINGS = {"runtimes": ["ort-cpu"], "batches": [1], "threads": 2, "warmup": 1, "rounds": 2,
+            "iterations": 3, "duration": None, "conditions": "quiet machine"}
+
+
+def _row(precision: str, runtime: str, p50_ms: float, batch: int = 1, top1: float | None = 90.0,
+         **kw: object) -> BenchRow:
+    lat = LatencyStats.from_samples([p50_ms / 1e3] * 3, rounds=[0, 1, 1], batch=batch)
+    acc = Accuracy(top1=top1, top5=99.0, agreement=100.0 if precision == "fp32" else 97.5,
+                   count=40, reference="fp32/ort-cpu")
+    return BenchRow(model="m", source="file", runtime=runtime, precision=precision, batch=batch,
+                    threads=2, executed_precision=precision, latency=lat, size_bytes=1_000_000,
+                    memory=MemoryUsage(60_000_000, 50_000_000, 10_000_000), accuracy=acc,
+                    model_file="m.onnx", **kw)
+
+
+def _run(rows: list[BenchRow], notes: tuple[Note, ...] = ()) -> BenchRun:
+    skipped = BenchRow(model="m", source="file", runtime="ort-cuda", precision="fp32", batch=1,
+                       threads=2, status="skipped", reason="CUDAExecutionProvider not in build")
+    return BenchRun(rows=(*rows, skipped), environment=ENV, settings=SETTINGS, notes=notes,
+                    created="2025-01-01T00:00:00+00:00")
+
+
+def _sample_run() -> BenchRun:
+    rows = [_row("fp32", "ort-cpu", 2.0), _row("int8", "ort-cpu", 3.0),
+            _row("fp32", "openvino-cpu", 1.5), _row("fp32", "ort-cpu", 9.0, batch=8)]
+    return _run(rows, tuple(slower_int8_notes(ENV, rows, {})))
+
+
+def test_json_validates_against_schema(tmp_path: Path) -> None:
+    """The JSON file validates against schema.json and keeps every number."""
+    path = tmp_path / "b.json"
+    report.write_json(_sample_run(), path)
+    data = json.loads(path.read_text())
+    jsonschema.validate(data, report.schema())
+    assert data["schema_version"] == 1
+    assert data["rows"][0]["latency"]["p50_ms"] == pytest.approx(2.0)
+    assert data["rows"][-1]["status"] == "skipped" and data["rows"][-1]["reason"]
+    assert data["environment"]["cpu"] == "Test CPU"
+
+
+def test_schema_rejects_a_skipped_row_without_reason() -> None:
+    """The schema is strict: a skipped row must say why."""
+    data = report.to_json_dict(_sample_run())
+    data["rows"][-1]["reason"] = None
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, report.schema())
+
+
+def test_non_finite_numbers_become_null() -> None:
+    """inf throughput (a zero-time call) is written as null, keeping the JSON strict."""
+    row = _row("fp32", "ort-cpu", 0.0)
+    data = report.to_json_dict(_run([row]))
+    assert data["rows"][0]["latency"]["throughput_ips"] is None
+    json.dumps(data, allow_nan=False)
+
+
+def test_fastest_marked_per_model_and_batch() -> None:
+    """The lowest p50 per (model, batch) is the fastest; skipped rows never are."""
+    run = _sample_run()
+    assert report.fastest(run.rows) == {2, 3}
+
+
+def test_int8_slower_note_has_both_p50s() -> None:
+    """An int8 row slower than fp32 gets a note quoting both p50s and a likely cause."""
+    run = _sample_run()
+    (note,) = [n for n in run.notes if n.kind == "int8-slower"]
+    text = report.note_text(note, run.rows)
+    assert "int8 p50 3.00 ms" in text and "fp32 p50 2.00 ms" in text
+    assert "no VNNI" in text  # ENV has AVX2/AVX-512 only
+
+
+def test_csv_has_one_line_per_row(tmp_path: Path) -> None:
+    """CSV: header plus one line per row with raw numbers; empty cells where not measured."""
+    path = tmp_path / "b.csv"
+    run = _sample_run()
+    report.write_csv(run, path)
+    lines = list(csv.DictReader(path.open()))
+    assert len(lines) == len(run.rows)
+    assert float(lines[0]["p50_ms"]) == pytest.approx(2.0)
+    assert int(lines[0]["memory_delta_bytes"]) == 10_000_000
+    assert lines[-1]["p50_ms"] == "" and lines[-1]["status"] == "skipped"
+
+
+def test_markdown_has_table_conditions_and_notes(tmp_path: Path) -> None:
+    """Markdown: machine block, one table line per row, the fastest marked, notes."""
+    path = tmp_path / "b.md"
+    run = _sample_run()
+    report.write_markdown(run, path)
+    text = path.read_text()
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + len(run.rows)
+    assert "Test CPU" in text and "Conditions: quiet machine" in text
+    assert "| * | m | openvino-cpu | fp32 | 1 | 1.50 |" in text
+    assert "skipped: CUDAExecutionProvider not in build" in text
+    assert "## Notes" in text
+
+
+@pytest.mark.parametrize("with_accuracy", [True, False])
+def test_plot_png_size(tmp_path: Path, with_accuracy: bool) -> None:
+    """The PNG opens with Pillow at the size plot_size promises (scatter or bar chart)."""
+    rows = [_row("fp32", "ort-cpu", 2.0, top1=90.0 if with_accuracy else None),
+            _row("int8", "ort-cpu", 1.0, top1=89.0 if with_accuracy else None)]
+    if not with_accuracy:
+        rows = [BenchRow(**{**r.__dict__, "accuracy": None}) for r in rows]
+    run = _run(rows)
+    path = tmp_path / "b.png"
+    report.write_plot(run, path)
+    with Image.open(path) as img:
+        assert img.format == "PNG"
+        assert img.size == report.plot_size(run)
+    assert report.plot_size(run) == ((640, 600) if with_accuracy else (1100, 400))
+
+
+def test_pareto_front() -> None:
+    """Only points no other point beats on both latency and accuracy are on the front."""
+    pts = [(1.0, 80.0), (2.0, 85.0), (3.0, 84.0), (0.5, 70.0), (2.5, 90.0)]
+    assert report._pareto(pts) == [(0.5, 70.0), (1.0, 80.0), (2.0, 85.0), (2.5, 90.0)]
+
+
+def test_hardware_outlook() -> None:
+    """VNNI/AMX expect an int8 speed-up, plain AVX2 does not, CUDA EP does not, ARM dotprod does."""
+    amx = Environment(**{**ENV.__dict__, "isa": ("avx512_vnni", "amx_int8")})
+    arm = Environment(**{**ENV.__dict__, "machine": "aarch64", "isa": ("asimddp",)})
+    assert hardware_outlook(amx, "ort-cpu")[0] is True
+    assert hardware_outlook(ENV, "ort-cpu")[0] is False
+    assert hardware_outlook(amx, "ort-cuda")[0] is False
+    assert hardware_outlook(arm, "openvino-cpu")[0] is True
+    assert hardware_outlook(ENV, "ort-tensorrt")[0] is None
+
+
+def test_target_mismatch() -> None:
+    """A TensorRT-targeted model on CPU, or an x86 one on ARM, is called out."""
+
+    class Meta:
+        def __init__(self, target: str) -> None:
+            self.extra = {"quantization": {"target": target}}
+
+    arm = Environment(**{**ENV.__dict__, "machine": "aarch64"})
+    assert "TensorRT" in target_mismatch(ENV, "ort-cpu", Meta("tensorrt"))
+    assert "aarch64" in target_mismatch(arm, "ort-cpu", Meta("x86"))
+    assert "no VNNI" in target_mismatch(ENV, "ort-cpu", Meta("x86-vnni"))
+    assert "not 'tensorrt'" in target_mismatch(ENV, "ort-tensorrt", Meta("x86"))
+    assert target_mismatch(ENV, "ort-cpu", Meta("x86")) is None
+    assert target_mismatch(ENV, "ort-cpu", object()) is None
+
+
+def test_check_outputs_fails_early(tmp_path: Path) -> None:
+    """A missing output directory is an error before any benchmark work."""
+    from edgeres.errors import EdgeresError
+
+    with pytest.raises(EdgeresError, match="does not exist"):
+        report.check_outputs([tmp_path / "nope" / "b.json"])
+    report.check_outputs([tmp_path / "b.json", None], plot=tmp_path / "b.png")
+
+
+def test_noise_notes_flag_busy_machine_and_unstable_rows() -> None:
+    """A busy machine and rows whose round medians disagree by >25% are called out."""
+    from edgeres.bench._notes import noise_notes
+
+    stable = _row("fp32", "ort-cpu", 2.0)
+    lat = LatencyStats.from_samples([0.001, 0.001, 0.002, 0.002], rounds=[0, 0, 1, 1])
+    unstable = BenchRow(**{**stable.__dict__, "runtime": "openvino-cpu", "latency": lat})
+    busy = Environment(**{**ENV.__dict__, "busy_others": 0.6})
+    notes = noise_notes(busy, [stable, unstable])
+    assert [n.kind for n in notes] == ["load", "noisy"]
+    assert notes[1].causes == ("fp32/openvino-cpu b1",)
+    assert noise_notes(ENV, [stable]) == []
+    assert report.note_text(notes[1]).startswith("m: per-round medians")

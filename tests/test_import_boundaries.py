@@ -1,0 +1,65 @@
+"""The device-side modules stay light: fresh interpreters prove torch/onnx/nncf never load."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgeres import names
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAVY = {"torch", "onnx", "nncf"}
+IMAGE = sorted((names.calibration_dir() / "cifar10-calib" / "cat").glob("*.jpg"))[0]
+
+
+def _fresh(code: str) -> list[str]:
+    """Run ``code`` in a new interpreter (source tree first on the path); return its JSON."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(("module", "forbidden"), [
+    ("edgeres", HEAVY | {"click", "openvino", "onnxruntime", "PIL"}),
+    ("edgeres.runtime", HEAVY | {"click", "openvino", "onnxruntime", "PIL"}),  # on devices
+    ("edgeres.cli", HEAVY | {"openvino"}),  # `edgeres predict` in the light install
+    ("edgeres.package", HEAVY | {"click", "openvino"}),
+])
+def test_light_modules_do_not_import_heavy_deps(module: str, forbidden: set[str]) -> None:
+    """Importing device-side modules loads no torch/onnx/nncf (nor the runtimes yet)."""
+    loaded = f"sorted({forbidden!r} & set(sys.modules))"
+    code = f"import json, sys, {module}\nprint(json.dumps({loaded}))"
+    assert _fresh(code) == []
+
+
+def test_load_and_predict_keep_heavy_deps_out() -> None:
+    """After load(shipped model).predict(image): no torch, onnx, nncf, click or openvino."""
+    forbidden = HEAVY | {"click", "openvino"}
+    code = (
+        "import json, sys\n"
+        "from edgeres import names, runtime\n"
+        f"p = runtime.load(names.resolve_model_file('cifar10'))\n"
+        f"r = p.predict({str(IMAGE)!r}, top_k=3)\n"
+        "assert len(r[0].labels) == 3\n"
+        f"print(json.dumps(sorted({forbidden!r} & set(sys.modules))))"
+    )
+    assert _fresh(code) == []
+
+
+def test_predict_command_keeps_heavy_deps_out() -> None:
+    """`edgeres predict cifar10 IMAGE` runs without importing torch, onnx or nncf."""
+    code = (
+        "import json, sys, contextlib, io\n"
+        "from edgeres.cli import cli\n"
+        "buf = io.StringIO()\n"
+        "with contextlib.redirect_stdout(buf):\n"
+        f"    cli(['predict', 'cifar10', {str(IMAGE)!r}, '--json'], standalone_mode=False)\n"
+        "assert json.loads(buf.getvalue())['schema_version'] == 1\n"
+        f"print(json.dumps(sorted({HEAVY!r} & set(sys.modules))))"
+    )
+    assert _fresh(code) == []

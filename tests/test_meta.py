@@ -1,0 +1,108 @@
+"""The metadata record: exact JSON round trip, forward compatibility, validation, provenance."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgeres.errors import MetadataError
+from edgeres.meta import (
+    SCHEMA_VERSION,
+    InputSpec,
+    ModelMeta,
+    PreprocessSpec,
+    default_labels,
+    default_preprocess,
+)
+
+
+def _meta(**changes) -> ModelMeta:
+    meta = ModelMeta(
+        name="cifar_resnet20", family="cifar", num_classes=10,
+        labels=default_labels("cifar", 10), input=InputSpec(shape=("batch", 3, 32, 32)),
+        preprocess=default_preprocess("cifar", (32, 32)), weights_sha256="0" * 64,
+    )
+    return meta.evolve(**changes)
+
+
+def test_json_round_trip_is_equal_and_byte_identical():
+    """to_json → from_json gives an equal record, and serialising it again gives the same bytes."""
+    meta = _meta(provenance=({"step": "export", "input_sha256": None, "opset": 17},))
+    text = meta.to_json()
+    back = ModelMeta.from_json(text)
+    assert back == meta
+    assert back.to_json() == text
+    assert isinstance(back.preprocess.crop, tuple) and isinstance(back.input.shape, tuple)
+
+
+def test_round_trip_keeps_nhwc_uint8_and_rectangular_sizes():
+    """Non-default input forms (uint8 NHWC, fixed batch, HxW resize) survive the round trip."""
+    meta = _meta(
+        input=InputSpec(shape=(4, 32, 128, 1), layout="NHWC", dtype="uint8",
+                        normalized_in_graph=True),
+        preprocess=PreprocessSpec(resize=(32, 128), crop=(32, 128), mean=(0.5,), std=(0.5,),
+                                  color="L"),
+        precision="fp16",
+    )
+    back = ModelMeta.from_json(meta.to_json())
+    assert back == meta
+    assert back.input.channels == 1 and back.input_size == (32, 128)
+
+
+def test_unknown_fields_are_preserved():
+    """Fields written by a later step or newer minor version come back unchanged, in place."""
+    d = json.loads(_meta().to_json())
+    d["quantization"] = {"method": "qdq", "per_channel": True, "fallback": ["fc"]}
+    d["zz_note"] = "kept"
+    back = ModelMeta.from_json(json.dumps(d))
+    assert back.extra == {"quantization": d["quantization"], "zz_note": "kept"}
+    assert json.loads(back.to_json()) == d
+
+
+def test_newer_schema_version_is_rejected():
+    """A record from a newer edgeres schema is refused with an 'upgrade' hint."""
+    d = json.loads(_meta().to_json())
+    d["schema_version"] = SCHEMA_VERSION + 1
+    with pytest.raises(MetadataError, match="upgrade edgeres"):
+        ModelMeta.from_json(json.dumps(d))
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d.pop("input"),
+        lambda d: d.__setitem__("num_classes", "ten"),
+        lambda d: d["preprocess"].pop("crop"),
+        lambda d: d.__setitem__("schema_version", "1"),
+        lambda d: d["input"].__setitem__("colour", "RGB"),
+    ],
+    ids=["missing input", "bad num_classes", "missing crop", "string version", "unknown key"],
+)
+def test_malformed_record_is_a_metadata_error(mutate):
+    """Missing fields, wrong types and unknown nested keys raise MetadataError, not a crash."""
+    d = json.loads(_meta().to_json())
+    mutate(d)
+    with pytest.raises(MetadataError):
+        ModelMeta.from_json(json.dumps(d))
+
+
+@pytest.mark.parametrize("text", ["not json", "[1, 2]", "null", ""])
+def test_non_object_json_is_a_metadata_error(text):
+    """Text that is not a JSON object is a MetadataError with a fix-it hint."""
+    with pytest.raises(MetadataError, match="re-export"):
+        ModelMeta.from_json(text)
+
+
+def test_with_step_appends_provenance_with_input_hash():
+    """with_step adds one entry (step, input hash, details) and leaves the original alone."""
+    meta = _meta()
+    once = meta.with_step("export", input_sha256="ab" * 32, opset=17)
+    twice = once.with_step("quantize", input_sha256="cd" * 32, method="qdq")
+    assert meta.provenance == ()
+    assert [p["step"] for p in twice.provenance] == ["export", "quantize"]
+    first = twice.provenance[0]
+    assert first["input_sha256"] == "ab" * 32 and first["opset"] == 17
+    assert {"edgeres_version", "time"} <= set(first)
+    assert twice.edgeres_version == first["edgeres_version"]
+    assert ModelMeta.from_json(twice.to_json()) == twice

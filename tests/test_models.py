@@ -1,0 +1,201 @@
+"""The model zoo: every registered model builds, runs and has its reference parameter count."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from edgeres.cli import cli
+from edgeres.models import CSPStage, ZeroPadShortcut, create_model, list_models, model_info
+from edgeres.models._profile import count_params
+
+# torchvision's published counts (torchvision.models docs, "Params") and the CIFAR ResNet paper's
+# (He et al. 2015, table 6: 0.27M, 0.46M, 0.66M, 0.85M, 1.7M with option A shortcuts) where they
+# exist; otherwise a frozen value whose derivation is given beside it. In the derivations
+# basic(i, o) = 9io + 9o² + 4o (two 3x3 convs and two BNs) and a projection adds io + 2o.
+REFERENCE_PARAMS: dict[str, int] = {
+    "resnet18": 11_689_512,
+    "resnet34": 21_797_672,
+    "resnet50": 25_557_032,
+    "resnet101": 44_549_160,
+    "resnet152": 60_192_808,
+    "resnext50_32x4d": 25_028_904,
+    "wide_resnet50_2": 68_883_240,
+    "cifar_resnet20": 269_722,
+    "cifar_resnet32": 464_154,
+    "cifar_resnet44": 658_586,
+    "cifar_resnet56": 853_018,
+    "cifar_resnet110": 1_727_962,
+    # resnet20's convs and fc; BN channels are also equal (688): the stem BN (16) and the
+    # narrower bn1 of two stage-opening blocks (-16, -32) are offset by final_bn (+64).
+    "cifar_preact_resnet20": 269_722,
+    # resnet18 - 2 x 896 BN channels: no stem BN (-64), bn1 on the stage inputs
+    # (-64-128-256), bare projections (-128-256-512), final_bn (+512).
+    "preact_resnet18": 11_687_720,
+    # the plain networks + one alpha and one beta scalar per block (9 and 8 blocks).
+    "cifar_wrc_resnet20": 269_722 + 2 * 9,
+    "wrc_resnet18": 11_689_512 + 2 * 8,
+    # ImageNet networks with a 3x3x3x64 stem (1,728 instead of 9,408) and a 10-class fc.
+    "cifar_resnet18": 11_689_512 - 7_680 - (513_000 - 5_130),
+    "cifar_resnet34": 21_797_672 - 7_680 - (513_000 - 5_130),
+    "cifar_resnet50": 25_557_032 - 7_680 - (2_049_000 - 20_490),
+    # sum of basic(i, o) + projection over 3→64→128→256, + fc 256x10+10.
+    "tiny_resnet": 1_190_922,
+    # the same over 3→64→128→256→512→1024→2048, + fc 2048x10+10.
+    "tiny_resnet28": 78_300_682,
+    # stem 3x3x3x32 + 64, then basic blocks (3, 4, 6, 6, 3) at widths 32..512 with a
+    # projection where stride or width changes (stages 1, 2, 3, 4, 5), no fc.
+    "resnet45": 21_981_408,
+    # stem 9,408 + 128; per stage (out = 128, 256, 512, 1024): down conv (1x1 in stage 1,
+    # 3x3/2 after) + BN, n bottlenecks on h = out/2 with width h/2
+    # (hw + 9w² + wh + 4w + 2h), 1x1 transition + BN; fc 1024x1000+1000.
+    "cspresnet50": 12_738_088,
+}
+
+# Model inputs for the forward test: ImageNet models at 64x64 to keep the suite fast.
+_SMALL = {"imagenet": (64, 64)}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny test tensors: one thread is as fast, and does not fight a busy machine's cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_every_model_has_a_reference_count():
+    """A newly registered model must come with its reference parameter count."""
+    assert sorted(REFERENCE_PARAMS) == list_models()
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_model_builds_runs_and_counts(name):
+    """Every zoo model builds, runs forward to the right shape and has its reference size."""
+    info = model_info(name)
+    model = create_model(name).eval()
+    h, w = _SMALL.get(info.family, info.input_size)
+    with torch.no_grad():
+        out = model(torch.randn(2, info.in_chans, h, w))
+    if info.num_classes:
+        assert out.shape == (2, info.num_classes)
+    else:  # resnet45: the feature map, downsampled 4x (two stride-2 stages)
+        assert out.shape == (2, model.num_features, h // 4, w // 4)
+    assert torch.isfinite(out).all()
+    assert count_params(model) == REFERENCE_PARAMS[name]
+
+
+def test_option_a_shortcut_is_parameter_free_and_b_projects():
+    """Option A zero-pads (no parameters); option B adds exactly the 1x1 projections + BN."""
+    a = create_model("cifar_resnet20")
+    shortcuts = [m for m in a.modules() if isinstance(m, ZeroPadShortcut)]
+    assert len(shortcuts) == 2
+    assert all(sum(p.numel() for p in s.parameters()) == 0 for s in shortcuts)
+    b = create_model("cifar_resnet20", shortcut="B")
+    # 16→32 and 32→64 projections: (16*32 + 2*32) + (32*64 + 2*64)
+    assert count_params(b) - count_params(a) == 576 + 2176
+
+
+def test_option_a_pads_channels_with_zeros():
+    """The option A shortcut subsamples and puts the input between zero channels."""
+    x = torch.randn(1, 16, 8, 8)
+    y = ZeroPadShortcut(16, 32, stride=2)(x)
+    assert y.shape == (1, 32, 4, 4)
+    assert torch.equal(y[:, 8:24], x[:, :, ::2, ::2])
+    assert not y[:, :8].any() and not y[:, 24:].any()
+
+
+@pytest.mark.parametrize(("name", "size"), [("tiny_resnet", 32), ("tiny_resnet28", 28)])
+def test_single_channel_input(name, size):
+    """The tiny models take grayscale input with in_chans=1."""
+    model = create_model(name, in_chans=1).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 1, size, size)).shape == (2, 10)
+    assert model.layer1[0].conv1.in_channels == 1
+
+
+def test_weighted_residual_scalars_init_to_one_and_weigh_the_branches():
+    """alpha and beta exist in every weighted block, start at 1, and scale F(x) and x."""
+    model = create_model("cifar_wrc_resnet20").eval()
+    blocks = [m for m in model.modules() if hasattr(m, "alpha") and m.alpha is not None]
+    assert len(blocks) == 9
+    assert all(b.alpha.item() == 1.0 and b.beta.item() == 1.0 for b in blocks)
+    block = model.layer1[1]
+    x = torch.randn(1, 16, 8, 8)
+    with torch.no_grad():
+        block.alpha.zero_()
+        block.beta.fill_(2.0)
+        assert torch.allclose(block(x), torch.relu(2.0 * x))
+    assert create_model("resnet18").layer1[0].alpha is None  # plain blocks keep torchvision keys
+
+
+def test_csp_stage_splits_channels():
+    """A CSP stage runs its blocks on half the channels and passes the other half through."""
+    stage = CSPStage(type(create_model("resnet50").layer1[0]), 64, 128, 2).eval()
+    assert stage.blocks[0].conv1.in_channels == 64
+    seen = {}
+    stage.transition.register_forward_hook(lambda m, inp, out: seen.setdefault("in", inp[0]))
+    x = torch.randn(1, 64, 8, 8)
+    with torch.no_grad():
+        stage(x)
+        bypass = stage.down(x)[:, :64]
+    assert torch.equal(seen["in"][:, :64], bypass)
+
+
+def _torchvision_resnet50_keys() -> list[str]:
+    """torchvision's ResNet-50 state-dict keys, generated from its naming convention."""
+    bn = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    keys = ["conv1.weight", *(f"bn1.{k}" for k in bn)]
+    for stage, blocks in enumerate((3, 4, 6, 3), start=1):
+        for b in range(blocks):
+            p = f"layer{stage}.{b}"
+            for i in (1, 2, 3):
+                keys += [f"{p}.conv{i}.weight", *(f"{p}.bn{i}.{k}" for k in bn)]
+            if b == 0:
+                keys += [f"{p}.downsample.0.weight", *(f"{p}.downsample.1.{k}" for k in bn)]
+    return [*keys, "fc.weight", "fc.bias"]
+
+
+def test_resnet50_follows_torchvision_naming_and_strides():
+    """resnet50's state dict has torchvision's keys, and v1.5 strides sit on conv2."""
+    model = create_model("resnet50")
+    sd = model.state_dict()
+    assert sorted(sd) == sorted(_torchvision_resnet50_keys())
+    assert sd["layer1.0.downsample.0.weight"].shape == (256, 64, 1, 1)
+    assert sd["layer4.2.bn3.running_var"].shape == (2048,)
+    assert sd["fc.bias"].shape == (1000,)
+    for stage in (model.layer2, model.layer3, model.layer4):
+        assert stage[0].conv1.stride == (1, 1)
+        assert stage[0].conv2.stride == (2, 2)
+        assert stage[0].downsample[0].stride == (2, 2)
+    assert model.layer1[0].conv2.stride == (1, 1)
+
+
+def test_checkpoint_reloads_strictly_with_identical_logits(tmp_path):
+    """A state dict saved from one model loads into a fresh one (strict) with equal logits."""
+    torch.manual_seed(1)
+    src = create_model("cifar_resnet20")
+    for m in src.modules():  # non-trivial running statistics, as after training
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    torch.save(src.state_dict(), tmp_path / "ck.pt")
+    dst = create_model("cifar_resnet20")
+    dst.load_state_dict(torch.load(tmp_path / "ck.pt", weights_only=True), strict=True)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(src.eval()(x), dst.eval()(x))
+
+
+def test_models_command_lists_every_model(monkeypatch):
+    """`edgeres models` lists every registered name with its parameter count."""
+    monkeypatch.setattr("edgeres.models._profile.count_macs", lambda model, shape: 0)
+    result = CliRunner().invoke(cli, ["models"])
+    assert result.exit_code == 0, result.output
+    for name in list_models():
+        assert name in result.output
+    assert "11.69M" in result.output  # resnet18
+    assert "0.27M" in result.output  # cifar_resnet20

@@ -1,0 +1,210 @@
+"""Tests for edgeres.package and `edgeres package`: bundle contents, infer.py round trips
+(ONNX Runtime and OpenVINO) without edgeres, generated-code provenance, atomic failures."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from edgeres import names, package, preprocess, runtime
+from edgeres.cli import cli
+from edgeres.errors import EdgeresError, MetadataError, UnknownNameError
+from edgeres.meta import METADATA_KEY, ModelMeta, PreprocessSpec
+
+MODEL = names.resolve_model_file("cifar10")
+IMAGES = sorted((names.calibration_dir() / "cifar10-calib").rglob("*.jpg"))[::150][:4]
+BUNDLE_FILES = ("README.md", "infer.py", "labels.txt", "metadata.json", "requirements.txt")
+# Runs a bundle's infer.py with edgeres, torch and onnx made unimportable, from outside the repo.
+_ISOLATED = (
+    "import runpy, sys\n"
+    "for name in ('edgeres', 'torch', 'onnx'): sys.modules[name] = None\n"
+    "sys.argv = sys.argv[1:]\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+
+
+def run_infer(bundle: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python infer.py ARGS`` in isolated mode (-I: no PYTHONPATH, no cwd on sys.path)."""
+    return subprocess.run([sys.executable, "-I", "-c", _ISOLATED, str(bundle / "infer.py"), *args],
+                          capture_output=True, text=True, cwd=bundle, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dst = tmp_path_factory.mktemp("bundle") / "cifar10-bundle"
+    report = package.package("cifar10", dst)
+    assert report.path == dst and report.runtime == "onnxruntime"
+    return dst
+
+
+@pytest.fixture(scope="module")
+def ir_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle of the shipped model converted to an fp32 OpenVINO IR (record in rt_info)."""
+    import openvino as ov
+
+    folder = tmp_path_factory.mktemp("ir")
+    model = ov.Core().read_model(str(MODEL))
+    model.set_rt_info(runtime.load(MODEL).meta.to_json(), [METADATA_KEY])
+    ov.save_model(model, str(folder / "m.xml"), compress_to_fp16=False)
+    return package.package(folder / "m.xml", folder / "bundle").path
+
+
+def test_bundle_holds_model_record_labels_and_tested_requirements(bundle: Path) -> None:
+    """metadata.json is the stored record byte for byte; labels and pins are as tested."""
+    assert sorted(p.name for p in bundle.iterdir()) == sorted((*BUNDLE_FILES, "model.onnx"))
+    assert (bundle / "model.onnx").read_bytes() == MODEL.read_bytes()
+    stored = {p.key: p.value for p in onnx.load(str(MODEL)).metadata_props}[METADATA_KEY]
+    assert (bundle / "metadata.json").read_bytes() == stored.encode("utf-8")
+    meta = ModelMeta.from_json(stored)
+    assert meta.to_json() == stored
+    assert (bundle / "labels.txt").read_text().splitlines() == list(meta.labels)
+    req = (bundle / "requirements.txt").read_text().splitlines()
+    pins = [line for line in req if line and not line.startswith("#")]
+    assert pins == [f"numpy>={package.TESTED_MINIMUMS['numpy']}",
+                    f"Pillow>={package.TESTED_MINIMUMS['Pillow']}",
+                    f"onnxruntime>={package.TESTED_MINIMUMS['onnxruntime']}"]
+    assert f"# Tested on: {'; '.join(package.TESTED_PLATFORMS)}" in req
+    assert any(line.startswith("# Packaged and checked on") for line in req)
+    readme = (bundle / "README.md").read_text()
+    assert "python infer.py" in readme and "pip install -r requirements.txt" in readme
+
+
+def test_infer_py_runs_without_edgeres_and_matches_predict(bundle: Path) -> None:
+    """infer.py --json (no edgeres/torch/onnx importable) equals Predictor.predict."""
+    out = run_infer(bundle, *map(str, IMAGES), "--top-k", "3", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["schema_version"] == 1 and doc["runtime"] == "ort-cpu"
+    expected = runtime.load(MODEL).predict(IMAGES, top_k=3)
+    for got, want, image in zip(doc["predictions"], expected, IMAGES, strict=True):
+        assert got["image"] == str(image)
+        assert got["labels"] == list(want.labels) and got["indices"] == list(want.indices)
+        np.testing.assert_allclose(got["probabilities"], want.probabilities, rtol=1e-6)
+    text = run_infer(bundle, str(IMAGES[0]), "--top-k", "2")
+    assert text.stdout.splitlines()[1].split()[1] == expected[0].labels[0]
+
+
+def test_infer_py_reports_bad_images_as_one_error(bundle: Path, tmp_path: Path) -> None:
+    """A non-image argument: exit code 1 and one Error line on stderr, no traceback."""
+    bad = tmp_path / "x.jpg"
+    bad.write_text("text")
+    out = run_infer(bundle, str(bad))
+    assert out.returncode == 1 and out.stderr.startswith("Error:") and "x.jpg" in out.stderr
+    assert "Traceback" not in out.stderr and out.stdout == ""
+
+
+def test_ir_bundle_runs_with_openvino(ir_bundle: Path) -> None:
+    """An IR bundle holds .xml + .bin, needs openvino (not onnxruntime) and agrees with ORT."""
+    names_ = sorted(p.name for p in ir_bundle.iterdir())
+    assert names_ == sorted((*BUNDLE_FILES, "model.xml", "model.bin"))
+    pins = [line for line in (ir_bundle / "requirements.txt").read_text().splitlines()
+            if line and not line.startswith("#")]
+    assert pins[-1] == f"openvino>={package.TESTED_MINIMUMS['openvino']}" and len(pins) == 3
+    out = run_infer(ir_bundle, *map(str, IMAGES), "--top-k", "3", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["runtime"] == "openvino-cpu" and doc["executed_precision"] == "fp32"
+    expected = runtime.load(MODEL).predict(IMAGES, top_k=3)
+    for got, want in zip(doc["predictions"], expected, strict=True):
+        assert got["labels"][0] == want.labels[0]
+        np.testing.assert_allclose(got["probabilities"], want.probabilities, atol=1e-4)
+
+
+def test_infer_py_carries_preprocess_py_unchanged(bundle: Path) -> None:
+    """Every preprocess.py function is copied verbatim and computes the same tensors."""
+    text = (bundle / "infer.py").read_text()
+    for name, fn in inspect.getmembers(preprocess, inspect.isfunction):
+        if fn.__module__ == preprocess.__name__:
+            assert inspect.getsource(fn) in text, name
+    assert not re.search(r"^\s*(from|import)\s+edgeres\b", text, flags=re.MULTILINE)
+    spec = importlib.util.spec_from_file_location("bundle_infer", bundle / "infer.py")
+    infer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(infer)
+    meta = runtime.load(MODEL).meta
+    spec = PreprocessSpec(resize=40, crop=(32, 32), mean=meta.preprocess.mean,
+                          std=meta.preprocess.std)
+    wide = meta.evolve(preprocess=spec)
+    image = np.random.default_rng(0).integers(0, 256, (45, 70, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(infer.prepare(image, wide), preprocess.prepare(image, wide))
+    with pytest.raises(infer.DataError, match="must be uint8"):
+        infer.prepare(image.astype(np.float32), wide)
+
+
+def test_render_refuses_a_preprocess_that_cannot_travel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """If preprocess.py's single edgeres import changes, rendering infer.py fails loudly."""
+    monkeypatch.setattr(package, "_IMPORT_LINE", "from edgeres.errors import SomethingElse")
+    with pytest.raises(EdgeresError, match="must import edgeres exactly once"):
+        package.render_infer()
+
+
+def test_zip_bundle_holds_the_same_files(bundle: Path, tmp_path: Path) -> None:
+    """A .zip destination holds the bundle's files, identical, in a folder named after it."""
+    dst = tmp_path / "cifar.zip"
+    report = package.package(MODEL, dst)
+    assert report.path == dst and os.listdir(tmp_path) == ["cifar.zip"]
+    with zipfile.ZipFile(dst) as z:
+        assert sorted(z.namelist()) == sorted(f"cifar/{p.name}" for p in bundle.iterdir())
+        for p in bundle.iterdir():
+            assert z.read(f"cifar/{p.name}") == p.read_bytes(), p.name
+
+
+def test_failures_leave_nothing_behind(tmp_path: Path) -> None:
+    """A model without a record, an unknown name or a missing parent writes no file."""
+    proto = onnx.load(str(MODEL))
+    del proto.metadata_props[:]
+    onnx.save(proto, str(tmp_path / "bare.onnx"))
+    with pytest.raises(MetadataError):
+        package.package(tmp_path / "bare.onnx", tmp_path / "out")
+    with pytest.raises(MetadataError):
+        package.package(tmp_path / "bare.onnx", tmp_path / "out.zip")
+    with pytest.raises(UnknownNameError, match="cifar10-int8"):
+        package.package("nosuch", tmp_path / "out")
+    with pytest.raises(EdgeresError, match="does not exist"):
+        package.package(MODEL, tmp_path / "missing" / "out.zip")
+    assert os.listdir(tmp_path) == ["bare.onnx"]
+
+
+def test_existing_destinations_are_kept_unless_forced(tmp_path: Path) -> None:
+    """An existing bundle is replaced only with overwrite; other folders never are."""
+    dst = tmp_path / "b"
+    package.package(MODEL, dst)
+    (dst / "stale.txt").write_text("old")
+    with pytest.raises(EdgeresError, match="already exists"):
+        package.package(MODEL, dst)
+    package.package(MODEL, dst, overwrite=True)
+    assert not (dst / "stale.txt").exists() and (dst / "infer.py").is_file()
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "precious.txt").write_text("keep")
+    with pytest.raises(EdgeresError, match="not an edgeres bundle"):
+        package.package(MODEL, home, overwrite=True)
+    assert (home / "precious.txt").read_text() == "keep"
+
+
+def test_package_command(tmp_path: Path) -> None:
+    """`edgeres package` writes the bundle; a second run without --force is one Error line."""
+    dst = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["package", "cifar10", "-o", str(dst)])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {dst}" in result.output and (dst / "infer.py").is_file()
+    again = CliRunner().invoke(cli, ["package", "cifar10", "-o", str(dst)])
+    assert again.exit_code == 1 and "Traceback" not in again.output
+    assert [line for line in again.output.splitlines() if line.startswith("Error:")] == [
+        f"Error: {dst} already exists; choose another output path or pass --force to replace it"]
+    forced = CliRunner().invoke(cli, ["package", "cifar10", "-o", str(dst), "--force"])
+    assert forced.exit_code == 0, forced.output
+    missing = CliRunner().invoke(cli, ["package", "nosuch", "-o", str(tmp_path / "x.zip")])
+    assert missing.exit_code == 1 and "Traceback" not in missing.output
+    assert not (tmp_path / "x.zip").exists()

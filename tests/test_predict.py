@@ -1,0 +1,122 @@
+"""Tests for `edgeres predict`: text and JSON output against the library, options, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from edgeres import names, runtime
+from edgeres.cli import cli
+
+MODEL = names.resolve_model_file("cifar10")
+IMAGES = sorted((names.calibration_dir() / "cifar10-calib").rglob("*.jpg"))[::100][:3]
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(cli, ["predict", *args])
+
+
+def _assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    for fragment in fragments:
+        assert fragment in errors[0]
+
+
+@pytest.fixture(scope="module")
+def library() -> list[runtime.Prediction]:
+    return runtime.load(MODEL).predict(IMAGES, top_k=3)
+
+
+def test_text_output_lists_labels_and_probabilities(library: list[runtime.Prediction]) -> None:
+    """Each image is followed by its top-k probabilities and labels, as the library ranks them."""
+    result = _invoke("cifar10", *map(str, IMAGES), "--top-k", "3")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "cifar_resnet20 on ort-cpu (fp32)"
+    for i, (image, pred) in enumerate(zip(IMAGES, library, strict=True)):
+        block = lines[1 + 4 * i : 5 + 4 * i]
+        assert block[0] == str(image)
+        rows = [line.split() for line in block[1:]]
+        assert [r[1] for r in rows] == list(pred.labels)
+        assert [float(r[0]) for r in rows] == [round(p, 4) for p in pred.probabilities]
+
+
+def test_json_output_equals_the_library(library: list[runtime.Prediction]) -> None:
+    """--json carries schema_version, the runtime and exactly the library's predictions."""
+    result = _invoke("cifar10", *map(str, IMAGES), "--top-k", "3", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["schema_version"] == 1 and doc["model"] == "cifar_resnet20"
+    assert doc["runtime"] == "ort-cpu" and doc["executed_precision"] == "fp32"
+    assert doc["model_file"] == str(MODEL)
+    assert [d["image"] for d in doc["predictions"]] == list(map(str, IMAGES))
+    assert [{k: d[k] for k in ("labels", "indices", "probabilities")}
+            for d in doc["predictions"]] == [p.to_dict() for p in library]
+
+
+def test_model_path_and_openvino_backend(library: list[runtime.Prediction]) -> None:
+    """MODEL may be a path; --backend openvino runs fp32 and ranks like ONNX Runtime."""
+    result = _invoke(str(MODEL), *map(str, IMAGES), "--top-k", "3", "--json",
+                     "--backend", "openvino", "--threads", "1")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["runtime"] == "openvino-cpu" and doc["executed_precision"] == "fp32"
+    assert [d["labels"][0] for d in doc["predictions"]] == [p.labels[0] for p in library]
+    for d, p in zip(doc["predictions"], library, strict=True):
+        assert d["probabilities"] == pytest.approx(p.probabilities, abs=1e-4)
+
+
+def test_options_reach_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--backend/--device/--precision/--threads are passed to runtime.load unchanged."""
+    calls: list[tuple] = []
+    real = runtime.load
+
+    def spy(path: Path, **kwargs: object) -> runtime.Predictor:
+        calls.append((path, kwargs))
+        return real(path, backend="ort")
+
+    monkeypatch.setattr(runtime, "load", spy)
+    result = _invoke("cifar10", str(IMAGES[0]), "--backend", "openvino", "--device", "cpu",
+                     "--precision", "fast", "--threads", "2")
+    assert result.exit_code == 0, result.output
+    assert calls == [(MODEL, {"backend": "openvino", "device": "cpu", "precision": "fast",
+                              "threads": 2})]
+
+
+def test_bad_image_is_one_error_line(tmp_path: Path) -> None:
+    """A file that is not an image: exit 1, one Error line naming it, no traceback."""
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("hello")
+    _assert_one_line_error(_invoke("cifar10", str(IMAGES[0]), str(bad)), "notes.jpg",
+                           "not a readable image")
+    _assert_one_line_error(_invoke("cifar10", str(tmp_path / "gone.jpg")), "does not exist")
+
+
+def test_unknown_model_and_unavailable_device() -> None:
+    """An unknown name lists the registered ones; an absent GPU is a one-line error."""
+    _assert_one_line_error(_invoke("cifar100", str(IMAGES[0])), "cifar10", "cifar10-int8")
+    _assert_one_line_error(_invoke("cifar10", str(IMAGES[0]), "--device", "cuda"),
+                           "CUDAExecutionProvider")
+
+
+def test_model_without_record_says_what_is_missing(tmp_path: Path) -> None:
+    """A bare ONNX model fails with the metadata it needs, not a traceback."""
+    proto = onnx.load(str(MODEL))
+    del proto.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(proto, str(bare))
+    _assert_one_line_error(_invoke(str(bare), str(IMAGES[0])), "no edgeres metadata record",
+                           "custom_meta(")
+
+
+def test_help_has_an_example() -> None:
+    """`edgeres predict --help` documents the command with an example."""
+    result = CliRunner().invoke(cli, ["predict", "--help"])
+    assert result.exit_code == 0 and "edgeres predict cifar10" in result.output

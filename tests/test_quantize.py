@@ -1,0 +1,259 @@
+"""Tests for edgeres.quantize: both backends on the reference model, the max-drop loop, records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgeres import runtime
+from edgeres._fs import sha256_file
+from edgeres.calibration import CalibrationSet, model_record
+from edgeres.data import open_data
+from edgeres.errors import QuantizationError
+from edgeres.evaluate import evaluate
+from edgeres.meta import custom_meta, read_ir_meta, read_onnx_meta, write_onnx_meta
+from edgeres.names import resolve_model_file
+from edgeres.quantize import QuantConfig, quantize
+from edgeres.quantize._ranges import _entropy_range, _percentile_range, collect_ranges
+from edgeres.quantize.config import detect_target, resolve_target
+
+REFERENCE = resolve_model_file("cifar10")
+VAL_IMAGES = 200  # few hundred validation images: fast, and enough to see a broken model
+
+
+@pytest.fixture(scope="module", params=["ort", "openvino"])
+def reference(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The reference model quantized once per backend on 64 calibration images."""
+    backend = request.param
+    out = tmp_path_factory.mktemp(backend) / ("int8.onnx" if backend == "ort" else "int8.xml")
+    meta = model_record(REFERENCE)
+    config = QuantConfig(samples=64, val="cifar10-val", val_samples=VAL_IMAGES,
+                         layer_report_samples=32)
+    report = quantize(REFERENCE, out, CalibrationSet.from_data("cifar10", meta),
+                      backend=backend, config=config)
+    return backend, out, report
+
+
+def test_int8_model_loads_and_agrees_with_fp32(reference) -> None:
+    """The int8 model loads through the runtime and picks fp32's class on >=95% of images."""
+    backend, out, report = reference
+    fp32 = runtime.load(REFERENCE, backend=backend)
+    int8 = runtime.load(out)
+    assert int8.executed_precision == "int8" and int8.meta.precision == "int8"
+    val = open_data("cifar10-val").subset(VAL_IMAGES, 0)
+    a, b = evaluate(fp32.run, val, fp32.meta), evaluate(int8.run, val, int8.meta)
+    assert a.agreement(b) >= 95.0
+    assert abs(report.validation.fp32_top1 - a.top1) < 1e-9
+    assert abs(report.validation.int8_top1 - b.top1) < 1e-9
+    assert report.validation.count == VAL_IMAGES and report.float_layers == ()
+
+
+def test_record_and_provenance_round_trip(reference) -> None:
+    """The source record survives with precision int8, quantization facts and a provenance step."""
+    backend, out, report = reference
+    meta = read_onnx_meta(onnx.load(str(out))) if backend == "ort" else read_ir_meta(out)
+    source = model_record(REFERENCE)
+    assert meta == report.meta and meta.labels == source.labels
+    assert meta.preprocess == source.preprocess and meta.precision == "int8"
+    q = meta.extra["quantization"]
+    assert q["backend"] == backend and q["samples"] == 64 and q["per_channel"] is True
+    assert q["calibration_sha256"] == report.calibration.sha256
+    assert len(report.calibration.sha256) == 64
+    assert q["target"] == resolve_target("auto").name
+    step = meta.provenance[-1]
+    assert step["step"] == "quantize" and step["input_sha256"] == sha256_file(REFERENCE)
+    assert len(meta.provenance) == len(source.provenance) + 1
+    if backend == "openvino":
+        assert out.with_suffix(".bin").is_file()
+
+
+def test_dynamic_batch_survives(reference) -> None:
+    """Calibrated on fixed batches, the int8 model still runs at batch 1 and 8, same logits."""
+    _, out, _ = reference
+    p = runtime.load(out)
+    x = next(iter(CalibrationSet.from_data("cifar10", p.meta).select(8)))["input"]
+    eight = p.run(x)
+    ones = np.concatenate([p.run(x[i : i + 1]) for i in range(8)])
+    assert eight.shape == (8, 10)
+    np.testing.assert_allclose(eight, ones, atol=1e-4 * float(np.abs(eight).max()))
+
+
+def test_report_json_and_layer_sqnr(reference) -> None:
+    """The JSON report sits beside the model and every int8 layer keeps > 15 dB SQNR."""
+    _, out, report = reference
+    data = json.loads(report.report_path.read_text())
+    assert report.report_path == out.with_name("int8.quant.json")
+    assert data["schema_version"] == 1 and data["validation"]["count"] == VAL_IMAGES
+    names = [row["name"] for row in data["layers"]]
+    assert "/conv1/Conv" in names and "/fc/Gemm" in names and len(names) == 20
+    assert min(row["sqnr_db"] for row in data["layers"]) > 15.0
+
+
+# --- the accuracy-aware loop, on a model built to be sensitive ----------------------------------
+
+
+def _graph(w1: np.ndarray, w2: np.ndarray, b2: np.ndarray) -> onnx.ModelProto:
+    zeros = numpy_helper.from_array(np.zeros(len(w1), np.float32), "b1")
+    nodes = [
+        helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="conv2"),
+        helper.make_node("GlobalAveragePool", ["c2"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["logits"], name="flatten"),
+    ]
+    graph = helper.make_graph(
+        nodes, "sensitive",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 4])],
+        [numpy_helper.from_array(w1, "w1"), zeros, numpy_helper.from_array(w2, "w2"),
+         numpy_helper.from_array(b2, "b2")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.fixture(scope="module")
+def sensitive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """conv1 has one channel 1000x louder than the rest (which alone carry the answer), so one
+    per-tensor activation scale on its output wipes out conv2's input; labels are fp32's own
+    confident answers (fp32 = 100%), so the only way to meet a budget is conv2 in float."""
+    import onnxruntime as ort
+
+    root = tmp_path_factory.mktemp("sensitive")
+    rng = np.random.default_rng(0)
+    w1 = (rng.standard_normal((8, 3, 3, 3)) * 0.5).astype(np.float32)
+    w1[0] *= 1000.0
+    w2 = rng.standard_normal((4, 8, 1, 1)).astype(np.float32)
+    w2[:, 0] = 0.0
+    x = rng.standard_normal((264, 3, 8, 8)).astype(np.float32)
+
+    def run(model: onnx.ModelProto) -> np.ndarray:
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        return sess.run(None, {"input": x})[0]
+
+    b2 = -run(_graph(w1, w2, np.zeros(4, np.float32))).mean(axis=0).astype(np.float32)
+    model = _graph(w1, w2, b2)  # centred logits: every class wins on some images
+    logits = run(model)
+    top2 = np.sort(logits, axis=1)[:, -2:]
+    margin = top2[:, 1] - top2[:, 0]
+    keep = 64 + np.flatnonzero(margin[64:] > np.median(margin[64:]))
+    write_onnx_meta(model, custom_meta(input_size=(8, 8), mean=(0.5,) * 3, std=(0.25,) * 3,
+                                       num_classes=4, name="sensitive"))
+    onnx.save(model, str(root / "sensitive.onnx"))
+    np.savez(root / "calib.npz", inputs=x[:64])
+    np.savez(root / "val.npz", inputs=x[keep], labels=logits[keep].argmax(axis=1))
+    np.savez(root / "shuffled.npz", inputs=x[keep], labels=(logits[keep].argmax(axis=1) + 1) % 4)
+    return root / "sensitive.onnx"
+
+
+@pytest.mark.parametrize("backend", ["ort", "openvino"])
+def test_max_drop_returns_the_sensitive_layer_to_float(sensitive: Path, tmp_path: Path,
+                                                       backend: str) -> None:
+    """All-int8 misses a 1-point budget; conv2 alone goes float and the budget then holds."""
+    out = tmp_path / ("m.onnx" if backend == "ort" else "m.xml")
+    calib = CalibrationSet.from_data(sensitive.with_name("calib.npz"), model_record(sensitive))
+    config = QuantConfig(val=sensitive.with_name("val.npz"), max_drop=1.0, layer_report_samples=16)
+    report = quantize(sensitive, out, calib, backend=backend, config=config)
+    fb = report.fallback
+    assert fb.attempts[0].float_layers == () and fb.attempts[0].drop > 20.0
+    assert report.float_layers == ("conv2",) and fb.budget_met and report.budget_met
+    assert fb.ranking[0][0] == "conv2" and fb.ranking[0][1] > 10.0  # dB gained
+    assert [c.name for c in fb.costs] == ["conv2"] and fb.costs[0].latency_cost_ms is not None
+    assert set(fb.latency_ms) == {"int8", "chosen"} and report.validation.drop <= 1.0
+    layers = {row.name: row for row in report.layers}
+    assert layers["conv2"].float and not layers["conv1"].float
+    assert report.meta.extra["quantization"]["float_layers"] == ["conv2"]
+    p = runtime.load(out)  # what was written is the chosen model
+    val = open_data(sensitive.with_name("val.npz"))
+    assert evaluate(p.run, val, p.meta).top1 == report.validation.int8_top1
+
+
+def test_exclude_keeps_named_layer_float_and_unknown_name_fails(sensitive: Path,
+                                                               tmp_path: Path) -> None:
+    """--exclude conv2 fixes the model without a budget; a typo is a one-line error."""
+    calib = CalibrationSet.from_data(sensitive.with_name("calib.npz"), model_record(sensitive))
+    config = QuantConfig(exclude=("conv2",), eval=sensitive.with_name("val.npz"),
+                         layer_report_samples=0)
+    report = quantize(sensitive, tmp_path / "m.onnx", calib, config=config)
+    assert report.float_layers == ("conv2",) and report.evaluation.drop <= 1.0
+    assert report.fallback is None and report.layers == ()
+    with pytest.raises(QuantizationError, match="no node named 'conv9'"):
+        quantize(sensitive, tmp_path / "n.onnx", calib, config=QuantConfig(exclude=("conv9",)))
+    assert not (tmp_path / "n.onnx").exists()
+
+
+def test_near_chance_fp32_stops_with_a_preprocessing_message(sensitive: Path,
+                                                            tmp_path: Path) -> None:
+    """Labels that fp32 cannot predict stop the run before quantizing and write nothing."""
+    calib = CalibrationSet.from_data(sensitive.with_name("calib.npz"), model_record(sensitive))
+    config = QuantConfig(val=sensitive.with_name("shuffled.npz"), max_drop=1.0)
+    with pytest.raises(QuantizationError, match="preprocessing"):
+        quantize(sensitive, tmp_path / "m.onnx", calib, config=config)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- options, targets and ranges ----------------------------------------------------------------
+
+
+def test_config_is_validated_at_the_boundary() -> None:
+    """Bad options fail when the config is built, with what to do instead."""
+    with pytest.raises(QuantizationError, match="needs validation data"):
+        QuantConfig(max_drop=0.5)
+    with pytest.raises(QuantizationError, match="unknown target"):
+        QuantConfig(target="gpu")  # type: ignore[arg-type]
+    with pytest.raises(QuantizationError, match="samples must be a positive"):
+        QuantConfig(samples=0)
+    with pytest.raises(QuantizationError, match="budget in points"):
+        QuantConfig(val="cifar10-val", max_drop=-1.0)
+    with pytest.raises(TypeError):
+        QuantConfig(sample=10)  # type: ignore[call-arg]
+
+
+def test_target_detection_and_specs(tmp_path: Path) -> None:
+    """VNNI/AMX flags mean x86-vnni; none mean 7-bit x86; TensorRT is symmetric S8/S8."""
+    import platform
+
+    if platform.machine().lower().startswith(("arm", "aarch64")):
+        pytest.skip("x86 flag detection")
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor : 0\nflags : fpu sse avx2 avx512f avx512_vnni\n")
+    assert detect_target(cpuinfo) == "x86-vnni"
+    cpuinfo.write_text("processor : 0\nflags : fpu sse avx2\n")
+    assert detect_target(cpuinfo) == "x86"
+    x86, trt = resolve_target("x86"), resolve_target("tensorrt")
+    assert x86.reduce_range and x86.activation_type == "uint8"
+    assert trt.activation_type == "int8" and trt.activation_symmetric and not trt.reduce_range
+
+
+def test_percentile_and_entropy_thresholds_on_known_histograms() -> None:
+    """Percentile clips 0.005% per side; entropy clips a lone far outlier but not the bulk."""
+    hist = np.zeros(2048, np.int64)
+    hist[[0, -1]] = 1  # two outliers at the extremes
+    hist[1000:1048] = 100_000
+    lo, hi = _percentile_range(hist, -1.0, 1.0)
+    width = 2.0 / 2048
+    assert np.isclose(lo, -1.0 + 1000 * width) and np.isclose(hi, -1.0 + 1048 * width)
+    bulk = np.histogram(np.abs(np.random.default_rng(0).standard_normal(200_000)), 2048,
+                        range=(0, 40.0))[0]
+    bulk[-1] += 1  # one value at 40: min/max would spend 90% of the range on it
+    lo, hi = _entropy_range(bulk, -40.0, 40.0)
+    assert 3.0 < hi < 10.0 and lo == -hi
+
+
+def test_streaming_ranges_match_one_pass_and_ignore_batch_size(sensitive: Path,
+                                                              tmp_path: Path) -> None:
+    """MinMax ranges equal the data's extremes; histogram ranges do not depend on batch size."""
+    meta = model_record(sensitive)
+    source = CalibrationSet.from_data(sensitive.with_name("calib.npz"), meta)
+    whole = np.load(sensitive.with_name("calib.npz"))["inputs"]
+    a = collect_ranges(sensitive, source.select(None, batch_size=8), 8, "minmax", tmp_path)
+    assert a["input"] == (float(whole.min()), float(whole.max()))
+    for method in ("entropy", "percentile"):
+        b = collect_ranges(sensitive, source.select(None, batch_size=7), 10, method, tmp_path)
+        c = collect_ranges(sensitive, source.select(None, batch_size=64), 1, method, tmp_path)
+        assert b.keys() == c.keys() and all(np.allclose(b[k], c[k]) for k in b)

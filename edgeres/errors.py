@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 class EdgeresError(Exception):
-    """Base class: every error edgeres expects to raise. The CLI prints these without a traceback."""
+    """Base class: every error edgeres expects to raise; the CLI prints it without a traceback."""
 
 
 class UnknownModelError(EdgeresError, LookupError):  # not KeyError: its str() adds quotes

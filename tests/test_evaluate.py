@@ -45,7 +45,8 @@ def test_evaluate_runs_batches_and_matches_direct_computation() -> None:
     assert report.count == 10
     assert report.top1 == topk_accuracy(direct, y, 1)
     assert report.top5 == 100.0
-    np.testing.assert_allclose(report.logits, direct, rtol=1e-6)
+    # A 3-row and a 10-row matmul may sum in different orders (BLAS kernels differ per CPU).
+    np.testing.assert_allclose(report.logits, direct, rtol=1e-5, atol=1e-6)
 
 
 def test_unlabelled_data_is_refused() -> None:

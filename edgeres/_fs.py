@@ -12,6 +12,18 @@ from pathlib import Path
 from edgeres.errors import EdgeresError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish(tmp: Path, mode: int) -> None:
+    """Give ``tmp`` the permissions a plain ``open()``/``mkdir()`` would have: mkstemp and
+    mkdtemp create owner-only files, which would make every model edgeres writes private."""
+    os.chmod(tmp, mode & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_write(dst: Path, *, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``dst``; rename it onto ``dst`` only if the block succeeds.
@@ -42,6 +54,7 @@ def atomic_write(dst: Path, *, suffix: str | None = None) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        _publish(tmp, 0o666)
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
@@ -68,6 +81,7 @@ def atomic_dir(dst: Path) -> Iterator[Path]:
         raise EdgeresError(msg) from None
     try:
         yield tmp
+        _publish(tmp, 0o777)
         if dst.exists():
             shutil.rmtree(dst)
         os.replace(tmp, dst)

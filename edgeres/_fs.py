@@ -25,6 +25,20 @@ def _publish(tmp: Path, mode: int) -> None:
 
 
 @contextlib.contextmanager
+def _creating(dst: Path) -> Iterator[Path]:
+    """Yield ``dst``'s directory; turn a missing or unwritable one into a fix-it error."""
+    parent = dst.parent if str(dst.parent) else Path(".")
+    if not parent.is_dir():
+        msg = f"cannot write {dst}: directory {parent} does not exist; create it first"
+        raise EdgeresError(msg)
+    try:
+        yield parent
+    except OSError as e:
+        msg = f"cannot write {dst}: {e.strerror}; choose a writable output path"
+        raise EdgeresError(msg) from None
+
+
+@contextlib.contextmanager
 def atomic_write(dst: Path, *, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``dst``; rename it onto ``dst`` only if the block succeeds.
 
@@ -38,18 +52,11 @@ def atomic_write(dst: Path, *, suffix: str | None = None) -> Iterator[Path]:
         EdgeresError: if ``dst``'s directory does not exist or is not writable.
     """
     dst = Path(dst)
-    parent = dst.parent if str(dst.parent) else Path(".")
-    if not parent.is_dir():
-        msg = f"cannot write {dst}: directory {parent} does not exist; create it first"
-        raise EdgeresError(msg)
-    try:
+    with _creating(dst) as parent:
         fd, name = tempfile.mkstemp(
             prefix=f".{dst.name}.", suffix=suffix if suffix is not None else dst.suffix,
             dir=parent,
         )
-    except OSError as e:
-        msg = f"cannot write {dst}: {e.strerror}; choose a writable output path"
-        raise EdgeresError(msg) from None
     os.close(fd)
     tmp = Path(name)
     try:
@@ -70,15 +77,8 @@ def atomic_dir(dst: Path) -> Iterator[Path]:
         EdgeresError: if ``dst``'s parent directory does not exist or is not writable.
     """
     dst = Path(dst)
-    parent = dst.parent if str(dst.parent) else Path(".")
-    if not parent.is_dir():
-        msg = f"cannot write {dst}: directory {parent} does not exist; create it first"
-        raise EdgeresError(msg)
-    try:
+    with _creating(dst) as parent:
         tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=parent))
-    except OSError as e:
-        msg = f"cannot write {dst}: {e.strerror}; choose a writable output path"
-        raise EdgeresError(msg) from None
     try:
         yield tmp
         _publish(tmp, 0o777)

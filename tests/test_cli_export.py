@@ -17,14 +17,7 @@ from edgeres.cli import cli
 from edgeres.meta import read_onnx_meta
 from edgeres.models import create_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny test tensors: one thread is as fast, and does not fight a busy machine's cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,7 @@ _SIZE = {"imagenet": 64}
 _FAST = ExportConfig(parity_inputs=4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny test tensors: one thread is as fast, and does not fight a busy machine's cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(name: str = "cifar_resnet20", **kwargs) -> nn.Module:

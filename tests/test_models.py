@@ -58,13 +58,7 @@ REFERENCE_PARAMS: dict[str, int] = {
 _SMALL = {"imagenet": (64, 64)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny test tensors: one thread is as fast, and does not fight a busy machine's cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_every_model_has_a_reference_count():

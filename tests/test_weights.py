@@ -13,14 +13,7 @@ from edgeres.errors import CheckpointError
 from edgeres.models import create_model
 from edgeres.models.weights import infer_num_classes, load_checkpoint, load_weights
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny test tensors: one thread is as fast, and does not fight a busy machine's cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class _Payload:

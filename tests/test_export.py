@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -262,3 +264,12 @@ def test_untraceable_model_still_loses_its_batchnorms():
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad():
         assert torch.allclose(model(x), folded(x), atol=1e-6)
+
+
+def test_exported_nodes_keep_the_module_names(tmp_path: Path) -> None:
+    """Folding keeps the module tree, so nodes are named after layers (what --exclude takes)."""
+    report = export_onnx(_model(), tmp_path / "m.onnx", meta=zoo_meta("cifar_resnet20"),
+                         config=_FAST)
+    convs = {n.name for n in onnx.load(str(report.path)).graph.node if n.op_type == "Conv"}
+    assert {"/conv1/Conv", "/layer1/layer1.0/conv1/Conv", "/layer3/layer3.2/conv2/Conv"} <= convs
+    assert len(convs) == 19

@@ -74,32 +74,29 @@ def _set_submodule(root: nn.Module, target: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
-def _fold_traced(gm: fx.GraphModule) -> int:
-    """Fold conv→BN pairs in a traced graph in place; return how many were folded."""
+def _conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
+    """``(conv, bn)`` module names where the BN's only input is the conv's only use.
+
+    Raises whatever ``torch.fx`` raises when the model cannot be traced.
+    """
+    gm = fx.symbolic_trace(model)  # shares model's submodules; only read here
     modules = dict(gm.named_modules())
     calls: dict[str, int] = {}  # module name → call sites; a shared conv must not be rewritten
     for node in gm.graph.nodes:
         if node.op == "call_module":
             calls[node.target] = calls.get(node.target, 0) + 1
-    folded = 0
-    for node in list(gm.graph.nodes):
+    pairs = []
+    for node in gm.graph.nodes:
         if node.op != "call_module" or not isinstance(modules[node.target], nn.BatchNorm2d):
             continue
         src = node.args[0] if len(node.args) == 1 and not node.kwargs else None
         if (
-            not isinstance(src, fx.Node) or src.op != "call_module"
-            or not isinstance(modules[src.target], nn.Conv2d)
-            or len(src.users) != 1 or calls[src.target] != 1 or calls[node.target] != 1
+            isinstance(src, fx.Node) and src.op == "call_module"
+            and isinstance(modules[src.target], nn.Conv2d)
+            and len(src.users) == 1 and calls[src.target] == 1 and calls[node.target] == 1
         ):
-            continue
-        _fold_into_conv(modules[src.target], modules[node.target])
-        node.replace_all_uses_with(src)
-        gm.graph.erase_node(node)
-        folded += 1
-    gm.graph.lint()
-    gm.recompile()
-    gm.delete_all_unused_submodules()
-    return folded
+            pairs.append((str(src.target), str(node.target)))
+    return pairs
 
 
 def _replace_remaining(root: nn.Module) -> int:
@@ -127,14 +124,17 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     """
     work = copy.deepcopy(model).eval()
     try:
-        work = fx.symbolic_trace(work)
+        pairs = _conv_bn_pairs(work)
     except Exception as e:  # any trace failure only means "no folding", never a wrong graph
         _log.info("fx cannot trace %s (%s); BatchNorms become affines", type(model).__name__, e)
-        _replace_remaining(work)
-        return work
-    folded = _fold_traced(work)
+        pairs = []
+    # Folding in the module tree rather than in the fx graph keeps the module names, so the
+    # ONNX nodes are named /layer3/layer3.2/conv2/Conv (what --exclude and reports show).
+    for conv, bn in pairs:
+        _fold_into_conv(work.get_submodule(conv), work.get_submodule(bn))
+        _set_submodule(work, bn, nn.Identity())
     affine = _replace_remaining(work)
-    _log.debug("folded %d BatchNorms into convs, %d became affines", folded, affine)
+    _log.debug("folded %d BatchNorms into convs, %d became affines", len(pairs), affine)
     return work.eval()
 
 

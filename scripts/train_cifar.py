@@ -7,8 +7,8 @@ Reproducible and resumable:
 Recipe (written down here and in the checkpoint): SGD lr 0.1, momentum 0.9, nesterov,
 weight decay 5e-4 (not on BN/bias), batch 128, one-epoch linear warm-up then cosine to 0,
 random crop 32 with 4-pixel zero padding + horizontal flip, seed 0. Training runs in fp32
-channels_last by default (about 175 s an epoch on 2 AVX2 cores). ``--bf16`` turns on bf16
-autocast: about 45 s an epoch on a CPU with AMX, but about 30x slower than fp32 on one
+channels_last by default (about 210 s an epoch on 2 AVX2 cores). ``--bf16`` turns on bf16
+autocast: about 45 s an epoch on a CPU with AMX, but about 13x slower than fp32 on one
 without AVX-512, where PyTorch has no oneDNN bf16 convolution (check
 ``torch.backends.cpu.get_cpu_capability()`` first). The JPEGs are decoded once into a uint8
 array cached next to the run. Test accuracy is measured after every epoch for the curve

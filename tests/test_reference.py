@@ -89,8 +89,9 @@ def test_manifest_test_accuracy_is_reproduced() -> None:
     fp32_logits, fp32_top1 = _test_logits(names.resolve_model_file("cifar10"))
     int8_logits, int8_top1 = _test_logits(names.resolve_model_file("cifar10-int8"))
     files = MANIFEST["files"]
-    assert fp32_top1 == pytest.approx(files["cifar_resnet20-cifar10.onnx"]["test_top1"], abs=0.02)
+    # A few borderline images may flip on another CPU's kernels: 0.05 points is 5 images.
+    assert fp32_top1 == pytest.approx(files["cifar_resnet20-cifar10.onnx"]["test_top1"], abs=0.05)
     assert int8_top1 == pytest.approx(
-        files["cifar_resnet20-cifar10-int8.onnx"]["test_top1"], abs=0.05)
+        files["cifar_resnet20-cifar10-int8.onnx"]["test_top1"], abs=0.1)
     assert fp32_top1 - int8_top1 <= 0.5
     assert top1_agreement(fp32_logits, int8_logits) > 95.0

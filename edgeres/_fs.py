@@ -13,6 +13,15 @@ from edgeres.errors import EdgeresError
 
 
 def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (os.umask(0) would
+    briefly loosen it for every other thread of the host program)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask

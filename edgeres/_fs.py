@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from edgeres.errors import EdgeresError
 
@@ -96,6 +98,17 @@ def atomic_dir(dst: Path) -> Iterator[Path]:
         os.replace(tmp, dst)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def json_safe(value: Any) -> Any:
+    """The same value, writable as strict JSON: non-finite floats become null, tuples lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

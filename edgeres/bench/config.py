@@ -33,23 +33,29 @@ def _split(text: str) -> list[str]:
     return [p.strip() for p in text.split(",") if p.strip()]
 
 
+def _choices(text: str | None, valid: tuple[str, ...], what: str,
+             also: str = "") -> tuple[str, ...] | None:
+    """A comma list of ``valid`` names, duplicates dropped in order; None stays None."""
+    if text is None:
+        return None
+    parts = _split(text)
+    bad = [p for p in parts if p not in valid]
+    if bad or not parts:
+        msg = (f"unknown {what} {', '.join(map(repr, bad)) or repr(text)}; "
+               f"choose from {', '.join(valid)}{also}")
+        raise ConfigError(msg)
+    return tuple(dict.fromkeys(parts))
+
+
 def parse_runtimes(text: str | None) -> tuple[str, ...] | None:
     """Parse ``--runtime``: a comma list of labels, or ``all``; None means the default.
 
     Raises:
         ConfigError: for an unknown label or an empty list.
     """
-    if text is None:
-        return None
-    parts = _split(text)
-    if parts == ["all"]:
+    if text is not None and _split(text) == ["all"]:
         return RUNTIMES
-    bad = [p for p in parts if p not in RUNTIMES]
-    if bad or not parts:
-        msg = (f"unknown runtime {', '.join(map(repr, bad)) or repr(text)}; "
-               f"choose from {', '.join(RUNTIMES)} or all")
-        raise ConfigError(msg)
-    return tuple(dict.fromkeys(parts))
+    return _choices(text, RUNTIMES, "runtime", " or all")
 
 
 def parse_precisions(text: str | None) -> tuple[str, ...] | None:
@@ -58,15 +64,7 @@ def parse_precisions(text: str | None) -> tuple[str, ...] | None:
     Raises:
         ConfigError: for an unknown precision or an empty list.
     """
-    if text is None:
-        return None
-    parts = _split(text)
-    bad = [p for p in parts if p not in BENCH_PRECISIONS]
-    if bad or not parts:
-        msg = (f"unknown precision {', '.join(map(repr, bad)) or repr(text)}; "
-               f"choose from {', '.join(BENCH_PRECISIONS)}")
-        raise ConfigError(msg)
-    return tuple(dict.fromkeys(parts))
+    return _choices(text, BENCH_PRECISIONS, "precision")
 
 
 def parse_batches(text: str) -> tuple[int, ...]:

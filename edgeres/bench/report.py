@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from edgeres._fs import atomic_write
+from edgeres._fs import atomic_write, json_safe
 from edgeres.bench.results import BenchRow, BenchRun, Note
 from edgeres.errors import EdgeresError, missing_extra
 
@@ -166,23 +166,12 @@ def table(run: BenchRun) -> Any:
     return t
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe: non-finite floats become null, tuples lists."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
-
-
 def to_json_dict(run: BenchRun) -> dict[str, Any]:
     """The run as the schema's JSON object."""
     notes = [{"kind": n.kind, "text": note_text(n, run.rows), "model": n.model,
               "runtime": n.runtime, "batch": n.batch, "causes": list(n.causes)}
              for n in run.notes]
-    return _clean({
+    return json_safe({
         "schema_version": run.schema_version, "tool": "edgeres bench", "created": run.created,
         "interrupted": run.interrupted, "environment": run.environment.to_dict(),
         "settings": run.settings, "rows": [r.to_dict() for r in run.rows], "notes": notes,

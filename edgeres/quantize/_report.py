@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeres._fs import atomic_write
+from edgeres._fs import atomic_write, json_safe
 from edgeres.calibration import CalibrationStats
 from edgeres.meta import ModelMeta
 from edgeres.quantize.sensitivity import Fallback, LayerError
@@ -101,7 +100,7 @@ class QuantReport:
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON types, led by ``schema_version``."""
         fb = self.fallback
-        return _finite({
+        return json_safe({
             "schema_version": REPORT_SCHEMA_VERSION,
             "src": str(self.src),
             "dst": str(self.dst),
@@ -140,11 +139,3 @@ def write_report(report: QuantReport, path: Path) -> None:
         tmp.write_text(json.dumps(report.to_dict(), indent=1) + "\n")
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value

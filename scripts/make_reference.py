@@ -1,6 +1,6 @@
 """Turn a training checkpoint into the shipped reference files and their manifest.
 
-    python scripts/make_reference.py runs/r20/last.pt
+    python scripts/make_reference.py runs/r20-s2/last.pt
 
 Writes into ``edgeres/_data/models/``:
 - ``cifar_resnet20-cifar10.pt``: the model's state dict only (no optimizer), loadable with
@@ -36,6 +36,9 @@ from edgeres.data import open_data  # noqa: E402
 from edgeres.evaluate import evaluate  # noqa: E402
 from edgeres.runtime import load  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "scripts"))
+from train_cifar import stages_of  # noqa: E402
+
 MODELS = ROOT / "edgeres" / "_data" / "models"
 CKPT = MODELS / "cifar_resnet20-cifar10.pt"
 FP32 = MODELS / "cifar_resnet20-cifar10.onnx"
@@ -67,11 +70,10 @@ def _write_weights(training_ckpt: Path) -> dict:
     os.replace(tmp, CKPT)
     last = history[-1] if history else {}
     return {
-        "epoch": ck.get("epoch"),
+        "epoch": last.get("epoch", ck.get("epoch")),  # counted across stages
         "training_args": json.loads(ck.get("args", "{}")),
         "train_top1_running": last.get("train_acc"),
-        "command": "python scripts/train_cifar.py --data ../shared/datasets/cifar10 "
-                   f"--out runs/r20 --epochs {json.loads(ck.get('args', '{}')).get('epochs')}",
+        "command": " && ".join(stages_of(ck)),
     }
 
 

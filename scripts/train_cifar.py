@@ -3,6 +3,8 @@
 Reproducible and resumable:
     python scripts/train_cifar.py --data ../shared/datasets/cifar10 --out runs/r20 --epochs 120
     python scripts/train_cifar.py --out runs/r20 --resume          # continues where it stopped
+    python scripts/train_cifar.py --init runs/r20/last.pt --out runs/r20-s2 --epochs 32 \
+        --lr 0.05 --seed 1                                         # a further stage (restart)
 
 Recipe (written down here and in the checkpoint): SGD lr 0.1, momentum 0.9, nesterov,
 weight decay 5e-4 (not on BN/bias), batch 128, one-epoch linear warm-up then cosine to 0,
@@ -11,8 +13,12 @@ channels_last by default (about 210 s an epoch on 2 AVX2 cores). ``--bf16`` turn
 autocast: about 45 s an epoch on a CPU with AMX, but about 13x slower than fp32 on one
 without AVX-512, where PyTorch has no oneDNN bf16 convolution (check
 ``torch.backends.cpu.get_cpu_capability()`` first). The JPEGs are decoded once into a uint8
-array cached next to the run. Test accuracy is measured after every epoch for the curve
-only: the shipped checkpoint is the last epoch, never one picked on test accuracy.
+array cached next to the run. ``--init`` starts a new stage from an earlier run's weights
+with a fresh optimizer and schedule (a warm restart): a long schedule that does not fit one
+sitting is run as stages, each ending at learning rate 0 with a usable model; the checkpoint
+keeps every stage's command and the whole curve. Test accuracy is measured after every epoch
+for the curve only: the shipped checkpoint is the last epoch, never one picked on test
+accuracy.
 """
 
 from __future__ import annotations
@@ -109,6 +115,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast (fast only with AMX)")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--init", type=Path, help="start from this training checkpoint's weights")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -127,7 +134,16 @@ def main() -> None:
         lr=args.lr, momentum=0.9, nesterov=True,
     )
     gen = torch.Generator().manual_seed(args.seed)
-    start, history = 0, []
+    # ``stages`` holds the command of every stage that led here, ``history`` the whole curve;
+    # ``offset`` is how many epochs earlier stages ran, so epochs number on across stages.
+    start, history, stages = 0, [], []
+    if args.init:
+        parent = torch.load(args.init, weights_only=True)
+        model.load_state_dict(parent["state_dict"])
+        history = json.loads(parent.get("history", "[]"))
+        stages = stages_of(parent)
+    offset = len(history)
+    stages.append(" ".join(["python", "scripts/train_cifar.py", *sys.argv[1:]]))
     last = args.out / "last.pt"
     if args.resume and last.exists():
         ck = torch.load(last, weights_only=True)
@@ -135,6 +151,8 @@ def main() -> None:
         opt.load_state_dict(ck["optimizer"])
         gen.set_state(ck["generator"])
         start, history = ck["epoch"], json.loads(ck["history"])
+        offset = ck.get("offset", 0)
+        stages = json.loads(ck.get("stages", "[]")) or stages
         print(f"resumed at epoch {start}", flush=True)
 
     steps_per_epoch = len(xtr) // args.batch
@@ -165,19 +183,30 @@ def main() -> None:
                       flush=True)
         test_acc = evaluate(model, xte, yte, args.bf16)
         rec = {
-            "epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": 100.0 * correct / seen,
-            "test_acc": test_acc, "seconds": time.time() - t0,
+            "epoch": offset + epoch + 1, "stage": len(stages), "train_loss": loss_sum / seen,
+            "train_acc": 100.0 * correct / seen, "test_acc": test_acc, "seconds": time.time() - t0,
         }
         history.append(rec)
         print(f"\r{json.dumps(rec)}", flush=True)
         ck = {
             "state_dict": model.state_dict(), "optimizer": opt.state_dict(),
             "generator": gen.get_state(), "epoch": epoch + 1, "history": json.dumps(history),
+            "offset": offset, "stages": json.dumps(stages),
             "args": json.dumps({k: str(v) for k, v in vars(args).items()}),
         }
         torch.save(ck, args.out / "last.tmp")
         (args.out / "last.tmp").replace(last)
         (args.out / "history.json").write_text(json.dumps(history, indent=1))
+
+
+def stages_of(ck: dict) -> list[str]:
+    """The training commands, one per stage, that produced checkpoint ``ck``, in order."""
+    stages = json.loads(ck.get("stages", "[]"))
+    if stages:
+        return stages
+    a = json.loads(ck.get("args", "{}"))  # written before stages were recorded
+    return [f"python scripts/train_cifar.py --data {a.get('data')} --out {a.get('out')} "
+            f"--epochs {a.get('epochs')}"]
 
 
 if __name__ == "__main__":

@@ -134,6 +134,24 @@ def test_plot_png_size(tmp_path: Path, with_accuracy: bool) -> None:
     assert report.plot_size(run) == ((640, 600) if with_accuracy else (1100, 400))
 
 
+def test_accuracy_panels_share_a_range_of_at_least_two_points() -> None:
+    """Panels of one field get the same y range, never zoomed below the minimum span."""
+    from matplotlib.figure import Figure
+
+    axes = Figure().subplots(1, 3)[:3]
+    for ax in axes:
+        ax.plot([0, 1], [86.83, 87.0])
+    report._share_accuracy_axis([(axes[0], ("top1", [86.83, 87.0])),
+                                 (axes[1], ("top1", [87.0])), (axes[2], None)])
+    lo, hi = axes[0].get_ylim()
+    assert axes[1].get_ylim() == (lo, hi)
+    assert hi - lo >= report._MIN_SPAN and lo < 86.83 and hi > 87.0
+    assert axes[2].get_ylim()[1] - axes[2].get_ylim()[0] < 1  # a panel of its own untouched
+    wide = Figure().subplots(1, 1)
+    report._share_accuracy_axis([(wide, ("top1", [10.0, 99.5]))])
+    assert wide.get_ylim()[0] >= 0 and wide.get_ylim()[1] <= 100
+
+
 def test_pareto_front() -> None:
     """Only points no other point beats on both latency and accuracy are on the front."""
     pts = [(1.0, 80.0), (2.0, 85.0), (3.0, 84.0), (0.5, 70.0), (2.5, 90.0)]

@@ -101,6 +101,24 @@ def test_accuracy_matches_direct_computation(full_run, folder: Path) -> None:
         assert ov.accuracy.agreement == pytest.approx(100.0 * same.mean())
 
 
+def test_int8_file_agrees_with_the_fp32_file_it_came_from(folder: Path) -> None:
+    """An int8 file benchmarked beside its fp32 source gets agreement against that source."""
+    run = run_bench(["cifar10-int8", "cifar10"],  # int8 first: the link does not need order
+                    BenchConfig(runtimes=("ort-cpu",), batches=(1,), eval_data=str(folder),
+                                **FAST))
+    int8 = next(r for r in run.rows if r.model == "cifar10-int8")
+    fp32 = runtime.load(names.resolve_model_file("cifar10"))
+    q = runtime.load(names.resolve_model_file("cifar10-int8"))
+    images = sorted(folder.rglob("*.jpg"))
+    x = prepare(images, fp32.meta)
+    same = q.run(x).argmax(1) == fp32.run(x).argmax(1)
+    assert int8.accuracy.agreement == pytest.approx(100.0 * same.mean())
+    assert int8.accuracy.reference == "cifar10 fp32/ort-cpu"
+    alone = run_bench(["cifar10-int8"], BenchConfig(runtimes=("ort-cpu",), batches=(1,),
+                                                    eval_data=str(folder), **FAST))
+    assert alone.rows[0].accuracy.agreement is None and alone.rows[0].accuracy.top1 is not None
+
+
 def test_run_json_validates(full_run, tmp_path: Path) -> None:
     """A real run's JSON validates against the schema."""
     path = tmp_path / "run.json"

@@ -65,7 +65,7 @@ def run_bench(models: Sequence[str], config: BenchConfig | None = None) -> Bench
     """
     from edgeres.bench._memory import MemoryProbe
     from edgeres.bench._notes import noise_notes, slower_int8_notes
-    from edgeres.bench._run import ModelBench
+    from edgeres.bench._run import ModelBench, link_references
 
     config = BenchConfig() if config is None else config
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -91,6 +91,7 @@ def run_bench(models: Sequence[str], config: BenchConfig | None = None) -> Bench
         interrupted = True
         if benches:
             benches[-1].interrupted()
+    link_references(benches)
     rows = [row for b in benches for row in b.rows.values()]
     metas = {(b.src.arg, c[0]): t.meta for b in benches for c, t in b.targets.items()}
     notes = (_dedupe([n for b in benches for n in b.notes])

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeres._fs import sha256_file
 from edgeres._progress import track
 from edgeres.bench._memory import MemoryProbe, ProbeJob
 from edgeres.bench._models import ModelSource, Unavailable
@@ -58,6 +59,8 @@ class ModelBench:
         self.rows: dict[Key, BenchRow] = {}
         self.notes: list[Note] = []
         self.measured: set[Key] = set()
+        self.reports: dict[tuple[str, str, str], Any] = {}  # evaluation results per combo
+        self.reference: tuple[str, str, str] | None = None  # the fp32 combo agreement is against
         for precision, runtime, mode in self.combos:
             for batch in config.batches:
                 self.rows[(precision, runtime, mode, batch)] = BenchRow(
@@ -191,15 +194,34 @@ class ModelBench:
                 self.notes.append(Note("accuracy", f"accuracy not measured: {e}",
                                        model=self.src.arg, runtime=combo[1]))
         ref = _reference(reports)
+        self.reports, self.reference = reports, ref
         for combo, report in reports.items():
             agreement = None if ref is None else report.agreement(reports[ref])
             acc = Accuracy(
                 top1=report.top1 if comparable else None, top5=report.top5 if comparable else None,
                 agreement=agreement, count=report.count,
                 reference=None if ref is None else f"{ref[0]}/{ref[1]}")
-            for batch in self.config.batches:
-                if (*combo, batch) in self.measured:
-                    self._update((*combo, batch), accuracy=acc)
+            self._set_accuracy(combo, acc)
+
+    def _set_accuracy(self, combo: tuple[str, str, str], acc: Accuracy) -> None:
+        for batch in self.config.batches:
+            if (*combo, batch) in self.measured:
+                self._update((*combo, batch), accuracy=acc)
+
+    def agree_with(self, source: ModelBench) -> None:
+        """Agreement against ``source``'s fp32 reference, for a model with no fp32 of its own.
+
+        An int8 file benchmarked alone has nothing to agree with; when the fp32 file it was
+        quantized from is in the same run, that file's reference row is its reference too.
+        """
+        ref = source.reports[source.reference]
+        label = f"{source.src.arg} {source.reference[0]}/{source.reference[1]}"
+        for combo, report in self.reports.items():
+            if report.count == ref.count:
+                acc = next(r.accuracy for k, r in self.rows.items()
+                           if k[:3] == combo and r.accuracy is not None)
+                self._set_accuracy(combo, dataclasses.replace(
+                    acc, agreement=report.agreement(ref), reference=label))
 
     def interrupted(self) -> None:
         """Mark rows after Ctrl-C: unmeasured ones skipped, measured ones partial."""
@@ -210,6 +232,25 @@ class ModelBench:
             elif key in self.measured and (self.config.eval_data and row.accuracy is None
                                            or self.config.memory and row.memory is None):
                 self._update(key, partial=True)
+
+
+def link_references(benches: list[ModelBench]) -> None:
+    """Give each model evaluated without an fp32 reference its quantize source's, if measured.
+
+    The quantize step's provenance holds the sha256 of the file it quantized; a benchmarked
+    file with that hash and an fp32 reference row is the source.
+    """
+    orphans = [b for b in benches if b.reports and b.reference is None]
+    if not orphans:
+        return
+    by_sha = {sha256_file(b.src.path): b for b in benches
+              if b.reference is not None and b.src.path is not None and b.src.path.is_file()}
+    for bench in orphans:
+        step = next((p for p in reversed(bench.src.meta.provenance)
+                     if p.get("step") == "quantize"), {})
+        source = by_sha.get(step.get("input_sha256"))
+        if source is not None:
+            bench.agree_with(source)
 
 
 def _measure(fns: dict[str, Callable[[], object]], config: BenchConfig,

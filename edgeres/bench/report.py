@@ -229,7 +229,8 @@ def markdown(run: BenchRun) -> str:
     out += ["", "p50/p90/p99: numpy 'linear' percentiles of per-call latency; img/s = batch / "
             "mean; spread = (max - min) / p50 of the per-round medians; mem = peak RSS of a "
             "process running the row minus one that only imported the runtime; agree = top-1 "
-            "agreement with the fp32 reference row on the same images.", ""]
+            "agreement with the fp32 reference row on the same images (for an int8 file, the "
+            "reference row of the fp32 file it was quantized from when that is in the run).", ""]
     if run.notes:
         out += ["## Notes", ""] + [f"- {_md_cell(note_text(n, run.rows))}" for n in run.notes]
         out.append("")
@@ -244,6 +245,7 @@ def write_markdown(run: BenchRun, path: Path) -> None:
 
 _DPI = 100
 _MARKERS = "osD^vP*X"
+_MIN_SPAN = 2.0  # percentage points: the least accuracy range a scatter panel shows
 
 
 def _plotted(run: BenchRun) -> list[BenchRow]:
@@ -278,13 +280,15 @@ def _pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 def _scatter(ax: Any, rows: list[BenchRow], model: str, colors: dict[str, Any],
-             batches: list[int]) -> None:
+             batches: list[int]) -> tuple[str, list[float]] | None:
+    """Draw one model's panel; return the accuracy field and the values plotted, if any."""
     field = _accuracy_of(rows)
     if field is None:  # this model has no accuracy (e.g. random weights): show its latencies
         _bars(ax, rows, short=True)
         ax.set_title(f"{model} (no accuracy measured)")
-        return
+        return None
     key, label = field
+    plotted: list[float] = []
     for b_i, batch in enumerate(batches):
         pts = []
         for r in (r for r in rows if r.batch == batch and r.accuracy):
@@ -300,6 +304,7 @@ def _scatter(ax: Any, rows: list[BenchRow], model: str, colors: dict[str, Any],
                         xytext=(6, 6 - 10 * (k % 3)), textcoords="offset points",
                         color=colors[runtime])
             pts.append((r.latency.p50_ms, y))
+        plotted += [y for _, y in pts]
         front = _pareto(pts)
         if len(front) > 1:
             ax.step(*zip(*front, strict=True), where="post", color="grey", linestyle="--",
@@ -316,6 +321,23 @@ def _scatter(ax: Any, rows: list[BenchRow], model: str, colors: dict[str, Any],
     ax.set_xlabel("p50 latency per call (ms)")
     ax.set_ylabel(label)
     ax.grid(True, alpha=0.3)
+    return key, plotted
+
+
+def _share_accuracy_axis(panels: list[tuple[Any, tuple[str, list[float]] | None]]) -> None:
+    """One accuracy range for the panels that plot the same field, at least ``_MIN_SPAN`` tall.
+
+    Matplotlib zooms each panel to its data, which makes a 0.2-point spread between two int8
+    rows fill a panel as if it were 20 points, and sets fp32 and int8 files side by side on
+    different scales.
+    """
+    for key in {f[0] for _, f in panels if f and f[1]}:
+        ys = [y for _, f in panels if f and f[0] == key for y in f[1]]
+        lo, hi = min(ys), max(ys)
+        pad = max(_MIN_SPAN - (hi - lo), 0) / 2 + 0.1 * max(hi - lo, _MIN_SPAN)
+        for ax, f in panels:
+            if f and f[0] == key:
+                ax.set_ylim(max(lo - pad, 0), min(hi + pad, 100))
 
 
 def _bars(ax: Any, rows: list[BenchRow], *, short: bool = False) -> None:
@@ -370,8 +392,9 @@ def write_plot(run: BenchRun, path: Path) -> None:
         colors = {rt: palette[i % len(palette)] for i, rt in enumerate(runtimes)}
         batches = sorted({r.batch for r in rows})
         axes = fig.subplots(1, len(models), squeeze=False)[0]
-        for ax, model in zip(axes, models, strict=True):
-            _scatter(ax, [r for r in rows if r.model == model], model, colors, batches)
+        _share_accuracy_axis([
+            (ax, _scatter(ax, [r for r in rows if r.model == model], model, colors, batches))
+            for ax, model in zip(axes, models, strict=True)])
         handles = [axes[0].scatter([], [], color=c, label=rt) for rt, c in colors.items()]
         handles += [axes[0].scatter([], [], color="white", edgecolors="black", label=f"batch {b}",
                                     marker=_MARKERS[i % len(_MARKERS)])

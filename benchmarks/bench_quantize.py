@@ -24,6 +24,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -42,6 +43,7 @@ import numpy as np  # noqa: E402
 from edgeres import runtime  # noqa: E402
 from edgeres._fs import atomic_write  # noqa: E402
 from edgeres.bench.env import describe_machine  # noqa: E402
+from edgeres.bench.timing import measure  # noqa: E402
 from edgeres.calibration import CalibrationSet, model_record, ort_reader  # noqa: E402
 from edgeres.data import open_data  # noqa: E402
 from edgeres.evaluate import evaluate  # noqa: E402
@@ -229,25 +231,9 @@ def bench_speed(rounds: int, runs: int, threads: int) -> None:
 def _interleaved(preds: dict[str, Any], x: np.ndarray, rounds: int,
                  runs: int) -> dict[str, list[float]]:
     """Median seconds per round for each predictor, visiting them round-robin."""
-    import gc
-
-    for p in preds.values():
-        for _ in range(5):
-            p.run(x)
-    out: dict[str, list[float]] = {k: [] for k in preds}
-    gc.disable()
-    try:
-        for _ in range(rounds):
-            for key, p in preds.items():
-                samples = []
-                for _ in range(runs):
-                    t0 = time.perf_counter()
-                    p.run(x)
-                    samples.append(time.perf_counter() - t0)
-                out[key].append(statistics.median(samples))
-    finally:
-        gc.enable()
-    return out
+    timings = measure({k: functools.partial(p.run, x) for k, p in preds.items()},
+                      warmup=5, rounds=rounds, iterations=runs)
+    return {k: timings.round_medians(k) for k in preds}
 
 
 def _ov_int8_convs(path: Path, threads: int) -> dict[str, int]:

@@ -77,6 +77,12 @@ def test_ctrl_c_keeps_samples_so_far() -> None:
     assert gc.isenabled()
 
 
+def test_round_medians_are_per_round_in_round_order() -> None:
+    """One median per round, from that round's samples only."""
+    t = Timings({"a": [1.0, 3.0, 10.0, 20.0, 40.0, 5.0]}, {"a": [0, 0, 1, 1, 1, 2]}, rounds=3)
+    assert t.round_medians("a") == [2.0, 20.0, 5.0]
+
+
 def test_timings_reads_like_a_dict() -> None:
     """Timings is a Mapping of name to samples."""
     t = Timings({"a": [1.0]}, {"a": [0]})

@@ -13,6 +13,7 @@ Stdlib only.
 from __future__ import annotations
 
 import gc
+import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -47,6 +48,13 @@ class Timings(Mapping[str, list[float]]):
 
     def __len__(self) -> int:
         return len(self.seconds)
+
+    def round_medians(self, name: str) -> list[float]:
+        """The median seconds per call of ``name`` in each round, in round order."""
+        by_round: dict[int, list[float]] = {}
+        for r, t in zip(self.round_index[name], self.seconds[name], strict=True):
+            by_round.setdefault(r, []).append(t)
+        return [statistics.median(v) for _, v in sorted(by_round.items())]
 
 
 def _check(warmup: int, rounds: int, iterations: int | None, duration: float | None) -> None:

@@ -12,10 +12,10 @@ per-layer SQNR report of a quantized model.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import statistics
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,19 +220,12 @@ def fit_budget(q: Quantizer, *, base: tuple[str, ...], ranking: list[tuple[str, 
 
 def latency_ms(q: Quantizer, paths: dict[str, Path], sample: np.ndarray) -> dict[str, float]:
     """Batch-1 latency of each model, one thread, interleaved rounds (median of medians)."""
+    from edgeres.bench.timing import measure  # here: edgeres.bench imports this package
+
     preds = {key: q.load(path, threads=1) for key, path in paths.items()}
-    rounds: dict[str, list[float]] = {k: [] for k in preds}
-    for pred in preds.values():
-        pred.run(sample)  # warm-up: first-run allocation and kernel selection
-    for _ in range(LATENCY_ROUNDS):
-        for key, pred in preds.items():
-            times = []
-            for _ in range(LATENCY_RUNS):
-                t0 = time.perf_counter()
-                pred.run(sample)
-                times.append(time.perf_counter() - t0)
-            rounds[key].append(statistics.median(times))
-    return {k: 1e3 * statistics.median(v) for k, v in rounds.items()}
+    timings = measure({key: functools.partial(pred.run, sample) for key, pred in preds.items()},
+                      warmup=1, rounds=LATENCY_ROUNDS, iterations=LATENCY_RUNS)
+    return {k: 1e3 * statistics.median(timings.round_medians(k)) for k in preds}
 
 
 def _outputs(q: Quantizer, path: Path, batches: list[np.ndarray]) -> list[np.ndarray]:

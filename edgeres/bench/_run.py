@@ -59,7 +59,7 @@ class ModelBench:
         self.rows: dict[Key, BenchRow] = {}
         self.notes: list[Note] = []
         self.measured: set[Key] = set()
-        self.reports: dict[tuple[str, str, str], Any] = {}  # evaluation results per combo
+        self.reports: dict[tuple[str, str, str], Any] = {}  # evaluation results (see accuracy)
         self.reference: tuple[str, str, str] | None = None  # the fp32 combo agreement is against
         for precision, runtime, mode in self.combos:
             for batch in config.batches:
@@ -194,7 +194,10 @@ class ModelBench:
                 self.notes.append(Note("accuracy", f"accuracy not measured: {e}",
                                        model=self.src.arg, runtime=combo[1]))
         ref = _reference(reports)
-        self.reports, self.reference = reports, ref
+        # Kept for link_references: the reference alone, or every report of a model that has
+        # no reference of its own (logits of a 1000-class model are 40 MB per 10k images).
+        self.reports = reports if ref is None else {ref: reports[ref]}
+        self.reference = ref
         for combo, report in reports.items():
             agreement = None if ref is None else report.agreement(reports[ref])
             acc = Accuracy(

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgeres._progress import track
+from edgeres.bench.timing import measure
 
 log = logging.getLogger(__name__)
 
@@ -220,8 +221,6 @@ def fit_budget(q: Quantizer, *, base: tuple[str, ...], ranking: list[tuple[str, 
 
 def latency_ms(q: Quantizer, paths: dict[str, Path], sample: np.ndarray) -> dict[str, float]:
     """Batch-1 latency of each model, one thread, interleaved rounds (median of medians)."""
-    from edgeres.bench.timing import measure  # here: edgeres.bench imports this package
-
     preds = {key: q.load(path, threads=1) for key, path in paths.items()}
     timings = measure({key: functools.partial(pred.run, sample) for key, pred in preds.items()},
                       warmup=1, rounds=LATENCY_ROUNDS, iterations=LATENCY_RUNS)

@@ -47,6 +47,8 @@ class ModelSource:
         path: the given file (None for zoo names).
         zoo_name: the zoo name for zoo models.
         workdir: the cache directory for this model's derived files.
+        sha256: the given file's hash (None for zoo names); a quantize step's provenance
+            names its input by it.
         files: precision → model file made or found so far.
     """
 
@@ -56,6 +58,7 @@ class ModelSource:
     path: Path | None = None
     zoo_name: str | None = None
     workdir: Path | None = None
+    sha256: str | None = None
     files: dict[str, Path] = field(default_factory=dict)
     _failed: dict[str, Unavailable] = field(default_factory=dict)
 
@@ -114,8 +117,9 @@ def resolve_model(arg: str, cache: Path) -> ModelSource:
             msg = (f"{path} carries no edgeres metadata record, which bench needs for its input "
                    "and labels; export it with `edgeres export`")
             raise ModelFileError(msg)
-        return ModelSource(arg, kind, meta, path=path,
-                           workdir=cache / "bench" / f"file-{sha256_file(path)[:16]}")
+        sha = sha256_file(path)
+        return ModelSource(arg, kind, meta, path=path, sha256=sha,
+                           workdir=cache / "bench" / f"file-{sha[:16]}")
     try:
         from edgeres.export import zoo_meta
     except ImportError:

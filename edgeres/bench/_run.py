@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from edgeres._fs import sha256_file
 from edgeres._progress import track
 from edgeres.bench._memory import MemoryProbe, ProbeJob
 from edgeres.bench._models import ModelSource, Unavailable
@@ -246,8 +245,7 @@ def link_references(benches: list[ModelBench]) -> None:
     orphans = [b for b in benches if b.reports and b.reference is None]
     if not orphans:
         return
-    by_sha = {sha256_file(b.src.path): b for b in benches
-              if b.reference is not None and b.src.path is not None and b.src.path.is_file()}
+    by_sha = {b.src.sha256: b for b in benches if b.reference is not None and b.src.sha256}
     for bench in orphans:
         step = next((p for p in reversed(bench.src.meta.provenance)
                      if p.get("step") == "quantize"), {})

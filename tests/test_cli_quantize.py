@@ -73,10 +73,10 @@ def test_options_reach_the_library_as_one_config(tmp_path: Path) -> None:
     assert calib.meta.preprocess.mean == (0.5, 0.5, 0.5) and calib.meta.input_size == (32, 32)
 
 
-def _bare_model(tmp_path: Path) -> Path:
-    proto = onnx.load(str(resolve_model_file("cifar10")))
+def _bare_model(tmp_path: Path, name: str = "cifar10") -> Path:
+    proto = onnx.load(str(resolve_model_file(name)))
     del proto.metadata_props[:]
-    bare = tmp_path / "bare.onnx"
+    bare = tmp_path / f"bare-{name}.onnx"
     onnx.save(proto, str(bare))
     return bare
 
@@ -103,6 +103,15 @@ def _bad_input(tmp_path: Path, case: str) -> list[str]:
         return [model, "--calib", str(tmp_path / "x.npz"), "--samples", 4, "-o", out]
     if case == "no-record":
         return [str(_bare_model(tmp_path)), "--calib", "cifar10", "-o", out]
+    if case == "int8":
+        return [str(resolve_model_file("cifar10-int8")), "--calib", "cifar10", "-o", out]
+    if case == "int8-no-record":  # found from the graph's QDQ nodes
+        return [str(_bare_model(tmp_path, "cifar10-int8")), "--calib", "cifar10",
+                *("--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25"), "-o", out]
+    if case == "fp16":
+        half = tmp_path / "half.onnx"
+        assert _run("export", "cifar_resnet20", "--fp16", "-o", half).exit_code == 0
+        return [str(half), "--calib", "cifar10", "-o", out]
     if case == "missing-dir":
         return [model, "--calib", "cifar10", "-o", str(tmp_path / "no" / "m.onnx")]
     assert case == "budget-without-val"
@@ -117,6 +126,9 @@ BAD = {
     "empty-folder": "contains no images",
     "wrong-shape": "the model expects",
     "no-record": "--mean R,G,B --std R,G,B --input-size S",
+    "int8": "already quantized (its metadata record says int8)",
+    "int8-no-record": "already quantized (it has DequantizeLinear, QuantizeLinear nodes)",
+    "fp16": "stores fp16 weights; quantize the fp32 model",
     "missing-dir": "does not exist; create it first",
     "budget-without-val": "pass --val DATA",
 }

@@ -50,6 +50,9 @@ __all__ = ["QuantConfig", "QuantReport", "quantize"]
 log = logging.getLogger(__name__)
 
 CHANCE_FACTOR = 2.0  # fp32 top-1 below this multiple of chance stops: preprocessing is off
+# Op types that mark a model as quantized already (QDQ, QOperator or integer ops).
+QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
+                           "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"})
 
 
 def quantize(
@@ -76,13 +79,15 @@ def quantize(
     Raises:
         ModelFileError: ``src`` missing or unreadable, or ``dst`` of the wrong kind.
         DataError / UnknownNameError: calibration, validation or test data unusable.
-        QuantizationError: near-chance fp32 accuracy, unknown layer names, bad options.
+        QuantizationError: near-chance fp32 accuracy, unknown layer names, bad options, or a
+            source that is already int8 or stores fp16/bf16 weights.
         BackendNotAvailable: the backend's packages are missing or too old.
     """
     start = time.perf_counter()
     config = QuantConfig() if config is None else config
     src, dst = Path(src), Path(dst)
     _check_paths(src, dst, backend)
+    _check_float(src, calibration.meta)
     spec = resolve_target(config.target)
     val = open_data(config.val) if config.val is not None else None
     test = open_data(config.eval) if config.eval is not None else None
@@ -159,6 +164,27 @@ def _check_paths(src: Path, dst: Path, backend: str) -> None:
     if dst.resolve() == src.resolve():
         msg = f"output {dst} would overwrite the input model; choose another path"
         raise ModelFileError(msg)
+
+
+def _check_float(src: Path, meta: ModelMeta) -> None:
+    """Refuse an int8 or half-precision source: re-calibrating a quantized graph takes minutes
+    and rounds twice, and an fp16 graph keeps a Cast around every quantized layer."""
+    if meta.precision in ("fp16", "bf16"):
+        msg = (f"{src} stores {meta.precision} weights; quantize the fp32 model (export it "
+               "without --fp16)")
+        raise QuantizationError(msg)
+    found = "its metadata record says int8" if meta.precision == "int8" else None
+    if found is None:
+        try:
+            import onnx
+        except ImportError:
+            return  # the backend reports the missing extra
+        ops = {n.op_type for n in onnx.load(str(src), load_external_data=False).graph.node}
+        if ops & QUANTIZED_OPS:
+            found = f"it has {', '.join(sorted(ops & QUANTIZED_OPS))} nodes"
+    if found is not None:
+        msg = f"{src} is already quantized ({found}); quantize the float model it came from"
+        raise QuantizationError(msg)
 
 
 def _backend(backend: str, src: Path, calib: CalibrationSet, spec: TargetSpec,

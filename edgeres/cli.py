@@ -293,6 +293,25 @@ def _predictions_json(predictor: Any, images: tuple[str, ...], results: list[Any
     }, indent=1)
 
 
+def _expand_folders(images: tuple[str, ...]) -> tuple[str, ...]:
+    """Each folder among ``images`` replaced by the image files under it, sorted."""
+    from edgeres.data import IMAGE_SUFFIXES
+    from edgeres.errors import DataError
+
+    out: list[str] = []
+    for image in images:
+        if not Path(image).is_dir():
+            out.append(image)
+            continue
+        found = sorted(str(f) for f in Path(image).rglob("*")
+                       if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        if not found:
+            msg = f"folder {image} holds no image files ({', '.join(IMAGE_SUFFIXES)})"
+            raise DataError(msg)
+        out.extend(found)
+    return tuple(out)
+
+
 @cli.command()
 @click.argument("model")
 @click.argument("images", nargs=-1, required=True)
@@ -310,6 +329,7 @@ def predict(model: str, images: tuple[str, ...], top_k: int, as_json: bool, back
             device: str, precision: str, threads: int | None) -> None:
     """Classify IMAGE(s) with MODEL: an .onnx or OpenVINO .xml file, or a registered name.
 
+    An IMAGE that is a folder stands for every image file under it, in sorted order.
     Works with the base install (numpy, onnxruntime, Pillow; no torch, no onnx). The model's
     metadata record gives the preprocessing and the labels.
 
@@ -320,6 +340,7 @@ def predict(model: str, images: tuple[str, ...], top_k: int, as_json: bool, back
     from edgeres.names import resolve_model_file
     from edgeres.runtime import load
 
+    images = _expand_folders(images)
     p = load(resolve_model_file(model), backend=backend, device=device, precision=precision,
              threads=threads)
     results = p.predict(list(images), top_k=top_k)

@@ -61,6 +61,24 @@ def test_json_output_equals_the_library(library: list[runtime.Prediction]) -> No
             for d in doc["predictions"]] == [p.to_dict() for p in library]
 
 
+def test_a_folder_stands_for_its_images(tmp_path: Path,
+                                        library: list[runtime.Prediction]) -> None:
+    """A folder argument expands to the images under it, sorted; non-images are passed over."""
+    import shutil
+
+    for i, image in enumerate(IMAGES):
+        (tmp_path / "photos" / f"sub{i}").mkdir(parents=True)
+        shutil.copy(image, tmp_path / "photos" / f"sub{i}" / image.name)
+    (tmp_path / "photos" / "notes.txt").write_text("not an image")
+    result = _invoke("cifar10", str(tmp_path / "photos"), "--top-k", "3", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert [Path(d["image"]).name for d in doc["predictions"]] == [p.name for p in IMAGES]
+    assert [d["labels"] for d in doc["predictions"]] == [list(p.labels) for p in library]
+    (tmp_path / "empty").mkdir()
+    _assert_one_line_error(_invoke("cifar10", str(tmp_path / "empty")), "holds no image files")
+
+
 def test_model_path_and_openvino_backend(library: list[runtime.Prediction]) -> None:
     """MODEL may be a path; --backend openvino runs fp32 and ranks like ONNX Runtime."""
     result = _invoke(str(MODEL), *map(str, IMAGES), "--top-k", "3", "--json",

@@ -68,9 +68,10 @@ def _refusal(path: Path, err: Exception) -> CheckpointError:
     unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
     if unsafe:
         msg = (
-            f"checkpoint {path} was refused as unsafe: it pickles a {unsafe.group(1)} object, and "
-            "loading arbitrary objects can run code; if you trust the file, re-save it as a plain "
-            "state dict: torch.save(torch.load(path, weights_only=False).state_dict(), 'clean.pt')"
+            f"checkpoint {path} was refused as unsafe: it pickles an object of type "
+            f"{unsafe.group(1)}, and loading arbitrary objects can run code; if you trust the "
+            "file, re-save it as a plain state dict: "
+            "torch.save(torch.load(path, weights_only=False).state_dict(), 'clean.pt')"
         )
     else:
         msg = (

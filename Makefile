@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.edgeres-installed
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo test bench reference lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,14 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/bench_matrix.py
+
+# Ship a finished training run: the three reference files + manifest, the training report and
+# the quantize accuracy benchmark on the new model. Usage: make reference RUN=runs/r20-s3
+reference: setup
+	test -f "$(RUN)/last.pt" || { echo "give RUN=<training run folder with last.pt>"; exit 1; }
+	$(PY) scripts/make_reference.py $(RUN)/last.pt
+	$(PY) scripts/training_report.py $(RUN)/last.pt
+	$(PY) benchmarks/bench_quantize.py accuracy
 
 lint: setup
 	$(VENV)/bin/ruff check edgeres tests benchmarks scripts

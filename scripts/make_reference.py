@@ -62,6 +62,7 @@ def _rel(path: Path) -> str:
 def _write_weights(training_ckpt: Path) -> dict:
     """Save the model's state dict alone, atomically; return what the manifest says of it."""
     ck = torch.load(training_ckpt, weights_only=True)
+    _check_finished(ck, training_ckpt)
     state = ck.get("state_dict", ck)
     history = json.loads(ck.get("history", "[]"))
     fd, tmp = tempfile.mkstemp(dir=MODELS, suffix=".tmp")
@@ -75,6 +76,14 @@ def _write_weights(training_ckpt: Path) -> dict:
         "train_top1_running": last.get("train_acc"),
         "command": " && ".join(stages_of(ck)),
     }
+
+
+def _check_finished(ck: dict, path: Path) -> None:
+    """Exit unless the run reached the end of its schedule (learning rate 0)."""
+    planned = int(json.loads(ck.get("args", "{}")).get("epochs", 0) or 0)
+    if "epoch" in ck and planned and ck["epoch"] < planned:
+        sys.exit(f"{path} is at epoch {ck['epoch']} of {planned}: a checkpoint from the middle "
+                 "of a schedule is not shipped; finish the run with --resume first")
 
 
 def _test_top1(path: Path) -> float:

@@ -1,7 +1,8 @@
 """Data sources as batches of model input: image folders, tar archives, arrays, registered names.
 
 ``open_data(value)`` accepts an ImageFolder-layout folder (``<class>/<image>``), a flat folder
-of images, a ``.tar``/``.tar.gz`` of such a tree, a ``.npy``/``.npz`` of preprocessed arrays,
+of images, a ``.tar``/``.tar.gz`` of such a tree (a top folder every member shares is
+stripped, as ``tar czf val.tar.gz val/`` makes one), a ``.npy``/``.npz`` of preprocessed arrays,
 or a registered name (``cifar10``, ``cifar10-val``, ``cifar10-test``; see ``edgeres.names``).
 Every image goes through ``edgeres.preprocess``; unreadable images are skipped and counted.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import tarfile
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +131,11 @@ class ArraySource:
                    f"the model expects {shape}; preprocess to the model's input")
             raise DataError(msg)
         want = np.dtype(meta.input.dtype)
+        if np.issubdtype(want, np.integer) != np.issubdtype(self.inputs.dtype, np.integer):
+            kind = "raw pixels" if np.issubdtype(want, np.integer) else "normalised float32"
+            msg = (f"{self.name}: arrays are {self.inputs.dtype}, the model takes {want} "
+                   f"({kind}); save the arrays as the model's input dtype")
+            raise DataError(msg)
         for i in range(0, len(self.inputs), batch_size):
             x = np.ascontiguousarray(self.inputs[i : i + batch_size], dtype=want)
             y = None if self.labels is None else self.labels[i : i + batch_size]
@@ -185,45 +192,95 @@ def _archive(path: Path, name: str) -> ImageSource:
     except (tarfile.TarError, OSError) as e:
         msg = f"{name}: not a readable tar archive ({e}); re-download or re-create it"
         raise DataError(msg) from None
-    items = [(n, Path(n).parts[-2] if len(Path(n).parts) > 1 else None) for n in names]
-    labelled = all(c is not None for _, c in items)
-    classes = tuple(sorted({c for _, c in items})) if labelled and items else None
-    if not labelled:
-        items = [(n, None) for n, _ in items]
+    items = _archive_items(names)
+    labelled = bool(items) and items[0][1] is not None
+    classes = tuple(sorted({c for _, c in items if c is not None})) if labelled else None
 
     def read(wanted: list[tuple[str, str | None]]) -> Iterator[bytes]:
-        # One sequential pass over the archive; members are decoded as they stream by.
-        want = {n for n, _ in wanted}
-        found: dict[str, bytes] = {}
+        # One sequential pass; a member is held only until its turn in ``wanted`` comes, so
+        # memory stays small when the archive is in sorted order (as tar writes a folder).
+        order = [n for n, _ in wanted]
+        want = set(order)
+        pending: dict[str, bytes] = {}
+        done = 0
         with tarfile.open(path) as tar:
             for m in tar:
-                if m.name in want:
-                    found[m.name] = tar.extractfile(m).read()
-        return (found[n] for n, _ in wanted)
+                if done == len(order):
+                    return
+                if m.name not in want or m.name in pending:
+                    continue
+                pending[m.name] = tar.extractfile(m).read()
+                while done < len(order) and order[done] in pending:
+                    yield pending.pop(order[done])
+                    done += 1
+        if done < len(order):
+            msg = f"{name}: {order[done]} is no longer in the archive; was it rewritten?"
+            raise DataError(msg)
 
     return ImageSource(name, items, classes, read)
 
 
+def _archive_items(names: list[str]) -> list[tuple[str, str | None]]:
+    """(member, class) as ``_folder`` would give for the folder the archive was made from.
+
+    Folders every member shares (``test/`` in ``tar czf test.tar.gz test/``) are stripped
+    first; then the first remaining folder is the class, and members outside any folder are
+    left out when some are inside one. With no folder left the archive is flat (unlabelled).
+    """
+    parts = [Path(n).parts for n in names]
+    depth = 0
+    while parts and all(len(p) > depth + 1 for p in parts) and len({p[depth] for p in parts}) == 1:
+        depth += 1
+    nested = [(n, p[depth]) for n, p in zip(names, parts, strict=True) if len(p) > depth + 1]
+    return nested if nested else [(n, None) for n in names]
+
+
 def _arrays(path: Path, name: str) -> ArraySource:
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
+    try:  # an .npz reads its members lazily: their errors surface at data[key]
+        if path.suffix.lower() == ".npy":
+            x, y = np.load(path, allow_pickle=False), None
+        else:
+            with np.load(path, allow_pickle=False) as data:
+                x, y = _members(data, name)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         msg = f"{name}: not a readable .npy/.npz file ({e})"
         raise DataError(msg) from None
-    if isinstance(data, np.ndarray):
-        x, y = data, None
-    else:
-        key = next((k for k in ("inputs", "x", "images", "data") if k in data.files), None)
-        if key is None:
-            msg = f"{name}: .npz needs an 'inputs' array (and optional 'labels'), has {data.files}"
-            raise DataError(msg)
-        x = data[key]
-        y = data["labels"] if "labels" in data.files else None
+    if not isinstance(x, np.ndarray):  # an .npz saved as .npy
+        msg = f"{name}: is an .npz archive named .npy; rename it to .npz"
+        raise DataError(msg)
     if x.ndim != 4:
         msg = f"{name}: expected a 4-D array of preprocessed samples, got shape {x.shape}"
+        raise DataError(msg)
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        msg = f"{name}: arrays of dtype {x.dtype} are not model input; save float32 or uint8"
         raise DataError(msg)
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
         bad = int((~np.isfinite(x)).reshape(len(x), -1).any(axis=1).sum())
         msg = f"{name}: {bad} sample(s) contain NaN or Inf; fix the preprocessing that wrote them"
         raise DataError(msg)
-    return ArraySource(name, x, None if y is None else np.asarray(y, dtype=np.int64))
+    return ArraySource(name, x, None if y is None else _labels(y, len(x), name))
+
+
+def _members(data: Any, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    key = next((k for k in ("inputs", "x", "images", "data") if k in data.files), None)
+    if key is None:
+        msg = f"{name}: .npz needs an 'inputs' array (and optional 'labels'), has {data.files}"
+        raise DataError(msg)
+    return data[key], (data["labels"] if "labels" in data.files else None)
+
+
+def _labels(y: np.ndarray, count: int, name: str) -> np.ndarray:
+    """``y`` as int64 class indices, one per sample."""
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != count:
+        msg = (f"{name}: 'labels' has shape {y.shape}, expected ({count},): one class index per "
+               "sample (not one-hot)")
+        raise DataError(msg)
+    numeric = np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)
+    if not numeric or (np.issubdtype(y.dtype, np.floating) and not np.all(np.mod(y, 1) == 0)):
+        msg = f"{name}: 'labels' must be integer class indices, got dtype {y.dtype}"
+        raise DataError(msg)
+    if len(y) and y.min() < 0:
+        msg = f"{name}: 'labels' has negative class index {int(y.min())}"
+        raise DataError(msg)
+    return y.astype(np.int64)

@@ -22,6 +22,17 @@ from edgeres.errors import DataError
 _RESAMPLE = {"nearest": 0, "bilinear": 2, "bicubic": 3}  # Pillow's Image.Resampling values
 
 
+def _convert(img: Any, color: str) -> Any:
+    """``img.convert(color)``, with 16-bit grayscale scaled to 8 bits (convert would clip it)."""
+    from PIL import Image
+
+    if img.mode.startswith("I;16") or img.mode == "I":
+        wide = np.asarray(img, dtype=np.uint32) if img.mode != "I" else np.asarray(img)
+        eight = ((np.clip(wide, 0, 65535).astype(np.uint32) + 128) // 257).astype(np.uint8)
+        img = Image.fromarray(eight, "L")
+    return img.convert(color)
+
+
 def load_image(source: Any, color: str = "RGB") -> np.ndarray:
     """Decode an image into an HWC uint8 array in ``color`` ("RGB" or "L").
 
@@ -47,7 +58,7 @@ def load_image(source: Any, color: str = "RGB") -> np.ndarray:
 
     try:
         if isinstance(source, Image.Image):
-            arr = np.asarray(source.convert(color))
+            arr = np.asarray(_convert(source, color))
         else:
             if isinstance(source, bytes | bytearray):
                 import io
@@ -56,11 +67,11 @@ def load_image(source: Any, color: str = "RGB") -> np.ndarray:
             else:
                 source_file = Path(source)
             with Image.open(source_file) as img:  # closes the file as soon as it is decoded
-                arr = np.asarray(img.convert(color))
+                arr = np.asarray(_convert(img, color))
     except FileNotFoundError:
         msg = f"image {source} does not exist; check the path"
         raise DataError(msg) from None
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as e:
         name = "image bytes" if isinstance(source, bytes | bytearray) else str(source)
         msg = f"{name} is not a readable image ({type(e).__name__}); pass a JPEG/PNG/BMP file"
         raise DataError(msg) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tarfile
 from pathlib import Path
@@ -97,6 +98,73 @@ def test_archive_reads_the_same_pixels_as_the_folder(tmp_path: Path) -> None:
     b = next(open_data(archive).batches(META, 10))
     np.testing.assert_array_equal(a.inputs, b.inputs)
     np.testing.assert_array_equal(a.labels, b.labels)
+
+
+def test_archive_top_folder_is_stripped_and_read_in_order(tmp_path: Path) -> None:
+    """`tar czf x.tar.gz imgs/` of a flat folder is flat; deeper trees label by class folder."""
+    root = _small_folder(tmp_path)
+    flat = tmp_path / "flat.tar.gz"
+    with tarfile.open(flat, "w:gz") as tar:
+        for f in sorted((root / "cat").iterdir()):
+            tar.add(f, arcname=f"imgs/{f.name}")
+    data = open_data(flat)
+    assert data.classes is None and len(data) == 2
+    nested = tmp_path / "nested.tar.gz"
+    with tarfile.open(nested, "w:gz") as tar:
+        tar.add(root, arcname="data/cifar/val")
+    data = open_data(nested)
+    assert data.classes == ("cat", "dog")
+    batch = next(data.subset(3, seed=1).batches(META, 8))
+    assert batch.labels.tolist() == [META.labels.index(Path(s).parts[-2]) for s in batch.sources]
+
+
+def test_archive_out_of_order_members_still_come_in_sorted_order(tmp_path: Path) -> None:
+    """Members stored in reverse order are held until their turn: same batch as the folder."""
+    root = _small_folder(tmp_path)
+    archive = tmp_path / "rev.tar"
+    with tarfile.open(archive, "w") as tar:
+        for f in sorted(root.rglob("*.jpg"), reverse=True):
+            tar.add(f, arcname=f"val/{f.relative_to(root)}")
+    a = next(open_data(root).batches(META, 10))
+    b = next(open_data(archive).batches(META, 10))
+    np.testing.assert_array_equal(a.inputs, b.inputs)
+    np.testing.assert_array_equal(a.labels, b.labels)
+
+
+@pytest.mark.parametrize(("labels", "fragment"), [
+    (np.eye(5, 10), "not one-hot"),
+    (np.arange(3), "expected (5,)"),
+    (np.array([0.5, 1, 2, 3, 4]), "integer class indices"),
+    (np.array([0, -1, 2, 3, 4]), "negative class index"),
+])
+def test_npz_labels_are_one_index_per_sample(tmp_path: Path, labels: np.ndarray,
+                                             fragment: str) -> None:
+    """One-hot, short, fractional or negative labels are refused before they skew top-1."""
+    x = np.zeros((5, 3, 32, 32), np.float32)
+    np.savez(tmp_path / "l.npz", inputs=x, labels=labels)
+    with pytest.raises(DataError, match=re.escape(fragment)):
+        open_data(tmp_path / "l.npz")
+
+
+def test_broken_npz_members_and_dtype_mismatch_are_data_errors(tmp_path: Path) -> None:
+    """Object arrays, corrupt members and float arrays for a uint8 graph: one-line errors."""
+    np.savez(tmp_path / "obj.npz", inputs=np.array([None] * 4, dtype=object).reshape(1, 1, 2, 2))
+    with pytest.raises(DataError, match="not a readable"):
+        open_data(tmp_path / "obj.npz")
+    np.savez(tmp_path / "ok.npz", inputs=np.ones((2, 3, 32, 32), np.float32))
+    raw = bytearray((tmp_path / "ok.npz").read_bytes())
+    raw[200:260] = bytes(60)  # inside the member's data: its CRC no longer matches
+    (tmp_path / "bad.npz").write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="not a readable"):
+        open_data(tmp_path / "bad.npz")
+    uint8_meta = META.evolve(input=InputSpec(shape=("batch", 32, 32, 3), layout="NHWC",
+                                             dtype="uint8", normalized_in_graph=True))
+    np.save(tmp_path / "f.npy", np.zeros((2, 32, 32, 3), np.float32))
+    with pytest.raises(DataError, match="the model takes uint8"):
+        next(open_data(tmp_path / "f.npy").batches(uint8_meta))
+    np.save(tmp_path / "u.npy", np.zeros((2, 3, 32, 32), np.uint8))
+    with pytest.raises(DataError, match="the model takes float32"):
+        next(open_data(tmp_path / "u.npy").batches(META))
 
 
 def test_npz_arrays_checked_for_shape_and_finite_values(tmp_path: Path) -> None:

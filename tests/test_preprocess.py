@@ -58,6 +58,25 @@ def test_any_color_mode_becomes_rgb(mode: str) -> None:
     assert arr.shape == (6, 8, 3) and arr.dtype == np.uint8
 
 
+def test_16_bit_grayscale_is_scaled_not_clipped() -> None:
+    """A 16-bit PNG keeps its tones: value v becomes round(v / 257), not min(v, 255)."""
+    wide = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(wide).save(buf, format="PNG")
+    arr = load_image(buf.getvalue())
+    np.testing.assert_array_equal(arr[..., 0], np.round(wide / 257).astype(np.uint8))
+    assert arr.shape == (64, 64, 3) and 0.4 < (arr < 128).mean() < 0.6
+
+
+def test_a_decompression_bomb_is_a_data_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An image over Pillow's pixel limit is refused like any unreadable image."""
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(buf, format="PNG")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4,096 px is then over twice the limit
+    with pytest.raises(DataError, match="DecompressionBombError"):
+        load_image(buf.getvalue())
+
+
 def test_grayscale_models_get_one_channel() -> None:
     """color='L' yields HxWx1 from RGB arrays with Pillow's luma weights."""
     rgb = np.full((2, 2, 3), (100, 150, 200), np.uint8)

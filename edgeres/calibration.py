@@ -12,6 +12,7 @@ arrays it produced, which the quantized model's record keeps. The two adapters a
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -211,18 +212,21 @@ def model_record(
     text = sess.get_modelmeta().custom_metadata_map.get("edgeres")
     record = ModelMeta.from_json(text) if text else None
     stated = mean is not None or std is not None or input_size is not None or layout is not None
-    if record is not None and not stated:
-        return record
+    if record is not None:
+        if not stated:
+            return record
+        log.warning("stated preprocessing replaces the record's in %s", path)
+        return _restate(record, mean, std, input_size, layout)
     if mean is None or std is None:
         msg = (f"{path} carries no edgeres metadata record, so its preprocessing is unknown; "
                "pass --mean R,G,B --std R,G,B --input-size S --layout NCHW|NHWC")
         raise MetadataError(msg)
     shape = inp.shape
-    layout = layout or (record.input.layout if record else "NCHW")
+    layout = layout or "NCHW"
     if input_size is None:
         dims = shape[2:4] if layout == "NCHW" else shape[1:3]
-        if not all(isinstance(d, int) for d in dims):
-            msg = f"{path} has no fixed input size; pass --input-size S"
+        if len(shape) != 4 or not all(isinstance(d, int) for d in dims):
+            msg = f"{path} has no fixed 4-D image input; pass --input-size S"
             raise MetadataError(msg)
         input_size = (int(dims[0]), int(dims[1]))
     classes = out.shape[-1] if out.shape and isinstance(out.shape[-1], int) else 0
@@ -230,10 +234,35 @@ def model_record(
                         layout=layout, name=path.stem)  # type: ignore[arg-type]
     spec = built.input.__class__(name=inp.name, shape=(shape[0], *built.input.shape[1:]),
                                  layout=built.input.layout)
-    if record is not None:
-        log.warning("stated preprocessing replaces the record's in %s", path)
-        return record.evolve(input=spec, preprocess=built.preprocess)
     return built.evolve(input=spec)
+
+
+def _restate(record: ModelMeta, mean: tuple[float, ...] | None, std: tuple[float, ...] | None,
+             input_size: tuple[int, int] | None, layout: str | None) -> ModelMeta:
+    """``record`` with only the stated preprocessing fields replaced; resize, interpolation,
+    colour, dtype and in-graph normalisation stay as the record has them."""
+    pre, spec = record.preprocess, record.input
+    mean, std = mean or pre.mean, std or pre.std
+    channels = spec.channels
+    if len(mean) != channels or len(std) != channels or min(std) <= 0:
+        msg = (f"mean {mean} and std {std} need {channels} values each (std > 0) for this "
+               f"{channels}-channel model")
+        raise MetadataError(msg)
+    h, w = input_size or pre.crop
+    if min(h, w) < 1:
+        msg = f"input size {(h, w)} must be positive"
+        raise MetadataError(msg)
+    resize = pre.resize
+    if input_size is not None:  # keep the record's resize-to-crop ratio (256 -> 224 stays 8/7)
+        resize = (h, w) if isinstance(resize, tuple) else round(resize * min(h, w) / min(pre.crop))
+    layout = layout or spec.layout
+    batch = spec.shape[0]
+    shape = (batch, channels, h, w) if layout == "NCHW" else (batch, h, w, channels)
+    return record.evolve(
+        input=dataclasses.replace(spec, shape=shape, layout=layout),
+        preprocess=dataclasses.replace(pre, resize=resize, crop=(h, w), mean=tuple(mean),
+                                       std=tuple(std)),
+    )
 
 
 def _inspect_session(path: Path) -> Any:

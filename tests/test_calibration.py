@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import onnx
@@ -100,6 +101,24 @@ def test_adapters_end_and_give_single_samples_to_nncf() -> None:
     assert sizes == [2, 2, 1]
     items = list(nncf_dataset(calib).get_inference_data())
     assert len(items) == 5 and items[0]["input"].shape == (1, 3, 32, 32)
+
+
+def test_stated_preprocessing_replaces_only_the_stated_fields_of_a_record() -> None:
+    """--std alone, or --input-size alone, on a model with a record changes just that field."""
+    src = resolve_model_file("cifar10")
+    record = model_record(src)
+    meta = model_record(src, std=(0.3, 0.3, 0.3))
+    assert meta.preprocess.std == (0.3, 0.3, 0.3) and meta.preprocess.mean == record.preprocess.mean
+    assert meta.input == record.input and meta.labels == record.labels
+    imagenet = record.evolve(preprocess=dataclasses.replace(record.preprocess, resize=256,
+                                                            crop=(224, 224)))
+    with mock.patch("edgeres.calibration.ModelMeta.from_json", return_value=imagenet):
+        resized = model_record(src, input_size=(112, 112))
+    assert resized.preprocess.crop == (112, 112) and resized.preprocess.resize == 128
+    assert resized.input.shape == ("batch", 3, 112, 112)
+    assert resized.preprocess.interpolation == record.preprocess.interpolation
+    with pytest.raises(MetadataError, match="need 3 values each"):
+        model_record(src, mean=(0.5,), std=(0.5,))
 
 
 def test_model_record_reads_the_record_or_needs_stated_preprocessing(tmp_path: Path) -> None:

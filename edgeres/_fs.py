@@ -36,8 +36,9 @@ def _publish(tmp: Path, mode: int) -> None:
 
 
 @contextlib.contextmanager
-def _creating(dst: Path) -> Iterator[Path]:
-    """Yield ``dst``'s directory; turn a missing or unwritable one into a fix-it error."""
+def output_dir(dst: Path) -> Iterator[Path]:
+    """Yield ``dst``'s directory; a missing one, or an OSError while writing into it inside
+    the block, becomes a one-line fix-it ``EdgeresError``."""
     parent = dst.parent if str(dst.parent) else Path(".")
     if not parent.is_dir():
         msg = f"cannot write {dst}: directory {parent} does not exist; create it first"
@@ -63,7 +64,7 @@ def atomic_write(dst: Path, *, suffix: str | None = None) -> Iterator[Path]:
         EdgeresError: if ``dst``'s directory does not exist or is not writable.
     """
     dst = Path(dst)
-    with _creating(dst) as parent:
+    with output_dir(dst) as parent:
         fd, name = tempfile.mkstemp(
             prefix=f".{dst.name}.", suffix=suffix if suffix is not None else dst.suffix,
             dir=parent,
@@ -88,7 +89,7 @@ def atomic_dir(dst: Path) -> Iterator[Path]:
         EdgeresError: if ``dst``'s parent directory does not exist or is not writable.
     """
     dst = Path(dst)
-    with _creating(dst) as parent:
+    with output_dir(dst) as parent:
         tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=parent))
     try:
         yield tmp

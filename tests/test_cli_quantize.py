@@ -144,3 +144,16 @@ def test_bad_input_is_one_line_error_and_leaves_nothing(tmp_path: Path, case: st
     assert len(errors) == 1 and BAD[case] in errors[0], result.stderr
     assert not any((tmp_path / "out").iterdir())
     assert not (tmp_path / "no").exists()
+
+
+def test_unwritable_output_folder_fails_before_calibrating(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only output folder is reported up front, not after minutes of calibration."""
+    import edgeres.quantize as q
+
+    monkeypatch.setattr(q.os, "access", lambda path, mode: Path(path) != tmp_path)
+    with mock.patch("edgeres.calibration.CalibrationSet.select") as select:
+        result = _run("quantize", "cifar10", "--calib", "cifar10", "-o", tmp_path / "m.onnx")
+    assert result.exit_code == 1 and "is not writable" in result.stderr, result.output
+    select.assert_not_called()
+    assert list(tmp_path.iterdir()) == []

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -158,8 +159,12 @@ def _check_paths(src: Path, dst: Path, backend: str) -> None:
     if dst.suffix.lower() != want:
         msg = f"output {dst} should end in {want} for the {backend} backend"
         raise ModelFileError(msg)
-    if not (dst.parent if str(dst.parent) else Path(".")).is_dir():
-        msg = f"cannot write {dst}: directory {dst.parent} does not exist; create it first"
+    parent = dst.parent if str(dst.parent) else Path(".")
+    if not parent.is_dir():
+        msg = f"cannot write {dst}: directory {parent} does not exist; create it first"
+        raise EdgeresError(msg)
+    if not os.access(parent, os.W_OK | os.X_OK):  # found now, not after calibrating
+        msg = f"cannot write {dst}: directory {parent} is not writable; choose another output"
         raise EdgeresError(msg)
     if dst.resolve() == src.resolve():
         msg = f"output {dst} would overwrite the input model; choose another path"

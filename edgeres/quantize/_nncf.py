@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from edgeres._fs import output_dir
 from edgeres.calibration import CalibrationSet, nncf_dataset
-from edgeres.errors import EdgeresError, ModelFileError, QuantizationError, missing_extra
+from edgeres.errors import ModelFileError, QuantizationError, missing_extra
 from edgeres.meta import METADATA_KEY, ModelMeta
 from edgeres.quantize._ranges import quiet
 from edgeres.quantize.config import TargetSpec
@@ -202,12 +203,11 @@ def _save_ir(model: Any, dst: Path, meta: ModelMeta | None) -> None:
 
     if meta is not None:
         model.set_rt_info(meta.to_json(), [METADATA_KEY])
-    parent = dst.parent if str(dst.parent) else Path(".")
-    if not parent.is_dir():
-        msg = f"cannot write {dst}: directory {parent} does not exist; create it first"
-        raise EdgeresError(msg)
-    with tempfile.TemporaryDirectory(prefix=f".{dst.name}.", dir=parent) as tmp:
+    with output_dir(dst) as parent, \
+            tempfile.TemporaryDirectory(prefix=f".{dst.name}.", dir=parent) as tmp:
         xml = Path(tmp) / dst.name
         ov.save_model(model, str(xml), compress_to_fp16=False)  # fp32 meant, not fp16
+        # The .bin first, the .xml (the file users name) last: a new .xml never exists
+        # without its .bin.
         os.replace(xml.with_suffix(".bin"), dst.with_suffix(".bin"))
         os.replace(xml, dst)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -65,8 +66,11 @@ def load_model(folder: Path, meta: Any, threads: int | None) -> tuple[str, str, 
         compiled = ov.Core().compile_model(str(folder / "model.xml"), "CPU", config)
         request = compiled.create_infer_request()
         shape = [d.get_length() if d.is_static else None for d in compiled.input(0).partial_shape]
-        executed = "int8" if meta.precision == "int8" else {"f32": "fp32", "f16": "fp16"}.get(
-            hint, hint)
+        # The hint is a request: a CPU without f16/bf16 support silently runs f32, so report
+        # what the compiled model says it runs.
+        ran = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        executed = "int8" if meta.precision == "int8" else {
+            "f32": "fp32", "f16": "fp16", "bf16": "bf16"}.get(ran, ran)
         return "openvino-cpu", executed, shape, lambda x: request.infer({0: x})[0]
     import onnxruntime as ort
 
@@ -79,7 +83,11 @@ def load_model(folder: Path, meta: Any, threads: int | None) -> tuple[str, str, 
     inp = session.get_inputs()[0]
     output = [session.get_outputs()[0].name]
     shape = [d if isinstance(d, int) else None for d in inp.shape]
-    return "ort-cpu", meta.precision, shape, lambda x: session.run(output, {inp.name: x})[0]
+    # ONNX Runtime's CPU provider has no fp16 Conv/Gemm kernels on x86: it runs fp32 ones
+    # between Casts (as edgeres.runtime reports it).
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+    executed = "fp32" if meta.precision == "fp16" and x86 else meta.precision
+    return "ort-cpu", executed, shape, lambda x: session.run(output, {inp.name: x})[0]
 
 
 def classify(images: list[str], top_k: int, threads: int | None = None) -> dict[str, Any]:

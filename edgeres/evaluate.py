@@ -76,8 +76,11 @@ def evaluate(
         run: maps a prepared input batch to logits (``Predictor.run``, a PyTorch wrapper, ...).
         data: a labelled source from ``edgeres.data.open_data``.
         meta: the model's record; drives preprocessing and label mapping.
-        batch_size: images per call.
-        limit: evaluate only the first ``limit`` images (deterministic subset when smaller).
+        batch_size: images per call; a graph with a fixed batch axis (``meta.input.shape[0]``
+            an integer) is always called with that many, its last batch padded by repeating
+            the last image and the padded rows dropped.
+        limit: evaluate a seeded random subset of ``limit`` images, the same on every call
+            (``data.subset(limit)``); all images when None or not smaller than the data.
         description: progress bar text.
 
     Returns:
@@ -91,12 +94,18 @@ def evaluate(
         raise DataError(msg)
     if limit is not None:
         data = data.subset(limit)
+    first = meta.input.shape[0]
+    fixed = first if isinstance(first, int) and first > 0 else 0
+    batch_size = fixed or batch_size
     outputs: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     steps = math.ceil(len(data) / batch_size)
     for batch in track(data.batches(meta, batch_size), total=steps, description=description):
-        out = np.asarray(run(batch.inputs), dtype=np.float32)
-        outputs.append(out.reshape(len(batch.inputs), -1))
+        x, n = batch.inputs, len(batch.inputs)
+        if n < fixed:  # repeat the last image: the graph takes exactly `fixed` rows
+            x = np.concatenate([x, np.repeat(x[-1:], fixed - n, axis=0)])
+        out = np.asarray(run(x), dtype=np.float32)
+        outputs.append(out.reshape(len(x), -1)[:n])
         labels.append(batch.labels)
     if not outputs:
         msg = f"no readable images in {data.name} ({data.skipped} skipped)"

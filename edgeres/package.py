@@ -6,23 +6,26 @@
 the install test runs), a single-file ``infer.py`` and a README. ``infer.py`` is generated from
 ``edgeres/_bundle_template.py`` with edgeres' own ``preprocess.py`` source and the runtime's
 top-k function pasted in, so there is one implementation of each and nothing to keep in sync by
-hand. The bundle is loaded with ``edgeres.runtime`` before it is moved into place, and written
-atomically: a failure leaves nothing at ``dst``.
+hand. Before the bundle is moved into place its own ``infer.py`` classifies a test image, and
+must agree with ``edgeres.runtime``; it is written atomically: a failure leaves nothing at ``dst``.
 """
 
 from __future__ import annotations
 
 import ast
 import inspect
+import json
 import platform
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from importlib import metadata as _metadata
 from pathlib import Path
+from typing import Any
 
 from edgeres import __version__
 from edgeres._fs import atomic_dir, atomic_write
@@ -46,6 +49,8 @@ _LOCAL_ERROR = (
     '    """Raised when an image cannot be read (edgeres.errors.DataError in edgeres)."""\n\n'
 )
 _BEGIN, _END = "# edgeres:begin-copied-code", "# edgeres:end-copied-code"
+_CHECK_TIMEOUT_S = 300  # one image through infer.py; generous for a busy machine
+_TIE = 1e-6  # top-1 probabilities this close may rank two classes either way
 
 
 @dataclass(frozen=True)
@@ -219,16 +224,62 @@ def _write_bundle(folder: Path, path: Path, meta: ModelMeta,
 
 
 def _check_bundle(folder: Path, path: Path) -> str:
-    """Load the bundled copy with edgeres.runtime and classify a grey image; return top-1."""
-    import numpy as np
+    """Run the bundle's own ``infer.py`` on a grey image and compare it with edgeres.runtime.
+
+    The rendered ``infer.py`` runs in a subprocess with this interpreter, so a bug in the
+    template (ranking, runtime set-up, reported precision) fails here rather than on a device.
+
+    Returns:
+        The top-1 label of the grey image.
+
+    Raises:
+        EdgeresError: if ``infer.py`` fails, or its top class, runtime or executed precision
+            differ from what edgeres.runtime gives for the same image.
+    """
+    from PIL import Image
 
     from edgeres.runtime import load
 
     model = folder / ("model.xml" if path.suffix.lower() == ".xml" else "model.onnx")
     meta = ModelMeta.from_json((folder / "metadata.json").read_text("utf-8"))
     h, w = meta.input_size
-    grey = np.full((h, w, meta.input.channels), 128, np.uint8)
-    return load(model, meta=meta).predict(grey, top_k=1)[0].labels[0]
+    with tempfile.TemporaryDirectory(prefix="edgeres.check.") as tmp:
+        image = Path(tmp) / "grey.png"
+        Image.new("L" if meta.input.channels == 1 else "RGB", (w, h), 128).save(image)
+        predictor = load(model, meta=meta)
+        want = predictor.predict(image, top_k=1)[0]
+        doc = _run_infer(folder, image)
+    got = doc["predictions"][0]
+    expected = (predictor.runtime, predictor.executed_precision, want.indices[0])
+    found = (doc["runtime"], doc["executed_precision"], got["indices"][0])
+    # Two classes whose probabilities tie may rank either way; anything else is a bug.
+    tie = abs(want.probabilities[0] - got["probabilities"][0]) <= _TIE
+    if found[:2] != expected[:2] or (found[2] != expected[2] and not tie):
+        msg = (f"the bundle's infer.py gives (runtime, precision, top class) {found} for a grey "
+               f"image but edgeres.runtime gives {expected}; fix edgeres/_bundle_template.py")
+        raise EdgeresError(msg)
+    return want.labels[0]
+
+
+def _run_infer(folder: Path, image: Path) -> dict[str, Any]:
+    """``python infer.py IMAGE --json --top-k 1`` in the bundle, parsed."""
+    cmd = [sys.executable, str(folder / "infer.py"), str(image), "--json", "--top-k", "1"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=folder,
+                             timeout=_CHECK_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        msg = f"the bundle's infer.py did not finish in {_CHECK_TIMEOUT_S} s on a grey image"
+        raise EdgeresError(msg) from None
+    lines = out.stderr.strip().splitlines()
+    if out.returncode != 0:
+        why = lines[-1][:200] if lines else f"exit code {out.returncode}"
+        msg = f"the bundle's infer.py failed on a grey image ({why}); fix the bundle template"
+        raise EdgeresError(msg)
+    try:
+        return json.loads(out.stdout)
+    except json.JSONDecodeError:
+        msg = "the bundle's infer.py --json printed no JSON; fix edgeres/_bundle_template.py"
+        raise EdgeresError(msg) from None
 
 
 def package(model: str | Path, dst: str | Path, *, overwrite: bool = False) -> PackageReport:

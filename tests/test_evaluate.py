@@ -1,11 +1,15 @@
-"""Tests for edgeres.evaluate: accuracy numbers checked against hand-computed values."""
+"""Tests for edgeres.evaluate: accuracy numbers checked against hand-computed values, and
+fixed-batch graphs evaluated on every image."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edgeres.data import ArraySource
+from edgeres import names, runtime
+from edgeres.data import ArraySource, open_data
 from edgeres.errors import DataError
 from edgeres.evaluate import evaluate, top1_agreement, topk_accuracy
 from edgeres.meta import InputSpec, ModelMeta, PreprocessSpec
@@ -47,6 +51,53 @@ def test_evaluate_runs_batches_and_matches_direct_computation() -> None:
     assert report.top5 == 100.0
     # A 3-row and a 10-row matmul may sum in different orders (BLAS kernels differ per CPU).
     np.testing.assert_allclose(report.logits, direct, rtol=1e-5, atol=1e-6)
+
+
+def test_fixed_batch_run_gets_full_batches_and_keeps_every_row() -> None:
+    """A graph fixed at batch 4 sees only 4-row calls; 10 rows give 10 results, none padded."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((10, 3, 2, 2)).astype(np.float32)
+    y = rng.integers(0, 3, 10)
+    weights = rng.standard_normal((12, 3)).astype(np.float32)
+    meta = ModelMeta(name="t", family="custom", num_classes=3, labels=("a", "b", "c"),
+                     input=InputSpec(shape=(4, 3, 2, 2)),
+                     preprocess=PreprocessSpec(resize=2, crop=(2, 2)))
+    calls: list[np.ndarray] = []
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        if len(batch) != 4:
+            msg = f"batch of {len(batch)}"
+            raise DataError(msg)
+        calls.append(batch)
+        return batch.reshape(4, -1) @ weights
+
+    report = evaluate(run, ArraySource("arr", x, y), meta, batch_size=100)
+    assert report.count == 10 and len(calls) == 3
+    np.testing.assert_array_equal(calls[-1][2:], np.repeat(x[-1:], 2, axis=0))  # padded
+    np.testing.assert_allclose(report.logits, x.reshape(10, -1) @ weights, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(report.labels, y)
+
+
+def test_fixed_batch_export_is_evaluated_on_every_image(tmp_path: Path) -> None:
+    """A --batch 8 export on 50 cifar10-test images: count 50, top-1 as the dynamic model's."""
+    pytest.importorskip("torch")
+    from click.testing import CliRunner
+
+    from edgeres.cli import cli
+
+    dst = tmp_path / "b8.onnx"
+    result = CliRunner().invoke(cli, ["export", "cifar_resnet20", "--weights", "cifar10",
+                                      "--batch", "8", "-o", str(dst)])
+    assert result.exit_code == 0, result.output
+    fixed, dynamic = runtime.load(dst), runtime.load(names.resolve_model_file("cifar10"))
+    assert fixed.meta.input.shape[0] == 8 and dynamic.meta.input.shape[0] == "batch"
+    data = open_data("cifar10-test")
+    got = evaluate(fixed.run, data, fixed.meta, limit=50)
+    want = evaluate(dynamic.run, data, dynamic.meta, limit=50)
+    assert got.count == want.count == 50
+    assert got.top1 == want.top1 and got.top5 == want.top5
+    np.testing.assert_array_equal(got.labels, want.labels)
+    np.testing.assert_allclose(got.logits, want.logits, rtol=1e-4, atol=1e-4)
 
 
 def test_unlabelled_data_is_refused() -> None:

@@ -122,6 +122,45 @@ def test_ir_bundle_runs_with_openvino(ir_bundle: Path) -> None:
         np.testing.assert_allclose(got["probabilities"], want.probabilities, atol=1e-4)
 
 
+def test_ir_bundle_reports_the_precision_openvino_compiled(tmp_path: Path) -> None:
+    """An fp16 IR: infer.py reports the precision the CPU plugin read back, not the f16 asked."""
+    import openvino as ov
+
+    model = ov.Core().read_model(str(MODEL))
+    half = runtime.load(MODEL).meta.evolve(precision="fp16")
+    model.set_rt_info(half.to_json(), [METADATA_KEY])
+    ov.save_model(model, str(tmp_path / "m.xml"), compress_to_fp16=True)
+    bundle = package.package(tmp_path / "m.xml", tmp_path / "bundle").path
+    out = run_infer(bundle, str(IMAGES[0]), "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    compiled = ov.Core().compile_model(str(bundle / "model.xml"), "CPU",
+                                       {"INFERENCE_PRECISION_HINT": "f16"})
+    ran = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    assert doc["executed_precision"] == {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}[ran]
+    assert doc["executed_precision"] == runtime.load(bundle / "model.xml").executed_precision
+    if "FP16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        assert doc["executed_precision"] == "fp32"  # the plugin fell back to f32
+
+
+@pytest.mark.parametrize(("bug", "reason"), [
+    (("np.argsort(-probs", "np.argsort(probs"), "top class"),  # ranks the worst class first
+    (("\nimport numpy as np\n", "\nimport numpy as np\nraise SystemExit('boom')\n"), "(boom)"),
+])
+@pytest.mark.parametrize("dst_name", ["out", "out.zip"])
+def test_a_broken_infer_py_fails_packaging(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                           bug: tuple[str, str], reason: str,
+                                           dst_name: str) -> None:
+    """The check runs the rendered infer.py: a template bug is one error and writes nothing."""
+    good = package.render_infer()
+    assert bug[0] in good
+    monkeypatch.setattr(package, "render_infer", lambda: good.replace(*bug))
+    with pytest.raises(EdgeresError, match="infer.py") as info:
+        package.package(MODEL, tmp_path / dst_name)
+    assert reason in str(info.value) and "\n" not in str(info.value)
+    assert os.listdir(tmp_path) == []
+
+
 def test_infer_py_carries_preprocess_py_unchanged(bundle: Path) -> None:
     """Every preprocess.py function is copied verbatim and computes the same tensors."""
     text = (bundle / "infer.py").read_text()

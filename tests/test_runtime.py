@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import platform
 import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -286,6 +287,49 @@ def test_fast_precision_reports_what_executes(caplog: pytest.LogCaptureFixture) 
     if p.executed_precision != "fp32":  # an AMX/AVX512-BF16 CPU: the lowering is logged
         assert any("precision='fast'" in r.getMessage() for r in caplog.records)
     assert runtime.load(MODEL, precision="fast").executed_precision == "fp32"  # ORT CPU: no change
+
+
+@pytest.fixture(scope="module")
+def fp16_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped checkpoint exported by `edgeres export --fp16` (float32 in and out)."""
+    pytest.importorskip("torch")
+    from click.testing import CliRunner
+
+    from edgeres.cli import cli
+
+    dst = tmp_path_factory.mktemp("fp16") / "x.onnx"
+    result = CliRunner().invoke(cli, ["export", "cifar_resnet20", "--weights", "cifar10",
+                                      "--fp16", "-o", str(dst)])
+    assert result.exit_code == 0, result.output
+    return dst
+
+
+def _float_weights_of_compute_nodes(model: Path, tmp_path: Path) -> list[bool]:
+    """Per Conv/Gemm/MatMul node of ORT's optimized CPU graph: are its weights float32?"""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+    graph = onnx.load(so.optimized_model_filepath).graph
+    types = {t.name: t.data_type for t in graph.initializer}
+    nodes = [n for n in graph.node if n.op_type.endswith(("Conv", "Gemm", "MatMul"))]
+    return [types.get(n.input[1]) == TensorProto.FLOAT for n in nodes]
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="the fp32-kernel rule is stated for ONNX Runtime's x86 CPU provider")
+def test_fp16_model_on_ort_cpu_reports_the_fp32_kernels_it_runs(fp16_model: Path,
+                                                                tmp_path: Path) -> None:
+    """An fp16 file on ort-cpu stores fp16 but executes fp32, as ORT's optimized graph shows."""
+    compute = _float_weights_of_compute_nodes(fp16_model, tmp_path)
+    assert compute and all(compute)  # fails if this ONNX Runtime gains fp16 CPU kernels
+    p = runtime.load(fp16_model)
+    assert p.meta.precision == "fp16" and p.runtime == "ort-cpu"
+    assert p.executed_precision == "fp32"
+    assert runtime.load(fp16_model, precision="fast").executed_precision == "fp32"
+    assert runtime.load(MODEL).executed_precision == "fp32"
 
 
 def test_threads_and_session_options_are_applied() -> None:

@@ -88,7 +88,11 @@ class Predictor:
 
     @property
     def executed_precision(self) -> str:
-        """The precision that executes: the record's, unless the runtime lowered it ("fast")."""
+        """The precision that executes, which may differ from the stored ``meta.precision``.
+
+        The record's, unless the runtime lowered it ("fast") or has no kernels for it (an fp16
+        file on ONNX Runtime's x86 CPU provider runs fp32 kernels between Casts: "fp32").
+        """
         return self.backend.executed_precision or self.meta.precision
 
     @property

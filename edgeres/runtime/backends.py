@@ -9,6 +9,7 @@ runtime failure into an ``EdgeresError``. Nothing here imports torch, onnx or cl
 from __future__ import annotations
 
 import logging
+import platform
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ ORT_PROVIDERS: dict[str, list[str]] = {
 }
 _ORT_TYPES = {"float": "float32", "double": "float64"}  # ORT "tensor(T)" names that differ
 _INPUT_DTYPES = ("float32", "float16", "uint8")  # what an image classifier's input can be
+_X86 = ("x86_64", "amd64", "i386", "i686", "x86")  # platform.machine() of x86 CPUs
 _OV_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}  # ov.Type names → our vocabulary
 # OpenVINO CPU hint that keeps a record's precision: int8 IRs keep their quantized layers in
 # int8 whatever the hint, and their float remainder in f32 (as ONNX Runtime runs it).
@@ -115,6 +117,21 @@ def _check_input(path: Path, count: int, shape: tuple[Any, ...] | None, dtype: s
         raise ModelFileError(msg)
 
 
+def _ort_executed(device: str, precision: str, meta: ModelMeta | None) -> str | None:
+    """What ONNX Runtime really computes in, when it differs from the record (None: as stored)."""
+    stored = meta.precision if meta is not None else "fp32"
+    if device == "tensorrt" and precision == "fast" and stored == "fp32":
+        return "fp16"  # TensorRT's fp16 mode lowers fp32 layers only
+    # The CPU EP has no float16 Conv/Gemm/MatMul kernels on x86: it wraps them in Casts and
+    # runs fp32 kernels (onnxruntime 1.32 on an AVX2 x86-64 CPU: every Conv, Gemm and MatMul
+    # of an fp16 graph's optimized_model_filepath dump takes float inputs). A rule on the
+    # provider and machine costs nothing at load; other CPUs (arm64 MLAS has some fp16
+    # kernels) are not checked, so there the record's precision is reported.
+    if device == "cpu" and stored == "fp16" and platform.machine().lower() in _X86:
+        return "fp32"
+    return None
+
+
 def _import_ort() -> Any:
     try:
         import onnxruntime as ort
@@ -162,10 +179,7 @@ class OrtBackend:
         record = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         self.record_text: str | None = record  # as stored, for bundles' metadata.json
         self.meta = meta or (ModelMeta.from_json(record) if record else None)
-        # TensorRT's fp16 mode lowers fp32 layers only; None means "as the record says".
-        fp16 = device == "tensorrt" and options.precision == "fast" and (
-            self.meta is None or self.meta.precision == "fp32")
-        self.executed_precision = "fp16" if fp16 else None
+        self.executed_precision = _ort_executed(device, options.precision, self.meta)
         self.details = {
             "providers": self.session.get_providers(),
             "threads": so.intra_op_num_threads or "default",

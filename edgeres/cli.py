@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from edgeres import __version__
-from edgeres.errors import EdgeresError
+from edgeres.errors import ConfigError, DataError, EdgeresError
 
 
 class _Group(click.Group):
@@ -97,16 +97,31 @@ def _numbers(text: str | None, what: str, kind: type = float) -> tuple[Any, ...]
     except ValueError:
         msg = f"{what} {text!r} is not a list of numbers, e.g. " + (
             "--input-size 224 or 32x128" if kind is int else f"--{what} 0.485,0.456,0.406")
-        raise EdgeresError(msg) from None
+        raise ConfigError(msg) from None
 
 
 def _read_labels(path: Path | None) -> list[str] | None:
+    """One label per line of a UTF-8 text file; trailing blank lines dropped."""
     if path is None:
         return None
-    labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        msg = (f"labels file {path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at "
+               f"offset {e.start}); save it as UTF-8, one label per line")
+        raise DataError(msg) from None
+    labels = [line.strip() for line in text.splitlines()]
     while labels and not labels[-1]:
         labels.pop()
     return labels
+
+
+def _batch(text: str) -> int | str:
+    """``"8"`` → 8; anything else goes to ``ExportConfig`` as text, which names the bad value."""
+    try:
+        return int(text)
+    except ValueError:  # "dynamic", or e.g. "²" (str.isdigit() is True, int() refuses it)
+        return text
 
 
 @cli.command()
@@ -143,7 +158,7 @@ def export(model: str, weights: str | None, num_classes: int | None, input_size:
 
     model_info(model)  # an unknown name fails here, with suggestions, before any work
     size = _numbers(input_size, "input size", int)
-    config = ExportConfig(opset=opset, batch=int(batch) if batch.isdigit() else batch, fp16=fp16,
+    config = ExportConfig(opset=opset, batch=_batch(batch), fp16=fp16,
                           uint8_input=uint8_input, simplify=simplify, atol=atol)
     loaded = load_weights(model, weights, num_classes=num_classes) if weights else None
     meta = zoo_meta(model, num_classes=loaded.num_classes if loaded else num_classes,
@@ -209,7 +224,8 @@ _OUT = click.Path(dir_okay=False, path_type=Path)
 @click.option("--precision", help="Comma list of fp32, fp16, int8 [default: the model's own].")
 @click.option("--calib", default="cifar10", show_default=True, help="Calibration data for int8.")
 @click.option("--batch", default="1", show_default=True, help="Comma list of batch sizes.")
-@click.option("--threads", type=int, help="Threads for every runtime [default: physical cores].")
+@click.option("--threads", type=int,
+              help="Threads for every runtime [default: physical cores, within CPU affinity].")
 @click.option("--warmup", type=int, default=5, show_default=True, help="Untimed calls per row.")
 @click.option("--iterations", type=int, help="Timed calls per row per round.")
 @click.option("--duration", type=float, help="Timed seconds per row [default: 2].")
@@ -221,7 +237,8 @@ _OUT = click.Path(dir_okay=False, path_type=Path)
 @click.option("--json", "json_out", type=_OUT, help="Write results as JSON (schema_version 1).")
 @click.option("--csv", "csv_out", type=_OUT, help="Write one CSV line per row.")
 @click.option("--markdown", "md_out", type=_OUT, help="Write a markdown report.")
-@click.option("--plot", "plot_out", type=_OUT, help="Write a PNG (needs edgeres[plot]).")
+@click.option("--plot", "plot_out", type=_OUT,
+              help="Write a plot: .png, .svg or .pdf (needs edgeres[plot]).")
 def bench(model: tuple[str, ...], runtime: str | None, precision: str | None, calib: str,
           batch: str, threads: int | None, warmup: int, iterations: int | None,
           duration: float | None, rounds: int, eval_data: str | None, limit: int | None,

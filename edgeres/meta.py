@@ -22,6 +22,9 @@ from edgeres.errors import MetadataError
 
 SCHEMA_VERSION = 1
 METADATA_KEY = "edgeres"  # the single key in ONNX metadata_props / OpenVINO rt_info
+# Where an IR's rt_info holds the record: edgeres writes it at the top; OpenVINO's converter
+# keeps an ONNX file's metadata_props under rt_info["framework"].
+IR_RECORD_PATHS: tuple[tuple[str, ...], ...] = ((METADATA_KEY,), ("framework", METADATA_KEY))
 
 Layout = Literal["NCHW", "NHWC"]
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
@@ -260,6 +263,9 @@ def write_onnx_meta(model: Any, meta: ModelMeta) -> None:
 def read_ir_meta(xml_path: Path) -> ModelMeta | None:
     """Read the record from an OpenVINO IR's ``rt_info`` with the stdlib XML parser.
 
+    Both places in ``IR_RECORD_PATHS`` are looked at, so an IR that OpenVINO's own tools made
+    from an edgeres ONNX file (``ov.save_model(ov.convert_model(onnx))``) is read too.
+
     Raises:
         ModelFileError: if the file is not parseable XML.
     """
@@ -270,10 +276,11 @@ def read_ir_meta(xml_path: Path) -> ModelMeta | None:
     except (ET.ParseError, OSError) as e:
         msg = f"{xml_path} is not a readable OpenVINO IR ({e}); re-create it"
         raise ModelFileError(msg) from None
-    node = root.find(f"rt_info/{METADATA_KEY}")
-    if node is None or node.get("value") is None:
-        return None
-    return ModelMeta.from_json(node.get("value", ""))
+    for where in IR_RECORD_PATHS:
+        node = root.find("rt_info/" + "/".join(where))
+        if node is not None and node.get("value") is not None:
+            return ModelMeta.from_json(node.get("value", ""))
+    return None
 
 
 def custom_meta(

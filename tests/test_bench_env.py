@@ -22,8 +22,10 @@ from edgeres.bench.env import (
     Environment,
     busy_fraction,
     cpu_flags,
+    default_threads,
     describe_machine,
     physical_cores,
+    usable_cpus,
 )
 from edgeres.errors import ConfigError
 
@@ -84,6 +86,7 @@ def test_parse_errors_are_one_line(parser, text: str) -> None:
 @pytest.mark.parametrize("kwargs", [
     {"threads": 0}, {"rounds": 0}, {"warmup": -1}, {"iterations": 0}, {"duration": 0.0},
     {"iterations": 5, "duration": 1.0}, {"limit": 5}, {"batches": ()}, {"runtimes": ("x",)},
+    {"duration": float("inf")}, {"duration": float("nan")}, {"duration": -1.0},
 ])
 def test_config_validation(kwargs: dict) -> None:
     """Invalid settings fail when the config is built."""
@@ -115,3 +118,45 @@ def test_busy_fraction_sees_another_process() -> None:
         spin.kill()
         spin.wait()
     assert busy is not None and busy >= 0.8 / (os.cpu_count() or 1)
+
+
+def test_bf16_is_not_a_requestable_precision() -> None:
+    """bf16 is only ever executed, never requested: the config rejects it, naming the valid ones."""
+    with pytest.raises(ConfigError, match=r"choose from fp32, fp16, int8"):
+        BenchConfig(precisions=("fp32", "bf16"))
+    assert BenchConfig(precisions=("fp32", "fp16", "int8")).precisions == ("fp32", "fp16", "int8")
+
+
+def test_non_finite_duration_message_says_how_to_fix() -> None:
+    """--duration inf is refused with a one-line message asking for finite seconds."""
+    with pytest.raises(ConfigError, match=r"--duration inf is invalid; give a positive, finite"):
+        BenchConfig(duration=float("inf"))
+
+
+@pytest.mark.parametrize(("physical", "affinity", "expected"), [
+    (8, {0, 1}, 2),             # a cpuset of 2 CPUs on an 8-core host: 2 threads, not 8
+    (2, set(range(16)), 2),     # hyper-threads in the mask do not raise the physical count
+    (4, None, 4),               # no sched_getaffinity (macOS, Windows): physical cores
+])
+def test_default_threads_respect_cpu_affinity(monkeypatch: pytest.MonkeyPatch, physical: int,
+                                              affinity: set[int] | None, expected: int) -> None:
+    """The default thread count is physical cores capped by the CPUs this process may use."""
+    if affinity is None:
+        monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+        assert usable_cpus() is None
+    else:
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: affinity, raising=False)
+        assert usable_cpus() == len(affinity)
+    assert default_threads(physical) == expected
+
+
+def test_run_bench_threads_default_within_affinity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """run_bench without --threads uses the affinity cap for every row and the settings."""
+    from edgeres.bench import run_bench
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    run = run_bench(["cifar10"], BenchConfig(runtimes=("ort-cpu",), iterations=2, rounds=1,
+                                             warmup=0, memory=False))
+    assert run.settings["threads"] == 1
+    assert [r.threads for r in run.rows] == [1]
+    assert run.rows[0].status == "ok" and run.rows[0].details["threads"] == 1  # what ORT got

@@ -15,6 +15,7 @@ from edgeres.bench._notes import hardware_outlook, slower_int8_notes, target_mis
 from edgeres.bench.env import Environment
 from edgeres.bench.results import Accuracy, BenchRow, BenchRun, MemoryUsage, Note
 from edgeres.bench.stats import LatencyStats
+from edgeres.errors import ConfigError
 
 ENV = Environment(cpu="Test CPU", machine="x86_64", isa=("avx2", "avx512f"), physical_cores=2,
                   logical_cores=4, os="Linux", python="3.11.0",
@@ -132,6 +133,25 @@ def test_plot_png_size(tmp_path: Path, with_accuracy: bool) -> None:
         assert img.format == "PNG"
         assert img.size == report.plot_size(run)
     assert report.plot_size(run) == ((640, 600) if with_accuracy else (1100, 400))
+
+
+@pytest.mark.parametrize(("suffix", "magic"), [(".svg", b"<?xml"), (".pdf", b"%PDF"),
+                                               (".PNG", b"\x89PNG")])
+def test_plot_format_follows_the_suffix(tmp_path: Path, suffix: str, magic: bytes) -> None:
+    """--plot x.svg writes SVG and x.pdf writes PDF, not PNG bytes under another name."""
+    path = tmp_path / f"b{suffix}"
+    report.write_plot(_run([_row("fp32", "ort-cpu", 2.0)]), path)
+    assert path.read_bytes().startswith(magic)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_plot_with_another_suffix_is_refused_early(tmp_path: Path) -> None:
+    """A plot suffix naming no supported format fails in check_outputs; nothing is written."""
+    with pytest.raises(ConfigError, match=r"b\.gif.*end the name in \.png, \.svg, \.pdf"):
+        report.check_outputs([], plot=tmp_path / "b.gif")
+    with pytest.raises(ConfigError):
+        report.write_plot(_run([_row("fp32", "ort-cpu", 2.0)]), tmp_path / "b.gif")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_accuracy_panels_share_a_range_of_at_least_two_points() -> None:

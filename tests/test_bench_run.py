@@ -14,7 +14,7 @@ import pytest
 from edgeres import names, runtime
 from edgeres.bench import RUNTIMES, BenchConfig, report, run_bench
 from edgeres.bench._runners import unavailable_reason
-from edgeres.errors import ModelFileError, UnknownModelError, UnknownNameError
+from edgeres.errors import ExportError, ModelFileError, UnknownModelError, UnknownNameError
 from edgeres.evaluate import topk_accuracy
 from edgeres.preprocess import prepare
 
@@ -241,3 +241,48 @@ def test_file_without_record_is_refused(tmp_path: Path) -> None:
     onnx.save(proto, str(bare))
     with pytest.raises(ModelFileError, match="edgeres export"):
         run_bench([str(bare)], BenchConfig(**FAST))
+
+
+@pytest.mark.parametrize("error", [
+    ExportError("parity check failed: max abs err 0.5; report a bug"),
+    RuntimeError("torch.onnx exporter crashed\nsecond line of the trace"),
+], ids=["ExportError", "torch exception"])
+def test_failed_zoo_export_fails_rows_not_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  error: Exception) -> None:
+    """An export failure for torch-cpu's weights is a failed row with its reason; the run ends."""
+    pytest.importorskip("torch")
+    from edgeres.bench import _models
+
+    calls = []
+
+    def failing_export(src, *, fp16):
+        calls.append(fp16)
+        raise error
+
+    monkeypatch.setattr(_models, "export_zoo", failing_export)
+    run = run_bench(["tiny_resnet"], BenchConfig(runtimes=("torch-cpu", "ort-cpu"),
+                                                 cache=tmp_path, **FAST))
+    first_line = str(error).splitlines()[0]
+    assert {r.runtime: (r.status, r.reason) for r in run.rows} == {
+        "torch-cpu": ("failed", first_line), "ort-cpu": ("failed", first_line)}
+    assert calls == [False]  # the failure is remembered, not retried for the ONNX row
+    jsonschema.validate(report.to_json_dict(run), report.schema())
+
+
+def test_uint8_input_file_skips_the_torch_row(tmp_path: Path) -> None:
+    """A --uint8-input file from registered weights: torch-cpu is skipped with why, ORT runs."""
+    pytest.importorskip("torch")
+    from edgeres.export import ExportConfig, export_onnx, zoo_meta
+    from edgeres.models.weights import load_weights
+
+    loaded = load_weights("cifar_resnet20", "cifar10")
+    meta = zoo_meta("cifar_resnet20", num_classes=loaded.num_classes,
+                    weights_sha256=loaded.sha256)
+    path = tmp_path / "u8.onnx"
+    export_onnx(loaded.model.eval(), path, meta=meta, config=ExportConfig(uint8_input=True))
+    run = run_bench([str(path)], BenchConfig(runtimes=("torch-cpu", "ort-cpu"), **FAST))
+    rows = {r.runtime: r for r in run.rows}
+    assert rows["torch-cpu"].status == "skipped"
+    assert "takes uint8 NHWC normalised in its graph" in rows["torch-cpu"].reason
+    assert "without --uint8-input" in rows["torch-cpu"].reason
+    assert rows["ort-cpu"].status == "ok" and rows["ort-cpu"].latency.count >= 1

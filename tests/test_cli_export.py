@@ -184,6 +184,11 @@ def _bad_inputs(tmp: Path, out_dir: Path, checkpoint: Path) -> dict[str, tuple[l
         "negative input size": (["export", "tiny_resnet", "--input-size", "-32", *out],
                                 "sizes must be positive"),
         "bad batch": (["export", "tiny_resnet", "--batch", "0", *out], "batch 0 is invalid"),
+        "superscript batch": (["export", "tiny_resnet", "--batch", "\u00b2", *out],
+                              "batch '\u00b2' is invalid; use 'dynamic'"),
+        "non-utf8 labels": (["export", "tiny_resnet", "--labels",
+                             str(_write(tmp / "latin1.txt", "caf\u00e9\n".encode("latin-1"))),
+                             *out], r"latin1\.txt is not UTF-8 text \(byte 0xe9.*save it as UTF-8"),
         "labels count": (["export", "tiny_resnet", "--labels", str(text), *out],
                          "1 labels given for 10 classes"),
         "info missing": (["info", str(tmp / "none.onnx")], "does not exist"),
@@ -196,8 +201,8 @@ def _bad_inputs(tmp: Path, out_dir: Path, checkpoint: Path) -> dict[str, tuple[l
 _CASES = [
     "unknown model", "missing weights", "text weights", "unsafe pickle", "missing keys",
     "shape mismatch", "conflicting classes", "unwritable output", "opset 12", "zero input size",
-    "negative input size", "bad batch", "labels count", "info missing", "info corrupt",
-    "info wrong type",
+    "negative input size", "bad batch", "superscript batch", "labels count", "non-utf8 labels",
+    "info missing", "info corrupt", "info wrong type",
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from xml.sax.saxutils import quoteattr
 
 import pytest
 
@@ -14,7 +15,10 @@ from edgeres.meta import (
     PreprocessSpec,
     default_labels,
     default_preprocess,
+    read_ir_meta,
+    read_onnx_meta,
 )
+from edgeres.names import resolve_model_file
 
 
 def _meta(**changes) -> ModelMeta:
@@ -106,3 +110,28 @@ def test_with_step_appends_provenance_with_input_hash():
     assert {"edgeres_version", "time"} <= set(first)
     assert twice.edgeres_version == first["edgeres_version"]
     assert ModelMeta.from_json(twice.to_json()) == twice
+
+
+def test_ir_from_openvino_converter_carries_the_record(tmp_path):
+    """An IR from ov.save_model(ov.convert_model(onnx)) has the record under rt_info/framework."""
+    ov = pytest.importorskip("openvino", reason="making an IR needs openvino in the test env")
+    onnx = pytest.importorskip("onnx")
+    src = resolve_model_file("cifar10")
+    xml = tmp_path / "model.xml"
+    ov.save_model(ov.convert_model(str(src)), str(xml))
+    expected = read_onnx_meta(onnx.load(str(src), load_external_data=False))
+    assert expected is not None
+    assert read_ir_meta(xml) == expected
+
+
+def test_ir_top_level_record_is_preferred(tmp_path):
+    """A record at rt_info/edgeres (edgeres's own IRs) wins over one under rt_info/framework."""
+    top, framework = _meta(name="top"), _meta(name="framework")
+    xml = tmp_path / "model.xml"
+    xml.write_text(
+        f"<net><rt_info><framework><edgeres value={quoteattr(framework.to_json())}/></framework>"
+        f"<edgeres value={quoteattr(top.to_json())}/></rt_info></net>"
+    )
+    assert read_ir_meta(xml) == top
+    xml.write_text("<net><rt_info><framework/></rt_info></net>")
+    assert read_ir_meta(xml) is None

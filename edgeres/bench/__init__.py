@@ -26,7 +26,7 @@ from edgeres.bench.config import (
     parse_precisions,
     parse_runtimes,
 )
-from edgeres.bench.env import Environment, describe_machine
+from edgeres.bench.env import Environment, default_threads, describe_machine
 from edgeres.bench.results import Accuracy, BenchRow, BenchRun, MemoryUsage, Note
 from edgeres.bench.stats import LatencyStats
 from edgeres.bench.timing import Timings, measure
@@ -70,7 +70,7 @@ def run_bench(models: Sequence[str], config: BenchConfig | None = None) -> Bench
     config = BenchConfig() if config is None else config
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     env = describe_machine()
-    threads = config.threads or env.physical_cores
+    threads = config.threads or default_threads(env.physical_cores)
     runtimes = config.runtimes or default_runtimes()
     sources = [resolve_model(m, config.cache_root) for m in models]  # bad names fail first
     data = _open_eval(config)

@@ -2,8 +2,9 @@
 
 One process per row imports the runtime, loads the model, runs the warm-up and a few
 inferences at the row's batch size, and reports its peak resident set size. A baseline process
-per backend imports the same modules and loads nothing; the row's memory is the difference
-(``delta_bytes``): what the session, its weights, its arena and its thread pools cost. In one
+per backend and input imports the same modules and allocates the same input tensor, but loads
+nothing; the row's memory is the difference (``delta_bytes``): what the session, its weights,
+its arena and its thread pools cost, without the input the benchmark feeds it. In one
 long-lived process the peak only ever grows, so measuring rows in the benchmark process itself
 would charge every row with the largest one before it.
 
@@ -65,10 +66,10 @@ def _run_probe(job: ProbeJob) -> int:
 
 
 class MemoryProbe:
-    """Measures rows one subprocess each, with one cached baseline per backend."""
+    """Measures rows one subprocess each, with one cached baseline per backend and input."""
 
     def __init__(self) -> None:
-        self._baselines: dict[str, int] = {}
+        self._baselines: dict[ProbeJob, int] = {}  # baseline job → its peak RSS in bytes
 
     def measure(self, job: ProbeJob) -> MemoryUsage:
         """Peak RSS of ``job`` and its delta over the backend's baseline.
@@ -78,14 +79,40 @@ class MemoryProbe:
             subprocess.TimeoutExpired: if it hangs.
         """
         if sys.platform == "win32":
-            msg = "ru_maxrss is not available on Windows"
+            msg = "peak memory is not measured on Windows (no VmHWM or ru_maxrss)"
             raise RuntimeError(msg)
-        key = job.backend
+        key = baseline_job(job)
         if key not in self._baselines:
-            self._baselines[key] = _run_probe(ProbeJob(backend=job.backend, device=job.device))
+            self._baselines[key] = _run_probe(key)
         base = self._baselines[key]
         peak = _run_probe(job)
         return MemoryUsage(peak_rss_bytes=peak, baseline_rss_bytes=base, delta_bytes=peak - base)
+
+
+def baseline_job(job: ProbeJob) -> ProbeJob:
+    """The baseline for ``job``: same backend and input tensor, no model."""
+    return ProbeJob(backend=job.backend, device=job.device, batch=job.batch,
+                    input_shape=job.input_shape, input_dtype=job.input_dtype)
+
+
+def probe_input(job: ProbeJob) -> Any:
+    """The input tensor a probe feeds, built in ``job.input_dtype`` one sample at a time.
+
+    Row and baseline both call this, so the input (and any temporary made while filling it)
+    is in both peaks and cancels out of the delta. None when the job has no input shape.
+    """
+    import numpy as np
+
+    if not job.input_shape:
+        return None
+    x = np.empty((job.batch, *job.input_shape), dtype=np.dtype(job.input_dtype))
+    rng = np.random.default_rng(0)
+    for i in range(job.batch):
+        if x.dtype.kind in "ui":
+            x[i] = rng.integers(0, 256, job.input_shape, dtype=np.uint8)
+        else:
+            x[i] = rng.standard_normal(job.input_shape, dtype=np.float32)
+    return x
 
 
 def _maxrss_bytes() -> int:
@@ -104,8 +131,6 @@ def _maxrss_bytes() -> int:
 
 def _child(job: ProbeJob) -> int:
     """Import the backend, then (unless baseline) load and run; return peak RSS in bytes."""
-    import numpy as np
-
     if job.backend == "torch":
         import torch
 
@@ -122,15 +147,17 @@ def _child(job: ProbeJob) -> int:
 
         from edgeres import runtime
     if job.file is None:
-        return _maxrss_bytes()
+        x = probe_input(job)  # kept alive until the peak is read, as in a row's probe
+        peak = _maxrss_bytes()
+        del x
+        return peak
     run: Any
     if job.backend == "torch":
         run = TorchRunner(load_torch_module(str(job.zoo_name), Path(job.file))).run
     else:
         run = runtime.load(job.file, backend=job.backend, device=job.device,  # type: ignore
                            threads=job.threads, precision=job.mode).run  # type: ignore
-    shape = (job.batch, *job.input_shape)
-    x = np.random.default_rng(0).standard_normal(shape).astype(job.input_dtype)
+    x = probe_input(job)
     for _ in range(job.warmup + _PROBE_RUNS):
         run(x)
     return _maxrss_bytes()

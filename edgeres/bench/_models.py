@@ -153,6 +153,12 @@ def model_file(src: ModelSource, precision: str, *, calib: str) -> Path:
     except EdgeresError as e:  # export/quantize refused: the row fails, the matrix goes on
         src._failed[precision] = Unavailable(str(e), "failed")
         raise src._failed[precision] from None
+    except Exception as e:  # torch/onnx/ORT's own error types: the same, with their first line
+        log.debug("making %s %s failed", src.arg, precision, exc_info=True)
+        text = str(e).strip().splitlines()
+        src._failed[precision] = Unavailable(text[0][:200] if text else type(e).__name__,
+                                             "failed")
+        raise src._failed[precision] from None
     src.files[precision] = path
     return path
 
@@ -171,8 +177,15 @@ def _make(src: ModelSource, precision: str, calib: str) -> Path:
 
 
 def weights_file(src: ModelSource) -> Path:
-    """The saved state dict of a zoo model (exported first if need be)."""
-    export_zoo(src, fp16=False)
+    """The saved state dict of a zoo model (exported first if need be).
+
+    The export goes through ``model_file``, so a failure is remembered: the ONNX rows report
+    the same reason without exporting again.
+
+    Raises:
+        Unavailable: with status "failed" when the export fails.
+    """
+    model_file(src, "fp32", calib="")  # fp32 of a zoo model needs no calibration data
     return src.workdir / "weights.pt"  # type: ignore[operator]
 
 

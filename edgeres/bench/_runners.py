@@ -207,14 +207,27 @@ def _load_torch(src: ModelSource, precision: str, threads: int, calib: str) -> T
     if precision != "fp32":
         msg = f"torch-cpu runs the fp32 PyTorch model only; {precision} runs on ONNX runtimes"
         raise Unavailable(msg)
-    zoo_name, weights = torch_weights(src)
+    inp = src.meta.input
+    if inp.normalized_in_graph or inp.dtype != "float32" or inp.layout != "NCHW":
+        # The timed inputs are the file's own (uint8 NHWC pixels); the PyTorch model takes
+        # normalised float32 NCHW, and converting per call would time numpy, not PyTorch.
+        msg = (f"torch-cpu takes float32 NCHW, but {src.arg} takes {inp.dtype} {inp.layout}"
+               f"{' normalised in its graph' if inp.normalized_in_graph else ''}; bench an "
+               "export without --uint8-input for the PyTorch baseline")
+        raise Unavailable(msg)
     import torch
 
-    torch.set_num_threads(threads)
     try:
+        zoo_name, weights = torch_weights(src)  # a zoo model is exported here, first
+        torch.set_num_threads(threads)
         runner = TorchRunner(load_torch_module(zoo_name, weights))
+    except Unavailable:
+        raise
     except EdgeresError as e:
         raise Unavailable(str(e), "failed") from None
+    except Exception as e:  # torch's own errors: the row fails, the matrix goes on
+        log.debug("loading the PyTorch model for %s failed", src.arg, exc_info=True)
+        raise Unavailable(_first_line(e), "failed") from None
     _check_parity(runner, src, calib)
     return Target(
         precision="fp32", runtime="torch-cpu", mode="model", file=weights, run=runner.run,

@@ -8,12 +8,12 @@ typed tuples with one-line errors. Stdlib only.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgeres.errors import ConfigError
-from edgeres.meta import PRECISIONS
 
 __all__ = ["BENCH_PRECISIONS", "RUNTIMES", "BenchConfig", "cache_dir", "parse_batches",
            "parse_precisions", "parse_runtimes"]
@@ -98,7 +98,8 @@ class BenchConfig:
         runtimes: runtime labels; None = every CPU runtime installed here.
         precisions: requested precisions; None = the model file's own (fp32 for zoo names).
         batches: batch sizes.
-        threads: intra-op threads for every runtime; None = physical cores.
+        threads: intra-op threads for every runtime; None = physical cores, capped by the
+            CPUs this process may run on (``env.default_threads``).
         warmup: untimed calls per row before measuring.
         rounds: interleaved rounds.
         iterations: timed calls per row per round (exclusive with ``duration``).
@@ -137,15 +138,17 @@ class BenchConfig:
                                        and set(self.runtimes) <= set(RUNTIMES)),
              f"runtimes must be labels from {', '.join(RUNTIMES)}"),
             (self.precisions is None or (bool(self.precisions)
-                                         and set(self.precisions) <= set(PRECISIONS)),
-             f"precisions must be among {', '.join(BENCH_PRECISIONS)}"),
+                                         and set(self.precisions) <= set(BENCH_PRECISIONS)),
+             f"precisions {self.precisions} are not all requestable; choose from "
+             f"{', '.join(BENCH_PRECISIONS)}"),
             (bool(self.batches) and all(isinstance(b, int) and b >= 1 for b in self.batches),
              "batch sizes must be positive integers"),
             (self.threads is None or self.threads >= 1, "--threads must be at least 1"),
             (self.warmup >= 0, "--warmup must be 0 or more"),
             (self.rounds >= 1, "--rounds must be at least 1"),
             (self.iterations is None or self.iterations >= 1, "--iterations must be at least 1"),
-            (self.duration is None or self.duration > 0, "--duration must be positive seconds"),
+            (self.duration is None or (math.isfinite(self.duration) and self.duration > 0),
+             f"--duration {self.duration} is invalid; give a positive, finite number of seconds"),
             (self.iterations is None or self.duration is None,
              "give either --iterations or --duration, not both"),
             (self.limit is None or self.limit >= 1, "--limit must be at least 1"),

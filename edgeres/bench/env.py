@@ -16,7 +16,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ISA_FEATURES", "Environment", "busy_fraction", "describe_machine", "physical_cores"]
+__all__ = ["ISA_FEATURES", "Environment", "busy_fraction", "default_threads", "describe_machine",
+           "physical_cores", "usable_cpus"]
 
 # x86 features that decide fp32/bf16/int8 speed, and the ARM ones that matter for int8
 # (dotprod = "asimddp", i8mm) and fp16 ("asimdhp"), as /proc/cpuinfo spells them.
@@ -106,6 +107,32 @@ def physical_cores(text: str | None = None) -> int:
         elif key == "core id":
             pairs.add((package, value))
     return len(pairs) or os.cpu_count() or 1
+
+
+def usable_cpus() -> int | None:
+    """Logical CPUs this process may run on (its affinity mask), or None where unknown.
+
+    A container limited by a cpuset (``docker --cpuset-cpus``, ``taskset``) still sees every
+    core of the host in /proc/cpuinfo; only the affinity mask says how many it can use.
+    """
+    getaffinity = getattr(os, "sched_getaffinity", None)  # Linux only
+    if getaffinity is None:
+        return None
+    try:
+        return len(getaffinity(0)) or None
+    except OSError:
+        return None
+
+
+def default_threads(physical: int | None = None) -> int:
+    """Threads per runtime when ``--threads`` is not given: physical cores, capped by affinity.
+
+    Args:
+        physical: the physical core count (read from /proc/cpuinfo when None).
+    """
+    cores = physical_cores() if physical is None else physical
+    usable = usable_cpus()
+    return max(1, min(cores, usable) if usable else cores)
 
 
 def _cpu_name(text: str) -> str:

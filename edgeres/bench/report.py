@@ -18,16 +18,17 @@ from typing import Any
 
 from edgeres._fs import atomic_write, json_safe
 from edgeres.bench.results import BenchRow, BenchRun, Note
-from edgeres.errors import EdgeresError, missing_extra
+from edgeres.errors import ConfigError, EdgeresError, missing_extra
 
-__all__ = ["check_outputs", "environment_lines", "fastest", "markdown", "note_text", "plot_size",
-           "schema", "table", "to_json_dict", "write_csv", "write_json", "write_markdown",
-           "write_plot"]
+__all__ = ["PLOT_FORMATS", "check_outputs", "environment_lines", "fastest", "markdown",
+           "note_text", "plot_format", "plot_size", "schema", "table", "to_json_dict",
+           "write_csv", "write_json", "write_markdown", "write_plot"]
 
 SCHEMA_FILE = Path(__file__).with_name("schema.json")
 _COLUMNS = ("", "model", "runtime", "precision", "batch", "p50 ms", "p90 ms", "p99 ms",
             "mean ± std ms", "img/s", "spread", "size MB", "mem MB", "top-1", "agree", "status")
 _DASH = "–"
+PLOT_FORMATS: dict[str, str] = {".png": "png", ".svg": "svg", ".pdf": "pdf"}  # suffix → format
 
 
 def schema() -> dict[str, Any]:
@@ -35,14 +36,32 @@ def schema() -> dict[str, Any]:
     return json.loads(SCHEMA_FILE.read_text())
 
 
+def plot_format(path: Path) -> str:
+    """The matplotlib format a plot path asks for by its suffix.
+
+    Raises:
+        ConfigError: for a suffix other than .png, .svg or .pdf.
+    """
+    fmt = PLOT_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        msg = (f"cannot tell the plot format of {path}; end the name in "
+               f"{', '.join(PLOT_FORMATS)}")
+        raise ConfigError(msg)
+    return fmt
+
+
 def check_outputs(paths: Iterable[Path | None], *, plot: Path | None = None) -> None:
     """Fail before a long run, not after it, when an output cannot be written.
 
     Raises:
         EdgeresError: if an output's directory does not exist or is a directory itself.
+        ConfigError: if the plot's suffix is not .png, .svg or .pdf.
         BackendNotAvailable: if a plot is asked for and matplotlib is not installed.
     """
     import importlib.util
+
+    if plot is not None:
+        plot_format(plot)
 
     for path in [*paths, plot]:
         if path is None:
@@ -368,11 +387,15 @@ def _bars(ax: Any, rows: list[BenchRow], *, short: bool = False) -> None:
 
 
 def write_plot(run: BenchRun, path: Path) -> None:
-    """PNG: latency vs accuracy per model with the Pareto front, or a latency bar chart.
+    """Latency vs accuracy per model with the Pareto front, or a latency bar chart.
+
+    The format follows ``path``'s suffix: PNG, SVG or PDF (``PLOT_FORMATS``).
 
     Raises:
+        ConfigError: for another suffix.
         BackendNotAvailable: if matplotlib is not installed (the ``[plot]`` extra).
     """
+    fmt = plot_format(path)
     try:
         from matplotlib.figure import Figure
     except ImportError:
@@ -407,5 +430,5 @@ def write_plot(run: BenchRun, path: Path) -> None:
         fig.suptitle(title, fontsize=10)
     else:
         fig.text(0.5, 0.5, "no row was measured", ha="center")
-    with atomic_write(Path(path), suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=_DPI, format="png")
+    with atomic_write(Path(path), suffix=f".{fmt}") as tmp:
+        fig.savefig(tmp, dpi=_DPI, format=fmt)

@@ -26,11 +26,14 @@ Status = Literal["ok", "skipped", "failed"]
 class MemoryUsage:
     """Peak resident memory of one row's runtime session, measured in its own process.
 
+    The peak is ``VmHWM`` from ``/proc/self/status`` on Linux (``ru_maxrss`` elsewhere, where
+    it does not inherit the parent's high-water mark); see ``edgeres.bench._memory``.
+
     Attributes:
-        peak_rss_bytes: ``ru_maxrss`` of a process that imported the runtime, loaded the
-            model and ran warm-up plus a few inferences at the row's batch size.
-        baseline_rss_bytes: ``ru_maxrss`` of a process that imported the same modules and
-            loaded nothing.
+        peak_rss_bytes: peak RSS of a process that imported the runtime, loaded the model,
+            allocated the row's input and ran warm-up plus a few inferences at its batch size.
+        baseline_rss_bytes: peak RSS of a process that imported the same modules and
+            allocated the same input, but loaded no model.
         delta_bytes: ``peak - baseline``: what the session itself costs.
     """
 

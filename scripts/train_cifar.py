@@ -3,6 +3,7 @@
 Reproducible and resumable:
     python scripts/train_cifar.py --data ../shared/datasets/cifar10 --out runs/r20 --epochs 120
     python scripts/train_cifar.py --out runs/r20 --resume          # continues where it stopped
+                                           # (another --epochs then re-plans the cosine)
     python scripts/train_cifar.py --init runs/r20/last.pt --out runs/r20-s2 --epochs 32 \
         --lr 0.05 --seed 1                                         # a further stage (restart)
 
@@ -155,6 +156,10 @@ def main() -> None:
         start, history = ck["epoch"], json.loads(ck["history"])
         offset = ck.get("offset", 0)
         stages = json.loads(ck.get("stages", "[]")) or stages
+        planned = json.loads(ck.get("args", "{}")).get("epochs")
+        if planned is not None and int(planned) != args.epochs:
+            # The cosine is stretched or shortened from here on; the record says so.
+            stages[-1] += f" (at epoch {start} resumed with --epochs {args.epochs})"
         print(f"resumed at epoch {start}", flush=True)
 
     steps_per_epoch = len(xtr) // args.batch

@@ -210,6 +210,8 @@ def test_config_is_validated_at_the_boundary() -> None:
         QuantConfig(samples=0)
     with pytest.raises(QuantizationError, match="budget in points"):
         QuantConfig(val="cifar10-val", max_drop=-1.0)
+    with pytest.raises(QuantizationError, match="seed must be an integer of 0 or more"):
+        QuantConfig(seed=-1)
     with pytest.raises(TypeError):
         QuantConfig(sample=10)  # type: ignore[call-arg]
 

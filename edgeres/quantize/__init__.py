@@ -123,7 +123,7 @@ def _run(q: Any, src: Path, dst: Path, spec: TargetSpec, config: QuantConfig,
     if test is not None:
         name = str(config.eval)
         int8_top1 = _top1(q.load(chosen), test, meta, "int8 on eval data")
-        evaluation = Accuracy(name, len(test), fp32_top1[name], int8_top1)
+        evaluation = Accuracy(name, _evaluated(test), fp32_top1[name], int8_top1)
     # One sample per run: two models' layer outputs of a batch stay small (ResNet-50: 50 MB).
     batches = q.calibration.select(None, batch_size=1).first(config.layer_report_samples)
     layers = tuple(layer_errors(q, chosen, batches, floats))
@@ -210,6 +210,11 @@ def _top1(predictor: Any, data: DataSource, meta: ModelMeta, what: str) -> float
     return evaluate(predictor.run, data, meta, description=what).top1
 
 
+def _evaluated(data: DataSource) -> int:
+    """Images the last pass over ``data`` scored (unreadable ones are skipped, not counted)."""
+    return len(data) - data.skipped
+
+
 def _guard(fp32: Any, data: DataSource, meta: ModelMeta, name: str) -> float:
     """fp32 top-1 on ``data``; near chance means the preprocessing or labels do not fit."""
     top1 = _top1(fp32, data, meta, f"fp32 on {name}")
@@ -240,7 +245,7 @@ def _accuracy_aware(q: Any, val: DataSource | None, config: QuantConfig, meta: M
     if config.max_drop is None or first.drop <= config.max_drop:
         fallback = None if config.max_drop is None else Fallback(
             base, True, (first,), (), (), {})
-        return Accuracy(name, len(val), fp32, first_top1), fallback, base
+        return Accuracy(name, _evaluated(val), fp32, first_top1), fallback, base
     batches = list(q.calibration.first(config.ranking_samples))
     ranking = rank_layers(q, base, batches, reference_outputs(q, batches))
     floats, met, attempts = fit_budget(q, base=base, ranking=ranking, measure=measure,
@@ -248,7 +253,7 @@ def _accuracy_aware(q: Any, val: DataSource | None, config: QuantConfig, meta: M
     chosen = next(a for a in attempts if a.float_layers == floats)
     sample = batches[0] if q.calibration.fixed_batch else batches[0][:1]
     fallback = _with_costs(q, base, floats, met, attempts, ranking, sample)
-    return Accuracy(name, len(val), fp32, chosen.top1), fallback, floats
+    return Accuracy(name, _evaluated(val), fp32, chosen.top1), fallback, floats
 
 
 def _with_costs(q: Any, base: tuple[str, ...], floats: tuple[str, ...], met: bool,
@@ -268,7 +273,7 @@ def _with_costs(q: Any, base: tuple[str, ...], floats: tuple[str, ...], met: boo
 def _warnings(fallback: Fallback | None, config: QuantConfig) -> tuple[str, ...]:
     if fallback is None or fallback.budget_met:
         return ()
-    best = max(fallback.attempts, key=lambda a: a.top1)
+    best = next(a for a in fallback.attempts if a.float_layers == fallback.float_layers)
     msg = (f"no mix of int8 and float layers met the {config.max_drop:g}-point budget; "
            f"kept the best (drop {best.drop:.2f} points with {len(best.float_layers)} float "
            "layer(s))")

@@ -165,6 +165,9 @@ class QuantConfig:
         ):
             msg = f"val_samples must be a positive integer or None, got {self.val_samples!r}"
             raise QuantizationError(msg)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            msg = f"seed must be an integer of 0 or more, got {self.seed!r}"
+            raise QuantizationError(msg)
         if not isinstance(self.layer_report_samples, int) or self.layer_report_samples < 0:
             msg = f"layer_report_samples must be 0 or more, got {self.layer_report_samples!r}"
             raise QuantizationError(msg)

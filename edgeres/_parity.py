@@ -55,9 +55,14 @@ def random_inputs(meta: ModelMeta, n: int, *, uint8: bool, multiple_of: int, see
     c, (h, w) = meta.input.channels, meta.input_size
     n = math.ceil(n / multiple_of) * multiple_of
     rng = np.random.default_rng(seed)
-    if uint8:
-        return torch.from_numpy(rng.integers(0, 256, (n, h, w, c), dtype=np.uint8))
-    return torch.from_numpy(rng.standard_normal((n, c, h, w), dtype=np.float32))
+    try:
+        if uint8:
+            return torch.from_numpy(rng.integers(0, 256, (n, h, w, c), dtype=np.uint8))
+        return torch.from_numpy(rng.standard_normal((n, c, h, w), dtype=np.float32))
+    except (MemoryError, ValueError):  # numpy: cannot allocate / "array is too big"
+        msg = (f"input size {h}x{w} is too large: {n} parity inputs of {c}x{h}x{w} do not fit "
+               "in memory; choose a smaller --input-size")
+        raise ExportError(msg) from None
 
 
 @torch.no_grad()
@@ -76,7 +81,12 @@ def reference_outputs(model: nn.Module, inputs: Tensor, meta: ModelMeta) -> np.n
         msg = (f"{meta.name} outputs shape {tuple(out.shape)} but the record says "
                f"{expected} classes; check --num-classes and --labels")
         raise ExportError(msg)
-    return out.float().numpy()
+    out = out.float().numpy()
+    if not np.isfinite(out).all():  # else parity would blame ONNX Runtime (or fp16) for it
+        msg = (f"{meta.name} itself outputs inf or NaN in PyTorch on random inputs; "
+               "check the checkpoint's weights (a diverged training run?)")
+        raise ExportError(msg)
+    return out
 
 
 def check_graph(data: bytes, out_name: str, batch: int | str) -> None:

@@ -36,7 +36,8 @@ class ModelFileInfo:
     Attributes:
         path: the model file (the ``.xml`` for an IR).
         format: "onnx" or "openvino-ir".
-        size_bytes: bytes on disk (``.xml`` plus ``.bin`` for an IR).
+        size_bytes: bytes on disk (``.xml`` plus ``.bin`` for an IR, the ``.onnx`` plus its
+            external data files when read with ``onnx``).
         meta: the edgeres record, None when the file has none.
         inputs: graph inputs (initializers excluded).
         outputs: graph outputs.
@@ -56,12 +57,63 @@ class ModelFileInfo:
     reader: str = "onnx"
 
 
-def _value_info(vi: Any) -> TensorInfo:
+_UNKNOWN_RANK = ("...",)  # shape of a value whose rank the file does not state
+
+
+def _elem_name(elem_type: int) -> str:
+    """numpy's name for an ONNX element type; ONNX's own name where numpy has none."""
     import onnx
 
-    t = vi.type.tensor_type
-    shape = tuple(d.dim_param or d.dim_value for d in t.shape.dim)
-    return TensorInfo(vi.name, shape, onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name)
+    if elem_type == onnx.TensorProto.STRING:
+        return "string"  # numpy calls it "object"
+    try:
+        return onnx.helper.tensor_dtype_to_np_dtype(elem_type).name
+    except (KeyError, ValueError, TypeError):  # UNDEFINED, or a type newer than this onnx
+        try:
+            return onnx.TensorProto.DataType.Name(elem_type).lower()
+        except ValueError:
+            return "?"
+
+
+def _describe_type(tp: Any) -> tuple[tuple[int | str, ...], str]:
+    """(shape, dtype) of an ONNX TypeProto: tensors, and sequences/optionals/maps of them."""
+    kind = tp.WhichOneof("value")
+    if kind in ("tensor_type", "sparse_tensor_type"):
+        t = getattr(tp, kind)
+        if not t.HasField("shape"):
+            return _UNKNOWN_RANK, _elem_name(t.elem_type)
+        # A dim states a value, a name, or neither (unknown): 0 would read as an empty axis.
+        dims = (d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+                for d in t.shape.dim)
+        return tuple(dims), _elem_name(t.elem_type)
+    if kind == "sequence_type":
+        return (), f"seq({_describe_type(tp.sequence_type.elem_type)[1]})"
+    if kind == "optional_type":
+        return (), f"optional({_describe_type(tp.optional_type.elem_type)[1]})"
+    if kind == "map_type":
+        key = _elem_name(tp.map_type.key_type)
+        return (), f"map({key}, {_describe_type(tp.map_type.value_type)[1]})"
+    return _UNKNOWN_RANK, "?"
+
+
+def _value_info(vi: Any) -> TensorInfo:
+    shape, dtype = _describe_type(vi.type)
+    return TensorInfo(vi.name, shape, dtype)
+
+
+def _external_data_bytes(model: Any, path: Path) -> int:
+    """Bytes of the external data files the model's initializers name (each counted once)."""
+    import onnx
+
+    locations = {
+        entry.value
+        for tensor in model.graph.initializer
+        if tensor.data_location == onnx.TensorProto.EXTERNAL
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+    files = [path.parent / loc for loc in locations]
+    return sum(f.stat().st_size for f in files if f.is_file())
 
 
 def _onnx_with_onnx(path: Path, size: int) -> ModelFileInfo:
@@ -74,23 +126,32 @@ def _onnx_with_onnx(path: Path, size: int) -> ModelFileInfo:
     except Exception as e:  # protobuf raises DecodeError and others for a corrupt file
         msg = f"{path} is not a readable ONNX model ({type(e).__name__}); re-export it"
         raise ModelFileError(msg) from None
-    if not model.graph.node or not model.opset_import:
+    # A graph may have no nodes (an input passed straight out) but never no outputs.
+    if not model.graph.output or not model.opset_import:
         msg = f"{path} is not an ONNX model (no graph inside); re-export it"
         raise ModelFileError(msg)
     init = {i.name for i in model.graph.initializer}
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     return ModelFileInfo(
-        path=path, format="onnx", size_bytes=size, meta=read_onnx_meta(model),
+        path=path, format="onnx", size_bytes=size + _external_data_bytes(model, path),
+        meta=read_onnx_meta(model),
         inputs=tuple(_value_info(v) for v in model.graph.input if v.name not in init),
         outputs=tuple(_value_info(v) for v in model.graph.output), opset=opset,
         node_counts=dict(Counter(n.op_type for n in model.graph.node).most_common()),
     )
 
 
+# ONNX Runtime's element type names that differ from numpy's (what the onnx reader shows).
+_ORT_DTYPES = {"float": "float32", "double": "float64"}
+
+
 def _ort_tensor(arg: Any) -> TensorInfo:
-    dtype = str(arg.type).removeprefix("tensor(").removesuffix(")")
-    shape = tuple(d if d is not None else "?" for d in arg.shape)
-    return TensorInfo(arg.name, shape, "float32" if dtype == "float" else dtype)
+    dtype = str(arg.type)
+    if dtype.startswith("tensor(") and dtype.endswith(")"):  # not seq(tensor(float)) and such
+        dtype = dtype[len("tensor("):-1]
+        dtype = _ORT_DTYPES.get(dtype, dtype)
+    shape = tuple(d if d is not None else "?" for d in (arg.shape or ()))
+    return TensorInfo(arg.name, shape, dtype)
 
 
 def _onnx_with_ort(path: Path, size: int) -> ModelFileInfo:

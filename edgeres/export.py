@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+import numbers
 import time
 import warnings
 from collections import Counter
@@ -38,7 +39,7 @@ from edgeres.meta import (
     read_onnx_meta,
     write_onnx_meta,
 )
-from edgeres.models.deploy import HalfPrecision, Uint8Input, fold_batchnorm
+from edgeres.models.deploy import HalfPrecision, Uint8Input, eval_mode, fold_batchnorm
 
 __all__ = ["ExportConfig", "ExportReport", "export_onnx", "zoo_meta"]
 
@@ -53,6 +54,10 @@ _TORCHSCRIPT_MAX_OPSET = 20
 # 100x margin that still fails a wrong or missing layer by orders of magnitude. fp16 keeps 11
 # significant bits: the zoo measures 3e-4 to 1.1e-3 of the output scale, so 1e-2 is a 10x margin.
 _TOLERANCES = {False: (1e-4, 1e-4), True: (1e-3, 1e-2)}  # fp16 → (atol, rtol)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -92,12 +97,16 @@ class ExportConfig:
             raise ExportError(msg)
         for name in ("atol", "rtol"):
             value = getattr(self, name)
-            if value is not None and not (value >= 0 and math.isfinite(value)):
-                msg = f"{name} {value} is invalid; a tolerance is a finite number >= 0"
+            if value is not None and not (
+                _is_number(value) and value >= 0 and math.isfinite(value)
+            ):
+                msg = f"{name} {value!r} is invalid; a tolerance is a finite number >= 0"
                 raise ExportError(msg)
-        if self.parity_inputs < 1:
-            msg = f"parity_inputs {self.parity_inputs} is invalid; compare at least 1 input"
-            raise ExportError(msg)
+        for name, least in (("parity_inputs", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                msg = f"{name} {value!r} is invalid; use a whole number >= {least}"
+                raise ExportError(msg)
 
     @property
     def tolerance(self) -> tuple[float, float]:
@@ -205,7 +214,11 @@ def zoo_meta(
     size = size * 2 if len(size) == 1 else size  # a single side means a square input
     chans = info.in_chans if in_chans is None else in_chans
     classes = info.num_classes if num_classes is None else num_classes
-    if len(size) != 2 or min(size) < 1 or chans < 1 or classes < 0:
+    if len(size) != 2:
+        msg = (f"input size {'x'.join(map(str, size))} is invalid; give one side or HxW, "
+               "e.g. --input-size 224 or 32x128")
+        raise ExportError(msg)
+    if min(size) < 1 or chans < 1 or classes < 0:
         msg = (f"input size {'x'.join(map(str, size))} with {chans} channel(s) and {classes} "
                "classes is invalid; sizes must be positive, e.g. --input-size 224")
         raise ExportError(msg)
@@ -369,12 +382,9 @@ def export_onnx(
         inputs = random_inputs(meta, config.parity_inputs, uint8=config.uint8_input,
                                multiple_of=1 if config.batch == "dynamic" else config.batch,
                                seed=config.seed)
-        was_training = model.training
-        try:
-            ref = reference_outputs(model.eval(), inputs, meta)
+        with eval_mode(model):
+            ref = reference_outputs(model, inputs, meta)
             module = _graph_module(model, meta, config)
-        finally:
-            model.train(was_training)
         example = inputs[: 2 if config.batch == "dynamic" else config.batch]
         proto, data, export_seconds = _export_graph(module, example, out_name, config)
         atol, rtol = config.tolerance

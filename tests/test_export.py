@@ -273,3 +273,127 @@ def test_exported_nodes_keep_the_module_names(tmp_path: Path) -> None:
     convs = {n.name for n in onnx.load(str(report.path)).graph.node if n.op_type == "Conv"}
     assert {"/conv1/Conv", "/layer1/layer1.0/conv1/Conv", "/layer3/layer3.2/conv2/Conv"} <= convs
     assert len(convs) == 19
+
+
+def test_export_gives_back_each_submodule_its_mode(tmp_path):
+    """A BN frozen in eval mode for fine-tuning stays frozen after export; the rest trains."""
+    model = _model().train()
+    model.layer2[0].bn1.eval()
+    export_onnx(model, tmp_path / "m.onnx", meta=zoo_meta("cifar_resnet20"), config=_FAST)
+    assert model.training and model.layer2.training and model.layer2[0].bn2.training
+    assert not model.layer2[0].bn1.training
+
+
+@pytest.mark.parametrize("uint8", [False, True])
+def test_input_size_too_large_for_memory_is_an_error(tmp_path, uint8):
+    """An input size whose parity inputs cannot be allocated is an ExportError, not a crash."""
+    meta = zoo_meta("cifar_resnet20", input_size=10**7)  # petabytes: refused at once
+    with pytest.raises(ExportError, match=r"10000000x10000000 is too large") as e:
+        export_onnx(_model(), tmp_path / "m.onnx", meta=meta,
+                    config=ExportConfig(parity_inputs=4, uint8_input=uint8))
+    assert "\n" not in str(e.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_non_finite_model_is_blamed_not_onnx_runtime(tmp_path):
+    """NaN weights give an error about the model, not an fp16 overflow in ONNX Runtime."""
+    model = _model()
+    with torch.no_grad():
+        model.fc.weight[0, 0] = float("nan")
+    with pytest.raises(ExportError, match="itself outputs inf or NaN in PyTorch") as e:
+        export_onnx(model, tmp_path / "m.onnx", meta=zoo_meta("cifar_resnet20"), config=_FAST)
+    assert "fp16" not in str(e.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_three_sided_input_size_says_how_to_write_one():
+    """--input-size 32x32x32 is refused as a shape mistake, not as a non-positive size."""
+    with pytest.raises(ExportError, match="32x32x32 is invalid; give one side or HxW"):
+        zoo_meta("cifar_resnet20", input_size=(32, 32, 32))
+
+
+@pytest.mark.parametrize("bad", [{"seed": -1}, {"parity_inputs": 2.5}, {"parity_inputs": True},
+                                 {"atol": "1e-4"}, {"rtol": float("nan")}])
+def test_mistyped_config_values_are_export_errors(bad):
+    """Wrong types and a negative seed fail when the config is built, as one-line ExportErrors."""
+    with pytest.raises(ExportError, match="is invalid") as e:
+        ExportConfig(**bad)
+    assert "\n" not in str(e.value)
+
+
+# --- edgeres info on unusual but valid ONNX files ---------------------------------------------
+
+
+def _save_graph(path: Path, nodes, inputs, outputs, *, check=True, **save_kwargs) -> Path:
+    graph = onnx.helper.make_graph(nodes, "g", inputs, outputs, save_kwargs.pop("init", []))
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    if check:  # an output of unknown rank fails the checker but loads in ONNX Runtime
+        onnx.checker.check_model(model)
+    onnx.save(model, str(path), **save_kwargs)
+    return path
+
+
+def test_describe_non_tensor_inputs_and_unknown_dims(tmp_path):
+    """Sequence and optional inputs, unknown dims and unknown ranks describe, not crash."""
+    from edgeres.describe import describe_model_file
+
+    h, t = onnx.helper, onnx.TensorProto
+    seq = _save_graph(tmp_path / "seq.onnx",
+                      [h.make_node("ConcatFromSequence", ["s"], ["o"], axis=0)],
+                      [h.make_tensor_sequence_value_info("s", t.FLOAT, None)],
+                      [h.make_tensor_value_info("o", t.FLOAT, None)], check=False)
+    d = describe_model_file(seq)
+    assert [(x.shape, x.dtype) for x in d.inputs] == [((), "seq(float32)")]
+    assert d.outputs[0].shape == ("...",) and d.meta is None
+    opt_type = h.make_optional_type_proto(h.make_tensor_type_proto(t.FLOAT, [1]))
+    opt = _save_graph(tmp_path / "opt.onnx", [h.make_node("OptionalHasElement", ["x"], ["y"])],
+                      [h.make_value_info("x", opt_type)],
+                      [h.make_tensor_value_info("y", t.BOOL, [])])
+    assert describe_model_file(opt).inputs[0].dtype == "optional(float32)"
+    two = _save_graph(tmp_path / "two.onnx", [h.make_node("Add", ["a", "a"], ["y"]),
+                                              h.make_node("Identity", ["b"], ["c"])],
+                      [h.make_tensor_value_info("a", t.FLOAT, ["N", None, 0]),
+                       h.make_tensor_value_info("b", t.STRING, [2, 3, 0])],
+                      [h.make_tensor_value_info("y", t.FLOAT, ["N", None, 0]),
+                       h.make_tensor_value_info("c", t.STRING, [2, 3, 0])])
+    d = describe_model_file(two)
+    assert [(x.name, x.shape, x.dtype) for x in d.inputs] == [
+        ("a", ("N", "?", 0), "float32"), ("b", (2, 3, 0), "string")]
+
+
+def test_describe_counts_external_data_and_takes_a_node_free_graph(tmp_path):
+    """A model's size includes its external data file; a graph of no nodes is still a model."""
+    from edgeres.describe import describe_model_file
+
+    h, t = onnx.helper, onnx.TensorProto
+    w = onnx.numpy_helper.from_array(np.ones((64, 64), np.float32), "w")
+    path = _save_graph(tmp_path / "ext.onnx", [h.make_node("MatMul", ["x", "w"], ["z"])],
+                       [h.make_tensor_value_info("x", t.FLOAT, [1, 64])],
+                       [h.make_tensor_value_info("z", t.FLOAT, [1, 64])], init=[w],
+                       save_as_external_data=True, location="ext.data", size_threshold=0)
+    d = describe_model_file(path)
+    assert d.size_bytes == path.stat().st_size + (tmp_path / "ext.data").stat().st_size
+    assert d.size_bytes > 64 * 64 * 4
+    passthrough = _save_graph(tmp_path / "id.onnx", [],
+                              [h.make_tensor_value_info("x", t.FLOAT, [1])],
+                              [h.make_tensor_value_info("x", t.FLOAT, [1])])
+    d = describe_model_file(passthrough)
+    assert d.node_counts == {} and d.outputs[0].name == "x"
+
+
+def test_describe_with_onnxruntime_names_nested_types(tmp_path, monkeypatch):
+    """The light-install reader keeps seq(...) types whole and names doubles float64."""
+    import edgeres.describe as describe
+
+    h, t = onnx.helper, onnx.TensorProto
+    path = _save_graph(tmp_path / "m.onnx",
+                       [h.make_node("ConcatFromSequence", ["s"], ["o"], axis=0),
+                        h.make_node("Identity", ["d"], ["e"])],
+                       [h.make_tensor_sequence_value_info("s", t.FLOAT, None),
+                        h.make_tensor_value_info("d", t.DOUBLE, [1])],
+                       [h.make_tensor_value_info("o", t.FLOAT, ["M"]),
+                        h.make_tensor_value_info("e", t.DOUBLE, [1])])
+    monkeypatch.setattr(describe.importlib.util, "find_spec", lambda name, *a: None)
+    d = describe.describe_model_file(path)
+    assert d.reader == "onnxruntime"
+    assert [x.dtype for x in d.inputs] == ["seq(tensor(float))", "float64"]

@@ -193,3 +193,36 @@ def test_models_command_lists_every_model(monkeypatch):
         assert name in result.output
     assert "11.69M" in result.output  # resnet18
     assert "0.27M" in result.output  # cifar_resnet20
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "words"),
+    [
+        ("resnet18", {"num_classes": -1}, "num_classes >= 0"),
+        ("resnet18", {"in_chans": 0}, "in_chans must be >= 1"),
+        ("resnet18", {"stem": "imagnet"}, "stem 'imagnet'"),  # was built as the CIFAR stem
+        ("cifar_resnet20", {"shortcut": "C"}, "shortcut 'C'"),  # was built as option B
+        ("cspresnet50", {"weighted": True}, "CSP stages take only base_width"),  # was ignored
+        ("resnet18", {"groups": 32}, "BasicBlock only supports groups=1"),
+    ],
+)
+def test_invalid_builder_options_are_config_errors(name, kwargs, words):
+    """Options that would build a wrong net (or crash) raise ConfigError, still a ValueError."""
+    from edgeres.errors import ConfigError, EdgeresError
+
+    with pytest.raises(ConfigError, match=words) as e:
+        create_model(name, **kwargs)
+    assert isinstance(e.value, EdgeresError) and isinstance(e.value, ValueError)
+
+
+def test_count_macs_gives_back_each_submodule_its_mode():
+    """Counting MACs leaves a BN frozen in eval mode frozen, and the rest training."""
+    from edgeres.models._profile import count_macs
+
+    model = create_model("cifar_resnet20").train()
+    model.bn1.eval()
+    # conv MACs: stem 27*16*1024, 6 convs of 9*16*16*1024, then 9*16*32*256 + 5 of
+    # 9*32*32*256, 9*32*64*64 + 5 of 9*64*64*64; fc 64*10.
+    assert count_macs(model, (3, 32, 32)) == 40_551_040
+    assert model.training and model.layer1.training
+    assert not model.bn1.training

@@ -171,3 +171,47 @@ def test_registered_weights_name_checks_the_model():
     """The registered 'cifar10' weights belong to cifar_resnet20 and are refused for others."""
     with pytest.raises(CheckpointError, match="are for cifar_resnet20, not resnet18"):
         load_weights("resnet18", "cifar10")
+
+
+def test_checkpoint_without_batchnorm_counters_loads(tmp_path):
+    """A pre-0.4.1 state dict (torchvision's original weights) has no num_batches_tracked."""
+    src = _trained_like()
+    old = {k: v for k, v in src.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert len(old) < len(src.state_dict())
+    torch.save(old, tmp_path / "old.pt")
+    loaded = load_weights("cifar_resnet20", tmp_path / "old.pt")
+    assert loaded.num_classes == 10
+    assert _same_logits(src, loaded.model)
+
+
+def test_checkpoint_without_classifier_is_a_feature_extractor(tmp_path):
+    """A backbone-only checkpoint (no fc.*) builds the headless model, not a 10-class one."""
+    src = _trained_like()
+    torch.save({k: v for k, v in src.state_dict().items() if not k.startswith("fc.")},
+               tmp_path / "backbone.pt")
+    loaded = load_weights("cifar_resnet20", tmp_path / "backbone.pt")
+    assert loaded.num_classes == 0
+    assert not hasattr(loaded.model, "fc")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        feats = loaded.model(x)
+        assert feats.shape == (2, 64, 8, 8)
+        assert torch.equal(feats, src.forward_features(x))
+    with pytest.raises(CheckpointError, match="missing keys fc.weight, fc.bias"):
+        load_weights("cifar_resnet20", tmp_path / "backbone.pt", num_classes=10)
+
+
+def test_numpy_scalars_in_a_training_checkpoint_get_a_working_fix(tmp_path):
+    """A dict checkpoint refused for a numpy scalar is told to re-save its entry, which works."""
+    import numpy as np
+
+    src = _trained_like()
+    path = tmp_path / "train.pt"
+    torch.save({"state_dict": src.state_dict(), "best_acc": np.float64(91.3)}, path)
+    with pytest.raises(CheckpointError, match="refused as unsafe") as e:
+        load_weights("cifar_resnet20", path)
+    msg = str(e.value)
+    assert "numpy" in msg and "ckpt['state_dict']" in msg and ".state_dict()" not in msg
+    ckpt = torch.load(path, weights_only=False)  # the message's recipe, on a file we made
+    torch.save(ckpt["state_dict"], tmp_path / "clean.pt")
+    assert _same_logits(src, load_weights("cifar_resnet20", tmp_path / "clean.pt").model)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edgeres.models.deploy import eval_mode
+
 
 def count_params(model: nn.Module) -> int:
     """Number of parameters (buffers such as BN running statistics excluded)."""
@@ -34,12 +36,10 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
             hooks.append(m.register_forward_hook(conv_hook))
         elif isinstance(m, nn.Linear):
             hooks.append(m.register_forward_hook(linear_hook))
-    was_training = model.training
-    model.eval()
     try:
-        model(torch.zeros(1, *input_shape))
+        with eval_mode(model):
+            model(torch.zeros(1, *input_shape))
     finally:
-        model.train(was_training)
         for h in hooks:
             h.remove()
     return total

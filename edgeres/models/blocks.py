@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the usual PyTorch alias
 from torch import Tensor, nn
 
+from edgeres.errors import ConfigError
+
 Shortcut = Literal["A", "B"]
 """Paper section 3.3: "A" zero-pads channels (parameter-free), "B" projects with a 1x1 conv."""
 
@@ -108,7 +110,7 @@ class BasicBlock(_Residual):
         super().__init__()
         if groups != 1 or base_width != 64:
             msg = "BasicBlock only supports groups=1 and base_width=64; use Bottleneck"
-            raise ValueError(msg)
+            raise ConfigError(msg)
         self.conv1 = conv3x3(in_chs, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
@@ -188,7 +190,7 @@ class PreActBasicBlock(_Residual):
         super().__init__()
         if groups != 1 or base_width != 64:
             msg = "PreActBasicBlock only supports groups=1 and base_width=64"
-            raise ValueError(msg)
+            raise ConfigError(msg)
         self.bn1 = nn.BatchNorm2d(in_chs)
         self.relu = nn.ReLU(inplace=False)
         self.conv1 = conv3x3(in_chs, planes, stride)
@@ -237,11 +239,11 @@ def make_stage(
         The stage as an ``nn.Sequential`` named ``0..blocks-1`` (torchvision's layout).
 
     Raises:
-        ValueError: if ``blocks`` is below 1.
+        ConfigError: (a ``ValueError``) if ``blocks`` is below 1.
     """
     if blocks < 1:
         msg = f"a stage needs at least one block, got {blocks}"
-        raise ValueError(msg)
+        raise ConfigError(msg)
     opts = {"shortcut": shortcut, "weighted": weighted, "groups": groups, "base_width": base_width}
     layers = [block(in_chs, planes, stride, **opts)]
     out_chs = planes * block.expansion
@@ -274,7 +276,7 @@ class CSPStage(nn.Module):
         half = out_chs // 2
         if out_chs % 2 or half % block.expansion:
             msg = f"CSP stage width {out_chs} must split into halves divisible by {block.expansion}"
-            raise ValueError(msg)
+            raise ConfigError(msg)
         self.blocks = make_stage(
             block, half, half // block.expansion, blocks, base_width=base_width
         )

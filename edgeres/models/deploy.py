@@ -13,8 +13,10 @@ same for every exporter and opset, and checkable by the parity test. ``Uint8Inpu
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, fx, nn
@@ -22,6 +24,22 @@ from torch import Tensor, fx, nn
 from edgeres.errors import ExportError
 
 _log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode for the block, then give every submodule its own mode back.
+
+    ``model.train(was_training)`` would not do: it switches all submodules, so BatchNorms a
+    caller froze with ``bn.eval()`` for fine-tuning would come back updating their statistics.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 class ChannelAffine(nn.Module):

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from edgeres.errors import ConfigError
 from edgeres.models._registry import register_model
 from edgeres.models.blocks import (
     BasicBlock,
@@ -26,6 +27,30 @@ from edgeres.models.blocks import (
 )
 
 Stem = Literal["imagenet", "cifar", "none"]
+
+
+_STEMS = ("imagenet", "cifar", "none")
+_SHORTCUTS = ("A", "B")
+
+
+def _check_options(
+    layers: Sequence[int], widths: Sequence[int], strides: Sequence[int], stem: str,
+    shortcut: str, in_chans: int, num_classes: int,
+) -> None:
+    """Refuse what would build a wrong network silently (an unknown stem became the CIFAR
+    one, an unknown shortcut a projection) with a ``ConfigError`` (a ``ValueError`` too)."""
+    if not len(layers) == len(widths) == len(strides):
+        msg = f"layers, widths and strides differ in length: {layers}, {widths}, {strides}"
+        raise ConfigError(msg)
+    if stem not in _STEMS or shortcut not in _SHORTCUTS:
+        msg = (f"stem {stem!r} / shortcut {shortcut!r} is unknown; "
+               f"use stem one of {', '.join(_STEMS)} and shortcut 'A' or 'B'")
+        raise ConfigError(msg)
+    if isinstance(in_chans, bool) or isinstance(num_classes, bool) or in_chans < 1 \
+            or num_classes < 0:
+        msg = (f"in_chans must be >= 1 and num_classes >= 0, got {in_chans}, {num_classes}; "
+               "use num_classes=0 for a feature extractor")
+        raise ConfigError(msg)
 
 
 class ResNet(nn.Module):
@@ -48,7 +73,8 @@ class ResNet(nn.Module):
         zero_init_residual: zero the last BN of each block (arXiv:1706.02677, +0.2~0.3%).
 
     Raises:
-        ValueError: on inconsistent stage descriptions.
+        ConfigError: (a ``ValueError``) on inconsistent stage descriptions, an unknown stem or
+            shortcut, or a non-positive ``in_chans`` / negative ``num_classes``.
     """
 
     def __init__(
@@ -70,12 +96,10 @@ class ResNet(nn.Module):
         zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
-        if not len(layers) == len(widths) == len(strides):
-            msg = f"layers, widths and strides differ in length: {layers}, {widths}, {strides}"
-            raise ValueError(msg)
-        if in_chans < 1 or num_classes < 0:
-            msg = f"in_chans must be >= 1 and num_classes >= 0, got {in_chans}, {num_classes}"
-            raise ValueError(msg)
+        _check_options(layers, widths, strides, stem, shortcut, in_chans, num_classes)
+        if csp and (groups != 1 or weighted or shortcut != "B"):
+            msg = "CSP stages take only base_width; groups, weighted and shortcut do not apply"
+            raise ConfigError(msg)
         self.num_classes = num_classes
         self.preact = block is PreActBasicBlock
         chs = self._make_stem(stem, in_chans, stem_width)

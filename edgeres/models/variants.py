@@ -55,7 +55,9 @@ def cspresnet50(**kwargs: Any) -> ResNet:
     """CSPResNet-50 (Wang et al. 2019, arXiv:1911.11929): ResNet-50 depths in CSP stages.
 
     As in the paper's CSPResNet50, stages output 128/256/512/1024 channels and the blocks on the
-    crossing half use a bottleneck ratio of 0.5 (``base_width=128``).
+    crossing half use a bottleneck ratio of 0.5 (``base_width=128``). Unlike it (and timm's
+    ``cspresnet50``, 21.6M parameters), a stage does not first expand its input twofold before
+    the split, so this one has 12.7M parameters: the same layout, not the same network.
     """
     return ResNet(
         Bottleneck, (3, 4, 6, 3), widths=(32, 64, 128, 256), csp=True, base_width=128, **kwargs
@@ -81,7 +83,11 @@ def tiny_resnet28(**kwargs: Any) -> ResNet:
 
 @register_model(family="ocr", input_size=(32, 128), num_classes=0)
 def resnet45(**kwargs: Any) -> ResNet:
-    """ResNet-45 OCR backbone (ASTER/ABINet, arXiv:2103.06495); returns the feature map."""
+    """ResNet-45 OCR backbone (ASTER/ABINet, arXiv:2103.06495); returns the feature map.
+
+    ABINet's stage depths, widths and strides, built from this zoo's BasicBlock (3x3 then 3x3);
+    ABINet's blocks are 1x1 then 3x3 with the stride on the 3x3, so its weights do not load here.
+    """
     kwargs.setdefault("num_classes", 0)
     return ResNet(
         BasicBlock, (3, 4, 6, 6, 3),

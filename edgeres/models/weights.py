@@ -30,6 +30,7 @@ _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 # Prefixes added by DataParallel/DDP ("module.") and torch.compile ("_orig_mod.").
 _PREFIXES = ("module.", "_orig_mod.")
 _CLASSIFIER_KEY = "fc.weight"  # torchvision's head name, used by every zoo model
+_BN_COUNTER = ".num_batches_tracked"  # BatchNorm buffer absent from pre-0.4.1 checkpoints
 _SHOW = 3  # how many offending keys an error message names
 
 
@@ -67,11 +68,18 @@ def _refusal(path: Path, err: Exception) -> CheckpointError:
     """Turn a ``torch.load`` failure into the right one-line message."""
     unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
     if unsafe:
+        # A numpy global means a training checkpoint (a dict) with numpy scalars beside the
+        # tensors, such as a best accuracy: it has no .state_dict(), its weights are an entry.
+        resave = (
+            "ckpt = torch.load(path, weights_only=False); torch.save(ckpt['state_dict'], "
+            "'clean.pt') with the entry that holds the weights"
+            if unsafe.group(1).startswith("numpy")
+            else "torch.save(torch.load(path, weights_only=False).state_dict(), 'clean.pt')"
+        )
         msg = (
             f"checkpoint {path} was refused as unsafe: it pickles an object of type "
             f"{unsafe.group(1)}, and loading arbitrary objects can run code; if you trust the "
-            "file, re-save it as a plain state dict: "
-            "torch.save(torch.load(path, weights_only=False).state_dict(), 'clean.pt')"
+            f"file, re-save it as a plain state dict: {resave}"
         )
     else:
         msg = (
@@ -158,7 +166,10 @@ def check_fits(model: nn.Module, state: Mapping[str, Tensor], what: str) -> None
         CheckpointError: naming the first missing, unexpected or mis-shaped keys.
     """
     own = model.state_dict()
-    missing = [k for k in own if k not in state]
+    # BatchNorm fills a missing num_batches_tracked itself (it is not used in eval mode), and
+    # checkpoints saved before PyTorch 0.4.1, torchvision's original ResNet weights among them,
+    # have none; load_state_dict(strict=True) accepts them, so must this check.
+    missing = [k for k in own if k not in state and not k.endswith(_BN_COUNTER)]
     unexpected = [k for k in state if k not in own]
     if missing or unexpected:
         parts = [f"missing keys {_first(missing)}"] if missing else []
@@ -166,7 +177,7 @@ def check_fits(model: nn.Module, state: Mapping[str, Tensor], what: str) -> None
         msg = (f"checkpoint does not fit {what}: {'; '.join(parts)}; "
                "was it saved from another model?")
         raise CheckpointError(msg)
-    shapes = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
+    shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
     if shapes:
         detail = ", ".join(
             f"{k} is {tuple(state[k].shape)} in the checkpoint but {tuple(own[k].shape)} "
@@ -195,7 +206,8 @@ def load_weights(
     """Build (or take) a model and load a checkpoint into it with ``strict=True``.
 
     Args:
-        model: a zoo name (built with the checkpoint's ``num_classes``) or an ``nn.Module``.
+        model: a zoo name (built with the checkpoint's ``num_classes``, 0 when it has no
+            ``fc`` and ``num_classes`` is None) or an ``nn.Module``.
         weights: a checkpoint path, or a registered weights name such as ``cifar10``.
         num_classes: the classes the caller expects; an error if the checkpoint disagrees.
 
@@ -219,7 +231,9 @@ def load_weights(
         msg = (f"num_classes {num_classes} disagrees with the checkpoint, whose classifier "
                f"fc.weight has {found} rows; drop --num-classes or use a matching checkpoint")
         raise CheckpointError(msg)
-    classes = found if found is not None else num_classes
+    # No classifier in the checkpoint and no class count asked for: a feature extractor
+    # (STYLE C2: the count comes from the checkpoint), not the registry's default head.
+    classes = found if found is not None else (0 if num_classes is None else num_classes)
     what = model if isinstance(model, str) else type(model).__name__
     net = create_model(model, num_classes=classes) if isinstance(model, str) else model
     check_fits(net, state, what)

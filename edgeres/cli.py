@@ -130,7 +130,7 @@ def _batch(text: str) -> int | str:
 @click.option("--num-classes", type=click.IntRange(min=0), help="Expected classes (checked).")
 @click.option("--input-size", help="Input side or HxW (default: the model's).")
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Text file, one label per line.")
+              help="Text file, one label per line (sets the classes without --weights).")
 @click.option("--mean", help="Per-channel mean on the 0-1 scale, e.g. 0.485,0.456,0.406.")
 @click.option("--std", help="Per-channel std on the 0-1 scale, e.g. 0.229,0.224,0.225.")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset, 13-21.")
@@ -161,8 +161,13 @@ def export(model: str, weights: str | None, num_classes: int | None, input_size:
     config = ExportConfig(opset=opset, batch=_batch(batch), fp16=fp16,
                           uint8_input=uint8_input, simplify=simplify, atol=atol)
     loaded = load_weights(model, weights, num_classes=num_classes) if weights else None
-    meta = zoo_meta(model, num_classes=loaded.num_classes if loaded else num_classes,
-                    input_size=size, labels=_read_labels(labels), mean=_numbers(mean, "mean"),
+    names = _read_labels(labels)
+    if loaded is not None:
+        num_classes = loaded.num_classes
+    elif num_classes is None and names:  # no checkpoint: the labels say how many classes
+        num_classes = len(names)
+    meta = zoo_meta(model, num_classes=num_classes,
+                    input_size=size, labels=names, mean=_numbers(mean, "mean"),
                     std=_numbers(std, "std"), weights_sha256=loaded.sha256 if loaded else None)
     net = loaded.model if loaded else None
     if net is None:

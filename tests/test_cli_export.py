@@ -77,6 +77,19 @@ def test_export_without_weights_warns_and_uses_a_fixed_seed(tmp_path, caplog):
     assert read_onnx_meta(a).weights_sha256 is None
 
 
+def test_labels_without_weights_set_the_class_count(tmp_path):
+    """No checkpoint: a 3-line labels file gives a 3-class head, record and output."""
+    labels = _write(tmp_path / "labels.txt", b"red\ngreen\nblue\n")
+    out = tmp_path / "rgb.onnx"
+    result = _run("export", "tiny_resnet", "--labels", str(labels), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    proto = onnx.load(str(out))
+    meta = read_onnx_meta(proto)
+    assert meta.num_classes == 3 and meta.labels == ("red", "green", "blue")
+    dims = proto.graph.output[0].type.tensor_type.shape.dim
+    assert dims[-1].dim_value == 3
+
+
 def test_export_input_size_mean_std_and_fixed_batch(tmp_path):
     """--input-size HxW, --mean/--std and --batch N reach the graph and the record."""
     out = tmp_path / "r45.onnx"
@@ -189,8 +202,8 @@ def _bad_inputs(tmp: Path, out_dir: Path, checkpoint: Path) -> dict[str, tuple[l
         "non-utf8 labels": (["export", "tiny_resnet", "--labels",
                              str(_write(tmp / "latin1.txt", "caf\u00e9\n".encode("latin-1"))),
                              *out], r"latin1\.txt is not UTF-8 text \(byte 0xe9.*save it as UTF-8"),
-        "labels count": (["export", "tiny_resnet", "--labels", str(text), *out],
-                         "1 labels given for 10 classes"),
+        "labels count": (["export", "tiny_resnet", "--labels", str(text), "--num-classes", "10",
+                          *out], "1 labels given for 10 classes"),
         "info missing": (["info", str(tmp / "none.onnx")], "does not exist"),
         "info corrupt": (["info", str(_write(tmp / "bad.onnx", b"\x08\x07garbage" * 50))],
                          "not (a readable|an) ONNX model"),

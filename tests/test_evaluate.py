@@ -31,15 +31,21 @@ def test_agreement_by_hand() -> None:
     assert top1_agreement(LOGITS, other) == 50.0
 
 
-def test_evaluate_runs_batches_and_matches_direct_computation() -> None:
-    """evaluate() over arrays in batches of 3 equals topk_accuracy on all rows at once."""
-    rng = np.random.default_rng(0)
+def _toy(seed: int, batch: int | str) -> tuple[np.ndarray, np.ndarray, np.ndarray, ModelMeta]:
+    """Ten 3x2x2 inputs, labels, a linear "model" and its record with batch axis ``batch``."""
+    rng = np.random.default_rng(seed)
     x = rng.standard_normal((10, 3, 2, 2)).astype(np.float32)
     y = rng.integers(0, 3, 10)
     weights = rng.standard_normal((12, 3)).astype(np.float32)
     meta = ModelMeta(name="t", family="custom", num_classes=3, labels=("a", "b", "c"),
-                     input=InputSpec(shape=("batch", 3, 2, 2)),
+                     input=InputSpec(shape=(batch, 3, 2, 2)),
                      preprocess=PreprocessSpec(resize=2, crop=(2, 2)))
+    return x, y, weights, meta
+
+
+def test_evaluate_runs_batches_and_matches_direct_computation() -> None:
+    """evaluate() over arrays in batches of 3 equals topk_accuracy on all rows at once."""
+    x, y, weights, meta = _toy(0, "batch")
 
     def run(batch: np.ndarray) -> np.ndarray:
         return batch.reshape(len(batch), -1) @ weights
@@ -55,13 +61,7 @@ def test_evaluate_runs_batches_and_matches_direct_computation() -> None:
 
 def test_fixed_batch_run_gets_full_batches_and_keeps_every_row() -> None:
     """A graph fixed at batch 4 sees only 4-row calls; 10 rows give 10 results, none padded."""
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((10, 3, 2, 2)).astype(np.float32)
-    y = rng.integers(0, 3, 10)
-    weights = rng.standard_normal((12, 3)).astype(np.float32)
-    meta = ModelMeta(name="t", family="custom", num_classes=3, labels=("a", "b", "c"),
-                     input=InputSpec(shape=(4, 3, 2, 2)),
-                     preprocess=PreprocessSpec(resize=2, crop=(2, 2)))
+    x, y, weights, meta = _toy(1, 4)
     calls: list[np.ndarray] = []
 
     def run(batch: np.ndarray) -> np.ndarray:

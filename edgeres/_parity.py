@@ -18,7 +18,7 @@ import onnx
 import torch
 from torch import Tensor, nn
 
-from edgeres.errors import ExportError
+from edgeres.errors import ExportError, first_line
 from edgeres.meta import ModelMeta
 
 
@@ -72,7 +72,7 @@ def reference_outputs(model: nn.Module, inputs: Tensor, meta: ModelMeta) -> np.n
     try:
         out = model(x)
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[0][:120]
+        first = first_line(e, 120)
         msg = (f"{meta.name} cannot run at input size {'x'.join(map(str, meta.input_size))} "
                f"({first}); choose another --input-size")
         raise ExportError(msg) from None
@@ -104,7 +104,7 @@ def check_graph(data: bytes, out_name: str, batch: int | str) -> None:
         onnx.checker.check_model(data, full_check=True)
         inferred = onnx.shape_inference.infer_shapes(data, check_type=True, strict_mode=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-        first = str(e).strip().splitlines()[0][:160]
+        first = first_line(e, 160)
         msg = f"the exported graph is invalid ({first}); report this with the model name"
         raise ExportError(msg) from None
     values = {v.name: v for v in (*inferred.graph.input, *inferred.graph.output)}
@@ -129,7 +129,7 @@ def _session(data: bytes, threads: int) -> Any:
     try:
         return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # ORT's exception types are not importable by name
-        first = str(e).strip().splitlines()[0][:160]
+        first = first_line(e, 160)
         msg = f"ONNX Runtime cannot load the exported graph ({first}); try another --opset"
         raise ExportError(msg) from None
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgeres.data import ArraySource, DataSource, ImageSource, open_data
-from edgeres.errors import DataError, MetadataError, ModelFileError
+from edgeres.errors import DataError, MetadataError, ModelFileError, first_line
 from edgeres.meta import ModelMeta, custom_meta
 
 __all__ = ["CalibrationSet", "CalibrationStats", "model_record", "nncf_dataset", "ort_reader"]
@@ -277,6 +277,6 @@ def _inspect_session(path: Path) -> Any:
     try:
         return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     except Exception as e:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        first = first_line(e)
         msg = f"{path} is not a readable ONNX model ({first}); pass an exported .onnx file"
         raise ModelFileError(msg) from None

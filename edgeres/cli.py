@@ -317,7 +317,7 @@ def _predictions_json(predictor: Any, images: tuple[str, ...], results: list[Any
 
 def _expand_folders(images: tuple[str, ...]) -> tuple[str, ...]:
     """Each folder among ``images`` replaced by the image files under it, sorted."""
-    from edgeres.data import IMAGE_SUFFIXES
+    from edgeres.data import IMAGE_SUFFIXES, image_files
     from edgeres.errors import DataError
 
     out: list[str] = []
@@ -325,8 +325,7 @@ def _expand_folders(images: tuple[str, ...]) -> tuple[str, ...]:
         if not Path(image).is_dir():
             out.append(image)
             continue
-        found = sorted(str(f) for f in Path(image).rglob("*")
-                       if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        found = [str(f) for f in image_files(Path(image))]
         if not found:
             msg = f"folder {image} holds no image files ({', '.join(IMAGE_SUFFIXES)})"
             raise DataError(msg)

@@ -169,8 +169,13 @@ def open_data(value: str | Path) -> DataSource:
     return source
 
 
+def image_files(root: Path) -> list[Path]:
+    """Every image file under folder ``root`` (by suffix, any depth), sorted."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def _folder(root: Path, name: str) -> ImageSource:
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(root)
     nested = [p for p in files if p.parent != root]
     if nested:  # ImageFolder layout: the top-level folder under root is the class
         items = [(str(p), p.relative_to(root).parts[0]) for p in nested]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeres.errors import ModelFileError
+from edgeres.errors import ModelFileError, first_line
 from edgeres.meta import METADATA_KEY, ModelMeta, read_ir_meta
 
 __all__ = ["ModelFileInfo", "TensorInfo", "describe_model_file"]
@@ -165,7 +165,7 @@ def _onnx_with_ort(path: Path, size: int) -> ModelFileInfo:
     try:
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as e:  # ORT's exception types are not importable by name
-        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        first = first_line(e, 120)
         msg = f"{path} is not a loadable ONNX model ({first}); re-export it"
         raise ModelFileError(msg) from None
     record = sess.get_modelmeta().custom_metadata_map.get(METADATA_KEY)

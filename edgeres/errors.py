@@ -51,6 +51,15 @@ class ConfigError(EdgeresError, ValueError):
     """Raised when command options are invalid (unknown runtime label, bad batch list, ...)."""
 
 
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of ``e``'s text, at most ``limit`` characters (its type name if empty).
+
+    For quoting a library's own exception (ORT, OpenVINO, onnx, torch) inside a one-line error.
+    """
+    text = str(e).strip().splitlines()
+    return text[0][:limit] if text else type(e).__name__
+
+
 def missing_extra(package: str, extra: str) -> BackendNotAvailable:
     """Build the error for an optional dependency that is not installed.
 

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from edgeres._fs import atomic_write
 from edgeres._parity import Parity, check_graph, compare, random_inputs, reference_outputs
-from edgeres.errors import ExportError
+from edgeres.errors import ExportError, first_line
 from edgeres.meta import (
     InputSpec,
     ModelMeta,
@@ -297,7 +297,7 @@ def _convert_opset(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     try:
         return version_converter.convert_version(proto, opset)
     except Exception as e:  # the converter raises RuntimeError and onnx's own types
-        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        first = first_line(e, 120)
         msg = f"cannot convert the graph to opset {opset} ({first}); use --opset 20 or lower"
         raise ExportError(msg) from None
 

@@ -19,7 +19,13 @@ from typing import Any
 
 from edgeres import __version__, names
 from edgeres._fs import atomic_write, sha256_file
-from edgeres.errors import EdgeresError, ModelFileError, UnknownModelError, UnknownNameError
+from edgeres.errors import (
+    EdgeresError,
+    ModelFileError,
+    UnknownModelError,
+    UnknownNameError,
+    first_line,
+)
 from edgeres.meta import ModelMeta, read_ir_meta
 
 log = logging.getLogger(__name__)
@@ -155,9 +161,7 @@ def model_file(src: ModelSource, precision: str, *, calib: str) -> Path:
         raise src._failed[precision] from None
     except Exception as e:  # torch/onnx/ORT's own error types: the same, with their first line
         log.debug("making %s %s failed", src.arg, precision, exc_info=True)
-        text = str(e).strip().splitlines()
-        src._failed[precision] = Unavailable(text[0][:200] if text else type(e).__name__,
-                                             "failed")
+        src._failed[precision] = Unavailable(first_line(e), "failed")
         raise src._failed[precision] from None
     src.files[precision] = path
     return path

@@ -22,7 +22,7 @@ import numpy as np
 from edgeres import names
 from edgeres.bench._models import ModelSource, Unavailable, model_file, weights_file
 from edgeres.bench.config import CPU_RUNTIMES
-from edgeres.errors import BackendNotAvailable, EdgeresError
+from edgeres.errors import BackendNotAvailable, EdgeresError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def load_target(src: ModelSource, precision: str, runtime: str, mode: str, *, th
         raise Unavailable(str(e), "failed") from None
     except Exception as e:  # a runtime's own error type (OpenVINO compile failure, ...)
         log.debug("loading %s on %s failed", path, runtime, exc_info=True)
-        raise Unavailable(_first_line(e), "failed") from None
+        raise Unavailable(first_line(e), "failed") from None
     batch_dim = p.backend.input_shape[0] if p.backend.input_shape else None
     return Target(
         precision=precision, runtime=runtime, mode=mode, file=path, run=p.run,
@@ -134,11 +134,6 @@ def load_target(src: ModelSource, precision: str, runtime: str, mode: str, *, th
         fixed_batch=batch_dim if isinstance(batch_dim, int) else None,
         details=dict(p.backend.details), meta=p.meta,
     )
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:200] if text else type(e).__name__
 
 
 def torch_weights(src: ModelSource) -> tuple[str, Path]:
@@ -227,7 +222,7 @@ def _load_torch(src: ModelSource, precision: str, threads: int, calib: str) -> T
         raise Unavailable(str(e), "failed") from None
     except Exception as e:  # torch's own errors: the row fails, the matrix goes on
         log.debug("loading the PyTorch model for %s failed", src.arg, exc_info=True)
-        raise Unavailable(_first_line(e), "failed") from None
+        raise Unavailable(first_line(e), "failed") from None
     _check_parity(runner, src, calib)
     return Target(
         precision="fp32", runtime="torch-cpu", mode="model", file=weights, run=runner.run,

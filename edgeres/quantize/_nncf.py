@@ -20,7 +20,7 @@ import numpy as np
 
 from edgeres._fs import output_dir
 from edgeres.calibration import CalibrationSet, nncf_dataset
-from edgeres.errors import ModelFileError, QuantizationError, missing_extra
+from edgeres.errors import ModelFileError, QuantizationError, first_line, missing_extra
 from edgeres.meta import METADATA_KEY, ModelMeta
 from edgeres.quantize._ranges import quiet
 from edgeres.quantize.config import TargetSpec
@@ -66,7 +66,7 @@ class NncfQuantizer:
         try:
             self.model = self.core.read_model(str(src))
         except Exception as e:  # OpenVINO raises RuntimeError with multi-line text
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            first = first_line(e)
             msg = f"{src} could not be read by OpenVINO ({first}); re-export it"
             raise ModelFileError(msg) from None
         ops = {op.get_friendly_name(): op for op in self.model.get_ordered_ops()}

@@ -20,7 +20,7 @@ import numpy as np
 
 from edgeres._fs import atomic_write
 from edgeres.calibration import CalibrationSet
-from edgeres.errors import BackendNotAvailable, ModelFileError, QuantizationError
+from edgeres.errors import BackendNotAvailable, ModelFileError, QuantizationError, first_line
 from edgeres.meta import ModelMeta, write_onnx_meta
 from edgeres.quantize._ranges import Ranges, collect_ranges, quiet
 from edgeres.quantize.config import TargetSpec
@@ -242,7 +242,7 @@ def _pre_process(src: Path, dst: Path) -> None:
         with quiet():
             quant_pre_process(str(src), str(dst))
     except Exception as e:  # onnx/ORT raise many types for a graph they cannot handle
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        first = first_line(e)
         msg = f"{src} could not be prepared for quantization ({first}); re-export it"
         raise ModelFileError(msg) from None
 

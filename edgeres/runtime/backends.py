@@ -22,6 +22,7 @@ from edgeres.errors import (
     DataError,
     EdgeresError,
     ModelFileError,
+    first_line,
     missing_extra,
 )
 from edgeres.meta import METADATA_KEY, ModelMeta
@@ -88,11 +89,6 @@ class Backend(Protocol):
     details: dict[str, Any]
 
     def run(self, x: np.ndarray) -> np.ndarray: ...
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:200] if text else type(e).__name__
 
 
 def _ov_reason(e: BaseException) -> str:
@@ -195,7 +191,7 @@ class OrtBackend:
         try:
             return ort.InferenceSession(str(path), so, providers=providers)
         except Exception as e:  # ORT raises its own Fail/InvalidProtobuf/... types
-            text = _first_line(e)
+            text = first_line(e)
             if options.device != "cpu" and any(
                 word in text.lower() for word in ("provider", "cuda", "tensorrt", "cudnn")
             ):
@@ -220,7 +216,7 @@ class OrtBackend:
         try:
             return self.session.run(self._outputs, {self.input_name: x})[0]
         except Exception as e:  # ORT's exception types derive from Exception only
-            msg = f"ONNX Runtime failed on an input of shape {x.shape} ({_first_line(e)})"
+            msg = f"ONNX Runtime failed on an input of shape {x.shape} ({first_line(e)})"
             raise DataError(msg) from None
 
 

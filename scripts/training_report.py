@@ -5,7 +5,10 @@
 Reads the training checkpoint that ``scripts/train_cifar.py`` writes: the per-epoch history
 of every stage (train loss/accuracy and the test accuracy measured after each epoch for the
 curve; the shipped checkpoint is the last epoch, not one chosen on test accuracy) and the
-command of each stage.
+command of each stage. The whole curve is also kept in git, in ``training_history.json``
+beside the report: runs/ is not in git, and a stage started from the shipped weights
+(``--init edgeres/_data/models/...pt``) carries only its own epochs, so the earlier ones come
+from that file.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ def main() -> None:
     from train_cifar import stages_of
 
     ck = torch.load(args.checkpoint, weights_only=True)
-    hist, stages = json.loads(ck["history"]), stages_of(ck)
+    stages = stages_of(ck)
     OUT.mkdir(parents=True, exist_ok=True)
+    hist = _whole_curve(json.loads(ck["history"]), OUT / "training_history.json")
 
     import matplotlib
 
@@ -39,13 +43,17 @@ def main() -> None:
     ep = [h["epoch"] for h in hist]
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
     ax.plot(ep, [h["train_acc"] for h in hist], label="train top-1 (augmented, running)")
-    ax.plot(ep, [h["test_acc"] for h in hist], label="test top-1 (10,000 images)")
+    if ep[0] > 1 or len(ep) < ep[-1]:  # only some epochs of earlier stages are on record
+        ax.plot(ep, [h["train_acc"] for h in hist], ".", color="C0", ms=3)
+    tested = [h for h in hist if h["test_acc"] is not None]  # --eval-every skips epochs
+    ax.plot([h["epoch"] for h in tested], [h["test_acc"] for h in tested],
+            label="test top-1 (10,000 images)")
     ax.axhline(90, color="grey", ls=":", label="90% target")
     for h, prev in zip(hist[1:], hist[:-1], strict=True):
         if h.get("stage", 1) != prev.get("stage", 1):
             ax.axvline(prev["epoch"] + 0.5, color="grey", ls="--", lw=0.8)
     ax.set(xlabel="epoch", ylabel="top-1 accuracy (%)", ylim=(30, 100),
-           title=f"cifar_resnet20 on CIFAR-10 (JPEG copy), {len(hist)} epochs in "
+           title=f"cifar_resnet20 on CIFAR-10 (JPEG copy), {hist[-1]['epoch']} epochs in "
                  f"{len(stages)} stage{'s' if len(stages) > 1 else ''}")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
@@ -53,9 +61,10 @@ def main() -> None:
     fig.savefig(OUT / "training.png")
 
     last = hist[-1]
-    minutes = sum(h["seconds"] for h in hist) / 60
+    timed = [h for h in hist if h.get("seconds") is not None]
+    minutes = sum(h["seconds"] for h in timed) / 60
     rows = "\n".join(
-        f"| {h['epoch']} | {h['train_loss']:.3f} | {h['train_acc']:.2f} | {h['test_acc']:.2f} |"
+        f"| {h['epoch']} | {h['train_loss']:.3f} | {h['train_acc']:.2f} | {_pct(h['test_acc'])} |"
         for h, nxt in zip(hist, [*hist[1:], None], strict=True)
         if h["epoch"] % 10 == 0 or nxt is None or nxt.get("stage", 1) != h.get("stage", 1)
     )
@@ -74,12 +83,16 @@ with `--resume`):
 
 Recipe of every stage: SGD with the stage's `--lr` (default 0.1), momentum 0.9, nesterov,
 weight decay 5e-4 (not on BN/bias), batch 128, one-epoch linear warm-up then cosine to 0
-over the stage's epochs; random 32x32 crop of the 4-pixel zero-padded image + horizontal
-flip; fp32, channels_last, 2 threads. Dashed lines in the curve mark where a stage began.
+over the stage's epochs; cross-entropy with the stage's `--label-smoothing` (default 0);
+random 32x32 crop of the 4-pixel zero-padded image + horizontal flip; channels_last,
+2 threads, fp32 weights, computed in fp32 or, with `--bf16`, under bf16 autocast. Test
+top-1 after every epoch, or every `--eval-every` epochs and at the end. Dashed lines in the
+curve mark where a stage began.
 
-Result after epoch {last['epoch']}: **test top-1 {last['test_acc']:.2f}%**
+Result after epoch {last['epoch']}: **test top-1 {_pct(last['test_acc'])}%**
 (10,000 test images of the JPEG-recompressed copy), train top-1 {last['train_acc']:.2f}%
-(running average over the augmented epoch), {minutes:.0f} minutes of training on {cpu}.
+(running average over the augmented epoch); the {len(timed)} epochs with a logged time
+took {minutes:.0f} minutes on {cpu}.
 The shipped checkpoint is the last epoch; test accuracy was logged for this curve only,
 never used to pick a checkpoint or a setting.
 
@@ -89,6 +102,24 @@ never used to pick a checkpoint or a setting.
 | ---: | ---: | ---: | ---: |
 {rows}
 {notes}""")
+
+
+def _whole_curve(history: list[dict], kept: Path) -> list[dict]:
+    """The checkpoint's curve after the epochs of ``kept`` that precede it; ``kept`` updated.
+
+    The checkpoint is the authority for its own epochs; the kept file supplies the earlier
+    ones (for the first stages only the rows of the 2026-12-01 report survive: every tenth
+    epoch and each stage's last, without their times).
+    """
+    earlier = json.loads(kept.read_text()) if kept.exists() else []
+    first = history[0]["epoch"] if history else float("inf")
+    whole = [h for h in earlier if h["epoch"] < first] + history
+    kept.write_text(json.dumps(whole, indent=1) + "\n")
+    return whole
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
 
 
 def _hand_written_notes(report: Path) -> str:

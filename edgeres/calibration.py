@@ -71,7 +71,7 @@ class CalibrationSet:
             msg = f"calibration batch size must be positive, got {batch_size}"
             raise DataError(msg)
         self._stats: CalibrationStats | None = None
-        self._cache: list[np.ndarray] | None = None
+        self._cache: list[tuple[np.ndarray, int]] | None = None  # (batch, real samples)
 
     @classmethod
     def from_data(cls, data: str | Path | DataSource, meta: ModelMeta, *,
@@ -96,8 +96,15 @@ class CalibrationSet:
         return math.ceil(len(self.source) / self.batch_size)
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        for feed, _ in self.counted():
+            yield feed
+
+    def counted(self) -> Iterator[tuple[dict[str, np.ndarray], int]]:
+        """The feeds of one pass, each with how many of its samples are real: for a fixed
+        batch axis the last batch is filled up with repeated samples, which statistics over
+        samples (histograms) must leave out."""
         if self._cache is not None:
-            yield from ({self.input_name: x} for x in self._cache)
+            yield from (({self.input_name: x}, real) for x, real in self._cache)
             return
         digest = hashlib.sha256()
         count, kept = 0, []
@@ -106,8 +113,8 @@ class CalibrationSet:
             count += real
             digest.update(x[:real].tobytes())
             if cacheable:
-                kept.append(x)
-            yield {self.input_name: x}
+                kept.append((x, real))
+            yield {self.input_name: x}, real
         if count == 0:
             msg = (f"no usable calibration sample in {self.source.name} "
                    f"({self.source.skipped} unreadable skipped); pass a folder of JPEG/PNG images")

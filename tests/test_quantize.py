@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -245,6 +246,30 @@ def test_percentile_and_entropy_thresholds_on_known_histograms() -> None:
     bulk[-1] += 1  # one value at 40: min/max would spend 90% of the range on it
     lo, hi = _entropy_range(bulk, -40.0, 40.0)
     assert 3.0 < hi < 10.0 and lo == -hi
+
+
+def test_histograms_leave_out_the_samples_that_fill_a_fixed_batch(sensitive: Path,
+                                                                   tmp_path: Path) -> None:
+    """12 samples through a batch-5 graph run as 5+5+(2 and 3 repeats): the ranges must be the
+    ones of the 12 samples, as the dynamic-batch graph gets them."""
+    model = onnx.load(str(sensitive))
+    for value in (*model.graph.input, *model.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_value = 5
+    fixed = tmp_path / "fixed.onnx"
+    onnx.save(model, str(fixed))
+    twelve = tmp_path / "twelve.npz"
+    np.savez(twelve, inputs=np.load(sensitive.with_name("calib.npz"))["inputs"][:12])
+    record = model_record(sensitive)
+    record = dataclasses.replace(record,
+                                 input=dataclasses.replace(record.input, shape=(5, 3, 8, 8)))
+    calib = CalibrationSet.from_data(twelve, record)
+    assert calib.fixed_batch and calib.batch_size == 5
+    assert [real for _, real in calib.counted()] == [5, 5, 2]
+    dynamic = CalibrationSet.from_data(twelve, model_record(sensitive), batch_size=5)
+    for method in ("entropy", "percentile"):
+        a = collect_ranges(fixed, calib, 3, method, tmp_path)
+        b = collect_ranges(sensitive, dynamic, 3, method, tmp_path)
+        assert a.keys() == b.keys() and all(np.allclose(a[k], b[k]) for k in a), method
 
 
 def test_streaming_ranges_match_one_pass_and_ignore_batch_size(sensitive: Path,

@@ -16,11 +16,14 @@ import io
 import math
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgeres._progress import track
+
+if TYPE_CHECKING:
+    from edgeres.calibration import CalibrationSet
 
 Ranges = dict[str, tuple[float, float]]
 
@@ -41,13 +44,13 @@ class _OneBatch:
         return feed
 
 
-def collect_ranges(model: Path, batches: Iterable[dict[str, np.ndarray]], total: int,
+def collect_ranges(model: Path, batches: CalibrationSet, total: int,
                    method: str, workdir: Path) -> Ranges:
     """Per-tensor (low, high) ranges of every float activation of ``model``.
 
     Args:
         model: the pre-processed float ONNX model.
-        batches: calibration feeds (iterated once per pass).
+        batches: the calibration set (iterated once per pass).
         total: batches per pass, for progress.
         method: "minmax", "entropy" or "percentile".
         workdir: temporary directory for the augmented models.
@@ -85,14 +88,15 @@ def _minmax(model: Path, batches: Iterable[dict[str, np.ndarray]], total: int,
     return ranges
 
 
-def _histograms(model: Path, batches: Iterable[dict[str, np.ndarray]], total: int,
+def _histograms(model: Path, batches: CalibrationSet, total: int,
                 ranges: Ranges, method: str, workdir: Path) -> dict[str, np.ndarray]:
     session, names, inputs = _exposing_session(model, ranges, workdir)
     fixed = any(isinstance(i.shape[0], int) for i in session.get_inputs() if i.shape)
     edges = {n: _hist_range(*ranges[n], method) for n in ranges}
     hists: dict[str, np.ndarray] = {}
     chunk = None  # samples per run, sized after the first run so outputs fit OUTPUT_BUDGET
-    for feed in track(batches, total=total, description="calibrating: histograms"):
+    counted = batches.counted()
+    for feed, real in track(counted, total=total, description="calibrating: histograms"):
         n = len(next(iter(feed.values())))
         start = 0
         while start < n:
@@ -102,12 +106,23 @@ def _histograms(model: Path, batches: Iterable[dict[str, np.ndarray]], total: in
             if chunk is None:
                 chunk = max(1, OUTPUT_BUDGET // max(1, sum(o.nbytes for o in outputs)))
             for name, value in zip(names, outputs, strict=True):
-                _accumulate(hists, name, value, edges[name])
+                _accumulate(hists, name, _real_samples(value, n, real), edges[name])
             for name in inputs:
-                _accumulate(hists, name, part[name], edges[name])
+                _accumulate(hists, name, _real_samples(part[name], n, real), edges[name])
             del outputs
             start += size
     return hists
+
+
+def _real_samples(value: np.ndarray, batch: int, real: int) -> np.ndarray:
+    """``value`` without the samples that only fill up a fixed-size last batch.
+
+    A filled batch runs whole (``fixed`` graphs run one batch per call), so a tensor with the
+    batch axis first holds the ``real`` samples first; tensors without that axis are kept.
+    """
+    if real < batch and value.ndim and value.shape[0] == batch:
+        return value[:real]
+    return value
 
 
 def _accumulate(hists: dict[str, np.ndarray], name: str, value: np.ndarray,

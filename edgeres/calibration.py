@@ -217,7 +217,7 @@ def model_record(
     sess = _inspect_session(path)
     inp, out = sess.get_inputs()[0], sess.get_outputs()[0]
     text = sess.get_modelmeta().custom_metadata_map.get("edgeres")
-    record = ModelMeta.from_json(text) if text else None
+    record = ModelMeta.from_json(text).fitted_to(tuple(inp.shape or ())) if text else None
     stated = mean is not None or std is not None or input_size is not None or layout is not None
     if record is not None:
         if not stated:

@@ -121,6 +121,23 @@ class ModelMeta:
         """Return a copy with ``changes`` applied (the record itself is immutable)."""
         return dataclasses.replace(self, **changes)
 
+    def fitted_to(self, graph_shape: tuple[int | str | None, ...] | None) -> ModelMeta:
+        """Return the record with the batch axis the graph really has.
+
+        Tools that fix a dynamic batch (``python -m onnxruntime.tools.make_dynamic_shape_fixed``,
+        OpenVINO's ``reshape``) rewrite the graph and keep the record, so a record saying
+        ``batch`` can describe a graph that takes exactly one image; the graph wins.
+        """
+        if not graph_shape or len(graph_shape) != len(self.input.shape):
+            return self
+        first = graph_shape[0]
+        batch = first if isinstance(first, int) and first > 0 else "batch"
+        if batch == self.input.shape[0] or not (isinstance(batch, int)
+                                                 or isinstance(self.input.shape[0], int)):
+            return self
+        shape = (batch, *self.input.shape[1:])
+        return self.evolve(input=dataclasses.replace(self.input, shape=shape))
+
     def with_step(self, step: str, *, input_sha256: str | None, **details: Any) -> ModelMeta:
         """Return a copy with one more provenance entry for ``step``.
 

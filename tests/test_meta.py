@@ -13,6 +13,7 @@ from edgeres.meta import (
     InputSpec,
     ModelMeta,
     PreprocessSpec,
+    custom_meta,
     default_labels,
     default_preprocess,
     read_ir_meta,
@@ -135,3 +136,16 @@ def test_ir_top_level_record_is_preferred(tmp_path):
     assert read_ir_meta(xml) == top
     xml.write_text("<net><rt_info><framework/></rt_info></net>")
     assert read_ir_meta(xml) is None
+
+
+def test_the_graphs_batch_axis_wins_over_the_records() -> None:
+    """A graph fixed (or freed) after export keeps its old record; only the batch axis follows
+    the graph, and a graph of another rank leaves the record alone."""
+    dynamic = custom_meta(input_size=(32, 32), mean=(0.5,) * 3, std=(0.5,) * 3, num_classes=10)
+    assert dynamic.input.shape[0] == "batch"
+    fixed = dynamic.fitted_to((1, 3, 32, 32))
+    assert fixed.input.shape == (1, 3, 32, 32) and fixed.preprocess == dynamic.preprocess
+    assert fixed.fitted_to(("N", 3, 32, 32)).input.shape == ("batch", 3, 32, 32)
+    assert fixed.fitted_to((None, 3, 32, 32)).input.shape[0] == "batch"
+    assert dynamic.fitted_to(("N", 3, 32, 32)) is dynamic
+    assert dynamic.fitted_to((1, 3)) is dynamic and dynamic.fitted_to(None) is dynamic

@@ -88,7 +88,8 @@ def _onnx_meta(path: Path) -> ModelMeta | None:
         msg = f"{path} could not be read as ONNX ({first}); re-export it"
         raise ModelFileError(msg) from None
     record = sess.get_modelmeta().custom_metadata_map.get("edgeres")
-    return ModelMeta.from_json(record) if record else None
+    shape = tuple(sess.get_inputs()[0].shape or ()) if sess.get_inputs() else None
+    return ModelMeta.from_json(record).fitted_to(shape) if record else None
 
 
 def _zoo_error(arg: str, err: UnknownModelError | None) -> UnknownModelError:

@@ -174,7 +174,8 @@ class OrtBackend:
         self._describe_io(path)
         record = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         self.record_text: str | None = record  # as stored, for bundles' metadata.json
-        self.meta = meta or (ModelMeta.from_json(record) if record else None)
+        stored = ModelMeta.from_json(record).fitted_to(self.input_shape) if record else None
+        self.meta = meta or stored
         self.executed_precision = _ort_executed(device, options.precision, self.meta)
         self.details = {
             "providers": self.session.get_providers(),
@@ -243,9 +244,11 @@ class OpenVINOBackend:
         ov_device = self._device(core, options.device)
         model = self._read(core, path)
         self.record_text = _ov_record(model, path)
-        self.meta = meta or (ModelMeta.from_json(self.record_text) if self.record_text else None)
-        precision = self.meta.precision if self.meta else "fp32"
         self._describe_input(model, path)
+        stored = (ModelMeta.from_json(self.record_text).fitted_to(self.input_shape)
+                  if self.record_text else None)
+        self.meta = meta or stored
+        precision = self.meta.precision if self.meta else "fp32"
         config: dict[str, Any] = {}
         if options.threads:
             config["INFERENCE_NUM_THREADS"] = options.threads

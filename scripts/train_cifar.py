@@ -120,12 +120,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-every", type=int, default=1, metavar="N",
                     help="measure test top-1 (for the curve) every N epochs and at the end")
-    ap.add_argument("--bf16", action="store_true", help="bf16 autocast (fast only with AMX)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="bf16 autocast (fast with AVX-512 BF16 or AMX only)")
     ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--init", type=Path, help="start from this training checkpoint's weights")
+    ap.add_argument("--init", type=Path,
+                    help="start from these weights (a run's last.pt or the shipped checkpoint)")
     args = ap.parse_args()
 
-    if args.bf16 and torch.backends.cpu.get_cpu_capability() not in ("AVX512", "AMX"):
+    if args.bf16 and not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
         print("warning: this CPU has no AVX-512, so bf16 autocast runs PyTorch's reference "
               "convolution (about 13x slower than fp32 measured on AVX2); drop --bf16",
               file=sys.stderr)

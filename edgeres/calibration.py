@@ -25,7 +25,7 @@ import numpy as np
 
 from edgeres.data import ArraySource, DataSource, ImageSource, open_data
 from edgeres.errors import DataError, MetadataError, ModelFileError, first_line
-from edgeres.meta import ModelMeta, custom_meta
+from edgeres.meta import METADATA_KEY, ModelMeta, custom_meta
 
 __all__ = ["CalibrationSet", "CalibrationStats", "model_record", "nncf_dataset", "ort_reader"]
 
@@ -216,8 +216,7 @@ def model_record(
         raise ModelFileError(msg)
     sess = _inspect_session(path)
     inp, out = sess.get_inputs()[0], sess.get_outputs()[0]
-    text = sess.get_modelmeta().custom_metadata_map.get("edgeres")
-    record = ModelMeta.from_json(text).fitted_to(tuple(inp.shape or ())) if text else None
+    record = _session_record(sess)
     stated = mean is not None or std is not None or input_size is not None or layout is not None
     if record is not None:
         if not stated:
@@ -270,6 +269,22 @@ def _restate(record: ModelMeta, mean: tuple[float, ...] | None, std: tuple[float
         preprocess=dataclasses.replace(pre, resize=resize, crop=(h, w), mean=tuple(mean),
                                        std=tuple(std)),
     )
+
+
+def onnx_record(path: Path) -> ModelMeta | None:
+    """The metadata record of ONNX file ``path`` (None if it has none), at the graph's batch.
+
+    Raises:
+        ModelFileError: if ``path`` is missing or not a readable ONNX model.
+    """
+    return _session_record(_inspect_session(path))
+
+
+def _session_record(sess: Any) -> ModelMeta | None:
+    text = sess.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    inputs = sess.get_inputs()
+    shape = tuple(inputs[0].shape or ()) if inputs else None
+    return ModelMeta.from_json(text).fitted_to(shape) if text else None
 
 
 def _inspect_session(path: Path) -> Any:

@@ -76,20 +76,9 @@ class ModelSource:
 
 def _onnx_meta(path: Path) -> ModelMeta | None:
     """The record in an ONNX file, read through ONNX Runtime with graph optimisation off."""
-    import onnxruntime as ort
+    from edgeres.calibration import onnx_record
 
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 3
-    try:
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    except Exception as e:  # ORT raises its own Fail/InvalidGraph/... types
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        msg = f"{path} could not be read as ONNX ({first}); re-export it"
-        raise ModelFileError(msg) from None
-    record = sess.get_modelmeta().custom_metadata_map.get("edgeres")
-    shape = tuple(sess.get_inputs()[0].shape or ()) if sess.get_inputs() else None
-    return ModelMeta.from_json(record).fitted_to(shape) if record else None
+    return onnx_record(path)
 
 
 def _zoo_error(arg: str, err: UnknownModelError | None) -> UnknownModelError:

@@ -26,7 +26,7 @@ from edgeres.bench.env import Environment
 from edgeres.bench.results import Accuracy, BenchRow, Note
 from edgeres.bench.stats import LatencyStats
 from edgeres.bench.timing import Timings, measure
-from edgeres.errors import EdgeresError
+from edgeres.errors import EdgeresError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +124,7 @@ class ModelBench:
                 fn()  # a configuration that cannot run fails alone, before timing starts
             except Exception as e:  # the runtime's own error types
                 log.debug("trial run of %s failed", key, exc_info=True)
-                first = str(e).strip().splitlines()[0][:200] if str(e).strip() else repr(e)
-                self._update(key, status="failed", reason=first)
+                self._update(key, status="failed", reason=first_line(e))
                 continue
             fns[key] = fn
         return fns

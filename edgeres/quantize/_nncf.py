@@ -134,7 +134,7 @@ class NncfQuantizer:
                     ignored_scope=scope, advanced_parameters=advanced,
                 )
         except nncf.ValidationError as e:
-            msg = f"NNCF rejected the settings: {str(e).splitlines()[0]}"
+            msg = f"NNCF rejected the settings: {first_line(e)}"
             raise QuantizationError(msg) from None
         finally:
             nncf_log.setLevel(level)

@@ -97,3 +97,27 @@ def test_the_kept_curve_supplies_only_the_epochs_before_the_checkpoint(tmp_path:
     # A checkpoint that holds the whole curve replaces the kept one entirely.
     full = [{"epoch": e, "stage": 1, **row} for e in (1, 2)]
     assert report._whole_curve(full, kept) == full
+
+
+def test_cutout_zeroes_one_clipped_square_in_every_channel() -> None:
+    spec = importlib.util.spec_from_file_location("train_cifar",
+                                                  ROOT / "scripts" / "train_cifar.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    out = train.cut_out(torch.ones(200, 3, 32, 32), 16, torch.Generator().manual_seed(0))
+    zero = out == 0
+    assert torch.equal(zero[:, 0], zero[:, 1]) and torch.equal(zero[:, 0], zero[:, 2])
+    areas = []
+    for mask in zero[:, 0]:
+        rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+        # One solid rectangle, at most 16 on a side, exactly 16 where it misses the border.
+        assert mask.sum() == len(rows) * len(cols) and mask[rows][:, cols].all()
+        assert len(rows) <= 16 and len(cols) <= 16
+        for idx in (rows, cols):
+            assert len(idx) == idx[-1] - idx[0] + 1
+            if 0 < idx[0] and idx[-1] < 31:
+                assert len(idx) == 16
+        areas.append(int(mask.sum()))
+    # Centres are uniform over the image, so a square is clipped about half the time per axis.
+    assert 0.1 < sum(a == 256 for a in areas) / len(areas) < 0.5
+    assert min(areas) >= 8 * 8

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from edgeres import names
+from edgeres.models import create_model
 
 torch = pytest.importorskip("torch")
 
@@ -73,7 +74,10 @@ def test_a_stage_from_the_shipped_weights_numbers_on_and_keeps_the_lineage(
     assert f"--init {SHIPPED}" in stages[-1] and {h["stage"] for h in hist} == {len(stages)}
     # The weights really came from the shipped checkpoint: a small lr moves them only a little.
     start = torch.load(SHIPPED, weights_only=True)["fc.weight"]
-    assert (ck["state_dict"]["fc.weight"] - start).abs().max() < 0.1 * start.abs().max()
+    # Started from the shipped weights: far closer to them than a fresh initialisation is.
+    fresh = create_model("cifar_resnet20").state_dict()["fc.weight"]
+    moved = (ck["state_dict"]["fc.weight"] - start).norm()
+    assert moved < 0.25 * (fresh - start).norm()
 
 
 def test_a_bare_state_dict_without_a_manifest_entry_is_refused(tmp_path: Path) -> None:

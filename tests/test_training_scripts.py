@@ -48,9 +48,9 @@ def _train(*args: str | Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
 
 
-def _report_module():
-    spec = importlib.util.spec_from_file_location("training_report",
-                                                  ROOT / "scripts" / "training_report.py")
+def _script(name: str):
+    """scripts/<name>.py imported as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -72,9 +72,9 @@ def test_a_stage_from_the_shipped_weights_numbers_on_and_keeps_the_lineage(
     stages = json.loads(ck["stages"])
     assert stages[:-1] == MANIFEST["files"][SHIPPED.name]["command"].split(" && ")
     assert f"--init {SHIPPED}" in stages[-1] and {h["stage"] for h in hist} == {len(stages)}
-    # The weights really came from the shipped checkpoint: a small lr moves them only a little.
+    # The weights really came from the shipped checkpoint: a small lr keeps them far closer to
+    # it than a fresh initialisation is.
     start = torch.load(SHIPPED, weights_only=True)["fc.weight"]
-    # Started from the shipped weights: far closer to them than a fresh initialisation is.
     fresh = create_model("cifar_resnet20").state_dict()["fc.weight"]
     moved = (ck["state_dict"]["fc.weight"] - start).norm()
     assert moved < 0.25 * (fresh - start).norm()
@@ -90,7 +90,7 @@ def test_a_bare_state_dict_without_a_manifest_entry_is_refused(tmp_path: Path) -
 
 
 def test_the_kept_curve_supplies_only_the_epochs_before_the_checkpoint(tmp_path: Path) -> None:
-    report = _report_module()
+    report = _script("training_report")
     kept = tmp_path / "training_history.json"
     row = {"train_loss": 1.0, "train_acc": 50.0, "test_acc": 40.0, "seconds": None}
     kept.write_text(json.dumps([{"epoch": e, "stage": 1, **row} for e in (10, 20, 30)]))
@@ -104,11 +104,7 @@ def test_the_kept_curve_supplies_only_the_epochs_before_the_checkpoint(tmp_path:
 
 
 def test_cutout_zeroes_one_clipped_square_in_every_channel() -> None:
-    spec = importlib.util.spec_from_file_location("train_cifar",
-                                                  ROOT / "scripts" / "train_cifar.py")
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
-    out = train.cut_out(torch.ones(200, 3, 32, 32), 16, torch.Generator().manual_seed(0))
+    out = _script("train_cifar").cut_out(torch.ones(200, 3, 32, 32), 16, torch.Generator().manual_seed(0))
     zero = out == 0
     assert torch.equal(zero[:, 0], zero[:, 1]) and torch.equal(zero[:, 0], zero[:, 2])
     areas = []

@@ -104,7 +104,8 @@ def test_the_kept_curve_supplies_only_the_epochs_before_the_checkpoint(tmp_path:
 
 
 def test_cutout_zeroes_one_clipped_square_in_every_channel() -> None:
-    out = _script("train_cifar").cut_out(torch.ones(200, 3, 32, 32), 16, torch.Generator().manual_seed(0))
+    cut_out = _script("train_cifar").cut_out
+    out = cut_out(torch.ones(200, 3, 32, 32), 16, torch.Generator().manual_seed(0))
     zero = out == 0
     assert torch.equal(zero[:, 0], zero[:, 1]) and torch.equal(zero[:, 0], zero[:, 2])
     areas = []

@@ -272,7 +272,8 @@ def _restate(record: ModelMeta, mean: tuple[float, ...] | None, std: tuple[float
 
 
 def onnx_record(path: Path) -> ModelMeta | None:
-    """The metadata record of ONNX file ``path`` (None if it has none), at the graph's batch.
+    """The metadata record of ONNX file ``path`` (None if it has none), fitted to the graph's
+    batch axis and image size (``ModelMeta.fitted_to``).
 
     Raises:
         ModelFileError: if ``path`` is missing or not a readable ONNX model.

@@ -122,21 +122,54 @@ class ModelMeta:
         return dataclasses.replace(self, **changes)
 
     def fitted_to(self, graph_shape: tuple[int | str | None, ...] | None) -> ModelMeta:
-        """Return the record with the batch axis the graph really has.
+        """Return the record with the batch axis and image size the graph really has.
 
-        Tools that fix a dynamic batch (``python -m onnxruntime.tools.make_dynamic_shape_fixed``,
-        OpenVINO's ``reshape``) rewrite the graph and keep the record, so a record saying
-        ``batch`` can describe a graph that takes exactly one image; the graph wins.
+        Tools that fix or change input shapes (``python -m onnxruntime.tools.
+        make_dynamic_shape_fixed``, OpenVINO's ``reshape``) rewrite the graph and keep the
+        record, so a record saying ``batch`` and 32x32 can describe a graph that takes exactly
+        one 64x64 image; the graph wins. A new image size keeps the record's resize-to-crop
+        ratio (224 of 256 stays 7/8), so the same share of the picture reaches the model.
+
+        Raises:
+            MetadataError: if the graph's channel count contradicts the record's.
         """
         if not graph_shape or len(graph_shape) != len(self.input.shape):
             return self
-        first = graph_shape[0]
-        batch = first if isinstance(first, int) and first > 0 else "batch"
+        fitted = self._fitted_batch(graph_shape[0])
+        if len(graph_shape) != 4:
+            return fitted
+        channel_axis, spatial = (1, (2, 3)) if self.input.layout == "NCHW" else (3, (1, 2))
+        channels = graph_shape[channel_axis]
+        if _fixed(channels) and channels != self.input.channels:
+            msg = (f"the graph takes {channels} channel(s) but its metadata record says "
+                   f"{self.input.channels}; the record belongs to another model: re-export it")
+            raise MetadataError(msg)
+        size = tuple(graph_shape[i] for i in spatial)
+        if not all(_fixed(d) for d in size) or size == tuple(self.input_size):
+            return fitted
+        return fitted._resized(size, spatial)  # type: ignore[arg-type]
+
+    def _fitted_batch(self, first: int | str | None) -> ModelMeta:
+        batch = first if _fixed(first) else "batch"
         if batch == self.input.shape[0] or not (isinstance(batch, int)
                                                  or isinstance(self.input.shape[0], int)):
             return self
         shape = (batch, *self.input.shape[1:])
         return self.evolve(input=dataclasses.replace(self.input, shape=shape))
+
+    def _resized(self, size: tuple[int, int], spatial: tuple[int, int]) -> ModelMeta:
+        (h, w), (old_h, old_w) = size, self.input_size
+        resize = self.preprocess.resize
+        if isinstance(resize, int):
+            resize = max(1, round(resize * max(h / old_h, w / old_w)))
+        else:
+            resize = (max(1, round(resize[0] * h / old_h)), max(1, round(resize[1] * w / old_w)))
+        shape = list(self.input.shape)
+        shape[spatial[0]], shape[spatial[1]] = h, w
+        return self.evolve(
+            input=dataclasses.replace(self.input, shape=tuple(shape)),
+            preprocess=dataclasses.replace(self.preprocess, resize=resize, crop=(h, w)),
+        )
 
     def with_step(self, step: str, *, input_sha256: str | None, **details: Any) -> ModelMeta:
         """Return a copy with one more provenance entry for ``step``.
@@ -329,3 +362,8 @@ def custom_meta(
         preprocess=PreprocessSpec(resize=min(h, w), crop=(h, w), mean=tuple(mean),
                                   std=tuple(std), color="L" if c == 1 else "RGB"),
     )
+
+
+def _fixed(dim: int | str | None) -> bool:
+    """Whether a graph dimension is a fixed size (ONNX Runtime gives str/None for free ones)."""
+    return isinstance(dim, int) and dim > 0

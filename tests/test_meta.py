@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from xml.sax.saxutils import quoteattr
 
@@ -139,8 +140,9 @@ def test_ir_top_level_record_is_preferred(tmp_path):
 
 
 def test_the_graphs_batch_axis_wins_over_the_records() -> None:
-    """A graph fixed (or freed) after export keeps its old record; only the batch axis follows
-    the graph, and a graph of another rank leaves the record alone."""
+    """A graph fixed (or freed) after export keeps its old record; the batch axis follows the
+    graph (preprocessing stays when the size agrees), and a graph of another rank leaves the
+    record alone."""
     dynamic = custom_meta(input_size=(32, 32), mean=(0.5,) * 3, std=(0.5,) * 3, num_classes=10)
     assert dynamic.input.shape[0] == "batch"
     fixed = dynamic.fitted_to((1, 3, 32, 32))
@@ -149,3 +151,24 @@ def test_the_graphs_batch_axis_wins_over_the_records() -> None:
     assert fixed.fitted_to((None, 3, 32, 32)).input.shape[0] == "batch"
     assert dynamic.fitted_to(("N", 3, 32, 32)) is dynamic
     assert dynamic.fitted_to((1, 3)) is dynamic and dynamic.fitted_to(None) is dynamic
+
+
+def test_the_graphs_image_size_wins_and_keeps_the_resize_ratio() -> None:
+    """A 224 ImageNet record (resize 256) on a graph fixed to 1x3x320x320 becomes a 320 record
+    with resize 366 (the same 7/8 crop); an exact resize scales per axis; NHWC reads H and W
+    from axes 1 and 2; a free spatial axis leaves the size alone; a channel count that
+    contradicts the record is an error."""
+    imagenet = custom_meta(input_size=(224, 224), mean=(0.5,) * 3, std=(0.5,) * 3,
+                           num_classes=10).evolve(
+        preprocess=PreprocessSpec(resize=256, crop=(224, 224)))
+    big = imagenet.fitted_to((1, 3, 320, 320))
+    assert big.input.shape == (1, 3, 320, 320) and big.input_size == (320, 320)
+    assert big.preprocess.resize == 366 and big.preprocess.mean == imagenet.preprocess.mean
+    exact = imagenet.evolve(preprocess=PreprocessSpec(resize=(224, 224), crop=(224, 224)))
+    assert exact.fitted_to(("N", 3, 112, 448)).preprocess.resize == (112, 448)
+    nhwc = imagenet.evolve(input=dataclasses.replace(imagenet.input, layout="NHWC",
+                                                     shape=("batch", 224, 224, 3)))
+    assert nhwc.fitted_to(("N", 64, 64, 3)).input.shape == ("batch", 64, 64, 3)
+    assert imagenet.fitted_to(("N", 3, "h", "w")) is imagenet
+    with pytest.raises(MetadataError, match="takes 1 channel.*says 3.*re-export"):
+        imagenet.fitted_to((1, 1, 224, 224))

@@ -231,6 +231,29 @@ def test_fixed_batch_graph_runs_lists_in_padded_chunks(tmp_path: Path,
         p.run(np.zeros((2, 3, 32, 32), np.float32))
 
 
+@pytest.mark.parametrize("backend", ["ort", "openvino"])
+def test_graph_resized_after_export_gets_images_at_its_own_size(tmp_path: Path,
+                                                                backend: str) -> None:
+    """The shipped 32x32 graph fixed to 64x64 with its record left at 32 (as shape-fixing tools
+    leave it): the graph wins, so images are resized to 64 (it failed inside the runtime)."""
+    def fix_size(proto: onnx.ModelProto) -> None:
+        del proto.graph.value_info[:]
+        dims = proto.graph.input[0].type.tensor_type.shape.dim
+        dims[2].dim_value = dims[3].dim_value = 64
+
+    p = runtime.load(_edited(tmp_path, "64.onnx", fix_size), backend=backend)
+    assert p.meta.input_size == (64, 64) and p.meta.input.shape[1:] == (3, 64, 64)
+    assert p.meta.preprocess.resize == 64
+    image = _images(1)[0]
+    pixels = Image.open(image).convert("RGB").resize((64, 64), Image.Resampling.BILINEAR)
+    mean, std = (np.array(v, np.float32) for v in (p.meta.preprocess.mean, p.meta.preprocess.std))
+    x = (np.asarray(pixels, np.float32) / 255.0 - mean) / std
+    expected = runtime.topk_predictions(p.run(x.transpose(2, 0, 1)[None].copy()), p.meta.labels, 3)
+    got = p.predict(image, top_k=3)[0]
+    assert got.indices == expected[0].indices
+    np.testing.assert_allclose(got.probabilities, expected[0].probabilities, rtol=1e-4, atol=1e-6)
+
+
 # --- uint8-input graphs -------------------------------------------------------------------------
 
 

@@ -1,7 +1,8 @@
 """Device bundles: one folder (or .zip) that classifies images without edgeres installed.
 
 ``package(model, dst)`` writes the model file (ONNX, or an OpenVINO IR's .xml + .bin),
-``metadata.json`` (the record's ``to_json()``, byte for byte as stored in the model),
+``metadata.json`` (the record's ``to_json()``, byte for byte as stored in the model; fitted to
+the graph when a tool changed the graph's input size after export, see ``ModelMeta.fitted_to``),
 ``labels.txt``, ``requirements.txt`` (numpy, Pillow and the one runtime, at the oldest versions
 the install test runs), a single-file ``infer.py`` and a README. ``infer.py`` is generated from
 ``edgeres/_bundle_template.py`` with edgeres' own ``preprocess.py`` source and the runtime's
@@ -310,7 +311,9 @@ def package(model: str | Path, dst: str | Path, *, overwrite: bool = False) -> P
         msg = f"{path} is not a model file; package an .onnx file or an OpenVINO IR .xml"
         raise ModelFileError(msg)
     loaded = load(path)  # loads the graph and its record: a broken model fails here
-    meta, record = loaded.meta, loaded.backend.record_text or loaded.meta.to_json()
+    meta, record = loaded.meta, loaded.backend.record_text
+    if record is None or ModelMeta.from_json(record).input_size != meta.input_size:
+        record = meta.to_json()  # infer.py must resize to the size the graph takes
     dst = Path(dst)
     _check_destination(dst, overwrite)
     if dst.suffix.lower() == ".zip":

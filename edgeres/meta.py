@@ -144,10 +144,10 @@ class ModelMeta:
             msg = (f"the graph takes {channels} channel(s) but its metadata record says "
                    f"{self.input.channels}; the record belongs to another model: re-export it")
             raise MetadataError(msg)
-        size = tuple(graph_shape[i] for i in spatial)
-        if not all(_fixed(d) for d in size) or size == tuple(self.input_size):
+        h, w = (graph_shape[i] for i in spatial)
+        if not (_fixed(h) and _fixed(w)) or (h, w) == tuple(self.input_size):
             return fitted
-        return fitted._resized(size, spatial)  # type: ignore[arg-type]
+        return fitted._resized((int(h), int(w)), spatial)
 
     def _fitted_batch(self, first: int | str | None) -> ModelMeta:
         batch = first if _fixed(first) else "batch"

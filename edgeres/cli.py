@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from edgeres import __version__
-from edgeres.errors import ConfigError, DataError, EdgeresError
+from edgeres.errors import ConfigError, DataError, EdgeresError, MetadataError
+
+if TYPE_CHECKING:
+    from edgeres.describe import ModelFileInfo
 
 
 class _Group(click.Group):
@@ -189,17 +192,19 @@ def export(model: str, weights: str | None, num_classes: int | None, input_size:
 
 
 @cli.command()
-@click.argument("model_file", type=click.Path(path_type=Path))
-def info(model_file: Path) -> None:
-    """Show what MODEL_FILE (.onnx or OpenVINO .xml) holds: record, inputs, outputs, nodes.
+@click.argument("model_file")
+def info(model_file: str) -> None:
+    """Show what MODEL_FILE (.onnx or OpenVINO .xml, or a shipped name such as cifar10-int8)
+    holds: record, inputs, outputs, nodes.
 
     \b
     Example:
         edgeres info resnet20.onnx
     """
     from edgeres.describe import describe_model_file
+    from edgeres.names import resolve_model_file
 
-    d = describe_model_file(model_file)
+    d = describe_model_file(resolve_model_file(model_file))
     opset = f", opset {d.opset}" if d.opset is not None else ""
     click.echo(f"{d.path}: {d.format}{opset}, {d.size_bytes:,} bytes ({d.size_bytes / 1e6:.1f} MB)")
     for kind, tensors in (("input", d.inputs), ("output", d.outputs)):
@@ -215,6 +220,23 @@ def info(model_file: Path) -> None:
     else:
         click.echo("metadata record:")
         click.echo(d.meta.to_json())
+        _note_fitted(d)
+
+
+def _note_fitted(d: ModelFileInfo) -> None:
+    """Say so when the graph's input size was changed after export and the record follows it."""
+    if len(d.inputs) != 1 or d.meta is None:
+        return
+    try:
+        fitted = d.meta.fitted_to(tuple(d.inputs[0].shape))
+    except MetadataError as e:
+        click.echo(f"note: {e}")
+        return
+    if fitted.input_size != d.meta.input_size:
+        h, w = fitted.input_size
+        click.echo(f"note: the graph takes {h}x{w} images, not the record's "
+                   f"{'x'.join(map(str, d.meta.input_size))}; edgeres resizes to {h}x{w} "
+                   f"(resize {fitted.preprocess.resize})")
 
 
 # --- bench -------------------------------------------------------------------------------------

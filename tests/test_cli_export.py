@@ -119,6 +119,30 @@ def test_info_prints_record_io_and_node_counts(tmp_path, checkpoint):
     assert '"schema_version": 1' in result.stdout and '"step": "export"' in result.stdout
 
 
+def test_info_takes_shipped_names_and_notes_a_graph_resized_after_export(tmp_path):
+    """`info cifar10-int8` reads the shipped file; a graph fixed to 48x48 under a 32x32 record
+    gets a note that edgeres follows the graph, and one with 1 channel a note that the record
+    is another model's (info still shows both)."""
+    from edgeres.names import resolve_model_file
+
+    shipped = _run("info", "cifar10-int8")
+    assert shipped.exit_code == 0, shipped.output
+    assert '"precision": "int8"' in shipped.stdout and "note:" not in shipped.stdout
+    proto = onnx.load(str(resolve_model_file("cifar10")))
+    del proto.graph.value_info[:]
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_value = dims[3].dim_value = 48
+    onnx.save(proto, str(tmp_path / "m48.onnx"))
+    dims[1].dim_value = 1
+    onnx.save(proto, str(tmp_path / "m1.onnx"))
+    resized = _run("info", str(tmp_path / "m48.onnx"))
+    assert resized.exit_code == 0, resized.output
+    assert "note: the graph takes 48x48 images, not the record's 32x32; edgeres resizes to " \
+           "48x48 (resize 48)" in resized.stdout
+    other = _run("info", str(tmp_path / "m1.onnx"))
+    assert other.exit_code == 0 and "note: the graph takes 1 channel(s)" in other.stdout
+
+
 def test_info_reads_openvino_ir_xml(tmp_path):
     """info on an IR .xml prints its record from rt_info, inputs and layer counts."""
     from edgeres.export import zoo_meta
@@ -204,7 +228,9 @@ def _bad_inputs(tmp: Path, out_dir: Path, checkpoint: Path) -> dict[str, tuple[l
                              *out], r"latin1\.txt is not UTF-8 text \(byte 0xe9.*save it as UTF-8"),
         "labels count": (["export", "tiny_resnet", "--labels", str(text), "--num-classes", "10",
                           *out], "1 labels given for 10 classes"),
-        "info missing": (["info", str(tmp / "none.onnx")], "does not exist"),
+        "info missing": (["info", str(tmp / "none.onnx")],
+                         r"neither an existing path nor a registered name \(cifar10, "
+                         r"cifar10-int8\)"),
         "info corrupt": (["info", str(_write(tmp / "bad.onnx", b"\x08\x07garbage" * 50))],
                          "not (a readable|an) ONNX model"),
         "info wrong type": (["info", str(text)], r"not a model file edgeres reads \(\.pt\)"),

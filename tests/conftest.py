@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,3 +17,24 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def reshaped_shipped(tmp_path: Path) -> Callable[..., Path]:
+    """Make copies of the shipped fp32 ONNX model whose graph input takes ``size`` x ``size``
+    images (and ``channels`` channels) while the record stays at 3x32x32: what shape-fixing
+    tools such as ``onnxruntime.tools.make_dynamic_shape_fixed`` leave behind."""
+    import onnx
+
+    from edgeres.names import resolve_model_file
+
+    def make(size: int, channels: int = 3) -> Path:
+        proto = onnx.load(str(resolve_model_file("cifar10")))
+        del proto.graph.value_info[:]  # inferred 32x32 shapes would contradict the new input
+        dims = proto.graph.input[0].type.tensor_type.shape.dim
+        dims[1].dim_value, dims[2].dim_value, dims[3].dim_value = channels, size, size
+        dst = tmp_path / f"shipped-{channels}x{size}x{size}.onnx"
+        onnx.save(proto, str(dst))
+        return dst
+
+    return make

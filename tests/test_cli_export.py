@@ -119,27 +119,18 @@ def test_info_prints_record_io_and_node_counts(tmp_path, checkpoint):
     assert '"schema_version": 1' in result.stdout and '"step": "export"' in result.stdout
 
 
-def test_info_takes_shipped_names_and_notes_a_graph_resized_after_export(tmp_path):
+def test_info_takes_shipped_names_and_notes_a_graph_resized_after_export(reshaped_shipped):
     """`info cifar10-int8` reads the shipped file; a graph fixed to 48x48 under a 32x32 record
     gets a note that edgeres follows the graph, and one with 1 channel a note that the record
     is another model's (info still shows both)."""
-    from edgeres.names import resolve_model_file
-
     shipped = _run("info", "cifar10-int8")
     assert shipped.exit_code == 0, shipped.output
     assert '"precision": "int8"' in shipped.stdout and "note:" not in shipped.stdout
-    proto = onnx.load(str(resolve_model_file("cifar10")))
-    del proto.graph.value_info[:]
-    dims = proto.graph.input[0].type.tensor_type.shape.dim
-    dims[2].dim_value = dims[3].dim_value = 48
-    onnx.save(proto, str(tmp_path / "m48.onnx"))
-    dims[1].dim_value = 1
-    onnx.save(proto, str(tmp_path / "m1.onnx"))
-    resized = _run("info", str(tmp_path / "m48.onnx"))
+    resized = _run("info", str(reshaped_shipped(48)))
     assert resized.exit_code == 0, resized.output
     assert "note: the graph takes 48x48 images, not the record's 32x32; edgeres resizes to " \
            "48x48 (resize 48)" in resized.stdout
-    other = _run("info", str(tmp_path / "m1.onnx"))
+    other = _run("info", str(reshaped_shipped(48, channels=1)))
     assert other.exit_code == 0 and "note: the graph takes 1 channel(s)" in other.stdout
 
 

@@ -61,21 +61,18 @@ def ir_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return package.package(folder / "m.xml", folder / "bundle").path
 
 
-def test_graph_resized_after_export_bundles_a_record_of_its_size(tmp_path: Path) -> None:
+def test_graph_resized_after_export_bundles_a_record_of_its_size(tmp_path: Path,
+                                                                 reshaped_shipped) -> None:
     """The shipped graph fixed to 48x48 with its record left at 32: metadata.json says 48, so
     infer.py resizes to what the graph takes (the bundle's own check failed on the stored 32)."""
-    proto = onnx.load(str(MODEL))
-    del proto.graph.value_info[:]
-    dims = proto.graph.input[0].type.tensor_type.shape.dim
-    dims[2].dim_value = dims[3].dim_value = 48
-    onnx.save(proto, str(tmp_path / "m48.onnx"))
-    dst = package.package(tmp_path / "m48.onnx", tmp_path / "bundle").path
+    model = reshaped_shipped(48)
+    dst = package.package(model, tmp_path / "bundle").path
     record = json.loads((dst / "metadata.json").read_text())
     assert record["preprocess"]["crop"] == [48, 48] and record["input"]["shape"][1:] == [3, 48, 48]
     out = run_infer(dst, str(IMAGES[0]), "--top-k", "3", "--json")
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)["predictions"][0]
-    want = runtime.load(tmp_path / "m48.onnx").predict(IMAGES[0], top_k=3)[0]
+    want = runtime.load(model).predict(IMAGES[0], top_k=3)[0]
     assert got["indices"] == list(want.indices)
     np.testing.assert_allclose(got["probabilities"], want.probabilities, rtol=1e-6)
 

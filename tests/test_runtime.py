@@ -232,16 +232,11 @@ def test_fixed_batch_graph_runs_lists_in_padded_chunks(tmp_path: Path,
 
 
 @pytest.mark.parametrize("backend", ["ort", "openvino"])
-def test_graph_resized_after_export_gets_images_at_its_own_size(tmp_path: Path,
+def test_graph_resized_after_export_gets_images_at_its_own_size(reshaped_shipped,
                                                                 backend: str) -> None:
     """The shipped 32x32 graph fixed to 64x64 with its record left at 32 (as shape-fixing tools
     leave it): the graph wins, so images are resized to 64 (it failed inside the runtime)."""
-    def fix_size(proto: onnx.ModelProto) -> None:
-        del proto.graph.value_info[:]
-        dims = proto.graph.input[0].type.tensor_type.shape.dim
-        dims[2].dim_value = dims[3].dim_value = 64
-
-    p = runtime.load(_edited(tmp_path, "64.onnx", fix_size), backend=backend)
+    p = runtime.load(reshaped_shipped(64), backend=backend)
     assert p.meta.input_size == (64, 64) and p.meta.input.shape[1:] == (3, 64, 64)
     assert p.meta.preprocess.resize == 64
     image = _images(1)[0]

@@ -226,3 +226,16 @@ def test_count_macs_gives_back_each_submodule_its_mode():
     assert count_macs(model, (3, 32, 32)) == 40_551_040
     assert model.training and model.layer1.training
     assert not model.bn1.training
+
+
+@pytest.mark.parametrize("name", ["cifar_resnet20", "cifar_preact_resnet20", "resnet18",
+                                  "resnext50_32x4d", "cspresnet50", "resnet45", "tiny_resnet"])
+def test_profile_on_meta_device_matches_the_built_model(name):
+    """`edgeres models` counts on shape-only (meta) networks; the counts are the real ones."""
+    from edgeres.models._profile import count_macs, profile_model
+
+    info = model_info(name)
+    model = create_model(name)
+    real = (count_params(model), count_macs(model, (info.in_chans, *info.input_size)))
+    assert profile_model(name) == real
+    assert real[0] > 0 and real[1] > 0

@@ -1,0 +1,112 @@
+"""Are the everyday commands fast? Wall time and peak memory of each, before and after.
+
+``edgeres models`` used to build every network of the zoo with its weights to count parameters
+and MACs; it now builds them on PyTorch's ``meta`` device (shapes only). The "before" variant
+runs the old loop (``create_model`` + ``count_params`` + ``count_macs`` on real weights) in the
+same kind of fresh interpreter, so the two differ only in that. Each variant runs in its own
+subprocess; peak RSS comes from ``os.wait4``'s rusage of that child alone. Variants alternate
+round by round so drift hits them alike; the medians over rounds are compared as a ratio.
+Writes benchmarks/results/everyday.{json,md} with the machine it ran on.
+
+    python benchmarks/bench_everyday.py [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edgeres._fs import atomic_write  # noqa: E402
+from edgeres.bench.env import describe_machine  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SCHEMA_VERSION = 1
+
+# The loop `edgeres models` ran before it profiled on the meta device (cli.py at 289d141).
+_MODELS_BEFORE = """
+from edgeres.models import create_model, list_models, model_info
+from edgeres.models._profile import count_macs, count_params
+for name in list_models():
+    info = model_info(name)
+    model = create_model(name)
+    print(name, count_params(model), count_macs(model, (info.in_chans, *info.input_size)))
+"""
+
+VARIANTS: dict[str, list[str]] = {
+    "models (before: real weights)": [sys.executable, "-c", _MODELS_BEFORE],
+    "models (after: meta device)": [sys.executable, "-m", "edgeres", "models"],
+}
+PAIRS = [("models", "models (before: real weights)", "models (after: meta device)")]
+
+
+def run_once(argv: list[str]) -> tuple[float, float, int]:
+    """Wall seconds, peak RSS in MB and output lines of one run of ``argv``."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT,
+                            env={**os.environ, "COLUMNS": "100"})
+    out = proc.stdout.read() if proc.stdout else b""
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        msg = f"{argv} failed with status {status}"
+        raise SystemExit(msg)
+    return seconds, usage.ru_maxrss / 1024, len(out.splitlines())
+
+
+def _ratio(rows: dict[str, dict[str, float]], before: str, after: str, key: str) -> float:
+    return rows[before][key] / rows[after][key]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    env = describe_machine()
+    runs: dict[str, list[tuple[float, float, int]]] = {name: [] for name in VARIANTS}
+    for r in range(args.rounds):
+        order = list(VARIANTS) if r % 2 == 0 else list(reversed(VARIANTS))
+        for name in order:
+            runs[name].append(run_once(VARIANTS[name]))
+            print(f"round {r + 1}/{args.rounds} {name}: {runs[name][-1][0]:.2f} s", flush=True)
+    rows = {name: {"seconds_median": statistics.median(s for s, _, _ in v),
+                   "peak_rss_mb_median": statistics.median(m for _, m, _ in v),
+                   "output_lines": v[-1][2], "seconds": [s for s, _, _ in v]}
+            for name, v in runs.items()}
+    ratios = {what: {"time_before_over_after": _ratio(rows, b, a, "seconds_median"),
+                     "rss_before_over_after": _ratio(rows, b, a, "peak_rss_mb_median")}
+              for what, b, a in PAIRS}
+    doc = {"schema_version": SCHEMA_VERSION, "rounds": args.rounds,
+           "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+           "environment": env.to_dict(), "variants": rows, "ratios": ratios}
+    RESULTS.mkdir(exist_ok=True)
+    with atomic_write(RESULTS / "everyday.json") as tmp:
+        tmp.write_text(json.dumps(doc, indent=1))
+    lines = ["# Everyday commands: wall time and peak memory", "",
+             f"Host: {env.cpu} ({', '.join(env.isa)}), {env.logical_cores} CPUs, load "
+             f"from others at start {env.busy_others}; {args.rounds} alternating rounds, medians, "
+             "each run a fresh process (`python benchmarks/bench_everyday.py`).", "",
+             "| command | wall s (median) | peak RSS MB | output lines |",
+             "| --- | ---: | ---: | ---: |"]
+    lines += [f"| {n} | {v['seconds_median']:.2f} | {v['peak_rss_mb_median']:.0f} | "
+              f"{v['output_lines']} |" for n, v in rows.items()]
+    lines += ["", "| command | time before/after | peak RSS before/after |",
+              "| --- | ---: | ---: |"]
+    lines += [f"| {w} | {r['time_before_over_after']:.2f}x | {r['rss_before_over_after']:.2f}x |"
+              for w, r in ratios.items()]
+    with atomic_write(RESULTS / "everyday.md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))  # noqa: T201 - a script's output
+
+
+if __name__ == "__main__":
+    main()

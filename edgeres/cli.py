@@ -246,9 +246,11 @@ _OUT = click.Path(dir_okay=False, path_type=Path)
 
 @cli.command()
 @click.argument("model", nargs=-1, required=True)
-@click.option("--runtime", help="Comma list of torch-cpu, ort-cpu, ort-cuda, ort-tensorrt, "
-              "openvino-cpu, openvino-gpu, or all [default: every CPU runtime installed].")
-@click.option("--precision", help="Comma list of fp32, fp16, int8 [default: the model's own].")
+@click.option("--runtime", help="Comma list of torch-cpu, torch-cuda, ort-cpu, ort-cuda, "
+              "ort-tensorrt, openvino-cpu, openvino-gpu, or all [default: every CPU runtime "
+              "installed].")
+@click.option("--precision", help="Comma list of fp32, fp16, bf16 (torch-cuda), int8 "
+              "[default: the model's own].")
 @click.option("--calib", default="cifar10", show_default=True, help="Calibration data for int8.")
 @click.option("--batch", default="1", show_default=True, help="Comma list of batch sizes.")
 @click.option("--threads", type=int,
@@ -260,6 +262,8 @@ _OUT = click.Path(dir_okay=False, path_type=Path)
 @click.option("--eval", "eval_data", help="Labelled data for top-1/top-5 and agreement.")
 @click.option("--limit", type=int, help="Evaluate only this many images.")
 @click.option("--no-memory", is_flag=True, help="Skip the per-row peak-memory subprocesses.")
+@click.option("--torch-compile", is_flag=True,
+              help="Add a torch.compile row beside each torch-cuda row (compiled untimed).")
 @click.option("--conditions", help="Free text recorded with the results (machine load, ...).")
 @click.option("--json", "json_out", type=_OUT, help="Write results as JSON (schema_version 1).")
 @click.option("--csv", "csv_out", type=_OUT, help="Write one CSV line per row.")
@@ -269,8 +273,8 @@ _OUT = click.Path(dir_okay=False, path_type=Path)
 def bench(model: tuple[str, ...], runtime: str | None, precision: str | None, calib: str,
           batch: str, threads: int | None, warmup: int, iterations: int | None,
           duration: float | None, rounds: int, eval_data: str | None, limit: int | None,
-          no_memory: bool, conditions: str | None, json_out: Path | None, csv_out: Path | None,
-          md_out: Path | None, plot_out: Path | None) -> None:
+          no_memory: bool, torch_compile: bool, conditions: str | None, json_out: Path | None,
+          csv_out: Path | None, md_out: Path | None, plot_out: Path | None) -> None:
     """Latency, throughput, size, memory and accuracy of MODEL(s) on every runtime.
 
     MODEL is an .onnx file, an OpenVINO .xml, a registered model file (cifar10) or a zoo
@@ -293,7 +297,7 @@ def bench(model: tuple[str, ...], runtime: str | None, precision: str | None, ca
         runtimes=parse_runtimes(runtime), precisions=parse_precisions(precision),
         batches=parse_batches(batch), threads=threads, warmup=warmup, rounds=rounds,
         iterations=iterations, duration=duration, calib=calib, eval_data=eval_data,
-        limit=limit, memory=not no_memory, conditions=conditions)
+        limit=limit, memory=not no_memory, torch_compile=torch_compile, conditions=conditions)
     report.check_outputs([json_out, csv_out, md_out], plot=plot_out)
     run = run_bench(model, config)
     _render_bench(run, json_out, csv_out, md_out, plot_out)

@@ -68,7 +68,7 @@ def test_bench_writes_every_artefact(tmp_path: Path, folder: Path) -> None:
     (["cifar10", "--precision", "int4"], "unknown precision"),
     (["cifar10", "--eval", "nowhere"], "neither an existing path"),
     (["cifar10", "--limit", "5"], "--limit needs --eval"),
-    (["cifar10", "--precision", "bf16"], "choose from fp32, fp16, int8"),
+    (["cifar10", "--precision", "int4"], "choose from fp32, fp16, bf16, int8"),
     (["cifar10", "--duration", "inf"], "--duration inf is invalid"),
     (["cifar10", "--duration", "nan"], "--duration nan is invalid"),
     (["cifar10", "--plot", "b.gif"], "end the name in .png, .svg, .pdf"),

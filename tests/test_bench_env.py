@@ -120,11 +120,12 @@ def test_busy_fraction_sees_another_process() -> None:
     assert busy is not None and busy >= 0.8 / (os.cpu_count() or 1)
 
 
-def test_bf16_is_not_a_requestable_precision() -> None:
-    """bf16 is only ever executed, never requested: the config rejects it, naming the valid ones."""
-    with pytest.raises(ConfigError, match=r"choose from fp32, fp16, int8"):
-        BenchConfig(precisions=("fp32", "bf16"))
-    assert BenchConfig(precisions=("fp32", "fp16", "int8")).precisions == ("fp32", "fp16", "int8")
+def test_unknown_precision_is_refused_naming_the_valid_ones() -> None:
+    """bf16 is requestable (torch-cuda casts to it); int4 is not, and the message lists all."""
+    with pytest.raises(ConfigError, match=r"choose from fp32, fp16, bf16, int8"):
+        BenchConfig(precisions=("fp32", "int4"))
+    assert BenchConfig(precisions=("fp32", "bf16")).precisions == ("fp32", "bf16")
+    assert parse_precisions("bf16,fp16") == ("bf16", "fp16")
 
 
 def test_non_finite_duration_message_says_how_to_fix() -> None:

@@ -90,15 +90,25 @@ def target_mismatch(env: Environment, runtime: str, meta: Any) -> str | None:
     return None
 
 
-def outlook_notes(env: Environment, model: str, runtimes: Iterable[str], meta: Any) -> list[Note]:
-    """The notes stated before int8 rows of ``model`` are measured."""
+def outlook_notes(env: Environment, model: str, runtimes: Iterable[str], meta: Any, *,
+                  metas: dict[str, Any] | None = None) -> list[Note]:
+    """The notes stated before int8 rows of ``model`` are measured.
+
+    Args:
+        env: the machine.
+        model: the MODEL argument.
+        runtimes: the runtimes with int8 rows.
+        meta: the record of the int8 file the rows run.
+        metas: runtime → the record of the file that runtime loaded, where it differs
+            (TensorRT runs a ``--target tensorrt`` file made for it).
+    """
     notes = []
     for runtime in runtimes:
-        if runtime == "torch-cpu":
+        if runtime.startswith("torch"):
             continue
         _, text = hardware_outlook(env, runtime)
         notes.append(Note("int8-outlook", text, model=model, runtime=runtime))
-        mismatch = target_mismatch(env, runtime, meta)
+        mismatch = target_mismatch(env, runtime, (metas or {}).get(runtime, meta))
         if mismatch:
             notes.append(Note("int8-target", mismatch, model=model, runtime=runtime))
     return notes
@@ -139,10 +149,12 @@ def slower_int8_notes(env: Environment, rows: Iterable[BenchRow],
     """
     rows = list(rows)
     fp32 = {(r.model, r.runtime, r.batch): r for r in rows if r.precision == "fp32"
-            and r.precision_mode == "model" and r.status == "ok" and r.latency}
+            and r.precision_mode == "model" and r.io != "host" and r.status == "ok"
+            and r.latency}
     notes = []
     for row in rows:
-        if row.precision != "int8" or row.status != "ok" or row.latency is None:
+        if (row.precision != "int8" or row.status != "ok" or row.latency is None
+                or row.io == "host"):
             continue
         ref = fp32.get((row.model, row.runtime, row.batch))
         if ref is None or ref.latency is None or row.latency.p50_ms < ref.latency.p50_ms:

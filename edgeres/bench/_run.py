@@ -11,17 +11,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from edgeres._progress import track
+from edgeres.bench._gpu import row_variant, variants
 from edgeres.bench._memory import MemoryProbe, ProbeJob
 from edgeres.bench._models import ModelSource, Unavailable
 from edgeres.bench._notes import outlook_notes
-from edgeres.bench._runners import Target, load_target
-from edgeres.bench.config import RUNTIMES, BenchConfig
+from edgeres.bench._runners import Target, load_target, unavailable_reason
+from edgeres.bench.config import GPU_RUNTIMES, RUNTIMES, BenchConfig
 from edgeres.bench.env import Environment
 from edgeres.bench.results import Accuracy, BenchRow, Note
 from edgeres.bench.stats import LatencyStats
@@ -37,13 +39,14 @@ _EVAL_CACHE_BYTES = 512 * 2**20  # decode eval images once per model when they f
 
 def _combos(precisions: tuple[str, ...], runtimes: tuple[str, ...],
             config: BenchConfig) -> Iterator[tuple[str, str, str]]:
-    """(precision, runtime, mode) in report order; OpenVINO fp32 also in its default mode."""
+    """(precision, runtime, mode) in report order; extra modes from ``_gpu.variants``."""
     for precision in precisions:
         for runtime in sorted(runtimes, key=RUNTIMES.index):
-            yield precision, runtime, "model"
-            if (runtime.startswith("openvino") and precision == "fp32"
-                    and config.openvino_default_row):
-                yield precision, runtime, "fast"
+            for mode in variants(precision, runtime,
+                                 openvino_default_row=config.openvino_default_row,
+                                 torch_compile=config.torch_compile, host_io=config.host_io,
+                                 available=unavailable_reason(runtime) is None):
+                yield precision, runtime, mode
 
 
 class ModelBench:
@@ -64,7 +67,7 @@ class ModelBench:
             for batch in config.batches:
                 self.rows[(precision, runtime, mode, batch)] = BenchRow(
                     model=src.arg, source=src.kind, runtime=runtime, precision=precision,
-                    batch=batch, threads=threads, precision_mode=mode)
+                    batch=batch, threads=threads, **row_variant(runtime, mode))
 
     def _update(self, key: Key, **changes: Any) -> None:
         self.rows[key] = dataclasses.replace(self.rows[key], **changes)
@@ -97,9 +100,10 @@ class ModelBench:
                         "export it with a dynamic batch axis"))
         if "int8" in self.precisions:
             int8 = next((t for c, t in self.targets.items() if c[0] == "int8"), None)
-            runtimes = [c[1] for c in self.combos if c[0] == "int8"]
-            self.notes += outlook_notes(self.env, self.src.arg, runtimes,
-                                        int8.meta if int8 else None)
+            runtimes = list(dict.fromkeys(c[1] for c in self.combos if c[0] == "int8"))
+            self.notes += outlook_notes(
+                self.env, self.src.arg, runtimes, int8.meta if int8 else None,
+                metas={c[1]: t.meta for c, t in self.targets.items() if c[0] == "int8"})
 
     def _inputs(self) -> dict[np.dtype, np.ndarray]:
         """The same random inputs for every row, converted once per input dtype."""
@@ -119,13 +123,17 @@ class ModelBench:
             key = (*combo, batch)
             if self.rows[key].status != "ok":
                 continue
-            fn = target.bind(inputs[target.input_dtype][:batch])
             try:
+                fn = target.bind(inputs[target.input_dtype][:batch])  # GPU rows copy in here
+                start = time.perf_counter()
                 fn()  # a configuration that cannot run fails alone, before timing starts
+                first = time.perf_counter() - start
             except Exception as e:  # the runtime's own error types
                 log.debug("trial run of %s failed", key, exc_info=True)
                 self._update(key, status="failed", reason=first_line(e))
                 continue
+            # Engine builds, cuDNN algorithm search, torch.compile: reported, never timed.
+            self._update(key, first_call_ms=1e3 * first)
             fns[key] = fn
         return fns
 
@@ -150,7 +158,10 @@ class ModelBench:
 
     def memory(self, probe: MemoryProbe) -> None:
         """Peak RSS of every measured row, one subprocess each."""
-        keys = [k for k in self.rows if k in self.measured]
+        keys = [k for k in self.rows if k in self.measured and k[1] not in GPU_RUNTIMES]
+        if len(keys) < len(self.measured):
+            self.notes.append(Note("memory", "GPU rows: memory not measured (peak RSS is host "
+                                   "memory; device memory is not in it)", model=self.src.arg))
         for key in track(keys, total=len(keys), description=f"{self.src.arg}: memory"):
             target = self.targets[key[:3]]
             backend, device = key[1].split("-", 1)

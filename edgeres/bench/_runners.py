@@ -1,10 +1,13 @@
 """One loaded configuration per (precision, runtime, precision mode): the thing that is timed.
 
-ONNX Runtime and OpenVINO rows load through ``edgeres.runtime.load``, exactly as users load a
-model; the PyTorch baseline (``torch-cpu``) runs the same weights eagerly under
-``torch.inference_mode`` and is checked against the fp32 ONNX file first, so it is the same
+ONNX Runtime and OpenVINO CPU rows load through ``edgeres.runtime.load``, exactly as users load
+a model; ONNX Runtime GPU rows build the same backend with the GPU options of
+``edgeres.runtime.backends.ort_providers`` (TensorRT engine cache in edgeres's cache). The
+PyTorch baselines (``torch-cpu``, ``torch-cuda``) run the same weights eagerly under
+``torch.inference_mode`` and are checked against the fp32 ONNX file first, so they are the same
 network. Whether a runtime exists on this machine is decided once per label; a missing one is
-a *reason* ("CUDAExecutionProvider not in this onnxruntime build"), never an exception.
+a *reason* ("CUDAExecutionProvider not in this onnxruntime build"), never an exception. The
+GPU specifics (synchronisation, I/O binding, dtypes) live in ``_gpu.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from edgeres import names
+from edgeres.bench import _gpu
 from edgeres.bench._models import ModelSource, Unavailable, model_file, weights_file
 from edgeres.bench.config import CPU_RUNTIMES
 from edgeres.errors import BackendNotAvailable, EdgeresError, first_line
@@ -41,7 +45,7 @@ def unavailable_reason(label: str) -> str | None:
     if backend == "torch":
         if importlib.util.find_spec("torch") is None:
             return "torch is not installed; pip install 'edgeres[torch]'"
-        return None
+        return _gpu.torch_cuda_reason() if device == "cuda" else None
     if backend == "ort":
         if importlib.util.find_spec("onnxruntime") is None:
             return "onnxruntime is not installed; pip install onnxruntime"
@@ -107,12 +111,18 @@ def load_target(src: ModelSource, precision: str, runtime: str, mode: str, *, th
     reason = unavailable_reason(runtime)
     if reason:
         raise Unavailable(reason)
-    if runtime == "torch-cpu":
-        return _load_torch(src, precision, threads, calib)
+    if runtime.startswith("torch"):
+        return _load_torch(src, precision, runtime, mode, threads, calib)
+    if precision == "bf16":
+        msg = ("bf16 is requested of torch-cuda only; ONNX runtimes run bf16 only as their own "
+               "choice (OpenVINO's default row on bf16 CPUs)")
+        raise Unavailable(msg)
     backend, device = runtime.split("-", 1)
     if backend == "ort" and src.kind == "ir":
         msg = "ONNX Runtime cannot run an OpenVINO IR (.xml); pass the .onnx file"
         raise Unavailable(msg)
+    if runtime in ("ort-cuda", "ort-tensorrt"):
+        return _load_ort_gpu(src, precision, runtime, mode, threads, calib)
     path = model_file(src, precision, calib=calib)
     from edgeres import runtime as rt
 
@@ -198,15 +208,21 @@ def load_torch_module(zoo_name: str, weights: Path) -> Any:
     return load_weights(zoo_name, weights).model.eval()
 
 
-def _load_torch(src: ModelSource, precision: str, threads: int, calib: str) -> Target:
-    if precision != "fp32":
-        msg = f"torch-cpu runs the fp32 PyTorch model only; {precision} runs on ONNX runtimes"
+def _load_torch(src: ModelSource, precision: str, runtime: str, mode: str, threads: int,
+                calib: str) -> Target:
+    cuda = runtime == "torch-cuda"
+    if precision not in (_gpu.TORCH_CUDA_PRECISIONS if cuda else ("fp32",)):
+        msg = ("torch-cuda runs the PyTorch model in fp32, fp16 and bf16; int8 runs on ONNX "
+               "runtimes (ort-tensorrt on a GPU)" if cuda else
+               f"torch-cpu runs the fp32 PyTorch model only; {precision} runs on "
+               + {"fp16": "torch-cuda and ONNX runtimes", "bf16": "torch-cuda"}.get(
+                   precision, "ONNX runtimes"))
         raise Unavailable(msg)
     inp = src.meta.input
     if inp.normalized_in_graph or inp.dtype != "float32" or inp.layout != "NCHW":
         # The timed inputs are the file's own (uint8 NHWC pixels); the PyTorch model takes
         # normalised float32 NCHW, and converting per call would time numpy, not PyTorch.
-        msg = (f"torch-cpu takes float32 NCHW, but {src.arg} takes {inp.dtype} {inp.layout}"
+        msg = (f"{runtime} takes float32 NCHW, but {src.arg} takes {inp.dtype} {inp.layout}"
                f"{' normalised in its graph' if inp.normalized_in_graph else ''}; bench an "
                "export without --uint8-input for the PyTorch baseline")
         raise Unavailable(msg)
@@ -223,13 +239,103 @@ def _load_torch(src: ModelSource, precision: str, threads: int, calib: str) -> T
     except Exception as e:  # torch's own errors: the row fails, the matrix goes on
         log.debug("loading the PyTorch model for %s failed", src.arg, exc_info=True)
         raise Unavailable(first_line(e), "failed") from None
-    _check_parity(runner, src, calib)
+    _check_parity(runner, src, calib)  # on the CPU, in fp32, before any cast
+    details: dict[str, Any] = {"torch_threads": torch.get_num_threads(), "zoo_name": zoo_name}
+    if not cuda:
+        return Target(
+            precision="fp32", runtime="torch-cpu", mode="model", file=weights, run=runner.run,
+            bind=runner.bind, executed_precision="fp32", input_dtype=np.dtype(np.float32),
+            details=details, meta=src.meta)
+    try:
+        gpu, load_ms = _gpu.timed_load(lambda: _gpu.TorchCudaRunner(
+            runner.module, precision, compile=mode == "compile"))
+        executed, facts = _gpu.torch_cuda_details(gpu, precision, mode == "compile")
+    except Exception as e:  # CUDA out of memory, a driver error: this row fails alone
+        log.debug("moving %s to CUDA failed", src.arg, exc_info=True)
+        raise Unavailable(first_line(e), "failed") from None
     return Target(
-        precision="fp32", runtime="torch-cpu", mode="model", file=weights, run=runner.run,
-        bind=runner.bind, executed_precision="fp32", input_dtype=np.dtype(np.float32),
-        details={"torch_threads": torch.get_num_threads(), "zoo_name": zoo_name},
-        meta=src.meta,
-    )
+        precision=precision, runtime=runtime, mode=mode, file=weights, run=gpu.run,
+        bind=gpu.bind, executed_precision=executed, input_dtype=np.dtype(np.float32),
+        details={**details, **facts, "load_ms": load_ms}, meta=src.meta)
+
+
+def _trt_int8_file(src: ModelSource, calib: str) -> Path:
+    """The int8 file TensorRT runs: a given int8 file, else ``--target tensorrt`` made here.
+
+    TensorRT takes symmetric int8 activations only (``edgeres quantize --target tensorrt``);
+    the default (host) target's asymmetric U8 activations are what ORT's CPU wants instead.
+    """
+    if src.kind == "ir" or src.own_precision != "fp32":
+        return model_file(src, "int8", calib=calib)
+    key = "int8@tensorrt"
+    if key in src.files:
+        return src.files[key]
+    if key in src._failed:
+        raise src._failed[key]
+    try:
+        from edgeres.bench._models import _calib_key, _onnx_meta
+        from edgeres.calibration import CalibrationSet
+        from edgeres.quantize import QuantConfig, quantize
+
+        fp32 = model_file(src, "fp32", calib=calib)
+        dst = src.workdir / f"int8-tensorrt-{_calib_key(calib)}.onnx"  # type: ignore[operator]
+        if not dst.is_file():
+            meta = _onnx_meta(fp32) or src.meta
+            quantize(fp32, dst, CalibrationSet.from_data(calib, meta), backend="ort",
+                     config=QuantConfig(target="tensorrt", layer_report_samples=0))
+    except Unavailable as e:
+        src._failed[key] = e
+        raise
+    except ImportError as e:
+        src._failed[key] = Unavailable(f"int8 needs edgeres.quantize, not importable here ({e})")
+        raise src._failed[key] from None
+    except Exception as e:  # quantize's EdgeresError or ORT's own: the row fails
+        log.debug("quantizing %s for TensorRT failed", src.arg, exc_info=True)
+        src._failed[key] = Unavailable(str(e) if isinstance(e, EdgeresError) else first_line(e),
+                                       "failed")
+        raise src._failed[key] from None
+    src.files[key] = dst
+    return dst
+
+
+def _load_ort_gpu(src: ModelSource, precision: str, runtime: str, mode: str, threads: int,
+                  calib: str) -> Target:
+    """ONNX Runtime on CUDA or TensorRT, timed through I/O binding (or with copies: host-io)."""
+    device = runtime.split("-", 1)[1]
+    trt = device == "tensorrt"
+    path = _trt_int8_file(src, calib) if trt and precision == "int8" else \
+        model_file(src, precision, calib=calib)
+    from edgeres.runtime import Predictor
+    from edgeres.runtime.backends import BackendOptions, OrtBackend
+
+    fast = mode == "fast"
+    cache = _gpu.engine_dir(src.workdir, path, precision, fast) if trt else None  # type: ignore
+    try:
+        options = BackendOptions(device=device, precision="fast" if fast else "model",  # type: ignore[arg-type]
+                                 threads=threads, engine_cache=cache)
+        impl, load_ms = _gpu.timed_load(lambda: OrtBackend(path, options))
+        p = Predictor(impl, impl.meta, path)
+    except BackendNotAvailable as e:
+        raise Unavailable(str(e)) from None
+    except EdgeresError as e:
+        raise Unavailable(str(e), "failed") from None
+    except Exception as e:  # ORT's own error types (an engine build that fails, ...)
+        log.debug("loading %s on %s failed", path, runtime, exc_info=True)
+        raise Unavailable(first_line(e), "failed") from None
+    import onnxruntime as ort
+
+    if mode == _gpu.HOST_IO:
+        bind: Callable[[np.ndarray], Callable[[], object]] = \
+            lambda x: functools.partial(p.run, x)  # noqa: E731 - numpy in and out: copies timed
+    else:
+        bind = lambda x: _gpu.OrtDeviceCall(ort, impl.session, x)  # noqa: E731
+    batch_dim = impl.input_shape[0] if impl.input_shape else None
+    return Target(
+        precision=precision, runtime=runtime, mode=mode, file=path, run=p.run, bind=bind,
+        executed_precision=p.executed_precision, input_dtype=np.dtype(impl.input_dtype),
+        fixed_batch=batch_dim if isinstance(batch_dim, int) else None,
+        details={**impl.details, "load_ms": load_ms, "engine_cache": str(cache) if cache else None},
+        meta=p.meta)
 
 
 def _check_parity(runner: TorchRunner, src: ModelSource, calib: str) -> None:

@@ -19,11 +19,13 @@ __all__ = ["BENCH_PRECISIONS", "RUNTIMES", "BenchConfig", "cache_dir", "parse_ba
            "parse_precisions", "parse_runtimes"]
 
 # Every runtime label bench knows, in report order; `{backend}-{device}` (shared vocabulary).
-RUNTIMES: tuple[str, ...] = ("torch-cpu", "ort-cpu", "ort-cuda", "ort-tensorrt",
+RUNTIMES: tuple[str, ...] = ("torch-cpu", "torch-cuda", "ort-cpu", "ort-cuda", "ort-tensorrt",
                              "openvino-cpu", "openvino-gpu")
 CPU_RUNTIMES: tuple[str, ...] = ("torch-cpu", "ort-cpu", "openvino-cpu")
-# Precisions a user may request; bf16 is only ever *executed* (OpenVINO's default on AMX).
-BENCH_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+GPU_RUNTIMES: tuple[str, ...] = ("torch-cuda", "ort-cuda", "ort-tensorrt", "openvino-gpu")
+# Precisions a user may request. bf16 is requestable for torch-cuda (weights and inputs cast
+# to bfloat16); on ONNX runtimes it is only ever *executed* (OpenVINO's default on AMX).
+BENCH_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
 DEFAULT_WARMUP = 5
 DEFAULT_ROUNDS = 5
 DEFAULT_DURATION = 2.0  # seconds of timed calls per row when neither iterations nor duration
@@ -59,7 +61,7 @@ def parse_runtimes(text: str | None) -> tuple[str, ...] | None:
 
 
 def parse_precisions(text: str | None) -> tuple[str, ...] | None:
-    """Parse ``--precision``: a comma list of fp32, fp16, int8; None means the model's own.
+    """Parse ``--precision``: a comma list of fp32, fp16, bf16, int8; None = the model's own.
 
     Raises:
         ConfigError: for an unknown precision or an empty list.
@@ -110,6 +112,11 @@ class BenchConfig:
         limit: evaluate only this many images.
         memory: measure peak resident memory in one subprocess per row.
         openvino_default_row: add a row for OpenVINO's own default precision (bf16 on AMX).
+        torch_compile: add a ``torch.compile`` row (precision mode "compile") beside each
+            torch-cuda row; compilation happens in the untimed first call of each batch.
+        host_io: add a row per ONNX Runtime GPU configuration whose timed call includes the
+            host-to-device input and device-to-host output copies (``io`` "host"); the main
+            row binds both on the device once (``io`` "device").
         cache: where zoo exports and int8 files are kept; None = ``cache_dir()``.
         conditions: free text recorded with the results (e.g. "training job running").
         seed: seed of the random benchmark inputs.
@@ -128,6 +135,8 @@ class BenchConfig:
     limit: int | None = None
     memory: bool = True
     openvino_default_row: bool = True
+    torch_compile: bool = False
+    host_io: bool = True
     cache: Path | None = None
     conditions: str | None = None
     seed: int = 0

@@ -3,13 +3,19 @@
 Numbers without their run conditions cannot be compared (OpenVINO benchmark_app and
 pytest-benchmark both record them), so every bench report carries this block. CPU flags come
 from ``/proc/cpuinfo`` on Linux; elsewhere the feature list is empty and says so. Versions are
-read from installed package metadata, so nothing heavy is imported. Stdlib only.
+read from installed package metadata, so nothing heavy is imported. Stdlib only, except that
+on a machine with an NVIDIA driver (``nvidia-smi`` or ``/proc/driver/nvidia``) torch, when
+installed, is asked for its CUDA build and the device it sees (``gpu_info``).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
+import re
+import shutil
+import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -17,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["ISA_FEATURES", "Environment", "busy_fraction", "default_threads", "describe_machine",
-           "physical_cores", "usable_cpus"]
+           "gpu_info", "parse_nvidia_smi", "physical_cores", "usable_cpus"]
 
 # x86 features that decide fp32/bf16/int8 speed, and the ARM ones that matter for int8
 # (dotprod = "asimddp", i8mm) and fp16 ("asimdhp"), as /proc/cpuinfo spells them.
@@ -26,6 +32,10 @@ ISA_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "am
 PACKAGES = ("numpy", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "nncf",
             "edgeres")
 _CPUINFO = Path("/proc/cpuinfo")
+_NVIDIA_PROC = Path("/proc/driver/nvidia/version")  # present wherever the NVIDIA driver is loaded
+_SMI_QUERY = ("nvidia-smi", "--query-gpu=name,driver_version,memory.total",
+              "--format=csv,noheader,nounits")
+_SMI_TIMEOUT_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,9 @@ class Environment:
             short sample taken when the run started (Linux ``/proc/stat`` minus this
             process's own CPU time); above ~0.25 another job shared the machine. None where
             ``/proc/stat`` is unavailable.
+        gpu: the NVIDIA GPU (``gpu_info``): name, count, driver, the CUDA version the driver
+            supports, memory, and torch's CUDA build, cuDNN and compute capability when torch
+            can use it; None on a machine without an NVIDIA driver.
     """
 
     cpu: str
@@ -58,6 +71,7 @@ class Environment:
     versions: dict[str, str | None] = field(default_factory=dict)
     load_average: tuple[float, float, float] | None = None
     busy_others: float | None = None
+    gpu: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types."""
@@ -188,6 +202,76 @@ def busy_fraction(window: float = 0.25) -> float | None:
     return round(min(1.0, max(0.0, busy / ((end[1] - start[1]) / tick))), 3)
 
 
+def parse_nvidia_smi(query: str, summary: str = "") -> dict[str, Any] | None:
+    """The GPU facts in ``nvidia-smi``'s CSV query output and its plain summary's header.
+
+    Args:
+        query: output of ``nvidia-smi --query-gpu=name,driver_version,memory.total
+            --format=csv,noheader,nounits``, one line per GPU.
+        summary: output of plain ``nvidia-smi`` (its header says "CUDA Version: 13.0").
+
+    Returns:
+        ``{"name", "count", "driver", "cuda_driver", "memory_mib"}`` of the first GPU, or None
+        when no GPU is listed.
+    """
+    gpus = [[c.strip() for c in line.split(",")] for line in query.splitlines() if line.strip()]
+    gpus = [g for g in gpus if len(g) >= 2 and g[0]]
+    if not gpus:
+        return None
+    cuda = re.search(r"CUDA Version:\s*([0-9.]+)", summary)
+    memory = gpus[0][2] if len(gpus[0]) > 2 else ""
+    return {"name": gpus[0][0], "count": len(gpus), "driver": gpus[0][1] or None,
+            "cuda_driver": cuda.group(1) if cuda else None,
+            "memory_mib": int(float(memory)) if re.fullmatch(r"[0-9.]+", memory) else None}
+
+
+def _run_smi(*args: str) -> str:
+    try:
+        out = subprocess.run(args, capture_output=True, text=True, timeout=_SMI_TIMEOUT_S,
+                             check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.stdout if out.returncode == 0 else ""
+
+
+def _torch_cuda() -> dict[str, Any]:
+    """What torch's CUDA build sees; empty when torch is absent or sees no GPU."""
+    if importlib.util.find_spec("torch") is None:
+        return {}
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"torch_cuda": torch.version.cuda, "torch_cuda_available": False}
+    major, minor = torch.cuda.get_device_capability(0)
+    return {"torch_name": torch.cuda.get_device_name(0), "torch_cuda": torch.version.cuda,
+            "torch_cuda_available": True, "cudnn": torch.backends.cudnn.version(),
+            "capability": f"{major}.{minor}", "torch_count": torch.cuda.device_count()}
+
+
+def gpu_info() -> dict[str, Any] | None:
+    """The NVIDIA GPU here, or None on a machine without an NVIDIA driver.
+
+    ``nvidia-smi`` gives the name, driver and the CUDA version the driver supports (the
+    kernel module's version file gives the driver where ``nvidia-smi`` is missing); torch, if
+    installed, adds the CUDA version it was built for, cuDNN and the compute capability.
+    Without a driver nothing is run and torch is not imported.
+    """
+    smi = shutil.which("nvidia-smi")
+    if smi is None and not _NVIDIA_PROC.is_file():
+        return None
+    info: dict[str, Any] = {}
+    if smi is not None:
+        info = parse_nvidia_smi(_run_smi(smi, *_SMI_QUERY[1:]), _run_smi(smi)) or {}
+    if not info.get("driver") and _NVIDIA_PROC.is_file():
+        found = re.search(r"Kernel Module\s+([0-9.]+)", _NVIDIA_PROC.read_text(errors="replace"))
+        info["driver"] = found.group(1) if found else None
+    info.update(_torch_cuda())
+    if not info.get("name") and not info.get("torch_name"):
+        return None
+    info.setdefault("name", info.get("torch_name"))
+    return info
+
+
 def describe_machine(*, sample_load: bool = True) -> Environment:
     """Describe this machine and its installed runtimes.
 
@@ -207,5 +291,5 @@ def describe_machine(*, sample_load: bool = True) -> Environment:
         physical_cores=physical_cores(text), logical_cores=os.cpu_count() or 1,
         os=platform.platform(), python=sys.version.split()[0],
         versions={p: package_version(p) for p in PACKAGES}, load_average=load,
-        busy_others=busy_fraction() if sample_load else None,
+        busy_others=busy_fraction() if sample_load else None, gpu=gpu_info(),
     )

@@ -115,7 +115,7 @@ def _status(r: BenchRow) -> str:
 
 def _cells(r: BenchRow, star: bool) -> list[str]:
     lat, acc = r.latency, r.accuracy
-    runtime = r.runtime + (" (default)" if r.precision_mode == "fast" else "")
+    runtime = r.runtime_label
     mem = r.memory.delta_bytes if r.memory else None
     return [
         "*" if star else "", r.model, runtime, _precision(r), str(r.batch),
@@ -136,7 +136,7 @@ def note_text(note: Note, rows: Iterable[BenchRow] = ()) -> str:
     if note.kind == "int8-slower":
         p50 = {r.precision: r.latency.p50_ms for r in rows
                if (r.model, r.runtime, r.batch) == (note.model, note.runtime, note.batch)
-               and r.precision_mode == "model" and r.latency is not None}
+               and r.precision_mode == "model" and r.io != "host" and r.latency is not None}
         text = (f"int8 p50 {_ms(p50.get('int8'))} ms is not below fp32 p50 "
                 f"{_ms(p50.get('fp32'))} ms")
     if note.causes:
@@ -146,6 +146,15 @@ def note_text(note: Note, rows: Iterable[BenchRow] = ()) -> str:
 
 def _scaled(fraction: float | None) -> float | None:
     return None if fraction is None else 100 * fraction
+
+
+def _gpu_line(gpu: dict[str, Any]) -> str:
+    facts = [("driver", gpu.get("driver")), ("driver CUDA", gpu.get("cuda_driver")),
+             ("torch CUDA", gpu.get("torch_cuda")), ("cuDNN", gpu.get("cudnn")),
+             ("compute capability", gpu.get("capability"))]
+    count = f"{gpu['count']} x " if gpu.get("count", 1) > 1 else ""
+    mem = f", {gpu['memory_mib'] / 1024:.0f} GiB" if gpu.get("memory_mib") else ""
+    return f"{count}{gpu.get('name')}{mem}; " + ", ".join(f"{k} {v}" for k, v in facts if v)
 
 
 def environment_lines(run: BenchRun) -> list[str]:
@@ -159,6 +168,7 @@ def environment_lines(run: BenchRun) -> list[str]:
     lines = [
         f"CPU: {e.cpu} ({e.machine}), {e.physical_cores} physical / {e.logical_cores} logical "
         f"cores; ISA: {', '.join(e.isa) or 'none detected'}",
+        *([f"GPU: {_gpu_line(e.gpu)}"] if e.gpu else []),
         f"OS: {e.os}; Python {e.python}; {versions}",
         f"At start: CPU used by other processes {_pct(_scaled(e.busy_others))}; "
         f"load average (1/5/15 min) {load}",
@@ -207,7 +217,7 @@ _CSV_FIELDS = ("model", "source", "runtime", "precision", "executed_precision", 
                "batch", "threads", "status", "reason", "partial", "count", "mean_ms", "std_ms",
                "min_ms", "p50_ms", "p90_ms", "p99_ms", "throughput_ips", "round_spread",
                "size_bytes", "peak_rss_bytes", "memory_delta_bytes", "top1", "top5", "agreement",
-               "eval_count", "model_file")
+               "eval_count", "model_file", "io", "first_call_ms")
 
 
 def _csv_row(r: BenchRow) -> dict[str, Any]:
@@ -314,7 +324,7 @@ def _scatter(ax: Any, rows: list[BenchRow], model: str, colors: dict[str, Any],
             y = getattr(r.accuracy, key)
             if y is None:
                 continue
-            runtime = r.runtime + (" (default)" if r.precision_mode == "fast" else "")
+            runtime = r.runtime_label
             ax.scatter(r.latency.p50_ms, y, color=colors[runtime], s=60, zorder=3,
                        marker=_MARKERS[b_i % len(_MARKERS)], edgecolors="black", linewidths=0.5)
             # Offset by runtime so labels of coinciding points (same accuracy) stay legible.
@@ -361,8 +371,8 @@ def _share_accuracy_axis(panels: list[tuple[Any, tuple[str, list[float]] | None]
 
 def _bars(ax: Any, rows: list[BenchRow], *, short: bool = False) -> None:
     """Horizontal p50 bars with a whisker to p90, fastest per model and batch in green."""
-    labels = [f"{'' if short else r.model + ' · '}{_precision(r)}/{r.runtime}"
-              f"{' (default)' if r.precision_mode == 'fast' else ''} · b{r.batch}" for r in rows]
+    labels = [f"{'' if short else r.model + ' · '}{_precision(r)}/{r.runtime_label} · b{r.batch}"
+              for r in rows]
     p50 = [r.latency.p50_ms for r in rows]
     p90 = [r.latency.p90_ms - r.latency.p50_ms for r in rows]
     best = fastest(rows)
@@ -409,7 +419,7 @@ def write_plot(run: BenchRun, path: Path) -> None:
     title = f"edgeres bench on {run.environment.cpu}, {threads} threads"
     if models and any(_accuracy_of([r for r in rows if r.model == m]) for m in models):
         runtimes = list(dict.fromkeys(
-            r.runtime + (" (default)" if r.precision_mode == "fast" else "") for r in rows))
+            r.runtime_label for r in rows))
         palette = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
                    "tab:pink", "tab:olive")
         colors = {rt: palette[i % len(palette)] for i, rt in enumerate(runtimes)}

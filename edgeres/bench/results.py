@@ -19,6 +19,7 @@ from edgeres.bench.stats import LatencyStats
 __all__ = ["SCHEMA_VERSION", "Accuracy", "BenchRow", "BenchRun", "MemoryUsage", "Note"]
 
 SCHEMA_VERSION = 1
+MODE_LABELS = {"fast": "default", "compile": "compile"}  # precision_mode → label suffix
 Status = Literal["ok", "skipped", "failed"]
 
 
@@ -87,7 +88,12 @@ class BenchRow:
         runtime: runtime label (``ort-cpu``, ``openvino-cpu``, ``torch-cpu``, ...).
         precision: the precision requested.
         executed_precision: what the runtime reports it ran (OpenVINO may say bf16).
-        precision_mode: "model" (run the model's precision) or "fast" (runtime default).
+        precision_mode: "model" (run the model's precision), "fast" (runtime default:
+            OpenVINO's own precision, TensorRT's fp16 flag) or "compile" (torch.compile).
+        io: None on CPU runtimes; on GPU ones "device" when the timed call excludes the
+            host-device copies (inputs bound on the GPU once), "host" when it includes them.
+        first_call_ms: the untimed first call at this batch size, which holds one-off work
+            (TensorRT engine build, cuDNN algorithm search, torch.compile); never in latency.
         batch: images per call.
         threads: intra-op threads the runtime was given.
         status, reason: "ok"/"skipped"/"failed" and why when not ok.
@@ -116,12 +122,23 @@ class BenchRow:
     memory: MemoryUsage | None = None
     accuracy: Accuracy | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    io: str | None = None
+    first_call_ms: float | None = None
+
+    @property
+    def runtime_label(self) -> str:
+        """The runtime with its variant: ``ort-cuda (host io)``, ``torch-cuda (compile)``."""
+        extra = [] if self.precision_mode == "model" else [
+            "fp16 flag" if self.runtime == "ort-tensorrt" and self.precision_mode == "fast"
+            else MODE_LABELS.get(self.precision_mode, self.precision_mode)]
+        if self.io == "host" and not self.runtime.startswith("openvino"):
+            extra.append("host io")
+        return f"{self.runtime} ({', '.join(extra)})" if extra else self.runtime
 
     @property
     def label(self) -> str:
-        """``precision/runtime``, plus ``(default)`` for OpenVINO's default-precision row."""
-        extra = " (default)" if self.precision_mode == "fast" else ""
-        return f"{self.precision}/{self.runtime}{extra}"
+        """``precision/runtime`` with the variant (``(default)`` for OpenVINO's own precision)."""
+        return f"{self.precision}/{self.runtime_label}"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types, in the schema's field order."""

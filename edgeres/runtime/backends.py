@@ -44,6 +44,13 @@ _OV_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}  # ov.Type names → 
 # OpenVINO CPU hint that keeps a record's precision: int8 IRs keep their quantized layers in
 # int8 whatever the hint, and their float remainder in f32 (as ONNX Runtime runs it).
 _OV_MODEL_HINT = {"fp32": "f32", "int8": "f32", "bf16": "bf16", "fp16": "f16"}
+# cuDNN convolution algorithm search of ONNX Runtime's CUDA EP (OrtCudnnConvAlgoSearch).
+# EXHAUSTIVE (ORT's default) times every algorithm once per input shape and keeps the fastest:
+# the cost lands in the first call at each shape, never in a timed one, so steady-state
+# latency is the best cuDNN offers. HEURISTIC picks without timing; DEFAULT always uses
+# IMPLICIT_PRECOMP_GEMM (least workspace memory).
+CUDNN_CONV_ALGO_SEARCH = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
+_GPU_ID = 0  # the first CUDA device; edgeres runs one GPU
 
 
 @dataclass(frozen=True)
@@ -54,11 +61,17 @@ class BackendOptions:
         device: "cpu", "cuda" or "tensorrt" (ONNX Runtime), "gpu" (OpenVINO).
         precision: "model" runs the record's precision; "fast" lets the runtime lower it.
         threads: intra-op threads, or None for the runtime's default.
+        cudnn_conv_algo_search: the CUDA EP's cuDNN algorithm search (``CUDNN_CONV_ALGO_SEARCH``),
+            also used by the CUDA EP behind TensorRT.
+        engine_cache: directory for TensorRT engines (``trt_engine_cache_path``), so a second
+            session loads the engine instead of building it; None = build every time.
     """
 
     device: Literal["cpu", "cuda", "tensorrt", "gpu"] = "cpu"
     precision: Literal["model", "fast"] = "model"
     threads: int | None = None
+    cudnn_conv_algo_search: str = "EXHAUSTIVE"
+    engine_cache: Path | None = None
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -72,6 +85,48 @@ class BackendOptions:
         ):
             msg = f"threads must be a positive integer or None, got {self.threads!r}"
             raise EdgeresError(msg)
+        if self.cudnn_conv_algo_search not in CUDNN_CONV_ALGO_SEARCH:
+            msg = (f"unknown cudnn_conv_algo_search {self.cudnn_conv_algo_search!r}; use one of "
+                   f"{', '.join(CUDNN_CONV_ALGO_SEARCH)}")
+            raise EdgeresError(msg)
+
+
+Providers = list[tuple[str, dict[str, Any]]]  # InferenceSession(providers=...), best first
+
+
+def ort_providers(options: BackendOptions, stored: str = "fp32") -> Providers:
+    """ONNX Runtime's execution providers for ``options``, best first, with their options.
+
+    CUDA: ``device_id`` and ``cudnn_conv_algo_search``. TensorRT (CUDA, then CPU, behind it for
+    the nodes it does not take): ``trt_fp16_enable`` for an fp16 file or ``precision="fast"``;
+    ``trt_int8_enable`` for an int8 file, whose QDQ nodes TensorRT executes as explicit
+    quantization with their own scales (no calibration table: ORT #8969; without the flag the
+    engine build refuses the int8 layers, ORT #13381); ``trt_engine_cache_enable`` and
+    ``trt_engine_cache_path`` when ``options.engine_cache`` is set.
+
+    Args:
+        options: the device, precision mode and GPU settings.
+        stored: the precision the model file stores (its record's), which picks the flags.
+
+    Returns:
+        ``[(provider name, provider options), ...]`` as ``InferenceSession(providers=...)``
+        takes them.
+    """
+    cpu: tuple[str, dict[str, Any]] = ("CPUExecutionProvider", {})
+    if options.device not in ("cuda", "tensorrt"):
+        return [cpu]
+    cuda = ("CUDAExecutionProvider", {"device_id": _GPU_ID,
+                                      "cudnn_conv_algo_search": options.cudnn_conv_algo_search})
+    if options.device == "cuda":
+        return [cuda, cpu]
+    trt: dict[str, Any] = {
+        "device_id": _GPU_ID,
+        "trt_fp16_enable": options.precision == "fast" or stored == "fp16",
+        "trt_int8_enable": stored == "int8",
+    }
+    if options.engine_cache is not None:
+        trt.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(options.engine_cache))
+    return [("TensorrtExecutionProvider", trt), cuda, cpu]
 
 
 class Backend(Protocol):
@@ -156,6 +211,7 @@ class OrtBackend:
             raise BackendNotAvailable(msg)
         available = ort.get_available_providers()
         wanted = ORT_PROVIDERS[device][0]
+        stored = meta.precision if meta is not None else "fp32"
         if wanted not in available:
             msg = (f"{wanted} is not in this onnxruntime build (has {', '.join(available)}); "
                    "install onnxruntime-gpu on a machine with an NVIDIA GPU, or use --device cpu")
@@ -165,7 +221,10 @@ class OrtBackend:
             so.log_severity_level = 3  # ORT's own C++ warnings would go straight to stderr
         if options.threads:
             so.intra_op_num_threads = options.threads
-        self.session = self._session(ort, path, so, options)
+        if device == "tensorrt" and meta is None:
+            stored = _ort_record_precision(ort, path)  # picks the fp16/int8 engine flags
+        self.providers = ort_providers(options, stored)
+        self.session = self._session(ort, path, so, options, self.providers)
         if wanted not in self.session.get_providers():
             msg = (f"{wanted} could not start for {path} (no GPU, or CUDA/cuDNN/TensorRT "
                    "libraries missing); check the installation or use --device cpu")
@@ -182,13 +241,15 @@ class OrtBackend:
             "threads": so.intra_op_num_threads or "default",
             "version": ort.__version__,
         }
+        if device != "cpu":
+            self.details["provider_options"] = {n: o for n, o in self.providers if o}
         self._outputs = [self.session.get_outputs()[0].name]
 
     @staticmethod
-    def _session(ort: Any, path: Path, so: Any, options: BackendOptions) -> Any:
-        providers: list[Any] = list(ORT_PROVIDERS[options.device])
-        if options.device == "tensorrt" and options.precision == "fast":
-            providers[0] = ("TensorrtExecutionProvider", {"trt_fp16_enable": True})
+    def _session(ort: Any, path: Path, so: Any, options: BackendOptions,
+                 providers: Providers) -> Any:
+        if options.engine_cache is not None:
+            options.engine_cache.mkdir(parents=True, exist_ok=True)
         try:
             return ort.InferenceSession(str(path), so, providers=providers)
         except Exception as e:  # ORT raises its own Fail/InvalidProtobuf/... types
@@ -328,6 +389,18 @@ class OpenVINOBackend:
         except Exception as e:  # RuntimeError from the plugin
             msg = f"OpenVINO failed on an input of shape {x.shape} ({_ov_reason(e)})"
             raise DataError(msg) from None
+
+
+def _ort_record_precision(ort: Any, path: Path) -> str:
+    """The precision an ONNX file's record states (fp32 without one), read on the CPU."""
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        text = sess.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        return ModelMeta.from_json(text).precision if text else "fp32"
+    except Exception:  # an unreadable file fails where the real session is made, with its reason
+        return "fp32"
 
 
 def _ov_record(model: Any, path: Path) -> str | None:

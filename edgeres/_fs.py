@@ -1,4 +1,13 @@
-"""Atomic file output: a failure never leaves a half-written model or report behind."""
+"""Atomic file output: a failure never leaves a half-written model or report behind.
+
+One rule decides whether a path may be written (``check_output``): an existing output must be
+a regular file (a bundle folder for ``package``), never a device, FIFO, socket or folder; a
+symbolic link is refused rather than silently replaced by a file; and an output may not be one
+of the run's inputs or another of its outputs. The writers (``atomic_write``, ``atomic_files``,
+``atomic_dir``) apply it again when they start, create their temporary files only then, and
+turn an ``OSError`` while writing (disk full, read-only file system) into a one-line
+``EdgeresError``.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +15,9 @@ import contextlib
 import math
 import os
 import shutil
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,33 +45,124 @@ def _publish(tmp: Path, mode: int) -> None:
     os.chmod(tmp, mode & ~_umask())
 
 
-@contextlib.contextmanager
-def output_dir(dst: Path) -> Iterator[Path]:
-    """Yield ``dst``'s directory; a missing one, or an OSError while writing into it inside
-    the block, becomes a one-line fix-it ``EdgeresError``."""
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _same(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file (hard links and ``..`` included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): compare where they would be
+        return a.resolve() == b.resolve()
+
+
+def check_output(dst: Path, *, inputs: Iterable[Path | None] = (),
+                 others: Iterable[Path | None] = (), folder: bool = False) -> Path:
+    """Refuse an output path edgeres must not write, before any work is done.
+
+    Args:
+        dst: the output path.
+        inputs: files the run reads; writing one of them would destroy it.
+        others: the run's other outputs; two outputs on one path would overwrite each other.
+        folder: ``dst`` is a bundle folder (an existing folder is then acceptable).
+
+    Returns:
+        ``dst`` as a ``Path``.
+
+    Raises:
+        EdgeresError: if ``dst``'s directory does not exist or is not writable, ``dst`` is a
+            symbolic link, an existing non-regular file (device, FIFO, socket, or a folder
+            where a file is written), or the same file as an input or another output.
+    """
+    dst = Path(dst)
     parent = dst.parent if str(dst.parent) else Path(".")
+    if os.path.islink(dst):
+        target = os.path.realpath(dst)
+        msg = (f"output {dst} is a symbolic link (to {target}); edgeres replaces files, not "
+               f"link targets: give {target} itself or remove the link")
+        raise EdgeresError(msg)
+    try:
+        mode = dst.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as e:
+        msg = f"cannot write {dst}: {e.strerror}; choose another output path"
+        raise EdgeresError(msg) from None
+    if mode is not None and not stat.S_ISREG(mode) and not (folder and stat.S_ISDIR(mode)):
+        msg = (f"cannot write {dst}: it is {_kind(mode)}; edgeres writes only regular files, "
+               "choose a file path")
+        raise EdgeresError(msg)
     if not parent.is_dir():
         msg = f"cannot write {dst}: directory {parent} does not exist; create it first"
         raise EdgeresError(msg)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        msg = f"cannot write {dst}: directory {parent} is not writable; choose another output"
+        raise EdgeresError(msg)
+    for src in inputs:
+        if src is not None and Path(src).exists() and _same(dst, Path(src)):
+            msg = f"output {dst} is the input {src}; writing it would destroy it, choose another"
+            raise EdgeresError(msg)
+    for other in others:
+        if other is not None and Path(other) is not dst and _same(dst, Path(other)):
+            msg = (f"two outputs of this run are the same file ({dst} and {other}); "
+                   "give each its own path")
+            raise EdgeresError(msg)
+    return dst
+
+
+def check_outputs(paths: Iterable[Path | None], *, inputs: Iterable[Path | None] = ()) -> None:
+    """``check_output`` for every output of one run, each against the inputs and the others.
+
+    Raises:
+        EdgeresError: as ``check_output``.
+    """
+    given = [Path(p) for p in paths if p is not None]
+    sources = [Path(p) for p in inputs if p is not None]
+    for i, dst in enumerate(given):
+        check_output(dst, inputs=sources, others=given[:i])
+
+
+@contextlib.contextmanager
+def write_errors(dst: Path) -> Iterator[None]:
+    """Turn an ``OSError`` while writing ``dst`` (ENOSPC, EROFS, EIO...) into one line."""
     try:
-        yield parent
+        yield
     except OSError as e:
-        msg = f"cannot write {dst}: {e.strerror}; choose a writable output path"
+        why = e.strerror or type(e).__name__
+        msg = f"cannot write {dst}: {why}; free space or choose another output path"
         raise EdgeresError(msg) from None
+
+
+@contextlib.contextmanager
+def output_dir(dst: Path, *, folder: bool = False) -> Iterator[Path]:
+    """Yield ``dst``'s directory (absolute) after ``check_output(dst, folder=folder)``; an
+    OSError while writing into it inside the block becomes a one-line fix-it ``EdgeresError``."""
+    dst = check_output(dst, folder=folder)
+    parent = (dst.parent if str(dst.parent) else Path(".")).absolute()
+    with write_errors(dst):
+        yield parent
 
 
 @contextlib.contextmanager
 def atomic_write(dst: Path, *, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``dst``; rename it onto ``dst`` only if the block succeeds.
 
-    The temporary file lives in ``dst``'s directory so the final ``os.replace`` is atomic.
+    The temporary file lives in ``dst``'s directory so the final ``os.replace`` is atomic; it
+    is created when the block is entered, so enter it when the data is ready to write.
 
     Args:
         dst: the final output path.
         suffix: suffix of the temporary name (defaults to ``dst``'s, which some writers need).
 
     Raises:
-        EdgeresError: if ``dst``'s directory does not exist or is not writable.
+        EdgeresError: if ``dst`` is not an acceptable output (``check_output``), or writing
+            fails (disk full, read-only file system).
     """
     dst = Path(dst)
     with output_dir(dst) as parent:
@@ -69,36 +170,72 @@ def atomic_write(dst: Path, *, suffix: str | None = None) -> Iterator[Path]:
             prefix=f".{dst.name}.", suffix=suffix if suffix is not None else dst.suffix,
             dir=parent,
         )
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        _publish(tmp, 0o666)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            yield tmp
+            _publish(tmp, 0o666)
+            os.replace(tmp, dst)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_files(*dsts: Path) -> Iterator[dict[Path, Path]]:
+    """Write several files that belong together (a model and its report, an IR's .xml and
+    .bin): yield a temporary path for each, all in one hidden folder beside the first; on
+    success rename them into place, the first (the file users name) last; on failure remove
+    them all and leave every old file untouched.
+
+    A temporary path has its destination's file name, so a writer that puts a companion file
+    beside it (OpenVINO's ``.bin``) puts it in the same folder: list the companion too.
+
+    Raises:
+        EdgeresError: if a destination is not an acceptable output, two are the same file, or
+            writing fails.
+    """
+    paths = [Path(d) for d in dsts]
+    check_outputs(paths)
+    with output_dir(paths[0]) as parent:
+        folder = Path(tempfile.mkdtemp(prefix=f".{paths[0].name}.", dir=parent))
+        try:
+            tmps = {d: folder / d.name for d in paths}
+            yield tmps
+            missing = [str(d) for d, t in tmps.items() if not t.is_file()]
+            if missing:
+                msg = f"nothing was written for {', '.join(missing)}; report this"
+                raise EdgeresError(msg)
+            for d in paths:
+                check_output(d)  # nothing has taken the place of an output meanwhile
+            for d in [*paths[1:], paths[0]]:
+                _publish(tmps[d], 0o666)
+                os.replace(tmps[d], d)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def atomic_dir(dst: Path) -> Iterator[Path]:
-    """Yield a temporary directory beside ``dst``; move it onto ``dst`` only on success.
+    """Yield a temporary directory beside ``dst`` (absolute); move it onto ``dst`` only on
+    success.
 
     An existing ``dst`` directory is replaced only after the new one is complete.
 
     Raises:
-        EdgeresError: if ``dst``'s parent directory does not exist or is not writable.
+        EdgeresError: if ``dst``'s parent directory does not exist or is not writable, ``dst``
+            is a link or a non-directory that is not a regular file, or writing fails.
     """
     dst = Path(dst)
-    with output_dir(dst) as parent:
+    with output_dir(dst, folder=True) as parent:
         tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=parent))
-    try:
-        yield tmp
-        _publish(tmp, 0o777)
-        if dst.exists():
-            shutil.rmtree(dst)
-        os.replace(tmp, dst)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            yield tmp
+            _publish(tmp, 0o777)
+            if dst.is_dir():
+                shutil.rmtree(dst)
+            os.replace(tmp, dst)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def json_safe(value: Any) -> Any:

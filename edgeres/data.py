@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeres.errors import DataError
+from edgeres.errors import DataError, first_line
 from edgeres.names import resolve_data
 from edgeres.preprocess import load_image, pixels_to_input, resize_crop
 
@@ -189,14 +190,24 @@ def _folder(root: Path, name: str) -> ImageSource:
     return ImageSource(name, items, classes, read)
 
 
+# A damaged .tar.gz fails in the tar layer, in gzip (EOFError: truncated; zlib.error: bad
+# data) or in the OS; an EOFError left alone reaches click, which prints only "Aborted!".
+_ARCHIVE_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)
+
+
+def _unreadable(name: str, e: BaseException) -> DataError:
+    why = "it is truncated" if isinstance(e, EOFError) else first_line(e)
+    msg = f"{name}: not a readable tar archive ({why}); re-download or re-create it"
+    return DataError(msg)
+
+
 def _archive(path: Path, name: str) -> ImageSource:
     try:
         with tarfile.open(path) as tar:
             names = sorted(m.name for m in tar if m.isfile()
                            and Path(m.name).suffix.lower() in IMAGE_SUFFIXES)
-    except (tarfile.TarError, OSError) as e:
-        msg = f"{name}: not a readable tar archive ({e}); re-download or re-create it"
-        raise DataError(msg) from None
+    except _ARCHIVE_ERRORS as e:
+        raise _unreadable(name, e) from None
     items = _archive_items(names)
     labelled = bool(items) and items[0][1] is not None
     classes = tuple(sorted({c for _, c in items if c is not None})) if labelled else None
@@ -208,16 +219,19 @@ def _archive(path: Path, name: str) -> ImageSource:
         want = set(order)
         pending: dict[str, bytes] = {}
         done = 0
-        with tarfile.open(path) as tar:
-            for m in tar:
-                if done == len(order):
-                    return
-                if m.name not in want or m.name in pending:
-                    continue
-                pending[m.name] = tar.extractfile(m).read()
-                while done < len(order) and order[done] in pending:
-                    yield pending.pop(order[done])
-                    done += 1
+        try:
+            with tarfile.open(path) as tar:
+                for m in tar:
+                    if done == len(order):
+                        return
+                    if m.name not in want or m.name in pending:
+                        continue
+                    pending[m.name] = tar.extractfile(m).read()
+                    while done < len(order) and order[done] in pending:
+                        yield pending.pop(order[done])
+                        done += 1
+        except _ARCHIVE_ERRORS as e:
+            raise _unreadable(name, e) from None
         if done < len(order):
             msg = f"{name}: {order[done]} is no longer in the archive; was it rewritten?"
             raise DataError(msg)

@@ -27,8 +27,9 @@ import onnx
 import torch
 from torch import Tensor, nn
 
-from edgeres._fs import atomic_write
+from edgeres._fs import atomic_write, check_output
 from edgeres._parity import Parity, check_graph, compare, random_inputs, reference_outputs
+from edgeres._resources import check_memory, estimate_batch_bytes
 from edgeres.errors import ExportError, first_line
 from edgeres.meta import (
     InputSpec,
@@ -348,6 +349,17 @@ def _save(proto: onnx.ModelProto, meta: ModelMeta, tmp: Path, dst: Path) -> int:
     return tmp.stat().st_size
 
 
+def _check_batch_memory(meta: ModelMeta, config: ExportConfig) -> None:
+    """Refuse a fixed ``--batch`` whose parity inputs (rounded up to whole batches, run through
+    PyTorch and ONNX Runtime at once) would not fit in memory, naming --batch and the figure."""
+    if config.batch == "dynamic" or config.batch <= config.parity_inputs:
+        return
+    c, (h, w) = meta.input.channels, meta.input_size
+    need = estimate_batch_bytes(config.batch, c * h * w * 4, runtimes=2)
+    check_memory(need, f"--batch {config.batch} (parity runs {config.batch} inputs of "
+                 f"{c}x{h}x{w} through PyTorch and ONNX Runtime)", "choose a smaller --batch")
+
+
 def export_onnx(
     model: nn.Module, dst: Path, *, meta: ModelMeta, config: ExportConfig | None = None
 ) -> ExportReport:
@@ -376,23 +388,25 @@ def export_onnx(
     if dst.is_dir():
         msg = f"cannot write {dst}: it is a directory; give a file name such as model.onnx"
         raise ExportError(msg)
+    check_output(dst)  # an unwritable path fails before any work; the temp file comes later
     out_name = "logits" if meta.num_classes else "features"
     meta = _export_meta(meta, config)
-    with atomic_write(dst) as tmp:  # entered first, so an unwritable path fails before any work
-        inputs = random_inputs(meta, config.parity_inputs, uint8=config.uint8_input,
-                               multiple_of=1 if config.batch == "dynamic" else config.batch,
-                               seed=config.seed)
-        with eval_mode(model):
-            ref = reference_outputs(model, inputs, meta)
-            module = _graph_module(model, meta, config)
-        example = inputs[: 2 if config.batch == "dynamic" else config.batch]
-        proto, data, export_seconds = _export_graph(module, example, out_name, config)
-        atol, rtol = config.tolerance
-        parity = compare(
-            data, inputs.numpy(), ref, batch=config.batch, atol=atol, rtol=rtol,
-            classes=meta.num_classes, threads=torch.get_num_threads(),
-        )
-        meta = _with_export_step(meta, config, parity, len(inputs))
+    _check_batch_memory(meta, config)
+    inputs = random_inputs(meta, config.parity_inputs, uint8=config.uint8_input,
+                           multiple_of=1 if config.batch == "dynamic" else config.batch,
+                           seed=config.seed)
+    with eval_mode(model):
+        ref = reference_outputs(model, inputs, meta)
+        module = _graph_module(model, meta, config)
+    example = inputs[: 2 if config.batch == "dynamic" else config.batch]
+    proto, data, export_seconds = _export_graph(module, example, out_name, config)
+    atol, rtol = config.tolerance
+    parity = compare(
+        data, inputs.numpy(), ref, batch=config.batch, atol=atol, rtol=rtol,
+        classes=meta.num_classes, threads=torch.get_num_threads(),
+    )
+    meta = _with_export_step(meta, config, parity, len(inputs))
+    with atomic_write(dst) as tmp:
         size = _save(proto, meta, tmp, dst)
     return ExportReport(
         path=dst, opset=config.opset, exporter=EXPORTER, seconds=time.perf_counter() - start,

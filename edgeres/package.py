@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeres import __version__
-from edgeres._fs import atomic_dir, atomic_write
+from edgeres._fs import atomic_dir, atomic_write, check_output, write_errors
 from edgeres.errors import EdgeresError, ModelFileError
 from edgeres.meta import ModelMeta
 
@@ -52,6 +52,7 @@ _LOCAL_ERROR = (
 _BEGIN, _END = "# edgeres:begin-copied-code", "# edgeres:end-copied-code"
 _CHECK_TIMEOUT_S = 300  # one image through infer.py; generous for a busy machine
 _TIE = 1e-6  # top-1 probabilities this close may rank two classes either way
+_BUNDLE_MARKS = ("metadata.json", "infer.py")  # files that make a folder or .zip a bundle
 
 
 @dataclass(frozen=True)
@@ -197,14 +198,30 @@ def _model_files(path: Path) -> tuple[list[tuple[Path, str]], str]:
     return [(path, "model.onnx")], "onnxruntime"
 
 
-def _check_destination(dst: Path, overwrite: bool) -> None:
+def _is_bundle_zip(path: Path) -> bool:
+    """A .zip that ``package`` wrote: every member in one folder, with infer.py and metadata."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+    top = {n.split("/", 1)[0] for n in names}
+    return len(top) == 1 and {f"{t}/{f}" for t in top for f in _BUNDLE_MARKS} <= names
+
+
+def _check_destination(dst: Path, inputs: list[Path], overwrite: bool) -> None:
+    is_zip = dst.suffix.lower() == ".zip"
+    check_output(dst, inputs=inputs, folder=not is_zip)
     if not dst.exists():
         return
     if not overwrite:
         msg = f"{dst} already exists; choose another output path or pass --force to replace it"
         raise EdgeresError(msg)
-    is_bundle = dst.is_dir() and (dst / "metadata.json").is_file() and (dst / "infer.py").is_file()
-    if not (is_bundle or (dst.is_file() and dst.suffix.lower() == ".zip")):
+    if is_zip:
+        is_bundle = dst.is_file() and _is_bundle_zip(dst)
+    else:
+        is_bundle = dst.is_dir() and all((dst / f).is_file() for f in _BUNDLE_MARKS)
+    if not is_bundle:
         msg = f"{dst} exists and is not an edgeres bundle; not replacing it, choose a new path"
         raise EdgeresError(msg)
 
@@ -264,7 +281,9 @@ def _check_bundle(folder: Path, path: Path) -> str:
 
 def _run_infer(folder: Path, image: Path) -> dict[str, Any]:
     """``python infer.py IMAGE --json --top-k 1`` in the bundle, parsed."""
-    cmd = [sys.executable, str(folder / "infer.py"), str(image), "--json", "--top-k", "1"]
+    folder = folder.absolute()  # run with cwd=folder: a relative path would be joined twice
+    cmd = [sys.executable, str(folder / "infer.py"), str(Path(image).absolute()), "--json",
+           "--top-k", "1"]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=folder,
                              timeout=_CHECK_TIMEOUT_S, check=False)
@@ -274,7 +293,8 @@ def _run_infer(folder: Path, image: Path) -> dict[str, Any]:
     lines = out.stderr.strip().splitlines()
     if out.returncode != 0:
         why = lines[-1][:200] if lines else f"exit code {out.returncode}"
-        msg = f"the bundle's infer.py failed on a grey image ({why}); fix the bundle template"
+        msg = (f"the bundle's infer.py failed on a grey image ({why}); nothing was written, "
+               "report this with the model")
         raise EdgeresError(msg)
     try:
         return json.loads(out.stdout)
@@ -315,9 +335,9 @@ def package(model: str | Path, dst: str | Path, *, overwrite: bool = False) -> P
     if record is None or ModelMeta.from_json(record).input_size != meta.input_size:
         record = meta.to_json()  # infer.py must resize to the size the graph takes
     dst = Path(dst)
-    _check_destination(dst, overwrite)
+    _check_destination(dst, [p for p, _ in _model_files(path)[0]], overwrite)
     if dst.suffix.lower() == ".zip":
-        with tempfile.TemporaryDirectory(prefix="edgeres.package.") as tmp:
+        with write_errors(dst), tempfile.TemporaryDirectory(prefix="edgeres.package.") as tmp:
             folder = Path(tmp) / dst.stem
             folder.mkdir()
             files, runtime = _write_bundle(folder, path, meta, record)

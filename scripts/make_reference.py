@@ -107,7 +107,7 @@ def main() -> None:
     )
     # The quantize step writes its per-layer report next to the model; the package ships the
     # model files only, and the report's figures are in the manifest and in benchmarks/.
-    INT8.with_suffix(".quant.json").unlink(missing_ok=True)
+    INT8.with_name(INT8.name + ".quant.json").unlink(missing_ok=True)
 
     fp32_top1, int8_top1 = _test_top1(FP32), _test_top1(INT8)
     files = {

@@ -45,11 +45,11 @@ def test_quantize_writes_a_checked_int8_model_and_report(tmp_path: Path) -> None
     found = re.search(r"evaluation on .* \((\d+) images\): fp32 top-1 ([\d.]+)%, int8 ([\d.]+)%",
                       result.output)
     assert found and int(found[1]) == 40, result.output
-    report = json.loads((tmp_path / "r20-int8.quant.json").read_text())
+    report = json.loads((tmp_path / "r20-int8.onnx.quant.json").read_text())
     assert report["evaluation"]["fp32_top1"] == pytest.approx(float(found[2]), abs=0.01)
     assert report["evaluation"]["int8_top1"] == pytest.approx(float(found[3]), abs=0.01)
     assert "/layer3/layer3.2/conv2/Conv" in result.output  # the per-layer SQNR table
-    assert f"report {tmp_path / 'r20-int8.quant.json'}" in result.output
+    assert f"report {tmp_path / 'r20-int8.onnx.quant.json'}" in result.output
 
 
 def test_options_reach_the_library_as_one_config(tmp_path: Path) -> None:
@@ -149,9 +149,9 @@ def test_bad_input_is_one_line_error_and_leaves_nothing(tmp_path: Path, case: st
 def test_unwritable_output_folder_fails_before_calibrating(tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A read-only output folder is reported up front, not after minutes of calibration."""
-    import edgeres.quantize as q
+    import edgeres._fs as fs
 
-    monkeypatch.setattr(q.os, "access", lambda path, mode: Path(path) != tmp_path)
+    monkeypatch.setattr(fs.os, "access", lambda path, mode: Path(path) != tmp_path)
     with mock.patch("edgeres.calibration.CalibrationSet.select") as select:
         result = _run("quantize", "cifar10", "--calib", "cifar10", "-o", tmp_path / "m.onnx")
     assert result.exit_code == 1 and "is not writable" in result.stderr, result.output

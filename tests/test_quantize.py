@@ -87,7 +87,7 @@ def test_report_json_and_layer_sqnr(reference) -> None:
     """The JSON report sits beside the model and every int8 layer keeps > 15 dB SQNR."""
     _, out, report = reference
     data = json.loads(report.report_path.read_text())
-    assert report.report_path == out.with_name("int8.quant.json")
+    assert report.report_path == out.with_name(out.name + ".quant.json")
     assert data["schema_version"] == 1 and data["validation"]["count"] == VAL_IMAGES
     names = [row["name"] for row in data["layers"]]
     assert "/conv1/Conv" in names and "/fc/Gemm" in names and len(names) == 20

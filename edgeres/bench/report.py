@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from edgeres._fs import atomic_write, json_safe
+from edgeres._fs import check_outputs as _check_outputs
 from edgeres.bench.results import BenchRow, BenchRun, Note
-from edgeres.errors import ConfigError, EdgeresError, missing_extra
+from edgeres.errors import ConfigError, missing_extra
 
 __all__ = ["PLOT_FORMATS", "check_outputs", "environment_lines", "fastest", "markdown",
            "note_text", "plot_format", "plot_size", "schema", "table", "to_json_dict",
@@ -50,11 +51,18 @@ def plot_format(path: Path) -> str:
     return fmt
 
 
-def check_outputs(paths: Iterable[Path | None], *, plot: Path | None = None) -> None:
+def check_outputs(paths: Iterable[Path | None], *, plot: Path | None = None,
+                  inputs: Iterable[Path | None] = ()) -> None:
     """Fail before a long run, not after it, when an output cannot be written.
 
+    Args:
+        paths: the --json, --csv and --markdown outputs (None where not asked for).
+        plot: the --plot output.
+        inputs: the model files benchmarked, which no output may overwrite.
+
     Raises:
-        EdgeresError: if an output's directory does not exist or is a directory itself.
+        EdgeresError: if an output's directory does not exist, an output is a directory,
+            device, FIFO or link, is one of the models, or two outputs are the same file.
         ConfigError: if the plot's suffix is not .png, .svg or .pdf.
         BackendNotAvailable: if a plot is asked for and matplotlib is not installed.
     """
@@ -62,16 +70,7 @@ def check_outputs(paths: Iterable[Path | None], *, plot: Path | None = None) -> 
 
     if plot is not None:
         plot_format(plot)
-
-    for path in [*paths, plot]:
-        if path is None:
-            continue
-        path = Path(path)
-        parent = path.parent if str(path.parent) else Path(".")
-        if path.is_dir() or not parent.is_dir():
-            why = "it is a directory" if path.is_dir() else f"directory {parent} does not exist"
-            msg = f"cannot write {path}: {why}; choose another output path"
-            raise EdgeresError(msg)
+    _check_outputs([*paths, plot], inputs=inputs)
     if plot is not None and importlib.util.find_spec("matplotlib") is None:
         package = "matplotlib"
         raise missing_extra(package, "plot")

@@ -66,20 +66,25 @@ def _what_it_is(path: Path) -> str:
 
 def _refusal(path: Path, err: Exception) -> CheckpointError:
     """Turn a ``torch.load`` failure into the right one-line message."""
-    unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+    # torch words the refusal differently by version and by why the global is refused:
+    # "Unsupported global: GLOBAL argparse.Namespace was not an allowed global" (a class), and
+    # since 2.6 "Trying to load unsupported GLOBAL posix.system whose module posix is blocked"
+    # (a function that runs code).
+    unsafe = re.search(r"unsupported global(?:: GLOBAL)? ([\w.]+)", str(err), flags=re.IGNORECASE)
     if unsafe:
+        what = unsafe.group(1)
         # A numpy global means a training checkpoint (a dict) with numpy scalars beside the
         # tensors, such as a best accuracy: it has no .state_dict(), its weights are an entry.
         resave = (
             "ckpt = torch.load(path, weights_only=False); torch.save(ckpt['state_dict'], "
             "'clean.pt') with the entry that holds the weights"
-            if unsafe.group(1).startswith("numpy")
+            if what.startswith("numpy")
             else "torch.save(torch.load(path, weights_only=False).state_dict(), 'clean.pt')"
         )
         msg = (
-            f"checkpoint {path} was refused as unsafe: it pickles an object of type "
-            f"{unsafe.group(1)}, and loading arbitrary objects can run code; if you trust the "
-            f"file, re-save it as a plain state dict: {resave}"
+            f"checkpoint {path} was refused as unsafe: it pickles {what}, and loading "
+            f"arbitrary objects can run code; if you trust the file, re-save it as a plain "
+            f"state dict: {resave}"
         )
     else:
         msg = (

@@ -14,16 +14,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Literal
 
-from edgeres._fs import sha256_file
+from edgeres._fs import atomic_files, check_outputs, sha256_file
 from edgeres.calibration import CalibrationSet
 from edgeres.data import DataSource, open_data
-from edgeres.errors import EdgeresError, ModelFileError, QuantizationError
+from edgeres.errors import ModelFileError, QuantizationError
 from edgeres.evaluate import evaluate
 from edgeres.meta import ModelMeta
 from edgeres.quantize._report import Accuracy, QuantReport, report_path_for, write_report
@@ -75,7 +74,8 @@ def quantize(
         config: options; ``QuantConfig()`` when None.
 
     Returns:
-        A ``QuantReport``; the same report is written to ``<dst stem>.quant.json``.
+        A ``QuantReport``; the same report is written to ``<dst name>.quant.json``, and the
+        two files appear together or not at all.
 
     Raises:
         ModelFileError: ``src`` missing or unreadable, or ``dst`` of the wrong kind.
@@ -99,12 +99,24 @@ def quantize(
     with tempfile.TemporaryDirectory(prefix="edgeres.quant.") as tmp:
         q = _backend(backend, src, calib, spec, config, Path(tmp))
         report, chosen = _run(q, src, dst, spec, config, val, test)
-        assert report.meta is not None  # set by _run
-        q.save(chosen, dst, report.meta)
-    report = dataclasses.replace(report, seconds=time.perf_counter() - start)
-    assert report.report_path is not None  # always set by _run
-    write_report(report, report.report_path)
+        report = dataclasses.replace(report, seconds=time.perf_counter() - start)
+        _publish(q, chosen, report)
     return report
+
+
+def _publish(q: Any, chosen: Path, report: QuantReport) -> None:
+    """Write the model (an IR's .xml and .bin) and its report together or not at all."""
+    assert report.meta is not None and report.report_path is not None  # set by _run
+    dst = report.dst
+    files = [dst, *_companions(dst), report.report_path]
+    with atomic_files(*files) as tmps:
+        q.save(chosen, tmps[dst], report.meta)
+        write_report(report, tmps[report.report_path])
+
+
+def _companions(dst: Path) -> list[Path]:
+    """Files written beside the model that users name: an OpenVINO IR's ``.bin``."""
+    return [dst.with_suffix(".bin")] if dst.suffix.lower() == ".xml" else []
 
 
 def _run(q: Any, src: Path, dst: Path, spec: TargetSpec, config: QuantConfig,
@@ -159,16 +171,9 @@ def _check_paths(src: Path, dst: Path, backend: str) -> None:
     if dst.suffix.lower() != want:
         msg = f"output {dst} should end in {want} for the {backend} backend"
         raise ModelFileError(msg)
-    parent = dst.parent if str(dst.parent) else Path(".")
-    if not parent.is_dir():
-        msg = f"cannot write {dst}: directory {parent} does not exist; create it first"
-        raise EdgeresError(msg)
-    if not os.access(parent, os.W_OK | os.X_OK):  # found now, not after calibrating
-        msg = f"cannot write {dst}: directory {parent} is not writable; choose another output"
-        raise EdgeresError(msg)
-    if dst.resolve() == src.resolve():
-        msg = f"output {dst} would overwrite the input model; choose another path"
-        raise ModelFileError(msg)
+    # Found now, not after calibrating: a missing or unwritable folder, a device, FIFO or
+    # folder in the place of the model, its .bin or its report, or the input itself.
+    check_outputs([dst, *_companions(dst), report_path_for(dst)], inputs=[src])
 
 
 def _check_float(src: Path, meta: ModelMeta) -> None:

@@ -1,4 +1,4 @@
-"""``QuantReport``: what ``quantize`` did and measured, and its JSON form (``OUT.quant.json``).
+"""``QuantReport``: what ``quantize`` did and measured, and its JSON form (``OUT.onnx.quant.json``).
 
 Numbers stay floats here (the CLI formats them); non-finite SQNR values (a layer with no
 error) become ``null`` in JSON, which has no infinity.
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeres._fs import atomic_write, json_safe
+from edgeres._fs import json_safe
 from edgeres.calibration import CalibrationStats
 from edgeres.meta import ModelMeta
 from edgeres.quantize.sensitivity import Fallback, LayerError
@@ -129,13 +129,30 @@ class QuantReport:
 
 
 def report_path_for(dst: Path) -> Path:
-    """``model-int8.onnx`` → ``model-int8.quant.json`` (beside the model)."""
+    """``model-int8.onnx`` → ``model-int8.onnx.quant.json`` (beside the model).
+
+    The full file name, suffix included, so ``m.onnx`` and ``m.xml`` in one folder get
+    reports of their own (edgeres 0.1.0 wrote ``m.quant.json`` for both;
+    ``legacy_report_path``).
+    """
+    return dst.with_name(dst.name + ".quant.json")
+
+
+def legacy_report_path(dst: Path) -> Path:
+    """Where releases before the full-name rule put ``dst``'s report: ``model-int8.quant.json``."""
     return dst.with_name(dst.stem + ".quant.json")
 
 
+def find_report(dst: Path) -> Path | None:
+    """The report of int8 model ``dst``: the current name, else the legacy one, else None."""
+    for path in (report_path_for(dst), legacy_report_path(dst)):
+        if path.is_file():
+            return path
+    return None
+
+
 def write_report(report: QuantReport, path: Path) -> None:
-    """Write ``report`` as JSON to ``path``, atomically."""
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(report.to_dict(), indent=1) + "\n")
+    """Write ``report`` as JSON to ``path`` (which may be a temporary path of ``atomic_files``)."""
+    path.write_text(json.dumps(report.to_dict(), indent=1) + "\n")
 
 

@@ -4,7 +4,7 @@
 """Classify images with the model in this folder: numpy, Pillow and one runtime, nothing else.
 
 Usage:
-    python infer.py IMAGE [IMAGE ...] [--top-k 5] [--json] [--threads N]
+    python infer.py IMAGE|FOLDER [...] [--top-k 5] [--json] [--threads N]
 
 This file was written by ``edgeres package``. The preprocessing in it is edgeres'
 ``preprocess.py`` copied unchanged (only its ``DataError`` import became a local class), and the
@@ -121,10 +121,33 @@ def classify(images: list[str], top_k: int, threads: int | None = None) -> dict[
             "executed_precision": executed, "predictions": results}
 
 
+# The suffixes `edgeres predict` takes from a folder (edgeres.data.IMAGE_SUFFIXES).
+FOLDER_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm")
+
+
+def expand_folders(images: list[str]) -> list[str]:
+    """Each folder among ``images`` replaced by the image files under it, sorted, as
+    ``edgeres predict`` does."""
+    out: list[str] = []
+    for image in images:
+        root = Path(image)
+        if not root.is_dir():
+            out.append(image)
+            continue
+        found = sorted(str(p) for p in root.rglob("*")
+                       if p.is_file() and p.suffix.lower() in FOLDER_SUFFIXES)
+        if not found:
+            msg = f"folder {image} holds no image files ({', '.join(FOLDER_SUFFIXES)})"
+            raise DataError(msg)
+        out.extend(found)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit code (1 on an unreadable image)."""
     parser = argparse.ArgumentParser(description="Classify images with this bundle's model.")
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    parser.add_argument("images", nargs="+", metavar="IMAGE",
+                        help="image files, or folders (every image under them)")
     parser.add_argument("--top-k", type=int, default=5, help="classes per image (default 5)")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     parser.add_argument("--threads", type=int, default=None, help="inference threads")
@@ -132,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.top_k < 1:
         parser.error("--top-k must be at least 1")
     try:
-        report = classify(args.images, args.top_k, args.threads)
+        report = classify(expand_folders(args.images), args.top_k, args.threads)
     except DataError as e:
         print(f"Error: {e}", file=sys.stderr)
         return 1

@@ -15,25 +15,82 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from edgeres import __version__
+from edgeres._fs import check_outputs as _check_outputs
 from edgeres.errors import ConfigError, DataError, EdgeresError, MetadataError
 
 if TYPE_CHECKING:
     from edgeres.describe import ModelFileInfo
 
 
+# Optional imports → the extra that provides them (README "Install by hand"); quantize's own
+# onnx and openvino come with the quantize extra.
+_EXTRAS = {"torch": "torch", "onnx": "torch", "onnxslim": "torch", "nncf": "quantize",
+           "openvino": "openvino", "matplotlib": "plot"}
+
+
+def _missing_extra(e: ModuleNotFoundError, command: str | None) -> EdgeresError | None:
+    """The fix-it error for an optional package that is not installed, else None (a bug)."""
+    import importlib.util
+
+    top = (e.name or "").split(".")[0]
+    extra = _EXTRAS.get(top)
+    if extra is None:
+        return None
+    try:
+        if importlib.util.find_spec(top) is not None:
+            return None  # installed but broken inside: keep the traceback
+    except (ImportError, ValueError):
+        pass
+    if command == "quantize" and top in ("onnx", "openvino"):
+        extra = "quantize"
+    from edgeres.errors import missing_extra
+
+    return missing_extra(top, extra)
+
+
+def _stdout_failed(e: OSError) -> None:
+    """stdout closed early (``| head``) or full: a quiet exit 141 or one line, no traceback."""
+    import errno
+    import os
+
+    try:  # nothing more may reach the dead stream, not even the interpreter's final flush
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+    if e.errno == errno.EPIPE:
+        sys.exit(141)  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
+    click.echo(f"Error: cannot write to standard output: {e.strerror}; free space or "
+               "redirect elsewhere", err=True)
+    sys.exit(1)
+
+
 class _Group(click.Group):
     """Click group that turns expected errors into one line on stderr and exit code 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from edgeres import _interrupt
+
         try:
             return super().invoke(ctx)
         except EdgeresError as e:
             if ctx.params.get("debug"):
                 raise
             raise click.ClickException(str(e)) from None
-        except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            sys.exit(130)
+        except ModuleNotFoundError as e:
+            err = None if ctx.params.get("debug") else _missing_extra(e, ctx.invoked_subcommand)
+            if err is None:
+                raise
+            raise click.ClickException(str(err)) from None
+        except KeyboardInterrupt as e:
+            _interrupt.quiet()
+            code, words = _interrupt.exit_status(e)
+            click.echo(words, err=True)
+            sys.exit(code)
+        except OSError as e:  # a library's files are wrapped (_fs.write_errors): this is stdout
+            if e.filename is not None or ctx.params.get("debug"):
+                raise
+            _stdout_failed(e)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -160,6 +217,7 @@ def export(model: str, weights: str | None, num_classes: int | None, input_size:
     from edgeres.models.weights import load_weights
 
     model_info(model)  # an unknown name fails here, with suggestions, before any work
+    _check_outputs([output], inputs=[Path(weights) if weights else None, labels])
     size = _numbers(input_size, "input size", int)
     config = ExportConfig(opset=opset, batch=_batch(batch), fp16=fp16,
                           uint8_input=uint8_input, simplify=simplify, atol=atol)
@@ -298,13 +356,27 @@ def bench(model: tuple[str, ...], runtime: str | None, precision: str | None, ca
         batches=parse_batches(batch), threads=threads, warmup=warmup, rounds=rounds,
         iterations=iterations, duration=duration, calib=calib, eval_data=eval_data,
         limit=limit, memory=not no_memory, torch_compile=torch_compile, conditions=conditions)
-    report.check_outputs([json_out, csv_out, md_out], plot=plot_out)
+    report.check_outputs([json_out, csv_out, md_out], plot=plot_out, inputs=_model_files(model))
     run = run_bench(model, config)
     _render_bench(run, json_out, csv_out, md_out, plot_out)
     if run.interrupted:
-        click.echo("Interrupted: the results measured so far were saved (rows marked partial).",
-                   err=True)
-        sys.exit(130)
+        from edgeres import _interrupt
+
+        code, words = _interrupt.exit_status()
+        click.echo(f"{words.rstrip('.')}: the results measured so far were saved (rows marked "
+                   "partial).", err=True)
+        sys.exit(code)
+    if not any(r.status == "ok" for r in run.rows):
+        reasons = sorted({f"{r.status}: {r.reason}" for r in run.rows if r.reason})
+        msg = (f"no configuration was measured ({'; '.join(reasons) or 'no rows'}); see the "
+               "table above")
+        raise EdgeresError(msg)
+
+
+def _model_files(models: tuple[str, ...]) -> list[Path]:
+    """The files among bench's MODEL arguments (and an IR's .bin), which outputs must spare."""
+    files = [Path(m) for m in models if Path(m).is_file()]
+    return files + [f.with_suffix(".bin") for f in files if f.suffix.lower() == ".xml"]
 
 
 def _render_bench(run: Any, json_out: Path | None, csv_out: Path | None, md_out: Path | None,
@@ -339,6 +411,16 @@ def _predictions_json(predictor: Any, images: tuple[str, ...], results: list[Any
         "predictions": [{"image": image, **r.to_dict()}
                         for image, r in zip(images, results, strict=True)],
     }, indent=1)
+
+
+def _capped_threads(threads: int | None) -> int | None:
+    """``--threads`` within the CPUs this process may use, with a note when capped."""
+    from edgeres._resources import cap_threads
+
+    threads, note = cap_threads(threads)
+    if note:
+        click.echo(f"note: {note}", err=True)
+    return threads
 
 
 def _expand_folders(images: tuple[str, ...]) -> tuple[str, ...]:
@@ -388,6 +470,7 @@ def predict(model: str, images: tuple[str, ...], top_k: int, as_json: bool, back
     from edgeres.runtime import load
 
     images = _expand_folders(images)
+    threads = _capped_threads(threads)
     p = load(resolve_model_file(model), backend=backend, device=device, precision=precision,
              threads=threads)
     results = p.predict(list(images), top_k=top_k)
@@ -518,5 +601,15 @@ def _render_quant(r: Any) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="edgeres")
+    """Console-script entry point: SIGTERM/SIGHUP clean up as Ctrl-C does (``_interrupt``)."""
+    from edgeres import _interrupt
+
+    _interrupt.install()
+    try:
+        cli(prog_name="edgeres")
+    finally:
+        _interrupt.quiet()
+        try:
+            sys.stdout.flush()  # click exits through SystemExit; a failed flush must not print
+        except OSError as e:
+            _stdout_failed(e)

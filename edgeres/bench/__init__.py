@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import math
 from collections.abc import Sequence
 from typing import Any
 
+from edgeres._resources import cap_threads, check_memory, estimate_batch_bytes
 from edgeres.bench._models import resolve_model
 from edgeres.bench._runners import default_runtimes
 from edgeres.bench.config import (
@@ -70,9 +72,11 @@ def run_bench(models: Sequence[str], config: BenchConfig | None = None) -> Bench
     config = BenchConfig() if config is None else config
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     env = describe_machine()
-    threads = config.threads or default_threads(env.physical_cores)
+    threads, capped = cap_threads(config.threads)
+    threads = threads or default_threads(env.physical_cores)
     runtimes = config.runtimes or default_runtimes()
     sources = [resolve_model(m, config.cache_root) for m in models]  # bad names fail first
+    _check_memory(sources, config, len(runtimes))
     data = _open_eval(config)
     benches: list[ModelBench] = []
     interrupted = False
@@ -94,11 +98,26 @@ def run_bench(models: Sequence[str], config: BenchConfig | None = None) -> Bench
     link_references(benches)
     rows = [row for b in benches for row in b.rows.values()]
     metas = {(b.src.arg, c[0]): t.meta for b in benches for c, t in b.targets.items()}
-    notes = (_dedupe([n for b in benches for n in b.notes])
+    notes = ([Note("threads", capped)] if capped else []) + (
+             _dedupe([n for b in benches for n in b.notes])
              + slower_int8_notes(env, rows, metas) + noise_notes(env, rows))
     return BenchRun(rows=tuple(rows), environment=env,
                     settings=_settings(config, runtimes, threads), notes=tuple(notes),
                     interrupted=interrupted, created=created)
+
+
+def _check_memory(sources: Sequence[Any], config: BenchConfig, runtimes: int) -> None:
+    """Refuse a batch whose inputs and activations cannot fit in memory, before allocating
+    (every configuration of a model is loaded, and keeps its memory, while they are timed)."""
+    batch = max(config.batches)
+    for src in sources:
+        loaded = runtimes * len(config.precisions or (src.own_precision,))
+        dims = [d for d in src.meta.input.shape[1:] if isinstance(d, int)]
+        sample = 4 * math.prod(dims)  # float32 is the widest input dtype bench feeds
+        shape = "x".join(map(str, dims))
+        check_memory(estimate_batch_bytes(batch, sample, loaded),
+                     f"--batch {batch} of {src.arg} ({shape} inputs, with the activations of "
+                     f"{loaded} loaded configuration(s))", "choose a smaller --batch")
 
 
 def _dedupe(notes: list[Note]) -> list[Note]:

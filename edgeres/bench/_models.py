@@ -193,10 +193,10 @@ def export_zoo(src: ModelSource, *, fp16: bool) -> Path:
     workdir: Path = src.workdir  # type: ignore[assignment]
     dst = workdir / ("fp16.onnx" if fp16 else "fp32.onnx")
     weights = workdir / "weights.pt"
-    if dst.is_file() and weights.is_file():
+    if _cached(weights) and _cached(dst):
         return dst
     workdir.mkdir(parents=True, exist_ok=True)
-    if weights.is_file():
+    if _cached(weights):
         model = create_model(src.arg)
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     else:
@@ -205,9 +205,34 @@ def export_zoo(src: ModelSource, *, fp16: bool) -> Path:
             model = create_model(src.arg)
         with atomic_write(weights) as tmp:
             torch.save(model.state_dict(), tmp)
+        _seal(weights)
     log.info("exporting %s to %s", src.arg, dst)
     export_onnx(model.eval(), dst, meta=src.meta, config=ExportConfig(fp16=fp16))
+    _seal(dst)
     return dst
+
+
+def _cached(path: Path) -> bool:
+    """Whether cache entry ``path`` is intact: its sha256 matches the ``.sha256`` written with
+    it. A missing, unsealed or altered entry (a killed run, a full disk, an edit) is removed,
+    so the caller rebuilds it instead of benchmarking whatever is there."""
+    seal = path.with_name(path.name + ".sha256")
+    try:
+        if path.is_file() and seal.read_text("ascii").strip() == sha256_file(path):
+            return True
+    except (OSError, UnicodeDecodeError):
+        pass
+    if path.exists() or seal.exists():
+        log.warning("cache entry %s is incomplete or altered; rebuilding it", path)
+    path.unlink(missing_ok=True)
+    seal.unlink(missing_ok=True)
+    return False
+
+
+def _seal(path: Path) -> None:
+    """Record ``path``'s sha256 beside it, for ``_cached``."""
+    with atomic_write(path.with_name(path.name + ".sha256")) as tmp:
+        tmp.write_text(sha256_file(path) + "\n", "ascii")
 
 
 def _calib_key(calib: str) -> str:
@@ -226,7 +251,7 @@ def quantize_int8(src: ModelSource, fp32: Path, calib: str) -> Path:
         Unavailable: if ``edgeres.quantize`` is not importable (the int8 rows are skipped).
     """
     dst = src.workdir / f"int8-ort-{_calib_key(calib)}.onnx"  # type: ignore[operator]
-    if dst.is_file():
+    if _cached(dst):
         return dst
     try:
         from edgeres.calibration import CalibrationSet
@@ -242,4 +267,5 @@ def quantize_int8(src: ModelSource, fp32: Path, calib: str) -> Path:
     # The default recipe for this host; the per-layer SQNR report is quantize's business, not
     # a benchmark's, so it is skipped (minutes for ResNet-50 on two cores).
     quantize(fp32, dst, calibration, backend="ort", config=QuantConfig(layer_report_samples=0))
+    _seal(dst)
     return dst

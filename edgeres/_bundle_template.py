@@ -43,9 +43,17 @@ def read_meta(folder: Path) -> SimpleNamespace:
     if not isinstance(pre["resize"], int):
         pre["resize"] = tuple(pre["resize"])
     pre["crop"] = tuple(pre["crop"])
+    pre.setdefault("channel_order", "RGB")  # records before these fields: RGB, 0-1 scale
+    pre.setdefault("pixel_scale", 1.0)
+    # Whether outputs are probabilities already (never softmax twice), as ModelMeta says it:
+    # stated in the record, logits for edgeres exports, else the rows decide (None).
+    steps = {p.get("step") for p in record.get("provenance", [])}
+    probabilities = {"probabilities": True, "logits": False}.get(
+        record.get("output"), False if "export" in steps else None)
     return SimpleNamespace(
         name=record["name"], labels=tuple(record["labels"]), precision=record["precision"],
         input=SimpleNamespace(**record["input"]), preprocess=SimpleNamespace(**pre),
+        probabilities=probabilities,
     )
 
 
@@ -112,7 +120,7 @@ def classify(images: list[str], top_k: int, threads: int | None = None) -> dict[
         x = prepare(chunk, meta)
         if fixed and len(x) < fixed:  # a fixed-batch graph: pad the last chunk
             x = np.concatenate([x, np.zeros((fixed - len(x), *x.shape[1:]), x.dtype)])
-        order, probs = _softmax_topk(run(x)[: len(chunk)], top_k)
+        order, probs = _softmax_topk(run(x)[: len(chunk)], top_k, meta.probabilities)
         for image, row, prow in zip(chunk, order.tolist(), probs.tolist(), strict=True):
             labels = [meta.labels[i] if i < len(meta.labels) else str(i) for i in row]
             results.append({"image": image, "labels": labels,

@@ -19,13 +19,16 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgeres.data import ArraySource, DataSource, ImageSource, open_data
-from edgeres.errors import DataError, MetadataError, ModelFileError, first_line
-from edgeres.meta import METADATA_KEY, ModelMeta, custom_meta
+from edgeres.errors import DataError, ModelFileError, first_line
+from edgeres.meta import METADATA_KEY, ModelMeta
+
+if TYPE_CHECKING:
+    from edgeres.foreign import RecordOptions
 
 __all__ = ["CalibrationSet", "CalibrationStats", "model_record", "nncf_dataset", "ort_reader"]
 
@@ -200,75 +203,26 @@ def model_record(
     std: tuple[float, ...] | None = None,
     input_size: tuple[int, int] | None = None,
     layout: str | None = None,
+    options: RecordOptions | None = None,
 ) -> ModelMeta:
     """The metadata record of ONNX model ``path``, or one built from stated preprocessing.
 
-    Stated values (``mean``/``std``/``input_size``/``layout``) override the record's
-    preprocessing; a model without a record needs at least ``mean`` and ``std``.
+    Stated values (``mean``/``std``/``input_size``/``layout``, or all of ``RecordOptions``)
+    override the record's fields; a model without a record needs at least ``mean`` or
+    ``std``. See ``edgeres.foreign.stated_record``, which this calls.
 
     Raises:
-        ModelFileError: if ``path`` is missing or not a readable ONNX model.
+        ModelFileError: if ``path`` is missing, not a readable ONNX model, or not a classifier
+            with one 4-D image input and one [N, classes] output.
         MetadataError: if the model has no record and no preprocessing was stated.
     """
-    path = Path(path)
-    if path.suffix.lower() != ".onnx":
-        msg = f"{path} is not an ONNX model; pass an .onnx file (see `edgeres export`)"
-        raise ModelFileError(msg)
-    sess = _inspect_session(path)
-    inp, out = sess.get_inputs()[0], sess.get_outputs()[0]
-    record = _session_record(sess)
-    stated = mean is not None or std is not None or input_size is not None or layout is not None
-    if record is not None:
-        if not stated:
-            return record
-        log.warning("stated preprocessing replaces the record's in %s", path)
-        return _restate(record, mean, std, input_size, layout)
-    if mean is None or std is None:
-        msg = (f"{path} carries no edgeres metadata record, so its preprocessing is unknown; "
-               "pass --mean R,G,B --std R,G,B --input-size S --layout NCHW|NHWC")
-        raise MetadataError(msg)
-    shape = inp.shape
-    layout = layout or "NCHW"
-    if input_size is None:
-        dims = shape[2:4] if layout == "NCHW" else shape[1:3]
-        if len(shape) != 4 or not all(isinstance(d, int) for d in dims):
-            msg = f"{path} has no fixed 4-D image input; pass --input-size S"
-            raise MetadataError(msg)
-        input_size = (int(dims[0]), int(dims[1]))
-    classes = out.shape[-1] if out.shape and isinstance(out.shape[-1], int) else 0
-    built = custom_meta(input_size=input_size, mean=mean, std=std, num_classes=classes,
-                        layout=layout, name=path.stem)  # type: ignore[arg-type]
-    spec = built.input.__class__(name=inp.name, shape=(shape[0], *built.input.shape[1:]),
-                                 layout=built.input.layout)
-    return built.evolve(input=spec)
+    from edgeres.foreign import RecordOptions, stated_record
 
-
-def _restate(record: ModelMeta, mean: tuple[float, ...] | None, std: tuple[float, ...] | None,
-             input_size: tuple[int, int] | None, layout: str | None) -> ModelMeta:
-    """``record`` with only the stated preprocessing fields replaced; resize, interpolation,
-    colour, dtype and in-graph normalisation stay as the record has them."""
-    pre, spec = record.preprocess, record.input
-    mean, std = mean or pre.mean, std or pre.std
-    channels = spec.channels
-    if len(mean) != channels or len(std) != channels or min(std) <= 0:
-        msg = (f"mean {mean} and std {std} need {channels} values each (std > 0) for this "
-               f"{channels}-channel model")
-        raise MetadataError(msg)
-    h, w = input_size or pre.crop
-    if min(h, w) < 1:
-        msg = f"input size {(h, w)} must be positive"
-        raise MetadataError(msg)
-    resize = pre.resize
-    if input_size is not None:  # keep the record's resize-to-crop ratio (256 -> 224 stays 8/7)
-        resize = (h, w) if isinstance(resize, tuple) else round(resize * min(h, w) / min(pre.crop))
-    layout = layout or spec.layout
-    batch = spec.shape[0]
-    shape = (batch, channels, h, w) if layout == "NCHW" else (batch, h, w, channels)
-    return record.evolve(
-        input=dataclasses.replace(spec, shape=shape, layout=layout),
-        preprocess=dataclasses.replace(pre, resize=resize, crop=(h, w), mean=tuple(mean),
-                                       std=tuple(std)),
-    )
+    options = dataclasses.replace(
+        options or RecordOptions(), **{k: v for k, v in (
+            ("mean", mean), ("std", std), ("input_size", input_size), ("layout", layout))
+            if v is not None})
+    return stated_record(Path(path), options)
 
 
 def onnx_record(path: Path) -> ModelMeta | None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import math
+import unicodedata
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,9 @@ IR_RECORD_PATHS: tuple[tuple[str, ...], ...] = ((METADATA_KEY,), ("framework", M
 Layout = Literal["NCHW", "NHWC"]
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
+INTERPOLATIONS: tuple[str, ...] = ("nearest", "bilinear", "bicubic")
+CHANNEL_ORDERS: tuple[str, ...] = ("RGB", "BGR")
+OUTPUT_KINDS: tuple[str, ...] = ("logits", "probabilities")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -67,9 +72,14 @@ class PreprocessSpec:
         resize: shorter side in pixels, or an exact ``(height, width)``.
         crop: centre crop ``(height, width)``, equal to the model's input size.
         interpolation: "bilinear", "bicubic" or "nearest".
-        mean: per-channel mean on the 0-1 scale.
-        std: per-channel standard deviation on the 0-1 scale.
+        mean: per-channel mean, in the model's channel order, on the ``pixel_scale`` scale.
+        std: per-channel standard deviation, likewise.
         color: "RGB", or "L" for single-channel models.
+        channel_order: "RGB", or "BGR" for models trained on OpenCV/Caffe-ordered pixels
+            (ignored for "L").
+        pixel_scale: what a white pixel is before ``(x - mean) / std``: 1.0 (the 0-1 scale,
+            torchvision's) or 255.0 (the 0-255 scale of Caffe/Keras ``preprocess_input``).
+            ``mean`` and ``std`` are stated on this same scale.
     """
 
     resize: int | tuple[int, int]
@@ -78,6 +88,8 @@ class PreprocessSpec:
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     color: str = "RGB"
+    channel_order: str = "RGB"
+    pixel_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,8 @@ class ModelMeta:
         provenance: one entry per step, oldest first.
         extra: fields from later steps kept verbatim (e.g. "quantization").
         schema_version: version of this schema.
+        output: "logits", "probabilities" (the graph ends in a softmax), or None when not
+            stated (see ``outputs_probabilities``).
     """
 
     name: str
@@ -111,6 +125,18 @@ class ModelMeta:
     provenance: tuple[dict[str, Any], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    output: str | None = None
+
+    @property
+    def outputs_probabilities(self) -> bool | None:
+        """Whether the graph's output rows are already probabilities (never softmax them again).
+
+        True or False as the record states; False for models ``edgeres export`` wrote (logits);
+        None when unknown, and then the rows themselves decide (``runtime.topk_predictions``).
+        """
+        if self.output is not None:
+            return self.output == "probabilities"
+        return False if any(p.get("step") == "export" for p in self.provenance) else None
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -194,6 +220,13 @@ class ModelMeta:
         """The record as plain JSON types, ``extra`` merged in at the top level."""
         d = dataclasses.asdict(self)
         extra = d.pop("extra")
+        # Fields added after schema 1 are written only when set, so a record without them
+        # reads back and serialises byte for byte as it was.
+        for key, default in _NEW_PREPROCESS_FIELDS.items():
+            if d["preprocess"][key] == default:
+                del d["preprocess"][key]
+        if d["output"] is None:
+            del d["output"]
         d["labels"] = list(self.labels)
         d["provenance"] = list(self.provenance)
         d = {"schema_version": d.pop("schema_version"), **d}
@@ -209,56 +242,234 @@ class ModelMeta:
 
         Raises:
             MetadataError: if the text is not JSON, the schema is newer than this edgeres,
-                or a required field is missing or of the wrong type.
+                or a field is missing, of the wrong type or out of range.
         """
+        if not isinstance(text, str) or len(text) > MAX_RECORD_CHARS:
+            what = (f"{len(text):,} characters long" if isinstance(text, str)
+                    else f"a {type(text).__name__}")
+            msg = f"the edgeres metadata record is {what}, not a JSON text; re-export the model"
+            raise MetadataError(msg)
         try:
             d = json.loads(text)
         except json.JSONDecodeError as e:
             msg = f"the edgeres metadata record is not valid JSON ({e.msg}); re-export the model"
             raise MetadataError(msg) from None
+        except RecursionError:
+            msg = "the edgeres metadata record is nested too deeply; re-export the model"
+            raise MetadataError(msg) from None
         return cls.from_dict(d)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelMeta:
-        """Build a record from plain JSON types; see ``from_json``."""
+        """Build a record from plain JSON types; see ``from_json``.
+
+        A record is input like any other: every field's type, range and size is checked
+        (``check``), so a bad record is one ``MetadataError`` naming the field, never a crash,
+        NaN predictions or an out-of-memory resize later.
+        """
         if not isinstance(d, dict):
             msg = "the edgeres metadata record is not a JSON object; re-export the model"
             raise MetadataError(msg)
         version = d.get("schema_version")
-        if not isinstance(version, int) or version > SCHEMA_VERSION:
+        if isinstance(version, bool) or not isinstance(version, int) or version > SCHEMA_VERSION:
             msg = (
-                f"metadata schema_version {version!r} is not supported by this edgeres "
+                f"metadata schema_version {version!r:.40} is not supported by this edgeres "
                 f"(knows {SCHEMA_VERSION}); upgrade edgeres"
             )
             raise MetadataError(msg)
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         try:
-            inp = dict(d["input"])
-            pre = dict(d["preprocess"])
-            resize = pre["resize"]
-            return cls(
-                name=str(d["name"]),
-                family=str(d["family"]),
-                num_classes=int(d["num_classes"]),
-                labels=tuple(str(x) for x in d["labels"]),
-                input=InputSpec(**{**inp, "shape": tuple(inp["shape"])}),
+            inp, pre = _fields(d["input"], InputSpec), _fields(d["preprocess"], PreprocessSpec)
+            provenance = d.get("provenance", [])
+            if not isinstance(provenance, list) or len(provenance) > MAX_STEPS or not all(
+                    isinstance(p, dict) for p in provenance):
+                _bad("provenance", provenance, f"a list of at most {MAX_STEPS} objects")
+            meta = cls(
+                name=_text(d["name"], "name"),
+                family=_text(d["family"], "family"),
+                num_classes=_int(d["num_classes"], "num_classes", 0, MAX_CLASSES),
+                labels=_labels(d["labels"]),
+                input=InputSpec(**{**inp, "shape": _shape(inp["shape"])}),
                 preprocess=PreprocessSpec(**{
                     **pre,
-                    "resize": resize if isinstance(resize, int) else tuple(resize),
-                    "crop": tuple(pre["crop"]),
-                    "mean": tuple(pre["mean"]),
-                    "std": tuple(pre["std"]),
+                    "resize": _resize(pre["resize"]),
+                    "crop": _pair(pre["crop"], "preprocess.crop"),
+                    "mean": _floats(pre["mean"], "preprocess.mean"),
+                    "std": _floats(pre["std"], "preprocess.std"),
                 }),
-                precision=str(d["precision"]),
+                precision=d["precision"],
                 weights_sha256=d.get("weights_sha256"),
-                edgeres_version=str(d.get("edgeres_version", "")),
-                provenance=tuple(d.get("provenance", ())),
+                edgeres_version=d.get("edgeres_version", ""),
+                provenance=tuple(provenance),
                 extra={k: v for k, v in d.items() if k not in known},
                 schema_version=version,
+                output=d.get("output"),
             )
-        except (KeyError, TypeError, ValueError) as e:
-            msg = f"the edgeres metadata record is malformed ({e!r}); re-export the model"
+        except KeyError as e:
+            msg = (f"the edgeres metadata record lacks the field {e.args[0]!r:.40}; "
+                   "re-export the model or attach a new record (`edgeres attach`)")
             raise MetadataError(msg) from None
+        return meta.check()
+
+    def check(self) -> ModelMeta:
+        """Check every field's type, range and size, and that the fields agree; return self.
+
+        Raises:
+            MetadataError: naming the first field that is wrong and what it must be.
+        """
+        _check_fields(self)
+        return self
+
+
+# Bounds on what a record may say: generous for any image classifier, small enough that a
+# hostile record cannot make edgeres allocate gigabytes (resize 100000 would need 30 GB).
+MAX_SIDE = 8192  # pixels, for resize and crop
+MAX_CLASSES = 1_000_000
+MAX_TEXT = 256  # characters in a name or label
+MAX_STEPS = 10_000  # provenance entries
+MAX_RECORD_CHARS = 64 << 20
+_NEW_PREPROCESS_FIELDS: dict[str, Any] = {"channel_order": "RGB", "pixel_scale": 1.0}
+
+
+def _bad(name: str, value: Any, want: str) -> None:
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    msg = (f"the edgeres metadata record has {name} = {shown}, which must be {want}; "
+           "fix the record (`edgeres attach`) or re-export the model")
+    raise MetadataError(msg)
+
+
+def _fields(value: Any, cls: type) -> dict[str, Any]:
+    """A nested object of the record, with no keys ``cls`` does not have."""
+    name = "input" if cls is InputSpec else "preprocess"
+    if not isinstance(value, dict):
+        _bad(name, value, "an object")
+    unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        _bad(f"{name}.{unknown[0]}", value[unknown[0]], f"absent (no such field of {name})")
+    return dict(value)
+
+
+def _unprintable(text: str) -> bool:
+    """Control characters (newlines, terminal escape codes) and line/paragraph separators."""
+    return any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in text)
+
+
+def _text(value: Any, name: str, *, empty: bool = False) -> str:
+    if not isinstance(value, str) or len(value) > MAX_TEXT or (not value and not empty):
+        _bad(name, value, f"a non-empty string of at most {MAX_TEXT} characters")
+    if _unprintable(value):
+        _bad(name, value, "printable text (no newlines or control characters)")
+    return value
+
+
+def _int(value: Any, name: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        _bad(name, value, f"an integer from {low} to {high:,}")
+    return value
+
+
+def _labels(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or len(value) > MAX_CLASSES:
+        _bad("labels", value, f"a list of at most {MAX_CLASSES:,} strings")
+    return tuple(_text(x, f"labels[{i}]", empty=True) for i, x in enumerate(value))
+
+
+def _shape(value: Any) -> tuple[int | str, ...]:
+    if not isinstance(value, list | tuple) or len(value) != 4:
+        _bad("input.shape", value, "4 dimensions: (batch, C, H, W) or (batch, H, W, C)")
+    return tuple(value)
+
+
+def _pair(value: Any, name: str) -> tuple[int, int]:
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        _bad(name, value, f"[height, width], each from 1 to {MAX_SIDE}")
+    return (_int(value[0], name, 1, MAX_SIDE), _int(value[1], name, 1, MAX_SIDE))
+
+
+def _resize(value: Any) -> int | tuple[int, int]:
+    if isinstance(value, list | tuple):
+        return _pair(value, "preprocess.resize")
+    return _int(value, "preprocess.resize", 1, MAX_SIDE)
+
+
+def _floats(value: Any, name: str) -> tuple[float, ...]:
+    if not isinstance(value, list | tuple) or not 1 <= len(value) <= 4 or not all(
+            isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+            for x in value):
+        _bad(name, value, "a list of 1 to 4 finite numbers, one per channel")
+    return tuple(float(x) for x in value)
+
+
+def _check_fields(meta: ModelMeta) -> None:
+    """The checks of ``ModelMeta.check``, on an already-built record."""
+    _text(meta.name, "name")
+    _text(meta.family, "family")
+    _int(meta.num_classes, "num_classes", 0, MAX_CLASSES)
+    _labels(meta.labels)
+    if len(meta.labels) not in (0, meta.num_classes):
+        _bad("labels", f"{len(meta.labels)} labels", f"{meta.num_classes} labels (num_classes)")
+    _choice(meta.precision, "precision", PRECISIONS)
+    if meta.weights_sha256 is not None:
+        _text(meta.weights_sha256, "weights_sha256")
+    _text(meta.edgeres_version, "edgeres_version", empty=True)
+    if meta.output is not None:
+        _choice(meta.output, "output", OUTPUT_KINDS)
+    _check_input(meta.input)
+    _check_preprocess(meta.preprocess, meta.input)
+
+
+def _choice(value: Any, name: str, allowed: tuple[Any, ...]) -> None:
+    if isinstance(value, bool) or not isinstance(value, str | int) or value not in allowed:
+        _bad(name, value, "one of " + ", ".join(map(str, allowed)))
+
+
+def _check_input(spec: InputSpec) -> None:
+    _text(spec.name, "input.name")
+    _choice(spec.layout, "input.layout", ("NCHW", "NHWC"))
+    _choice(spec.dtype, "input.dtype", ("float32", "float16", "uint8"))
+    if not isinstance(spec.normalized_in_graph, bool):
+        _bad("input.normalized_in_graph", spec.normalized_in_graph, "true or false")
+    shape = _shape(spec.shape)
+    batch = shape[0]
+    if not isinstance(batch, str):
+        _int(batch, "input.shape[0]", 1, 1 << 16)
+    sample = shape[1:] if spec.layout == "NCHW" else (shape[3], shape[1], shape[2])
+    _choice(sample[0], "the input's channel count", (1, 3))
+    for side in sample[1:]:
+        _int(side, "input.shape (height, width)", 1, MAX_SIDE)
+
+
+def _check_preprocess(pre: PreprocessSpec, spec: InputSpec) -> None:
+    resize = pre.resize if isinstance(pre.resize, tuple) else None
+    if resize is None:
+        _int(pre.resize, "preprocess.resize", 1, MAX_SIDE)
+    else:
+        _pair(resize, "preprocess.resize")
+    crop = _pair(pre.crop, "preprocess.crop")
+    size = spec.shape[2:4] if spec.layout == "NCHW" else spec.shape[1:3]
+    if crop != tuple(size):
+        _bad("preprocess.crop", list(crop), f"the input shape's height and width {list(size)}")
+    _choice(pre.interpolation, "preprocess.interpolation", INTERPOLATIONS)
+    _choice(pre.color, "preprocess.color", ("RGB", "L"))
+    _choice(pre.channel_order, "preprocess.channel_order", CHANNEL_ORDERS)
+    scale = pre.pixel_scale
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale <= 65535:
+        _bad("preprocess.pixel_scale", scale, "a number above 0, up to 65535 (1 or 255)")
+    channels = spec.channels
+    if (pre.color == "L") != (channels == 1):
+        _bad("preprocess.color", pre.color, f"{'L' if channels == 1 else 'RGB'} for a "
+             f"{channels}-channel input")
+    mean = _floats(pre.mean, "preprocess.mean")
+    std = _floats(pre.std, "preprocess.std")
+    if len(mean) != channels or len(std) != channels:
+        _bad("preprocess.mean/std", f"{len(mean)}/{len(std)} values",
+             f"{channels} values each, one per input channel")
+    if any(abs(m) > 1e6 for m in mean):
+        _bad("preprocess.mean", list(mean), "at most 1e6 in size")
+    # std 0 divides by zero (NaN predictions); below this the float32 scale overflows.
+    if any(not 1e-6 * scale <= s <= 1e6 for s in std):
+        _bad("preprocess.std", list(std), f"from {1e-6 * scale:g} to 1e6 (std > 0)")
 
 
 def default_preprocess(

@@ -75,7 +75,14 @@ def load_image(source: Any, color: str = "RGB") -> np.ndarray:
         name = "image bytes" if isinstance(source, bytes | bytearray) else str(source)
         msg = f"{name} is not a readable image ({type(e).__name__}); pass a JPEG/PNG/BMP file"
         raise DataError(msg) from None
-    return arr[:, :, None] if arr.ndim == 2 else arr
+    return _not_empty(arr[:, :, None] if arr.ndim == 2 else arr)
+
+
+def _not_empty(arr: np.ndarray) -> np.ndarray:
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        msg = f"the image is empty ({arr.shape[1]}x{arr.shape[0]} pixels); pass a real image"
+        raise DataError(msg)
+    return arr
 
 
 def _check_array(arr: np.ndarray, color: str) -> np.ndarray:
@@ -88,6 +95,7 @@ def _check_array(arr: np.ndarray, color: str) -> np.ndarray:
         msg = f"image arrays must be HWC with 1, 3 or 4 channels, got shape {arr.shape}"
         raise DataError(msg)
     want = 1 if color == "L" else 3
+    _not_empty(arr)
     if arr.shape[2] == 4:
         arr = arr[:, :, :3]
     if arr.shape[2] == want:
@@ -150,11 +158,14 @@ def _center_crop(image: np.ndarray, crop: tuple[int, int]) -> np.ndarray:
 def normalize(batch: np.ndarray, spec: Any, layout: str = "NCHW") -> np.ndarray:
     """Turn an NHWC uint8 batch into normalised float32 in ``layout``.
 
-    Computes ``(x / 255 - mean) / std`` as one multiply-add per element.
+    Computes ``(x * pixel_scale / 255 - mean) / std`` as one multiply-add per element:
+    ``pixel_scale`` 1 gives torchvision's 0-1 scale, 255 the 0-255 scale of Caffe-style
+    models, with ``mean`` and ``std`` stated on that scale.
     """
     mean = np.asarray(spec.mean, dtype=np.float32)
     std = np.asarray(spec.std, dtype=np.float32)
-    scale = (1.0 / (255.0 * std)).astype(np.float32)
+    pixel_scale = float(getattr(spec, "pixel_scale", 1.0))  # records before it have none
+    scale = (pixel_scale / (255.0 * std)).astype(np.float32)
     shift = (-mean / std).astype(np.float32)
     out = batch.astype(np.float32) * scale + shift
     if layout == "NCHW":
@@ -186,7 +197,14 @@ def prepare(images: Sequence[Any] | Any, meta: Any) -> np.ndarray:
 
 
 def pixels_to_input(batch: np.ndarray, meta: Any) -> np.ndarray:
-    """Map an NHWC uint8 batch of model-sized images to the model's input tensor."""
+    """Map an NHWC uint8 batch of model-sized RGB (or L) images to the model's input tensor.
+
+    A model trained on BGR pixels (OpenCV, Caffe) gets its channels reversed first; its mean
+    and std are stated in that order.
+    """
+    spec = meta.preprocess
+    if getattr(spec, "channel_order", "RGB") == "BGR" and spec.color != "L":
+        batch = batch[..., ::-1]
     if meta.input.normalized_in_graph:
         return np.ascontiguousarray(batch)
     return normalize(batch, meta.preprocess, meta.input.layout)

@@ -103,9 +103,14 @@ def test_adapters_end_and_give_single_samples_to_nncf() -> None:
     assert len(items) == 5 and items[0]["input"].shape == (1, 3, 32, 32)
 
 
-def test_stated_preprocessing_replaces_only_the_stated_fields_of_a_record() -> None:
+def test_stated_preprocessing_replaces_only_the_stated_fields_of_a_record(tmp_path: Path) -> None:
     """--std alone, or --input-size alone, on a model with a record changes just that field."""
-    src = resolve_model_file("cifar10")
+    src = tmp_path / "any-size.onnx"  # the shipped graph with a free image size
+    proto = onnx.load(str(resolve_model_file("cifar10")))
+    del proto.graph.value_info[:]
+    for dim, name in zip(proto.graph.input[0].type.tensor_type.shape.dim[2:], "hw", strict=True):
+        dim.dim_param = name
+    onnx.save(proto, str(src))
     record = model_record(src)
     meta = model_record(src, std=(0.3, 0.3, 0.3))
     assert meta.preprocess.std == (0.3, 0.3, 0.3) and meta.preprocess.mean == record.preprocess.mean

@@ -105,7 +105,7 @@ def test_options_reach_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
                      "--precision", "fast", "--threads", "2")
     assert result.exit_code == 0, result.output
     assert calls == [(MODEL, {"backend": "openvino", "device": "cpu", "precision": "fast",
-                              "threads": 2})]
+                              "threads": 2, "meta": None})]
 
 
 def test_bad_image_is_one_error_line(tmp_path: Path) -> None:

@@ -90,12 +90,17 @@ def _zoo_error(arg: str, err: UnknownModelError | None) -> UnknownModelError:
     return UnknownModelError(msg)
 
 
-def resolve_model(arg: str, cache: Path) -> ModelSource:
+def resolve_model(arg: str, cache: Path, *, record: Any = None) -> ModelSource:
     """Resolve one MODEL argument without exporting anything yet.
+
+    An ONNX file without a record, or with ``record`` options stated, is benchmarked as a
+    copy with the stated record inside (``edgeres.foreign.attach``), written once into the
+    cache, so every runtime row and the int8 quantization read the same record.
 
     Raises:
         UnknownModelError: if it is neither a file, a registered model file nor a zoo name.
         ModelFileError: for a file that is not a readable model or carries no record.
+        MetadataError: for stated options that do not fit the file.
     """
     try:
         path = names.resolve_model_file(arg)
@@ -108,14 +113,21 @@ def resolve_model(arg: str, cache: Path) -> ModelSource:
             msg = f"{path} is not a model file; pass an .onnx file or an OpenVINO IR .xml"
             raise ModelFileError(msg)
         kind = "ir" if path.suffix.lower() == ".xml" else "file"
+        stated = record is not None and record.stated
+        if kind == "ir" and stated:
+            msg = (f"{path} is an OpenVINO IR; preprocessing options apply to .onnx files "
+                   "(attach the record with `edgeres attach` before converting)")
+            raise ModelFileError(msg)
         meta = read_ir_meta(path) if kind == "ir" else _onnx_meta(path)
-        if meta is None:
+        if meta is None and kind == "ir":
             msg = (f"{path} carries no edgeres metadata record, which bench needs for its input "
-                   "and labels; export it with `edgeres export`")
+                   "and labels; attach one to the .onnx it came from with `edgeres attach`")
             raise ModelFileError(msg)
         sha = sha256_file(path)
-        return ModelSource(arg, kind, meta, path=path, sha256=sha,
-                           workdir=cache / "bench" / f"file-{sha[:16]}")
+        workdir = cache / "bench" / f"file-{sha[:16]}"
+        if meta is None or stated:
+            path, meta = _attached(path, workdir, record)
+        return ModelSource(arg, kind, meta, path=path, sha256=sha, workdir=workdir)
     try:
         from edgeres.export import zoo_meta
     except ImportError:
@@ -129,6 +141,22 @@ def resolve_model(arg: str, cache: Path) -> ModelSource:
     h, w = meta.input_size
     workdir = cache / "bench" / f"{arg}-{h}x{w}-v{__version__}"
     return ModelSource(arg, "zoo", meta, zoo_name=arg, workdir=workdir)
+
+
+def _attached(path: Path, workdir: Path, record: Any) -> tuple[Path, ModelMeta]:
+    """A copy of ``path`` with the stated record inside, in the cache (made once per record)."""
+    from edgeres.foreign import RecordOptions, attach, stated_record
+
+    options = record if record is not None else RecordOptions()
+    meta = stated_record(path, options)  # no record and nothing stated: the error says what
+    key = hashlib.sha256(meta.to_json().encode()).hexdigest()[:12]
+    dst = workdir / f"stated-{key}.onnx"
+    if not dst.is_file():
+        workdir.mkdir(parents=True, exist_ok=True)
+        attach(path, dst, options)
+    copy = _onnx_meta(dst)
+    assert copy is not None  # attach wrote it
+    return dst, copy
 
 
 def model_file(src: ModelSource, precision: str, *, calib: str) -> Path:

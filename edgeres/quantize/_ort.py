@@ -28,6 +28,7 @@ from edgeres.quantize.config import TargetSpec
 log = logging.getLogger(__name__)
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")  # the layers that can go float
+MIN_OPSET = 13  # per-channel QDQ (DequantizeLinear's axis) needs it; older graphs are upgraded
 _RESTORED = "_edgeres_float"  # suffix of an activation re-inserted for a float layer
 
 
@@ -52,7 +53,8 @@ class OrtQuantizer:
         self.meta = calibration.meta
         _check_ort()
         self.pre = workdir / "preprocessed.onnx"
-        _pre_process(src, self.pre)
+        self.upgraded = _upgrade_opset(src, workdir / "upgraded.onnx")
+        _pre_process(workdir / "upgraded.onnx" if self.upgraded else src, self.pre)
         self.layers, self.op_types = _weighted_layers(self.pre)
         self._ranges: Ranges | None = None
         self._built: dict[tuple[str, ...], Path] = {}
@@ -159,6 +161,8 @@ class OrtQuantizer:
         feed = self.meta.input.name
 
         def run(x: np.ndarray) -> dict[str, np.ndarray]:
+            if not wanted:  # ORT would return every graph output for an empty name list
+                return {}
             return dict(zip(wanted, session.run(wanted, {feed: x}), strict=True))
 
         return run
@@ -211,6 +215,7 @@ class OrtQuantizer:
             "reduce_range": self.spec.reduce_range,
             "per_channel": self.per_channel,
             "pre_processed": True,
+            **({"opset_upgraded": list(self.upgraded)} if self.upgraded else {}),
         }
 
     def save(self, path: Path, dst: Path, meta: ModelMeta) -> None:
@@ -234,6 +239,39 @@ def _check_ort() -> None:
         raise BackendNotAvailable(msg)
 
 
+def _upgrade_opset(src: Path, dst: Path) -> tuple[int, int] | None:
+    """Convert a graph below ``MIN_OPSET`` with onnx's version converter into ``dst``.
+
+    Per-channel DequantizeLinear (its ``axis`` attribute) and QDQ of most ops need opset 13;
+    tf2onnx and older exporters write 9 to 11, and ORT would fail with "Unrecognized
+    attribute: axis for operator DequantizeLinear".
+
+    Returns:
+        (old, new) opset when the graph was upgraded, None when it needed no upgrade.
+
+    Raises:
+        ModelFileError: if the converter cannot upgrade the graph.
+    """
+    import onnx
+    from onnx import version_converter
+
+    model = onnx.load(str(src))
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None or opset >= MIN_OPSET:
+        return None
+    try:
+        upgraded = version_converter.convert_version(model, MIN_OPSET)
+        onnx.checker.check_model(upgraded)
+    except Exception as e:  # the converter raises RuntimeError/ValidationError per op
+        msg = (f"{src} uses opset {opset} and onnx's version converter cannot upgrade it to "
+               f"{MIN_OPSET}, which int8 QDQ needs ({first_line(e)}); re-export it at opset "
+               f"{MIN_OPSET} or later, or use --backend openvino")
+        raise ModelFileError(msg) from None
+    onnx.save(upgraded, str(dst))
+    log.info("upgraded %s from opset %d to %d for quantization", src, opset, MIN_OPSET)
+    return opset, MIN_OPSET
+
+
 def _pre_process(src: Path, dst: Path) -> None:
     """ORT's shape inference and graph optimisation, as its quantization guide asks first."""
     from onnxruntime.quantization import quant_pre_process
@@ -245,6 +283,26 @@ def _pre_process(src: Path, dst: Path) -> None:
         first = first_line(e)
         msg = f"{src} could not be prepared for quantization ({first}); re-export it"
         raise ModelFileError(msg) from None
+    _name_nodes(dst)
+
+
+def _name_nodes(path: Path) -> None:
+    """Give unnamed nodes a name (``Conv_3``): layers are reported, excluded and returned to
+    float by name, and other exporters (onnx.helper, some converters) leave names empty."""
+    import onnx
+
+    model = onnx.load(str(path))
+    if all(n.name for n in model.graph.node):
+        return
+    taken = {n.name for n in model.graph.node}
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{i}"
+            while name in taken:
+                name += "_"
+            node.name = name
+            taken.add(name)
+    onnx.save(model, str(path))
 
 
 def _weighted_layers(model: Path) -> tuple[tuple[str, ...], dict[str, str]]:

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -43,7 +44,8 @@ class Prediction:
     Attributes:
         labels: class names.
         indices: class indices into the model's output.
-        probabilities: softmax probabilities of those classes.
+        probabilities: probabilities of those classes (the model's own when its graph ends in
+            a softmax, else the softmax of its logits).
     """
 
     labels: tuple[str, ...]
@@ -77,6 +79,7 @@ class Predictor:
         self._sample_shape, self._batch = _check_record(backend, meta, path)
         self._dtype = backend.input_dtype
         self._run = backend.run
+        self._probabilities = meta.outputs_probabilities
 
     def __repr__(self) -> str:
         return f"Predictor({self.path.name!r}, runtime={self.runtime!r}, meta={self.meta.name!r})"
@@ -176,37 +179,52 @@ class Predictor:
             n = len(x)
             if self._batch and n < self._batch:  # fixed-batch graph: pad the last chunk
                 x = np.concatenate([x, np.zeros((self._batch - n, *x.shape[1:]), x.dtype)])
-            out.extend(topk_predictions(self.run(x)[:n], self.meta.labels, int(top_k)))
+            out.extend(topk_predictions(self.run(x)[:n], self.meta.labels, int(top_k),
+                                        probabilities=self._probabilities))
         return out
 
 
-def _softmax_topk(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and softmax probabilities of the ``k`` best classes per row, best first.
+def _softmax_topk(scores: np.ndarray, k: int,
+                  probabilities: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and probabilities of the ``k`` best classes per row, best first.
 
-    Probabilities are computed in float64 after subtracting the row maximum (no overflow);
-    ties keep the lower class index first. ``edgeres package`` copies this function's source
-    into a bundle's ``infer.py``, so bundles rank exactly as the runtime does.
+    ``probabilities`` says whether the rows already are probabilities (a graph ending in
+    Softmax): they are then ranked as they are, never softmaxed a second time. None means
+    unknown: rows that are all non-negative and sum to 1 are taken as probabilities. Logits
+    are softmaxed in float64 after subtracting the row maximum (no overflow); ties keep the
+    lower class index first. ``edgeres package`` copies this function's source into a
+    bundle's ``infer.py``, so bundles rank exactly as the runtime does.
     """
-    z = np.asarray(logits, dtype=np.float64).reshape(len(logits), -1)
+    z = np.asarray(scores, dtype=np.float64).reshape(len(scores), -1)
     k = max(1, min(int(k), z.shape[1]))
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    probs = e / e.sum(axis=1, keepdims=True)
+    if probabilities is None:
+        sums = z.sum(axis=1)
+        probabilities = bool(len(z)) and bool((z >= -1e-6).all()) and bool(
+            (np.abs(sums - 1.0) <= 1e-3).all())
+    if probabilities:
+        probs = z
+    else:
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        probs = e / e.sum(axis=1, keepdims=True)
     order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     return order, np.take_along_axis(probs, order, axis=1)
 
 
-def topk_predictions(logits: np.ndarray, labels: tuple[str, ...], top_k: int) -> list[Prediction]:
-    """Softmax probabilities and the ``top_k`` classes of each row of ``logits``.
+def topk_predictions(logits: np.ndarray, labels: tuple[str, ...], top_k: int, *,
+                     probabilities: bool | None = None) -> list[Prediction]:
+    """Probabilities and the ``top_k`` classes of each row of ``logits``.
 
     Args:
-        logits: one row of raw scores per image.
+        logits: one row of scores per image: logits, or probabilities already.
         labels: class names; indices beyond them are named by their number.
         top_k: classes per row (clipped to the number of classes).
+        probabilities: whether the rows are probabilities already (then no softmax); None
+            (unknown) decides from the rows: non-negative and summing to 1.
 
     Returns:
         One ``Prediction`` per row.
     """
-    order, probs = _softmax_topk(logits, top_k)
+    order, probs = _softmax_topk(logits, top_k, probabilities)
     return [
         Prediction(tuple(labels[i] if i < len(labels) else str(i) for i in row),
                    tuple(int(i) for i in row), tuple(float(p) for p in prow))
@@ -249,8 +267,26 @@ def _missing_record(path: Path, backend: Any) -> MetadataError:
     classes = backend.output_shape[-1] if backend.output_shape else "?"
     msg = (f"{path} carries no edgeres metadata record, so its preprocessing is unknown; "
            "re-export it with `edgeres export`, or pass meta=edgeres.meta.custom_meta("
-           f"input_size={size}, mean=..., std=..., num_classes={classes}) to runtime.load")
+           f"input_size={size}, mean=..., std=..., num_classes={classes}) to runtime.load "
+           "(on the command line: `edgeres attach` or --mean/--std)")
     return MetadataError(msg)
+
+
+def _check_arguments(path: Any, meta: Any) -> Path:
+    """``path`` as a Path; a wrong kind of argument is an ``EdgeresError``, not a TypeError."""
+    if isinstance(path, bytes | bytearray | memoryview):
+        msg = ("runtime.load takes the path of a model file, not its bytes; write the bytes "
+               "to an .onnx file first")
+        raise ModelFileError(msg)
+    if not isinstance(path, str | os.PathLike) or not str(path):
+        msg = (f"runtime.load takes the path of an .onnx or OpenVINO .xml file, got "
+               f"{type(path).__name__} {path!r:.40}")
+        raise ModelFileError(msg)
+    if meta is not None and not isinstance(meta, ModelMeta):
+        msg = (f"meta must be an edgeres.meta.ModelMeta (e.g. from edgeres.meta.custom_meta), "
+               f"got {type(meta).__name__}")
+        raise MetadataError(msg)
+    return Path(path)
 
 
 def load(
@@ -285,10 +321,12 @@ def load(
     Raises:
         ModelFileError: missing, corrupt or non-classifier model file.
         BackendNotAvailable: unknown or uninstalled runtime, or a device that is not present.
-        MetadataError: no record and no ``meta``, or a record that does not fit the graph.
-        EdgeresError: an invalid ``precision`` or ``threads``.
+        MetadataError: no record and no ``meta``, a ``meta`` that is not a ``ModelMeta`` or
+            has out-of-range values, or a record that does not fit the graph.
+        EdgeresError: an invalid ``precision`` or ``threads``; every error ``load`` raises
+            is an ``EdgeresError`` subclass.
     """
-    path = Path(path)
+    path = _check_arguments(path, meta)
     options = BackendOptions(device=device, precision=precision, threads=threads)
     if backend not in BACKENDS:
         msg = f"unknown backend {backend!r}; use auto, ort or openvino"
@@ -305,6 +343,10 @@ def load(
     if session_options is not None and backend != "ort":
         msg = "session_options applies to ONNX Runtime only; drop it or use backend='ort'"
         raise BackendNotAvailable(msg)
+    if session_options is not None and type(session_options).__name__ != "SessionOptions":
+        msg = (f"session_options must be an onnxruntime.SessionOptions, got "
+               f"{type(session_options).__name__}")
+        raise BackendNotAvailable(msg)
     impl: Any
     if backend == "ort":
         if kind == "ir":
@@ -316,6 +358,8 @@ def load(
     if impl.meta is None:
         raise _missing_record(path, impl)
     predictor = Predictor(impl, impl.meta, path)
+    if meta is not None:  # a stored record was checked when read; a given one is checked here
+        meta.check()
     log.info("loaded %s on %s (executes %s)", path.name, predictor.runtime,
              predictor.executed_precision)
     return predictor

@@ -153,9 +153,9 @@ class TorchCudaRunner:
         return CudaCall(self.torch, self.module, self.tensor(x))
 
 
-def torch_cuda_details(runner: TorchCudaRunner, precision: str, compiled: bool) -> tuple[str,
-                                                                                        dict]:
-    """The executed precision and the row details of a torch-cuda runner."""
+def torch_cuda_details(runner: TorchCudaRunner, precision: str,
+                       compiled: bool) -> tuple[str, dict[str, Any]]:
+    """The executed precision and the row details (GPU, CUDA, cuDNN, dtype) of a runner."""
     torch = runner.torch
     index = runner.device.index or 0
     major, minor = torch.cuda.get_device_capability(index)

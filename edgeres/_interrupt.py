@@ -2,20 +2,21 @@
 ``with`` block (temporary directories, atomic writes) cleans up, then exit 128 + signal.
 
 ``install()`` is called by the CLI's entry point only: a library must not take over a host
-program's signal handlers. After the first signal the handlers only record later ones, so a
-second Ctrl-C during cleanup cannot interrupt it half-way (it used to end in a traceback from
+program's signal handlers. After the first signal the others are ignored, so a second Ctrl-C
+during cleanup cannot interrupt it half-way (it used to end in a traceback from
 ``threading._shutdown``).
 """
 
 from __future__ import annotations
 
 import signal
+import threading
 from types import FrameType
 
 _SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
                  if hasattr(signal, name))
 _WORDS = {"SIGINT": "Interrupted.", "SIGTERM": "Terminated.", "SIGHUP": "Hung up."}
-received: list[int] = []  # signals this process received, in order (the first decides the exit)
+received: list[int] = []  # the signal that ended this run (the first; later ones are ignored)
 
 
 class Signalled(KeyboardInterrupt):
@@ -27,14 +28,9 @@ class Signalled(KeyboardInterrupt):
         self.signum = signum
 
 
-def _later(signum: int, frame: FrameType | None) -> None:
-    received.append(signum)
-
-
 def _first(signum: int, frame: FrameType | None) -> None:
     received.append(signum)
-    for sig in _SIGNALS:
-        signal.signal(sig, _later)
+    quiet()
     raise Signalled(signum)
 
 
@@ -47,10 +43,14 @@ def install() -> None:
 
 
 def quiet() -> None:
-    """Record, never raise, from now on: the run is already ending."""
+    """Ignore these signals from now on: the run is already ending. (A Python-level handler
+    is not enough: the interpreter restores the default action while it shuts down, and a
+    second Ctrl-C then killed the process after its one line.)"""
+    if threading.current_thread() is not threading.main_thread():
+        return
     for sig in _SIGNALS:
         if signal.getsignal(sig) is _first:
-            signal.signal(sig, _later)
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def exit_status(e: BaseException | None = None) -> tuple[int, str]:

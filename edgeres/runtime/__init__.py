@@ -243,7 +243,7 @@ def _check_record(backend: Any, meta: ModelMeta, path: Path) -> tuple[tuple[int,
     for got, want in zip(graph[1:], sample, strict=True):
         if isinstance(got, int) and got > 0 and got != want:
             msg = (f"the record says input {sample} but the graph of {path} takes "
-                   f"{tuple(graph[1:])}; fix the record (meta=) or re-export the model")
+                   f"{tuple(graph[1:])}; re-export the model or correct its metadata record")
             raise MetadataError(msg)
     uint8_graph = backend.input_dtype == np.uint8
     if uint8_graph != bool(meta.input.normalized_in_graph):
@@ -254,7 +254,7 @@ def _check_record(backend: Any, meta: ModelMeta, path: Path) -> tuple[tuple[int,
     classes = backend.output_shape[-1] if backend.output_shape else None
     if meta.num_classes and isinstance(classes, int) and classes != meta.num_classes:
         msg = (f"the record says {meta.num_classes} classes but the graph of {path} outputs "
-               f"{classes}; fix the record (meta=) or re-export the model")
+               f"{classes}; re-export the model or correct its metadata record")
         raise MetadataError(msg)
     batch = graph[0] if isinstance(graph[0], int) and graph[0] > 0 else 0
     return sample, batch

@@ -247,14 +247,19 @@ def _sample_images(n: int) -> list[str]:
     return [str(p) for p in sorted((calibration_dir() / "cifar10-calib").rglob("*.jpg"))[:n]]
 
 
-def test_bench_times_the_foreign_model(foreign: Path, work: Path) -> None:
-    """bench takes a record-less model with the stated options (a short run)."""
+def test_bench_times_the_foreign_model(foreign: Path, work: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench takes a record-less model with the stated options (a short run), benchmarking a
+    copy with the stated record that it keeps in its cache."""
+    monkeypatch.setenv("EDGERES_CACHE", str(work / "cache"))
     out = work / "bench.json"
     result = _run("bench", foreign, *STATED, "--runtime", "ort-cpu", "--duration", 0.2,
                   "--rounds", 1, "--warmup", 1, "--no-memory", "--json", out)
     assert result.exit_code == 0, result.output
     rows = json.loads(out.read_text())["rows"]
     assert [r["status"] for r in rows] == ["ok"]
+    copies = list((work / "cache").rglob("stated-*.onnx"))
+    assert len(copies) == 1 and runtime.load(copies[0]).meta.preprocess.channel_order == "BGR"
 
 
 def test_package_bundle_gives_the_same_top1_as_predict(foreign: Path, attached: Path,
@@ -430,6 +435,8 @@ def test_a_model_with_a_bad_record_fails_each_command_in_one_line(work: Path) ->
     _one_line_error(_run("predict", bad, image), "preprocess.std")
     _one_line_error(_run("info", bad), "preprocess.std")
     _one_line_error(_run("bench", bad, "--no-memory", "--duration", 0.1), "preprocess.std")
+    _one_line_error(_run("package", bad, "-o", work / "never-bundle"), "preprocess.std")
+    assert not (work / "never-bundle").exists()
     with pytest.raises(MetadataError, match="preprocess.std"):
         runtime.load(bad)
 

@@ -14,7 +14,12 @@ import pytest
 from edgeres import names, runtime
 from edgeres.bench import RUNTIMES, BenchConfig, report, run_bench
 from edgeres.bench._runners import unavailable_reason
-from edgeres.errors import ExportError, ModelFileError, UnknownModelError, UnknownNameError
+from edgeres.errors import (
+    ExportError,
+    MetadataError,
+    UnknownModelError,
+    UnknownNameError,
+)
 from edgeres.evaluate import topk_accuracy
 from edgeres.preprocess import prepare
 
@@ -232,14 +237,15 @@ def test_bad_names_fail_before_work(models, kwargs, error) -> None:
 
 
 def test_file_without_record_is_refused(tmp_path: Path) -> None:
-    """A model file with no metadata record is a ModelFileError naming `edgeres export`."""
+    """A model file with no metadata record and no stated preprocessing is a MetadataError
+    naming the options and `edgeres attach`."""
     import onnx
 
     proto = onnx.load(str(names.resolve_model_file("cifar10")))
     del proto.metadata_props[:]
     bare = tmp_path / "bare.onnx"
     onnx.save(proto, str(bare))
-    with pytest.raises(ModelFileError, match="edgeres export"):
+    with pytest.raises(MetadataError, match="--mean R,G,B.*edgeres attach"):
         run_bench([str(bare)], BenchConfig(**FAST))
 
 

@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.edgeres-installed
 
-.PHONY: setup demo test bench reference lint clean
+.PHONY: setup demo test test-cluster bench reference lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,8 +35,19 @@ demo: setup
 		--eval cifar10-test --batch 1,8 --json $(DEMO)/bench.json --markdown $(DEMO)/bench.md \
 		--plot $(DEMO)/bench.png
 
+# The cluster tests need ray (edgeres[cluster], ~500 MB, not in `all`): `make test` leaves
+# them out, `make test-cluster` installs the extra and runs only them.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not cluster"
+
+CLUSTER_STAMP := $(VENV)/.edgeres-cluster-installed
+
+$(CLUSTER_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[cluster]"
+	touch $(CLUSTER_STAMP)
+
+test-cluster: $(CLUSTER_STAMP)
+	$(PY) -m pytest -q -m cluster tests/test_cluster.py
 
 bench: setup
 	$(PY) benchmarks/bench_matrix.py

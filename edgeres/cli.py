@@ -328,11 +328,13 @@ _OUT = click.Path(dir_okay=False, path_type=Path)
 @click.option("--markdown", "md_out", type=_OUT, help="Write a markdown report.")
 @click.option("--plot", "plot_out", type=_OUT,
               help="Write a plot: .png, .svg or .pdf (needs edgeres[plot]).")
+@click.option("--wide", is_flag=True, help="Print every column and skipped row (> 80 columns).")
 def bench(model: tuple[str, ...], runtime: str | None, precision: str | None, calib: str,
           batch: str, threads: int | None, warmup: int, iterations: int | None,
           duration: float | None, rounds: int, eval_data: str | None, limit: int | None,
           no_memory: bool, torch_compile: bool, conditions: str | None, json_out: Path | None,
-          csv_out: Path | None, md_out: Path | None, plot_out: Path | None) -> None:
+          csv_out: Path | None, md_out: Path | None, plot_out: Path | None,
+          wide: bool) -> None:
     """Latency, throughput, size, memory and accuracy of MODEL(s) on every runtime.
 
     MODEL is an .onnx file, an OpenVINO .xml, a registered model file (cifar10) or a zoo
@@ -358,7 +360,7 @@ def bench(model: tuple[str, ...], runtime: str | None, precision: str | None, ca
         limit=limit, memory=not no_memory, torch_compile=torch_compile, conditions=conditions)
     report.check_outputs([json_out, csv_out, md_out], plot=plot_out, inputs=_model_files(model))
     run = run_bench(model, config)
-    _render_bench(run, json_out, csv_out, md_out, plot_out)
+    _render_bench(run, json_out, csv_out, md_out, plot_out, wide=wide)
     if run.interrupted:
         from edgeres import _interrupt
 
@@ -380,17 +382,31 @@ def _model_files(models: tuple[str, ...]) -> list[Path]:
 
 
 def _render_bench(run: Any, json_out: Path | None, csv_out: Path | None, md_out: Path | None,
-                  plot_out: Path | None) -> None:
-    """Print the table, the machine and the notes; write the requested files."""
+                  plot_out: Path | None, *, wide: bool = False) -> None:
+    """Print the table, the comparisons, the machine and the notes; write the requested files.
+
+    The default fits ``report.WIDTH`` (80) columns, or the terminal when narrower, every line
+    wrapped; ``--wide`` prints every column at the width it needs.
+    """
+    import shutil
+    import textwrap
+
     from rich.console import Console
 
     from edgeres.bench import report
 
-    Console(width=None if sys.stdout.isatty() else 220).print(report.table(run))
-    for line in report.environment_lines(run):
-        click.echo(line)
-    for note in run.notes:
-        click.echo(f"note: {report.note_text(note, run.rows)}")
+    if wide:
+        width = 250
+    else:
+        tty = shutil.get_terminal_size((report.WIDTH, 24)).columns if sys.stdout.isatty() \
+            else report.WIDTH
+        width = max(40, min(report.WIDTH, tty))
+    Console(width=width).print(report.table(run, wide=wide))
+    lines = report.summary_lines(run, wide=wide) + report.environment_lines(run) + [
+        f"note: {report.note_text(note, run.rows)}" for note in run.notes]
+    for line in lines:
+        click.echo(line if wide else textwrap.fill(line, width, subsequent_indent="  ",
+                                                   break_on_hyphens=False))
     for path, write in ((json_out, report.write_json), (csv_out, report.write_csv),
                         (md_out, report.write_markdown), (plot_out, report.write_plot)):
         if path is not None:

@@ -39,6 +39,22 @@ class EvalReport:
     logits: np.ndarray
     labels: np.ndarray
 
+    @property
+    def correct(self) -> np.ndarray:
+        """One boolean per image: top-1 equals the label (``top1`` is its mean, in percent).
+
+        Paired statistics (``edgeres.intervals.paired_drop``) compare two models image by
+        image through this.
+        """
+        return self.logits.argmax(axis=1) == self.labels
+
+    def top1_interval(self) -> tuple[float, float]:
+        """95% Wilson interval of ``top1``, in percent."""
+        from edgeres.intervals import wilson
+
+        lo, hi = wilson(int(self.correct.sum()), self.count)
+        return 100 * lo, 100 * hi
+
     def agreement(self, other: EvalReport) -> float:
         """Percent of images on which both runs chose the same top-1 class."""
         return top1_agreement(self.logits, other.logits)

@@ -67,7 +67,7 @@ def run_bench(models: Sequence[str], config: BenchConfig | None = None) -> Bench
     """
     from edgeres.bench._memory import MemoryProbe
     from edgeres.bench._notes import noise_notes, slower_int8_notes
-    from edgeres.bench._run import ModelBench, link_references
+    from edgeres.bench._run import ModelBench, link_references, link_sources
 
     config = BenchConfig() if config is None else config
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -96,6 +96,7 @@ def run_bench(models: Sequence[str], config: BenchConfig | None = None) -> Bench
         if benches:
             benches[-1].interrupted()
     link_references(benches)
+    link_sources(benches)
     rows = [row for b in benches for row in b.rows.values()]
     metas = {(b.src.arg, c[0]): t.meta for b in benches for c, t in b.targets.items()}
     notes = ([Note("threads", capped)] if capped else []) + (

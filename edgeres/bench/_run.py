@@ -178,20 +178,23 @@ class ModelBench:
                                        model=self.src.arg, runtime=key[1], batch=key[3]))
 
     def accuracy(self, data: Any) -> None:
-        """top-1/top-5 and agreement with the fp32 reference, once per configuration."""
+        """top-1/top-5 and agreement with the fp32 reference, once per configuration.
+
+        A model whose classes are not the data's is not evaluated at all (a 1000-class
+        model on CIFAR images took 26 minutes to report nothing): a note says why.
+        """
         from edgeres.evaluate import evaluate
 
         combos = [c for c in self.targets
                   if any(k[:3] == c for k in self.measured)]
         if not combos:
             return
+        mismatch = _class_mismatch(data, self.src.meta)
+        if mismatch is not None:
+            self.notes.append(Note("accuracy", f"accuracy not measured for {self.src.arg}: "
+                                   f"{mismatch}", model=self.src.arg))
+            return
         source = _eval_source(data, self.src.meta, self.config.limit)
-        comparable = _classes_match(data, self.src.meta)
-        if not comparable:
-            self.notes.append(Note("accuracy", (
-                f"top-1/top-5 not reported for {self.src.arg}: its classes are not the "
-                "evaluation data's; only agreement with the fp32 reference is meaningful"),
-                model=self.src.arg))
         reports = {}
         for combo in combos:
             target = self.targets[combo]
@@ -210,9 +213,9 @@ class ModelBench:
         for combo, report in reports.items():
             agreement = None if ref is None else report.agreement(reports[ref])
             acc = Accuracy(
-                top1=report.top1 if comparable else None, top5=report.top5 if comparable else None,
-                agreement=agreement, count=report.count,
-                reference=None if ref is None else f"{ref[0]}/{ref[1]}")
+                top1=report.top1, top5=report.top5, agreement=agreement, count=report.count,
+                reference=None if ref is None else f"{ref[0]}/{ref[1]}",
+                **_paired(report, None if ref is None or ref == combo else reports[ref]))
             self._set_accuracy(combo, acc)
 
     def _set_accuracy(self, combo: tuple[str, str, str], acc: Accuracy) -> None:
@@ -233,7 +236,8 @@ class ModelBench:
                 acc = next(r.accuracy for k, r in self.rows.items()
                            if k[:3] == combo and r.accuracy is not None)
                 self._set_accuracy(combo, dataclasses.replace(
-                    acc, agreement=report.agreement(ref), reference=label))
+                    acc, agreement=report.agreement(ref), reference=label,
+                    drop=_paired(report, ref)["drop"]))
 
     def interrupted(self) -> None:
         """Mark rows after Ctrl-C: unmeasured ones skipped, measured ones partial."""
@@ -264,6 +268,18 @@ def link_references(benches: list[ModelBench]) -> None:
             bench.agree_with(source)
 
 
+def link_sources(benches: list[ModelBench]) -> None:
+    """Mark the rows of each quantized file whose float source file is in the same run."""
+    by_sha = {b.src.sha256: b.src.arg for b in benches if b.src.sha256}
+    for bench in benches:
+        step = next((p for p in reversed(bench.src.meta.provenance)
+                     if p.get("step") == "quantize"), {})
+        source = by_sha.get(step.get("input_sha256"))
+        if source is not None and source != bench.src.arg:
+            for key in bench.rows:
+                bench._update(key, quantized_from=source)
+
+
 def _measure(fns: dict[str, Callable[[], object]], config: BenchConfig,
              description: str) -> Timings:
     """``timing.measure`` with a progress bar advanced once per round."""
@@ -283,12 +299,31 @@ def _reference(reports: dict[tuple[str, str, str], Any]) -> tuple[str, str, str]
     return (preferred or fp32 or [None])[0]
 
 
-def _classes_match(data: Any, meta: Any) -> bool:
+def _paired(report: Any, reference: Any) -> dict[str, Any]:
+    """The top-1 Wilson interval, and the paired drop against ``reference`` when given."""
+    from edgeres.intervals import paired_drop, wilson
+
+    correct = report.correct
+    lo, hi = wilson(int(correct.sum()), correct.size)
+    drop = None if reference is None or reference.count != report.count else paired_drop(
+        reference.correct, correct)
+    return {"top1_low": 100 * lo, "top1_high": 100 * hi, "drop": drop}
+
+
+def _class_mismatch(data: Any, meta: Any) -> str | None:
+    """Why ``meta``'s model cannot be scored on ``data``, or None when the classes fit."""
     classes = getattr(data, "classes", None)
+    n = meta.num_classes or len(meta.labels)
     if classes:
-        return all(c in meta.labels for c in classes) or len(classes) == meta.num_classes
+        if all(c in meta.labels for c in classes) or len(classes) == n:
+            return None
+        theirs = ", ".join(list(classes)[:3])
+        return (f"it has {n} classes and {data.name} has {len(classes)} ({theirs}, ...), which "
+                "it does not know; evaluate it on data with its own classes")
     labels = getattr(data, "labels", None)
-    return labels is not None and meta.num_classes > 0 and int(np.max(labels)) < meta.num_classes
+    if labels is not None and n > 0 and int(np.max(labels)) < n:
+        return None
+    return f"{data.name}'s labels do not fit its {n} classes"
 
 
 def _eval_source(data: Any, meta: Any, limit: int | None) -> Any:

@@ -26,8 +26,14 @@ __all__ = ["PLOT_FORMATS", "check_outputs", "environment_lines", "fastest", "mar
            "write_csv", "write_json", "write_markdown", "write_plot"]
 
 SCHEMA_FILE = Path(__file__).with_name("schema.json")
-_COLUMNS = ("", "model", "runtime", "precision", "batch", "p50 ms", "p90 ms", "p99 ms",
-            "mean ± std ms", "img/s", "spread", "size MB", "mem MB", "top-1", "agree", "status")
+_COLUMNS = ("", "model", "runtime", "precision", "batch", "p50 ms", "p50 95% CI", "p90 ms",
+            "p99 ms", "mean ± std ms", "img/s", "spread", "size MB", "mem MB", "top-1",
+            "top-1 95% CI", "agree", "drop [95% CI]", "McNemar p", "status")
+# The default table: what fits 80 columns (``--wide`` gives _COLUMNS).
+_COMPACT = ("", "runtime", "precision", "batch", "p50 ms", "img/s", "top-1 %", "agree/drop",
+            "status")
+_LEFT = ("model", "runtime", "precision", "prec", "status")
+WIDTH = 80
 _DASH = "–"
 PLOT_FORMATS: dict[str, str] = {".png": "png", ".svg": "svg", ".pdf": "pdf"}  # suffix → format
 
@@ -112,19 +118,83 @@ def _status(r: BenchRow) -> str:
     return f"{text} (partial)" if r.partial else text
 
 
+def _ci(low: float | None, high: float | None, fmt: Any = None) -> str:
+    fmt = fmt or _ms
+    return _DASH if low is None or high is None else f"[{fmt(low)}, {fmt(high)}]"
+
+
+def _drop_cells(acc: Any) -> list[str]:
+    d = acc and acc.drop
+    if not d:
+        return [_DASH, _DASH]
+    return [f"{d.drop:+.2f} [{d.low:+.2f}, {d.high:+.2f}]", f"{d.p_value:.2g}"]
+
+
 def _cells(r: BenchRow, star: bool) -> list[str]:
+    """The wide table's (and markdown's) cells, ``_COLUMNS``."""
     lat, acc = r.latency, r.accuracy
-    runtime = r.runtime_label
     mem = r.memory.delta_bytes if r.memory else None
     return [
-        "*" if star else "", r.model, runtime, _precision(r), str(r.batch),
-        _ms(lat and lat.p50_ms), _ms(lat and lat.p90_ms), _ms(lat and lat.p99_ms),
+        "*" if star else "", r.model, r.runtime_label, _precision(r), str(r.batch),
+        _ms(lat and lat.p50_ms), _ci(lat and lat.p50_low_ms, lat and lat.p50_high_ms),
+        _ms(lat and lat.p90_ms), _ms(lat and lat.p99_ms),
         _DASH if lat is None else f"{_ms(lat.mean_ms)} ± {_ms(lat.std_ms)}",
         _DASH if lat is None else f"{lat.throughput_ips:.1f}",
         _DASH if lat is None else f"{100 * lat.round_spread:.1f}%",
-        _mb(r.size_bytes), _mb(mem), _pct(acc and acc.top1), _pct(acc and acc.agreement),
-        _status(r),
+        _mb(r.size_bytes), _mb(mem), _top1(acc and acc.top1),
+        _ci(acc and acc.top1_low, acc and acc.top1_high, _top1),
+        _pct(acc and acc.agreement), *_drop_cells(acc), _status(r),
     ]
+
+
+def _top1(v: float | None) -> str:
+    return _DASH if v is None else f"{v:.2f}"
+
+
+def short_model(r: BenchRow) -> str:
+    """A row's model as a reader names it: a file's name without its folder and suffix; for
+    torch rows the checkpoint they run (``resnet18 weights.pt``), not the .onnx."""
+    if r.runtime.startswith("torch") and r.model_file:
+        zoo = r.details.get("zoo_name")
+        ckpt = Path(r.model_file).name
+        return f"{zoo} {ckpt}" if zoo else ckpt
+    p = Path(r.model)
+    return p.stem if p.suffix.lower() in (".onnx", ".xml") else r.model
+
+
+def _plus_minus(value: float, low: float | None, high: float | None) -> str:
+    """``±x%``: the larger distance from ``value`` to an interval end, relative to it."""
+    if low is None or high is None or value <= 0:
+        return ""
+    rel = 100 * max(high - value, value - low) / value
+    return f" ±{rel:.1f}%" if rel < 10 else f" ±{rel:.0f}%"
+
+
+def _agree_drop(r: BenchRow) -> str:
+    acc = r.accuracy
+    if acc is None:
+        return _DASH
+    if acc.drop is not None:
+        return f"{acc.drop.drop:.2f} " + ("noise" if acc.drop.noise else "pt")
+    if acc.reference == f"{r.precision}/{r.runtime}" and r.precision_mode == "model" \
+            and r.io != "host":
+        return "ref"
+    return _pct(acc.agreement)
+
+
+def _compact_cells(r: BenchRow, star: bool) -> list[str]:
+    """The default table's cells, ``_COMPACT``."""
+    lat, acc = r.latency, r.accuracy
+    p50 = _DASH if lat is None else _ms(lat.p50_ms) + _plus_minus(
+        lat.p50_ms, lat.p50_low_ms, lat.p50_high_ms)
+    ips = _DASH if lat is None else (f"{lat.throughput_ips:.0f}" if lat.throughput_ips >= 100
+                                     else f"{lat.throughput_ips:.1f}")
+    top1 = _top1(acc and acc.top1)
+    if acc and acc.top1 is not None and acc.top1_low is not None:
+        top1 += f"±{max(acc.top1_high - acc.top1, acc.top1 - acc.top1_low):.2f}"
+    status = r.status + (" (partial)" if r.partial else "")
+    return ["*" if star else "", r.runtime_label, _precision(r), str(r.batch), p50, ips, top1,
+            _agree_drop(r), status]
 
 
 def note_text(note: Note, rows: Iterable[BenchRow] = ()) -> str:
@@ -179,23 +249,126 @@ def environment_lines(run: BenchRun) -> list[str]:
     return lines
 
 
-def table(run: BenchRun) -> Any:
-    """A ``rich.table.Table`` of the run, fastest row per model and batch marked ``*``."""
+def table(run: BenchRun, *, wide: bool = False) -> Any:
+    """The run for a terminal, fastest row per model and batch marked ``*``.
+
+    The default is compact: one ``WIDTH``-column (80) table per model, titled with its name
+    (for torch rows, the checkpoint they run), skipped rows left to ``summary_lines``.
+    ``wide`` gives one ``rich.table.Table`` with every column and every row.
+    """
+    from rich.console import Group
     from rich.table import Table
 
-    t = Table(title="edgeres bench" + (" (interrupted)" if run.interrupted else ""))
-    for col in _COLUMNS:
-        t.add_column(col, justify="left" if col in ("model", "runtime", "precision", "status")
-                     else "right", overflow="fold")
+    title = "edgeres bench" + (" (interrupted)" if run.interrupted else "")
     best = fastest(run.rows)
-    for i, r in enumerate(run.rows):
-        style = None if r.status == "ok" else "dim" if r.status == "skipped" else "red"
-        t.add_row(*_cells(r, i in best), style=style)
+    if wide:
+        t = Table(title=title)
+        for col in _COLUMNS:
+            t.add_column(col, justify="left" if col in _LEFT else "right", overflow="fold")
+        for i, r in enumerate(run.rows):
+            t.add_row(*_cells(r, i in best), style=_style(r))
+        return t
+    tables = []
+    for model in dict.fromkeys(r.model for r in run.rows):
+        shown = [(i, r) for i, r in enumerate(run.rows)
+                 if r.model == model and r.status != "skipped"]
+        if not shown:
+            continue
+        t = _compact_table(f"{title}: {short_model_name(model)}")
+        for i, r in shown:
+            t.add_row(*_compact_cells(r, i in best), style=_style(r))
+        ckpts = sorted({short_model(r) for _, r in shown if r.runtime.startswith("torch")})
+        if ckpts:
+            t.caption = f"torch rows run {', '.join(ckpts)}"
+        tables.append(t)
+    return Group(*tables)
+
+
+def _style(r: BenchRow) -> str | None:
+    return None if r.status == "ok" else "dim" if r.status == "skipped" else "red"
+
+
+def _compact_table(title: str) -> Any:
+    from rich import box
+    from rich.table import Table
+
+    t = Table(title=title, box=box.SIMPLE_HEAD, padding=0, pad_edge=False,
+              show_edge=False, title_justify="left", caption_justify="left")
+    for col in _COMPACT:
+        t.add_column(col, justify="left" if col in _LEFT else "right", overflow="fold",
+                     no_wrap=col not in ("runtime", "status"),
+                     min_width=len("openvino-cpu") if col == "runtime" else None)
     return t
 
 
+def _fmt_speedup(s: Any) -> str:
+    ci = "" if s.low is None else f" [{s.low:.2f}, {s.high:.2f}]"
+    return f"{s.estimate:.2f}x{ci}"
+
+
+def comparison_lines(run: BenchRun) -> list[str]:
+    """One sentence per int8 row: its speedup over each fp32 baseline and its top-1 drop, each
+    with its 95% interval and what the interval allows one to say."""
+    from edgeres.bench.compare import comparisons
+
+    grouped: dict[tuple[str, str, int], list[Any]] = {}
+    for c in comparisons(run.rows):
+        grouped.setdefault((c.model, c.runtime, c.batch), []).append(c)
+    several = len({model for model, _, _ in grouped}) > 1
+    lines = []
+    for (model, runtime, batch), cs in grouped.items():
+        where = (f"{short_model_name(model)} " if several else "") + f"{runtime} batch {batch}"
+        parts = [f"{_fmt_speedup(c.speedup)} vs {c.against.split(' of ')[0]}: "
+                 + _VERDICT[c.speedup.verdict] for c in cs]
+        text = f"{where}: int8 " + "; ".join(parts)
+        d = cs[0].drop
+        if d is not None:
+            text += (f"; top-1 drop {d.drop:+.2f} points [{d.low:+.2f}, {d.high:+.2f}], "
+                     f"McNemar p={d.p_value:.2g}: " + ("noise" if d.noise else "real"))
+        lines.append(text)
+    return lines
+
+
+_VERDICT = {"faster": "faster", "slower": "slower", "no clear difference": "not clearly faster"}
+
+
+def short_model_name(model: str) -> str:
+    """A MODEL argument without its folder and model suffix."""
+    p = Path(model)
+    return p.stem if p.suffix.lower() in (".onnx", ".xml") else model
+
+
+def summary_lines(run: BenchRun, *, wide: bool = False) -> list[str]:
+    """What the compact table leaves out: skipped rows (one line per reason), failures, the
+    comparisons and a key. ``wide`` omits the skipped rows, which its table lists."""
+    out = []
+    if not wide:
+        by_reason: dict[str, list[str]] = {}
+        for r in run.rows:
+            if r.status == "skipped":
+                what = f"{short_model_name(r.model)} {r.label}"
+                names = by_reason.setdefault(r.reason or "", [])
+                if what not in names:
+                    names.append(what)
+        for reason, names in by_reason.items():
+            out.append(f"skipped {', '.join(names)}: {reason}")
+    for r in run.rows:
+        if r.status == "failed":
+            out.append(f"failed {short_model_name(r.model)} {r.label} batch {r.batch}: {r.reason}")
+    out += comparison_lines(run)
+    if not wide and any(r.latency for r in run.rows):
+        out.append("p50 ± the farther end of its 95% interval; top-1 ± its 95% Wilson interval; "
+                   "drop = points of top-1 lost against the reference on the same images, "
+                   "'noise' when its 95% interval holds 0; speedup [95% interval], 'faster' "
+                   "only when the interval excludes 1 (unpaired for a separate int8 file, "
+                   "timed in other rounds); * fastest; --wide for all columns")
+    return out
+
+
 def to_json_dict(run: BenchRun) -> dict[str, Any]:
-    """The run as the schema's JSON object."""
+    """The run as the schema's JSON object, with each int8 row's comparisons to fp32."""
+    from edgeres.bench.compare import comparisons
+
     notes = [{"kind": n.kind, "text": note_text(n, run.rows), "model": n.model,
               "runtime": n.runtime, "batch": n.batch, "causes": list(n.causes)}
              for n in run.notes]
@@ -203,6 +376,7 @@ def to_json_dict(run: BenchRun) -> dict[str, Any]:
         "schema_version": run.schema_version, "tool": "edgeres bench", "created": run.created,
         "interrupted": run.interrupted, "environment": run.environment.to_dict(),
         "settings": run.settings, "rows": [r.to_dict() for r in run.rows], "notes": notes,
+        "comparisons": [c.to_dict() for c in comparisons(run.rows)],
     })
 
 
@@ -258,7 +432,13 @@ def markdown(run: BenchRun) -> str:
             "mean; spread = (max - min) / p50 of the per-round medians; mem = peak RSS of a "
             "process running the row minus one that only imported the runtime; agree = top-1 "
             "agreement with the fp32 reference row on the same images (for an int8 file, the "
-            "reference row of the fp32 file it was quantized from when that is in the run).", ""]
+            "reference row of the fp32 file it was quantized from when that is in the run); "
+            "95% intervals: p50 from the order statistics of the calls, top-1 Wilson, drop "
+            "(reference top-1 minus the row's, same images) Newcombe with an exact McNemar "
+            "test.", ""]
+    lines = comparison_lines(run)
+    if lines:
+        out += ["## int8 against fp32", ""] + [f"- {_md_cell(line)}" for line in lines] + [""]
     if run.notes:
         out += ["## Notes", ""] + [f"- {_md_cell(note_text(n, run.rows))}" for n in run.notes]
         out.append("")
@@ -271,173 +451,21 @@ def write_markdown(run: BenchRun, path: Path) -> None:
         tmp.write_text(markdown(run))
 
 
-_DPI = 100
-_MARKERS = "osD^vP*X"
-_MIN_SPAN = 2.0  # percentage points: the least accuracy range a scatter panel shows
-
-
-def _plotted(run: BenchRun) -> list[BenchRow]:
-    return [r for r in run.rows if r.status == "ok" and r.latency is not None]
-
-
-def _accuracy_of(rows: list[BenchRow]) -> tuple[str, str] | None:
-    """Which accuracy the scatter plots: ("top1", label), ("agreement", label) or None."""
-    if any(r.accuracy and r.accuracy.top1 is not None for r in rows):
-        return "top1", "top-1 accuracy (%)"
-    if any(r.accuracy and r.accuracy.agreement is not None for r in rows):
-        return "agreement", "top-1 agreement with fp32 (%)"
-    return None
-
-
 def plot_size(run: BenchRun) -> tuple[int, int]:
-    """Pixel size of the PNG ``write_plot`` draws for ``run``."""
-    rows = _plotted(run)
-    models = list(dict.fromkeys(r.model for r in rows)) or [""]
-    if any(_accuracy_of([r for r in rows if r.model == m]) for m in models):
-        return 600 * len(models) + 40, 600
-    return 1100, max(400, 140 + 26 * len(rows))
+    """Pixel size of the PNG ``write_plot`` draws for ``run`` (``edgeres.bench.plot``)."""
+    from edgeres.bench.plot import plot_size as size
 
-
-def _pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Points no other point beats on both latency (lower) and accuracy (higher)."""
-    front: list[tuple[float, float]] = []
-    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
-        if not front or y > front[-1][1]:
-            front.append((x, y))
-    return front
-
-
-def _scatter(ax: Any, rows: list[BenchRow], model: str, colors: dict[str, Any],
-             batches: list[int]) -> tuple[str, list[float]] | None:
-    """Draw one model's panel; return the accuracy field and the values plotted, if any."""
-    field = _accuracy_of(rows)
-    if field is None:  # this model has no accuracy (e.g. random weights): show its latencies
-        _bars(ax, rows, short=True)
-        ax.set_title(f"{model} (no accuracy measured)")
-        return None
-    key, label = field
-    plotted: list[float] = []
-    for b_i, batch in enumerate(batches):
-        pts = []
-        for r in (r for r in rows if r.batch == batch and r.accuracy):
-            y = getattr(r.accuracy, key)
-            if y is None:
-                continue
-            runtime = r.runtime_label
-            ax.scatter(r.latency.p50_ms, y, color=colors[runtime], s=60, zorder=3,
-                       marker=_MARKERS[b_i % len(_MARKERS)], edgecolors="black", linewidths=0.5)
-            # Offset by runtime so labels of coinciding points (same accuracy) stay legible.
-            k = list(colors).index(runtime)
-            ax.annotate(r.executed_precision or r.precision, (r.latency.p50_ms, y), fontsize=8,
-                        xytext=(6, 6 - 10 * (k % 3)), textcoords="offset points",
-                        color=colors[runtime])
-            pts.append((r.latency.p50_ms, y))
-        plotted += [y for _, y in pts]
-        front = _pareto(pts)
-        if len(front) > 1:
-            ax.step(*zip(*front, strict=True), where="post", color="grey", linestyle="--",
-                    linewidth=1, zorder=2, label="Pareto front" if b_i == 0 else None)
-        for x, y in front:
-            ax.scatter(x, y, s=170, facecolors="none", edgecolors="grey", zorder=2)
-    xs = [r.latency.p50_ms for r in rows]
-    if xs and max(xs) / max(min(xs), 1e-9) > 20:
-        from matplotlib.ticker import FuncFormatter
-
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.set_title(model)
-    ax.set_xlabel("p50 latency per call (ms)")
-    ax.set_ylabel(label)
-    ax.grid(True, alpha=0.3)
-    return key, plotted
-
-
-def _share_accuracy_axis(panels: list[tuple[Any, tuple[str, list[float]] | None]]) -> None:
-    """One accuracy range for the panels that plot the same field, at least ``_MIN_SPAN`` tall.
-
-    Matplotlib zooms each panel to its data, which makes a 0.2-point spread between two int8
-    rows fill a panel as if it were 20 points, and sets fp32 and int8 files side by side on
-    different scales.
-    """
-    for key in {f[0] for _, f in panels if f and f[1]}:
-        ys = [y for _, f in panels if f and f[0] == key for y in f[1]]
-        lo, hi = min(ys), max(ys)
-        pad = max(_MIN_SPAN - (hi - lo), 0) / 2 + 0.1 * max(hi - lo, _MIN_SPAN)
-        for ax, f in panels:
-            if f and f[0] == key:
-                ax.set_ylim(max(lo - pad, 0), min(hi + pad, 100))
-
-
-def _bars(ax: Any, rows: list[BenchRow], *, short: bool = False) -> None:
-    """Horizontal p50 bars with a whisker to p90, fastest per model and batch in green."""
-    labels = [f"{'' if short else r.model + ' · '}{_precision(r)}/{r.runtime_label} · b{r.batch}"
-              for r in rows]
-    p50 = [r.latency.p50_ms for r in rows]
-    p90 = [r.latency.p90_ms - r.latency.p50_ms for r in rows]
-    best = fastest(rows)
-    colors = ["tab:green" if i in best else "tab:blue" for i in range(len(rows))]
-    y = list(range(len(rows)))[::-1]
-    ax.barh(y, p50, xerr=[[0] * len(rows), p90], color=colors, capsize=3)
-    ax.set_yticks(y, labels, fontsize=8)
-    for yi, v, w in zip(y, p50, p90, strict=True):
-        ax.text(v + w, yi, f"  {_ms(v)}", va="center", fontsize=7)
-    log = max(p50) / max(min(p50), 1e-9) > 20  # fast rows stay visible next to slow ones
-    if log:
-        from matplotlib.ticker import FuncFormatter
-
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.set_xlim(right=max(a + b for a, b in zip(p50, p90, strict=True)) * (4 if log else 1.25))
-    scale = ", log scale" if log else ""
-    ax.set_xlabel(f"p50 latency per call (ms{scale}); whisker to p90" if short else
-                  f"p50 latency per call (ms{scale}); whisker to p90; green = fastest per model "
-                  "and batch")
-    ax.grid(True, axis="x", alpha=0.3)
+    return size(run)
 
 
 def write_plot(run: BenchRun, path: Path) -> None:
-    """Latency vs accuracy per model with the Pareto front, or a latency bar chart.
-
-    The format follows ``path``'s suffix: PNG, SVG or PDF (``PLOT_FORMATS``).
+    """int8 speedup and drop with their intervals, and latency vs accuracy with the Pareto
+    front (``edgeres.bench.plot``). The format follows ``path``'s suffix: PNG, SVG or PDF.
 
     Raises:
         ConfigError: for another suffix.
         BackendNotAvailable: if matplotlib is not installed (the ``[plot]`` extra).
     """
-    fmt = plot_format(path)
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        package = "matplotlib"
-        raise missing_extra(package, "plot") from None
-    rows = _plotted(run)
-    width, height = plot_size(run)
-    fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI, layout="constrained")
-    models = list(dict.fromkeys(r.model for r in rows))
-    threads = run.settings.get("threads")
-    title = f"edgeres bench on {run.environment.cpu}, {threads} threads"
-    if models and any(_accuracy_of([r for r in rows if r.model == m]) for m in models):
-        runtimes = list(dict.fromkeys(
-            r.runtime_label for r in rows))
-        palette = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
-                   "tab:pink", "tab:olive")
-        colors = {rt: palette[i % len(palette)] for i, rt in enumerate(runtimes)}
-        batches = sorted({r.batch for r in rows})
-        axes = fig.subplots(1, len(models), squeeze=False)[0]
-        _share_accuracy_axis([
-            (ax, _scatter(ax, [r for r in rows if r.model == model], model, colors, batches))
-            for ax, model in zip(axes, models, strict=True)])
-        handles = [axes[0].scatter([], [], color=c, label=rt) for rt, c in colors.items()]
-        handles += [axes[0].scatter([], [], color="white", edgecolors="black", label=f"batch {b}",
-                                    marker=_MARKERS[i % len(_MARKERS)])
-                    for i, b in enumerate(batches)]
-        fig.legend(handles=handles, loc="outside lower center", ncol=min(4, len(handles)),
-                   fontsize=8)
-        fig.suptitle(f"Latency vs accuracy (ringed, dashed: Pareto front)\n{title}", fontsize=10)
-    elif rows:
-        _bars(fig.add_subplot(1, 1, 1), rows)
-        fig.suptitle(title, fontsize=10)
-    else:
-        fig.text(0.5, 0.5, "no row was measured", ha="center")
-    with atomic_write(Path(path), suffix=f".{fmt}") as tmp:
-        fig.savefig(tmp, dpi=_DPI, format=fmt)
+    from edgeres.bench.plot import write_plot as draw
+
+    draw(run, path, plot_format(path))

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from edgeres.bench.env import Environment
 from edgeres.bench.stats import LatencyStats
+from edgeres.intervals import PairedDrop
 
 __all__ = ["SCHEMA_VERSION", "Accuracy", "BenchRow", "BenchRun", "MemoryUsage", "Note"]
 
@@ -53,6 +54,10 @@ class Accuracy:
         agreement: percent of images whose top-1 class equals the reference row's.
         count: images evaluated.
         reference: the reference row (``precision/runtime``) agreement is measured against.
+        top1_low, top1_high: 95% Wilson interval of ``top1``, percent.
+        drop: top-1 of the reference minus this row's on the same images, with its 95%
+            interval and McNemar test (``edgeres.intervals.paired_drop``); None for the
+            reference itself or when top-1 is not measured.
     """
 
     top1: float | None
@@ -60,6 +65,9 @@ class Accuracy:
     agreement: float | None
     count: int
     reference: str | None
+    top1_low: float | None = None
+    top1_high: float | None = None
+    drop: PairedDrop | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,8 @@ class BenchRow:
             host-device copies (inputs bound on the GPU once), "host" when it includes them.
         first_call_ms: the untimed first call at this batch size, which holds one-off work
             (TensorRT engine build, cuDNN algorithm search, torch.compile); never in latency.
+        quantized_from: the MODEL argument of the float file this file was quantized from,
+            when that file is in the same run (its speedup over it is then reported).
         batch: images per call.
         threads: intra-op threads the runtime was given.
         status, reason: "ok"/"skipped"/"failed" and why when not ok.
@@ -124,6 +134,7 @@ class BenchRow:
     details: dict[str, Any] = field(default_factory=dict)
     io: str | None = None
     first_call_ms: float | None = None
+    quantized_from: str | None = None
 
     @property
     def runtime_label(self) -> str:
@@ -155,7 +166,10 @@ class BenchRow:
         if d.get("memory") is not None:
             d["memory"] = MemoryUsage(**d["memory"])
         if d.get("accuracy") is not None:
-            d["accuracy"] = Accuracy(**d["accuracy"])
+            acc = dict(d["accuracy"])
+            if acc.get("drop") is not None:
+                acc["drop"] = PairedDrop(**acc["drop"])
+            d["accuracy"] = Accuracy(**acc)
         return cls(**d)
 
 

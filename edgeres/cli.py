@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 # Optional imports → the extra that provides them (README "Install by hand"); quantize's own
 # onnx and openvino come with the quantize extra.
 _EXTRAS = {"torch": "torch", "onnx": "torch", "onnxslim": "torch", "nncf": "quantize",
-           "openvino": "openvino", "matplotlib": "plot"}
+           "openvino": "openvino", "matplotlib": "plot", "ray": "cluster"}
 
 
 def _missing_extra(e: ModuleNotFoundError, command: str | None) -> EdgeresError | None:
@@ -131,15 +131,13 @@ def models() -> None:
     Example:
         edgeres models
     """
-    from edgeres.models import create_model, list_models, model_info
-    from edgeres.models._profile import count_macs, count_params
+    from edgeres.models import list_models, model_info
+    from edgeres.models._profile import profile_model
 
     rows = []
     for name in list_models():
         info = model_info(name)
-        model = create_model(name)
-        params = count_params(model)
-        macs = count_macs(model, (info.in_chans, *info.input_size))
+        params, macs = profile_model(name)  # shapes only: no network's weights are allocated
         size = "x".join(map(str, info.input_size))
         rows.append([name, info.family, f"{params / 1e6:.2f}M", f"{macs / 1e9:.3f}G", size])
     _echo_table("edgeres model zoo", ["model", "family", "params", "MACs", "input"], rows)
@@ -182,6 +180,146 @@ def _batch(text: str) -> int | str:
         return int(text)
     except ValueError:  # "dynamic", or e.g. "²" (str.isdigit() is True, int() refuses it)
         return text
+
+
+# --- stated preprocessing: foreign models --------------------------------------------------------
+
+# The options that state a model's preprocessing and labels, the same on every command that
+# reads a model (attach, info, quantize, bench, predict, package); edgeres.foreign.RecordOptions.
+_RECORD_OPTIONS = (
+    click.option("--mean", help="Per-channel mean in the model's channel order, on the --scale "
+                 "scale, e.g. 0.485,0.456,0.406."),
+    click.option("--std", help="Per-channel std, likewise, e.g. 0.229,0.224,0.225."),
+    click.option("--scale", type=click.Choice(["1", "255"]),
+                 help="Pixel scale of mean/std: 1 (0-1 pixels) or 255 (0-255, Caffe/Keras)."),
+    click.option("--channels", type=click.Choice(["RGB", "BGR"]),
+                 help="Channel order the model was trained on (BGR: OpenCV/Caffe)."),
+    click.option("--resize", help="Resize the shorter side to this (or HxW) before the crop."),
+    click.option("--input-size", help="Centre crop = model input, side or HxW (from the graph "
+                 "when it is fixed)."),
+    click.option("--interpolation", type=click.Choice(["bilinear", "bicubic", "nearest"]),
+                 help="Resize filter [default: bilinear]."),
+    click.option("--layout", type=click.Choice(["NCHW", "NHWC"]),
+                 help="Input layout (from the graph when unambiguous)."),
+    click.option("--labels", "labels_file", type=click.Path(dir_okay=False, path_type=Path),
+                 help="Text file, one class name per line, in output order."),
+)
+_RECORD_NAMES = ("mean", "std", "scale", "channels", "resize", "input_size", "interpolation",
+                 "layout", "labels_file")
+
+
+def record_options(f: Any) -> Any:
+    """Add the stated-preprocessing options; the command gets them as one ``record`` argument
+    (a ``RecordOptions``, or None when none was given)."""
+    import functools
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        kwargs["record"] = _record(**{name: kwargs.pop(name) for name in _RECORD_NAMES})
+        return f(*args, **kwargs)
+
+    for option in reversed(_RECORD_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def _side_or_pair(text: str | None, what: str) -> Any:
+    size = _numbers(text, what, int)
+    if size is None:
+        return None
+    if len(size) not in (1, 2) or min(size) < 1:
+        msg = f"--{what} {text!r} must be a positive side or HxW, e.g. 224 or 256x320"
+        raise ConfigError(msg)
+    return size
+
+
+def _record(mean: str | None, std: str | None, scale: str | None, channels: str | None,
+            resize: str | None, input_size: str | None, interpolation: str | None,
+            layout: str | None, labels_file: Path | None, name: str | None = None) -> Any:
+    """The stated options as one ``RecordOptions`` (None when nothing was stated)."""
+    from edgeres.foreign import RecordOptions
+
+    size = _side_or_pair(input_size, "input-size")
+    side = _side_or_pair(resize, "resize")
+    labels = _labels_file(labels_file)
+    options = RecordOptions(
+        mean=_numbers(mean, "mean"), std=_numbers(std, "std"),
+        scale=float(scale) if scale else None, channels=channels,
+        resize=(side[0] if len(side) == 1 else side) if side else None,
+        input_size=(size * 2)[:2] if size else None, interpolation=interpolation,
+        layout=layout, labels=tuple(labels) if labels is not None else None, name=name)
+    return options if options.stated else None
+
+
+def _labels_file(path: Path | None) -> list[str] | None:
+    """``_read_labels`` for a stated labels file, refusing names that would garble output."""
+    import unicodedata
+
+    if path is not None and not path.is_file():
+        msg = f"labels file {path} does not exist; pass a text file, one label per line"
+        raise DataError(msg)
+    labels = _read_labels(path)
+    for i, label in enumerate(labels or ()):
+        if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in label):
+            msg = (f"labels file {path}, line {i + 1}: {label!r:.60} holds a control character "
+                   "(escape code, tab); labels must be printable text")
+            raise DataError(msg)
+    return labels
+
+
+def _onnx_only(path: Path) -> None:
+    if path.suffix.lower() != ".onnx":
+        msg = (f"{path} is not an .onnx file; preprocessing options apply to ONNX models "
+               "(attach the record with `edgeres attach` before converting to OpenVINO IR)")
+        raise ConfigError(msg)
+
+
+def _stated_meta(path: Path, record: Any) -> Any:
+    """The record stated for ``path``, for ``runtime.load(meta=...)``; None if none stated."""
+    if record is None:
+        return None
+    _onnx_only(path)
+    from edgeres.foreign import stated_record
+
+    return stated_record(path, record)
+
+
+@cli.command()
+@click.argument("model")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The copy of MODEL with the record inside (.onnx).")
+@click.option("--name", help="The model's name in the record [default: the file's stem].")
+@record_options
+def attach(model: str, output: Path, name: str | None, record: Any) -> None:
+    """Write a copy of MODEL (.onnx from any exporter) with its preprocessing and labels stated
+    once, in an edgeres record; every command then reads it like an edgeres export.
+
+    Layout, input size, class count and whether the output is already probabilities (a final
+    Softmax) are read from the graph; stated values must agree with it.
+
+    \b
+    Example:
+        edgeres attach resnet50.onnx -o resnet50-edgeres.onnx --channels BGR --scale 255 \\
+            --mean 103.939,116.779,123.68 --std 1,1,1 --resize 256 --input-size 224 \\
+            --labels imagenet.txt
+    """
+    import dataclasses
+
+    from edgeres.foreign import RecordOptions
+    from edgeres.foreign import attach as attach_record
+    from edgeres.names import resolve_model_file
+
+    options = dataclasses.replace(record or RecordOptions(), name=name)
+    r = attach_record(resolve_model_file(model), output, options)
+    m, pre = r.meta, r.meta.preprocess
+    opset = f", opset {r.facts.opset}" if r.facts.opset is not None else ""
+    click.echo(f"graph: input {r.facts.input_name} {list(r.facts.input_shape)} "
+               f"{r.facts.input_dtype} ({m.input.layout}), {m.num_classes} classes as "
+               f"{m.output}{opset}")
+    click.echo(f"preprocess: resize {pre.resize} ({pre.interpolation}), crop "
+               f"{'x'.join(map(str, pre.crop))}, {pre.channel_order if pre.color != 'L' else 'L'}"
+               f", mean {list(pre.mean)} std {list(pre.std)} on the 0-{pre.pixel_scale:g} scale")
+    click.echo(f"wrote {r.path}{' (its old record replaced)' if r.replaced else ''}")
 
 
 @cli.command()
@@ -251,7 +389,8 @@ def export(model: str, weights: str | None, num_classes: int | None, input_size:
 
 @cli.command()
 @click.argument("model_file")
-def info(model_file: str) -> None:
+@record_options
+def info(model_file: str, record: Any) -> None:
     """Show what MODEL_FILE (.onnx or OpenVINO .xml, or a shipped name such as cifar10-int8)
     holds: record, inputs, outputs, nodes.
 
@@ -273,8 +412,13 @@ def info(model_file: str) -> None:
     else:
         ops = ", ".join(f"{op} {n}" for op, n in d.node_counts.items())
         click.echo(f"nodes: {sum(d.node_counts.values())} ({ops})")
-    if d.meta is None:
-        click.echo("metadata record: none (not exported by edgeres)")
+    if record is not None:
+        click.echo("metadata record (as stated; the file is unchanged, `edgeres attach` "
+                   "writes it):")
+        click.echo(_stated_meta(d.path, record).to_json())
+    elif d.meta is None:
+        click.echo("metadata record: none (not exported by edgeres); state its preprocessing "
+                   "with `edgeres attach` or --mean/--std/... on each command")
     else:
         click.echo("metadata record:")
         click.echo(d.meta.to_json())
@@ -323,22 +467,28 @@ _OUT = click.Path(dir_okay=False, path_type=Path)
 @click.option("--torch-compile", is_flag=True,
               help="Add a torch.compile row beside each torch-cuda row (compiled untimed).")
 @click.option("--conditions", help="Free text recorded with the results (machine load, ...).")
+@click.option("--cluster", help="Run the rows on the devices of this Ray cluster (HOST:PORT of "
+              "the head, or auto = $RAY_ADDRESS); needs edgeres[cluster].")
+@click.option("--nodes", help="With --cluster: comma list of device LABELs (nodes advertising "
+              "edgeres-device:LABEL) [default: every labelled node].")
 @click.option("--json", "json_out", type=_OUT, help="Write results as JSON (schema_version 1).")
 @click.option("--csv", "csv_out", type=_OUT, help="Write one CSV line per row.")
 @click.option("--markdown", "md_out", type=_OUT, help="Write a markdown report.")
 @click.option("--plot", "plot_out", type=_OUT,
               help="Write a plot: .png, .svg or .pdf (needs edgeres[plot]).")
 @click.option("--wide", is_flag=True, help="Print every column and skipped row (> 80 columns).")
+@record_options
 def bench(model: tuple[str, ...], runtime: str | None, precision: str | None, calib: str,
           batch: str, threads: int | None, warmup: int, iterations: int | None,
           duration: float | None, rounds: int, eval_data: str | None, limit: int | None,
           no_memory: bool, torch_compile: bool, conditions: str | None, json_out: Path | None,
-          csv_out: Path | None, md_out: Path | None, plot_out: Path | None,
-          wide: bool) -> None:
+          csv_out: Path | None, md_out: Path | None, plot_out: Path | None, wide: bool,
+          record: Any, cluster: str | None = None, nodes: str | None = None) -> None:
     """Latency, throughput, size, memory and accuracy of MODEL(s) on every runtime.
 
     MODEL is an .onnx file, an OpenVINO .xml, a registered model file (cifar10) or a zoo
     name (exported on the fly). Runtimes that are not available here are listed as skipped.
+    --mean/--std/... state the preprocessing of .onnx files without a record.
 
     \b
     Example:
@@ -359,7 +509,16 @@ def bench(model: tuple[str, ...], runtime: str | None, precision: str | None, ca
         iterations=iterations, duration=duration, calib=calib, eval_data=eval_data,
         limit=limit, memory=not no_memory, torch_compile=torch_compile, conditions=conditions)
     report.check_outputs([json_out, csv_out, md_out], plot=plot_out, inputs=_model_files(model))
-    run = run_bench(model, config)
+    if cluster is not None:  # the same rows, measured on each device of a Ray cluster
+        from edgeres.cluster import bench_fleet, parse_nodes
+
+        run = bench_fleet(model, config, address=cluster, nodes=parse_nodes(nodes),
+                          record=record)
+    elif nodes is not None:
+        msg = "--nodes picks devices of a cluster; give --cluster ADDRESS too"
+        raise ConfigError(msg)
+    else:
+        run = run_bench(model, config, record=record)
     _render_bench(run, json_out, csv_out, md_out, plot_out, wide=wide)
     if run.interrupted:
         from edgeres import _interrupt
@@ -412,6 +571,63 @@ def _render_bench(run: Any, json_out: Path | None, csv_out: Path | None, md_out:
         if path is not None:
             write(run, path)
             click.echo(f"wrote {path}")
+
+
+# --- eval --------------------------------------------------------------------------------------
+
+
+@cli.command("eval")
+@click.argument("model", nargs=-1, required=True)
+@click.option("--data", required=True, help="Labelled data: an image folder, .tar.gz, .npz, "
+              "or cifar10-test.")
+@click.option("--limit", type=click.IntRange(min=1), help="Evaluate a seeded subset of N images.")
+@click.option("--batch", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Images per inference call.")
+@click.option("--backend", type=click.Choice(["auto", "ort", "openvino"]), default="auto",
+              show_default=True, help="auto: OpenVINO for .xml, ONNX Runtime for .onnx.")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="Threads per session [default: the runtime's; 1 per worker on a cluster].")
+@click.option("--cluster", help="Evaluate on this Ray cluster (HOST:PORT of the head, or auto "
+              "= $RAY_ADDRESS); needs edgeres[cluster].")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="With --cluster: inference actors [default: the cluster's CPUs].")
+@click.option("--json", "json_out", type=_OUT, help="Write the accuracies as JSON.")
+def eval_command(model: tuple[str, ...], data: str, limit: int | None, batch: int, backend: str,
+                 threads: int | None, cluster: str | None, workers: int | None,
+                 json_out: Path | None) -> None:
+    """Top-1/top-5 of MODEL(s) on labelled --data, and top-1 agreement with the first MODEL.
+
+    Without --cluster it runs here (no ray); with it, Ray Data feeds an actor pool of
+    sessions on the cluster's nodes, and the counts are the same, image for image.
+
+    \b
+    Example:
+        edgeres eval cifar10 cifar10-int8 --data cifar10-test --cluster auto
+    """
+    from edgeres.cluster import evaluate_models
+
+    if json_out is not None:
+        from edgeres._fs import check_outputs
+
+        check_outputs([json_out], inputs=[Path(m) for m in model if Path(m).is_file()])
+    run = evaluate_models(model, data, cluster=cluster, workers=workers, backend=backend,
+                          threads=threads, batch_size=batch, limit=limit)
+    where = run.where + (f", {run.workers} workers" if run.workers else "")
+    click.echo(f"{run.data}: {run.results[0].count} images ({run.results[0].skipped} "
+               f"unreadable skipped), {where}, {run.seconds:.1f} s")
+    for r in run.results:
+        agree = "" if r.agreement is None else f", agreement with {run.results[0].model} " \
+            f"{r.agreement:.2f}%"
+        click.echo(f"{r.model} ({r.runtime}, {r.executed_precision}): top-1 {r.top1:.2f}% "
+                   f"({r.top1_correct}/{r.count}), top-5 {r.top5:.2f}%{agree}")
+    if json_out is not None:
+        import json
+
+        from edgeres._fs import atomic_write
+
+        with atomic_write(json_out) as tmp:
+            tmp.write_text(json.dumps(run.to_dict(), indent=1) + "\n")
+        click.echo(f"wrote {json_out}")
 
 
 # --- predict / package -------------------------------------------------------------------------
@@ -470,8 +686,9 @@ def _expand_folders(images: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--precision", type=click.Choice(["model", "fast"]), default="model",
               show_default=True, help="fast: let the runtime lower fp32 (bf16 on AMX).")
 @click.option("--threads", type=click.IntRange(min=1), help="Inference threads.")
+@record_options
 def predict(model: str, images: tuple[str, ...], top_k: int, as_json: bool, backend: str,
-            device: str, precision: str, threads: int | None) -> None:
+            device: str, precision: str, threads: int | None, record: Any) -> None:
     """Classify IMAGE(s) with MODEL: an .onnx or OpenVINO .xml file, or a registered name.
 
     An IMAGE that is a folder stands for every image file under it, in sorted order.
@@ -487,8 +704,9 @@ def predict(model: str, images: tuple[str, ...], top_k: int, as_json: bool, back
 
     images = _expand_folders(images)
     threads = _capped_threads(threads)
-    p = load(resolve_model_file(model), backend=backend, device=device, precision=precision,
-             threads=threads)
+    path = resolve_model_file(model)
+    p = load(path, backend=backend, device=device, precision=precision, threads=threads,
+             meta=_stated_meta(path, record))
     results = p.predict(list(images), top_k=top_k)
     if as_json:
         click.echo(_predictions_json(p, images, results))
@@ -505,7 +723,13 @@ def predict(model: str, images: tuple[str, ...], top_k: int, as_json: bool, back
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="Bundle folder to create, or a path ending in .zip.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle at OUTPUT.")
-def package_command(model: str, output: Path, force: bool) -> None:
+@click.option("--golden", "golden_data", help="Images for golden.npz [default: the validation "
+              "or calibration data in the model's record; cifar10-val for CIFAR-10 models].")
+@click.option("--golden-samples", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Golden images (fewer for large inputs: 2 MiB of pixels at most).")
+@record_options
+def package_command(model: str, output: Path, force: bool, golden_data: str | None,
+                    golden_samples: int, record: Any) -> None:
     """Write a device bundle for MODEL (.onnx, OpenVINO .xml, or a registered name).
 
     The bundle holds the model, metadata.json, labels.txt, requirements.txt, a one-file
@@ -515,12 +739,53 @@ def package_command(model: str, output: Path, force: bool) -> None:
     Example:
         edgeres package cifar10 -o cifar10-bundle.zip
     """
+    import tempfile
+
+    from edgeres.names import resolve_model_file
     from edgeres.package import package
 
-    r = package(model, output, overwrite=force)
+    with tempfile.TemporaryDirectory(prefix="edgeres.attach.") as tmp:
+        if record is not None:  # the bundle's model carries the stated record, as attach writes
+            from edgeres.foreign import attach as attach_record
+
+            src = resolve_model_file(model)
+            _onnx_only(src)
+            model = str(attach_record(src, Path(tmp) / src.name, record).path)
+        r = package(model, output, overwrite=force, golden=golden_data,
+                    golden_samples=golden_samples)
     click.echo(f"wrote {r.path} ({r.size_bytes / 1e6:.1f} MB: {', '.join(r.files)})")
     click.echo(f"needs numpy, Pillow and {r.runtime}; checked: the bundled model loads and "
                f"classifies a grey test image as {r.check_label!r}")
+
+
+@cli.command("verify")
+@click.argument("bundle", type=click.Path(exists=True, path_type=Path))
+@click.option("--golden", "golden_file", type=click.Path(exists=True, dir_okay=False,
+              path_type=Path), help="Another golden file [default: the bundle's golden.npz].")
+@click.option("--threads", type=click.IntRange(min=1), help="Inference threads.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+def verify_command(bundle: Path, golden_file: Path | None, threads: int | None,
+                   as_json: bool) -> None:
+    """Check BUNDLE on this machine against the logits its packaging host computed.
+
+    Runs the bundle's golden inputs and prints one verdict: top-1 agreement, max |delta
+    logit|, the precision the runtime executes, this CPU's int8 flags and whether the model's
+    quantization target suits it. Exits 1 when the check fails. The bundle's own
+    `python infer.py --verify` runs the same check without edgeres.
+
+    \b
+    Example:
+        edgeres verify cifar10-bundle/
+    """
+    import json
+
+    from edgeres.golden import render
+    from edgeres.verify import verify_bundle
+
+    verdict = verify_bundle(bundle, golden_file=golden_file, threads=threads)
+    click.echo(json.dumps(verdict, indent=1) if as_json else render(verdict))
+    if not verdict["passed"]:
+        sys.exit(1)
 
 
 # --- quantize -----------------------------------------------------------------------------------
@@ -544,17 +809,13 @@ def package_command(model: str, output: Path, force: bool) -> None:
 @click.option("--eval", "eval_data", help="Labelled test data, reported only (e.g. cifar10-test).")
 @click.option("--preset", type=click.Choice(["performance", "mixed"]), default="performance",
               show_default=True, help="NNCF preset (openvino backend).")
-@click.option("--mean", help="For a model without a record: mean, e.g. 0.485,0.456,0.406.")
-@click.option("--std", help="For a model without a record: std, e.g. 0.229,0.224,0.225.")
-@click.option("--input-size", help="For a model without a record: side or HxW.")
-@click.option("--layout", type=click.Choice(["NCHW", "NHWC"]), help="For a model without a record.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="int8 model: .onnx (ort) or .xml (openvino, .bin beside it).")
+@record_options
 def quantize_command(model: str, calib: str, backend: str, target: str, method: str | None,
                      samples: int, per_channel: bool | None, exclude: tuple[str, ...],
                      val: str | None, max_drop: float | None, eval_data: str | None, preset: str,
-                     mean: str | None, std: str | None, input_size: str | None,
-                     layout: str | None, output: Path) -> None:
+                     output: Path, record: Any) -> None:
     """Quantize MODEL (.onnx or a registered name) to static int8, calibrated on --calib.
 
     With --val and --max-drop, the most sensitive layers return to float until the top-1
@@ -573,9 +834,7 @@ def quantize_command(model: str, calib: str, backend: str, target: str, method: 
                          exclude=exclude, val=val, max_drop=max_drop, eval=eval_data,
                          preset=preset)  # type: ignore[arg-type]
     src = resolve_model_file(model)
-    size = _numbers(input_size, "input size", int)
-    meta = model_record(src, mean=_numbers(mean, "mean"), std=_numbers(std, "std"),
-                        input_size=(size * 2)[:2] if size else None, layout=layout)
+    meta = model_record(src, options=record)
     report = quantize(src, output, CalibrationSet.from_data(calib, meta), backend=backend,
                       config=config)  # type: ignore[arg-type]
     _render_quant(report)
@@ -590,6 +849,9 @@ def _render_quant(r: Any) -> None:
                f"{' symmetric' if d['activation_symmetric'] else ''}, weights int8 "
                f"{'per-channel' if d['per_channel'] else 'per-tensor'}"
                f"{', 7-bit (reduce_range)' if d.get('reduce_range') else ''}")
+    if d.get("opset_upgraded"):
+        old, new = d["opset_upgraded"]
+        click.echo(f"upgraded opset {old} → {new} first (int8 QDQ needs opset {new} or later)")
     if r.layers:
         rows = [[e.name, e.op_type, "float" if e.float else "int8",
                  "inf" if e.sqnr_db == float("inf") else f"{e.sqnr_db:.1f}"] for e in r.layers]

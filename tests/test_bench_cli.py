@@ -105,7 +105,7 @@ def test_interrupted_run_saves_partial_results(tmp_path: Path,
                    settings={"threads": 3, "rounds": 1, "warmup": 0, "iterations": 1})
     calls = []
 
-    def fake_run_bench(models, config):
+    def fake_run_bench(models, config, record=None):
         calls.append((models, config))
         return run
 

@@ -47,13 +47,16 @@ def _settings(config: BenchConfig, runtimes: tuple[str, ...], threads: int) -> d
     return d
 
 
-def run_bench(models: Sequence[str], config: BenchConfig | None = None) -> BenchRun:
+def run_bench(models: Sequence[str], config: BenchConfig | None = None, *,
+              record: Any = None) -> BenchRun:
     """Benchmark every model × precision × runtime × batch in ``config``.
 
     Args:
         models: MODEL arguments: ``.onnx`` files, OpenVINO ``.xml`` files, registered model
             files (``cifar10``) or zoo names (``resnet18``, exported into the cache).
         config: the matrix and measurement settings; ``BenchConfig()`` when None.
+        record: ``edgeres.foreign.RecordOptions`` stated for the ONNX files among ``models``
+            (a foreign model's preprocessing and labels); None when nothing is stated.
 
     Returns:
         A ``BenchRun`` with one row per configuration (ok, skipped or failed), the machine
@@ -75,7 +78,8 @@ def run_bench(models: Sequence[str], config: BenchConfig | None = None) -> Bench
     threads, capped = cap_threads(config.threads)
     threads = threads or default_threads(env.physical_cores)
     runtimes = config.runtimes or default_runtimes()
-    sources = [resolve_model(m, config.cache_root) for m in models]  # bad names fail first
+    sources = [resolve_model(m, config.cache_root, record=record)
+               for m in models]  # bad names fail first
     _check_memory(sources, config, len(runtimes))
     data = _open_eval(config)
     benches: list[ModelBench] = []

@@ -15,6 +15,7 @@ model. Everything the code needs to know about the model comes from ``metadata.j
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import sys
@@ -27,7 +28,8 @@ import numpy as np
 
 # edgeres:begin-copied-code  (edgeres package replaces this block with preprocess.py's code)
 from edgeres.errors import DataError
-from edgeres.preprocess import prepare
+from edgeres.golden import GOLDEN_FILE, load_golden, render, sha256_file, verify
+from edgeres.preprocess import pixels_to_input, prepare
 from edgeres.runtime import _softmax_topk
 
 # edgeres:end-copied-code
@@ -151,15 +153,53 @@ def expand_folders(images: list[str]) -> list[str]:
     return out
 
 
+def verify_here(golden_file: str | None, threads: int | None = None) -> dict[str, Any]:
+    """Run the golden inputs here and compare with the packaging host (golden.py's verdict)."""
+    folder = Path(__file__).resolve().parent
+    meta = read_meta(folder)
+    runtime, executed, shape, run = load_model(folder, meta, threads)
+    gold = load_golden(Path(golden_file) if golden_file else folder / GOLDEN_FILE)
+    model = folder / ("model.xml" if (folder / "model.xml").is_file() else "model.onnx")
+    record = (folder / "metadata.json").read_bytes()
+    quant = json.loads(record).get("quantization")
+    verdict = verify(gold, run, lambda pixels: pixels_to_input(pixels, meta), runtime=runtime,
+                     executed=executed, precision=meta.precision,
+                     target=quant.get("target") if isinstance(quant, dict) else None,
+                     model_sha256=sha256_file(model),
+                     record_sha256=hashlib.sha256(record).hexdigest(),
+                     fixed_batch=shape[0] if isinstance(shape[0], int) else 0)
+    verdict["bundle"] = str(folder)
+    return verdict
+
+
+def _verify_main(args: argparse.Namespace) -> int:
+    """``--verify``: print the verdict; exit 1 when it fails."""
+    try:
+        verdict = verify_here(args.golden, args.threads)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"Error: cannot verify: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(verdict, indent=1) if args.json else render(verdict))
+    return 0 if verdict["passed"] else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit code (1 on an unreadable image)."""
     parser = argparse.ArgumentParser(description="Classify images with this bundle's model.")
-    parser.add_argument("images", nargs="+", metavar="IMAGE",
+    parser.add_argument("images", nargs="*", metavar="IMAGE",
                         help="image files, or folders (every image under them)")
     parser.add_argument("--top-k", type=int, default=5, help="classes per image (default 5)")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     parser.add_argument("--threads", type=int, default=None, help="inference threads")
+    parser.add_argument("--verify", action="store_true",
+                        help="check this device against the packaging host's golden logits")
+    parser.add_argument("--golden", metavar="FILE", help="golden file for --verify "
+                        "(default: golden.npz in this folder)")
     args = parser.parse_args(argv)
+    if args.verify:
+        return _verify_main(args)
+    if not args.images:
+        parser.error("give at least one IMAGE, or --verify")
     if args.top_k < 1:
         parser.error("--top-k must be at least 1")
     try:

@@ -108,6 +108,17 @@ def _copied_preprocess() -> str:
     return code
 
 
+def _copied_golden() -> str:
+    """``golden.py``'s code (the verify rules), which imports nothing from edgeres."""
+    from edgeres import golden
+
+    code = _strip_module_header(inspect.getsource(golden))
+    if re.search(r"^\s*(from|import)\s+edgeres\b", code, flags=re.MULTILINE):
+        msg = "edgeres/golden.py imports edgeres; keep it stdlib + numpy so bundles can carry it"
+        raise EdgeresError(msg)
+    return code
+
+
 def render_infer() -> str:
     """The source of a bundle's ``infer.py``.
 
@@ -133,6 +144,8 @@ def render_infer() -> str:
         f"# ---- copied from edgeres {__version__}: preprocess.py, then the runtime's "
         "top-k; edit edgeres, not this file ----\n"
         + _copied_preprocess().lstrip("\n") + "\n\n" + inspect.getsource(_softmax_topk)
+        + "\n\n# ---- golden.py: the verify rules, as `edgeres verify` runs them ----\n"
+        + _copied_golden().lstrip("\n")
         + "# ---- end of copied code ----\n"
     )
     source = "".join(lines[: starts[0]]) + copied + "".join(lines[ends[0] + 1 :])
@@ -175,6 +188,7 @@ len(meta.labels) > 5 else ''}) with {runtime}, numpy and Pillow; edgeres is not 
 pip install -r requirements.txt
 python infer.py photo.jpg other.png --top-k 3
 python infer.py photo.jpg --json      # for scripts (schema_version 1)
+python infer.py --verify              # this device vs the packaging host; exit 1 on FAIL
 ```
 
 | file | what |
@@ -184,6 +198,7 @@ python infer.py photo.jpg --json      # for scripts (schema_version 1)
 | labels.txt | one class name per line, in output order |
 | requirements.txt | tested minimum versions and platforms |
 | infer.py | preprocessing + inference in one file |
+| golden.npz | golden inputs, the packaging host's logits and the tolerances `--verify` checks |
 
 Preprocessing (from metadata.json): resize {pre.resize} ({pre.interpolation}), centre crop
 {h}x{w}, {pre.color}, mean {list(pre.mean)}, std {list(pre.std)} on the 0-1 scale.
@@ -226,9 +241,14 @@ def _check_destination(dst: Path, inputs: list[Path], overwrite: bool) -> None:
         raise EdgeresError(msg)
 
 
-def _write_bundle(folder: Path, path: Path, meta: ModelMeta,
-                  record: str) -> tuple[list[str], str]:
-    """Write every bundle file into ``folder``; return the file names and the runtime."""
+def _write_bundle(folder: Path, path: Path, meta: ModelMeta, record: str,
+                  golden: tuple[str | Path | None, int] = (None, 64)) -> tuple[list[str], str]:
+    """Write every bundle file into ``folder``; return the file names and the runtime.
+
+    ``golden`` is (data, samples) for ``golden.npz`` (``edgeres.verify.make_golden``).
+    """
+    from edgeres.verify import make_golden
+
     copies, runtime = _model_files(path)
     for src, name in copies:
         shutil.copyfile(src, folder / name)
@@ -238,6 +258,8 @@ def _write_bundle(folder: Path, path: Path, meta: ModelMeta,
     (folder / "requirements.txt").write_text(render_requirements(runtime), "utf-8")
     (folder / "infer.py").write_text(render_infer(), "utf-8")
     (folder / "README.md").write_text(render_readme(meta, [n for _, n in copies], runtime), "utf-8")
+    make_golden(folder / "golden.npz", folder / copies[0][1], meta, record, data=golden[0],
+                samples=golden[1])
     return sorted(p.name for p in folder.iterdir()), runtime
 
 
@@ -303,7 +325,29 @@ def _run_infer(folder: Path, image: Path) -> dict[str, Any]:
         raise EdgeresError(msg) from None
 
 
-def package(model: str | Path, dst: str | Path, *, overwrite: bool = False) -> PackageReport:
+def _check_golden(folder: Path) -> None:
+    """``python infer.py --verify --json`` in the new bundle must pass on this host."""
+    cmd = [sys.executable, str(folder.absolute() / "infer.py"), "--verify", "--json"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=folder,
+                             timeout=_CHECK_TIMEOUT_S, check=False)
+        verdict = json.loads(out.stdout)
+    except subprocess.TimeoutExpired:
+        msg = f"the bundle's infer.py --verify did not finish in {_CHECK_TIMEOUT_S} s"
+        raise EdgeresError(msg) from None
+    except json.JSONDecodeError:
+        lines = out.stderr.strip().splitlines()
+        msg = (f"the bundle's infer.py --verify printed no verdict "
+               f"({lines[-1][:200] if lines else out.returncode}); fix edgeres")
+        raise EdgeresError(msg) from None
+    if not verdict.get("passed"):
+        msg = (f"the new bundle fails its own golden check on this host "
+               f"({'; '.join(verdict.get('failures', []))[:300]}); report this with the model")
+        raise EdgeresError(msg)
+
+
+def package(model: str | Path, dst: str | Path, *, overwrite: bool = False,
+            golden: str | Path | None = None, golden_samples: int = 64) -> PackageReport:
     """Write a self-contained device bundle for ``model``.
 
     Args:
@@ -313,6 +357,9 @@ def package(model: str | Path, dst: str | Path, *, overwrite: bool = False) -> P
             whose files sit in a folder named after it.
         overwrite: replace an existing bundle folder or .zip at ``dst`` (anything else at
             ``dst`` is never replaced).
+        golden: images for ``golden.npz`` (a path or registered name); None takes the
+            validation or calibration data the record names (``edgeres.verify.make_golden``).
+        golden_samples: how many golden images (fewer for large inputs).
 
     Returns:
         A ``PackageReport``.
@@ -340,8 +387,9 @@ def package(model: str | Path, dst: str | Path, *, overwrite: bool = False) -> P
         with write_errors(dst), tempfile.TemporaryDirectory(prefix="edgeres.package.") as tmp:
             folder = Path(tmp) / dst.stem
             folder.mkdir()
-            files, runtime = _write_bundle(folder, path, meta, record)
+            files, runtime = _write_bundle(folder, path, meta, record, (golden, golden_samples))
             label = _check_bundle(folder, path)
+            _check_golden(folder)
             with atomic_write(dst) as tmp_zip:
                 with zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_DEFLATED) as z:
                     for name in files:
@@ -349,7 +397,8 @@ def package(model: str | Path, dst: str | Path, *, overwrite: bool = False) -> P
             size = sum((folder / name).stat().st_size for name in files)
     else:
         with atomic_dir(dst) as folder:
-            files, runtime = _write_bundle(folder, path, meta, record)
+            files, runtime = _write_bundle(folder, path, meta, record, (golden, golden_samples))
             label = _check_bundle(folder, path)
+            _check_golden(folder)
             size = sum((folder / name).stat().st_size for name in files)
     return PackageReport(dst, tuple(files), runtime, size, meta, label)

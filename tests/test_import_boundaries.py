@@ -29,6 +29,8 @@ def _fresh(code: str) -> list[str]:
     ("edgeres.runtime", HEAVY | {"click", "openvino", "onnxruntime", "PIL"}),  # on devices
     ("edgeres.cli", HEAVY | {"openvino"}),  # `edgeres predict` in the light install
     ("edgeres.package", HEAVY | {"click", "openvino"}),
+    ("edgeres.golden", HEAVY | {"click", "openvino", "onnxruntime", "PIL", "edgeres.meta"}),
+    ("edgeres.verify", HEAVY | {"click", "openvino", "onnxruntime", "PIL"}),
     ("edgeres.intervals", HEAVY | {"click", "openvino", "onnxruntime", "PIL", "edgeres.bench"}),
 ])
 def test_light_modules_do_not_import_heavy_deps(module: str, forbidden: set[str]) -> None:

@@ -25,7 +25,8 @@ from edgeres.meta import METADATA_KEY, ModelMeta, PreprocessSpec
 
 MODEL = names.resolve_model_file("cifar10")
 IMAGES = sorted((names.calibration_dir() / "cifar10-calib").rglob("*.jpg"))[::150][:4]
-BUNDLE_FILES = ("README.md", "infer.py", "labels.txt", "metadata.json", "requirements.txt")
+BUNDLE_FILES = ("README.md", "golden.npz", "infer.py", "labels.txt", "metadata.json",
+                "requirements.txt")
 # Runs a bundle's infer.py with edgeres, torch and onnx made unimportable, from outside the repo.
 _ISOLATED = (
     "import runpy, sys\n"

@@ -15,12 +15,10 @@ from typing import Any
 
 from edgeres.bench.env import Environment
 from edgeres.bench.results import BenchRow, Note
+from edgeres.golden import VNNI_FLAGS, target_risk
 
 _X86 = ("x86_64", "amd64", "i686", "x86")
 _ARM = ("aarch64", "arm64", "armv8l", "armv7l")
-# Quantization targets (meta.extra["quantization"]["target"]) that suit each runtime family.
-# Names as in ``edgeres.quantize.config.TARGETS``.
-_CPU_TARGETS = {"x86": _X86, "x86-vnni": _X86, "arm": _ARM}
 
 
 def _quant(meta: Any) -> dict[str, Any]:
@@ -30,7 +28,7 @@ def _quant(meta: Any) -> dict[str, Any]:
 
 
 def _has_vnni(env: Environment) -> bool:
-    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(env.isa))
+    return bool(VNNI_FLAGS & set(env.isa))
 
 
 def hardware_outlook(env: Environment, runtime: str) -> tuple[bool | None, str]:
@@ -81,13 +79,8 @@ def target_mismatch(env: Environment, runtime: str, meta: Any) -> str | None:
     if target == "tensorrt":
         return ("quantized for TensorRT (symmetric int8 activations everywhere) but running on "
                 f"{runtime}, whose int8 kernels prefer the CPU target")
-    arch = _CPU_TARGETS.get(target)
-    if arch is not None and device == "cpu" and env.machine.lower() not in arch:
-        return f"quantized for target {target!r} but this machine is {env.machine}"
-    if target == "x86-vnni" and device == "cpu" and not _has_vnni(env):
-        return ("quantized for 'x86-vnni' (full 8-bit weights) but this CPU has no VNNI: "
-                "the AVX2/AVX-512 int8 path saturates and is slower; re-quantize for 'x86'")
-    return None
+    # The CPU rules are the ones a bundle's `infer.py --verify` states (edgeres.golden).
+    return target_risk(target, env.machine, set(env.isa)) if device == "cpu" else None
 
 
 def outlook_notes(env: Environment, model: str, runtimes: Iterable[str], meta: Any, *,

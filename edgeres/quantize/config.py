@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from edgeres.errors import QuantizationError
+from edgeres.golden import VNNI_FLAGS
 
 Target = Literal["auto", "x86-vnni", "x86", "arm", "tensorrt"]
 Method = Literal["minmax", "entropy", "percentile"]
@@ -25,9 +26,9 @@ AUTO_BATCH = 8  # calibration samples per run at most, when batch_size is None
 AUTO_BATCH_BYTES = 1 << 20  # and at most this much input per run (see QuantConfig.batch_size)
 DEFAULT_METHOD = "minmax"  # ORT backend; measured best or equal on the reference model (bench)
 
-# cpuinfo flags of the int8 dot-product instructions that make U8 x S8 products exact (no
-# saturation of the 16-bit intermediate that VPMADDUBSW has on plain AVX2/AVX-512).
-_VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+# cpuinfo flags of the int8 dot-product instructions that make U8 x S8 products exact: one
+# list, in the module bundles carry (a device states the same rules, infer.py --verify).
+_VNNI_FLAGS = VNNI_FLAGS
 
 
 @dataclass(frozen=True)

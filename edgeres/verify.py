@@ -1,0 +1,270 @@
+"""Golden files for bundles (made on the packaging host) and ``edgeres verify`` (run anywhere).
+
+``make_golden`` draws N images from the model's validation or calibration data (train split
+only; never the test split unless ``--golden DATA`` names it), keeps them as model-sized uint8
+pixels, runs them through the bundled model here and stores the logits, the labels and the
+tolerances. The tolerances are measured for each bundle, not guessed: the same inputs also run
+through other kernels of the same model (ONNX Runtime with graph optimisation off, i.e. QDQ as
+float reference math instead of fused int8 kernels, and OpenVINO's CPU plugin when installed),
+and the largest difference found, times ``MARGIN``, becomes the logit tolerance, never below
+``FLOOR`` (the precision's cross-machine spread measured on x86 vs emulated arm64, see
+benchmarks/results/arm64_verify.md). Required top-1 agreement is the share of inputs whose
+two best logits are further apart than drift within that tolerance could close.
+
+``verify_bundle`` is the host side of ``edgeres verify``; the comparison itself is
+``edgeres.golden.verify``, the same code a bundle's ``infer.py --verify`` runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import platform
+import tempfile
+import zipfile
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeres import __version__, golden
+from edgeres.errors import DataError, EdgeresError
+from edgeres.meta import ModelMeta
+from edgeres.preprocess import load_image, pixels_to_input, resize_crop
+
+__all__ = ["FLOOR", "MARGIN", "make_golden", "verify_bundle"]
+
+log = logging.getLogger(__name__)
+
+GOLDEN_SAMPLES = 64
+MAX_PIXEL_BYTES = 2 << 20  # fewer samples for big inputs: 64 CIFAR images are 196 kB
+MARGIN = 2.0  # measured kernel spread x this = logit tolerance
+# (atol, rtol) never gone below. fp32: the spread of the reference model between x86 and
+# emulated arm64 ONNX Runtime was at most 1.3e-5 (benchmarks/results/arm64_verify.md); int8:
+# one output quantization step of the reference model's logits is ~0.1 and x86 vs arm64
+# differed by at most 0.3: 0.5 covers that with a margin and still fails a perturbed layer.
+FLOOR: dict[str, tuple[float, float]] = {
+    "fp32": (1e-3, 1e-3), "fp16": (2e-2, 1e-2), "bf16": (1e-1, 2e-2), "int8": (0.5, 0.02),
+}
+_CIFAR_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                 "ship", "truck")
+
+
+def _default_data(meta: ModelMeta) -> str | None:
+    """Validation, else calibration data named in the record; cifar10-val for CIFAR models."""
+    q = meta.extra.get("quantization") if meta.extra else None
+    q = q if isinstance(q, dict) else {}
+    val = q.get("validation") if isinstance(q.get("validation"), dict) else {}
+    for name in (val.get("data"), q.get("calibration_data")):
+        if isinstance(name, str) and name and not name.endswith("-test"):
+            return name
+    if tuple(meta.labels) == _CIFAR_LABELS and meta.input_size == (32, 32):
+        return "cifar10-val"
+    return None
+
+
+def _draw(meta: ModelMeta, data: str | Path | None, samples: int, seed: int,
+          max_bytes: int = MAX_PIXEL_BYTES) -> tuple[np.ndarray, str, np.ndarray | None, str]:
+    """(data, kind, labels, description): model-sized pixels or preprocessed inputs."""
+    from edgeres.data import ArraySource, open_data
+
+    h, w = meta.input_size
+    per = h * w * meta.input.channels
+    n = max(min(samples, 8), min(samples, max_bytes // per))
+    name = data if data is not None else _default_data(meta)
+    if name is None:
+        rng = np.random.default_rng(seed)
+        log.warning("no validation data known for %s: golden inputs are random pixels; pass "
+                    "--golden DATA for real images", meta.name)
+        pixels = rng.integers(0, 256, (n, h, w, meta.input.channels), dtype=np.uint8)
+        return pixels, "pixels", None, f"{n} random pixel images (seed {seed})"
+    source = open_data(name).subset(n, seed)
+    what = f"{len(source)} images of {name} (seed {seed})"
+    if isinstance(source, ArraySource):
+        return source.inputs.astype(meta.input.dtype), "inputs", source.labels, what
+    index = source.label_index(meta.labels)
+    pixels, labels = [], []
+    # ImageSource reads its items in order; each is decoded and resized here as data.py does.
+    for (_, cls), raw in zip(source.items, source._reader(source.items), strict=True):
+        try:
+            pixels.append(resize_crop(load_image(raw, meta.preprocess.color), meta.preprocess))
+        except DataError as e:
+            log.warning("golden: skipped %s", e)
+            continue
+        labels.append(index[cls] if cls is not None else -1)
+    if not pixels:
+        msg = f"{name}: no readable images for the golden file; pass --golden DATA"
+        raise DataError(msg)
+    lab = np.asarray(labels, np.int64) if source.classes else None
+    return np.stack(pixels), "pixels", lab, what
+
+
+def _logits(predictor: Any, data: np.ndarray, kind: str) -> np.ndarray:
+    """Logits of ``data`` through ``predictor``, 32 at a time (padded for fixed batches)."""
+    step = predictor._batch or 32
+    rows = []
+    for start in range(0, len(data), step):
+        chunk = data[start : start + step]
+        x = pixels_to_input(chunk, predictor.meta) if kind == "pixels" else chunk
+        x = x.astype(predictor.input_dtype, copy=False)
+        n = len(x)
+        if predictor._batch and n < predictor._batch:
+            x = np.concatenate([x, np.zeros((predictor._batch - n, *x.shape[1:]), x.dtype)])
+        rows.append(np.asarray(predictor.run(x))[:n].reshape(n, -1))
+    return np.concatenate(rows).astype(np.float64)
+
+
+def _alternatives(path: Path, meta: ModelMeta) -> dict[str, Any]:
+    """Other kernels for the same model: ORT without graph optimisation, OpenVINO CPU."""
+    from edgeres.runtime import load
+
+    out: dict[str, Any] = {}
+    if path.suffix.lower() == ".onnx":
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        out["ort-cpu, graph optimisation off"] = load(path, meta=meta, session_options=so)
+    try:
+        out["openvino-cpu"] = load(path, backend="openvino", meta=meta)
+    except EdgeresError as e:  # not installed, or cannot compile this graph: fewer alternatives
+        log.info("golden: no OpenVINO alternative (%s)", e)
+    return out
+
+
+def _tolerances(host: np.ndarray, others: dict[str, np.ndarray],
+                precision: str) -> dict[str, Any]:
+    """Tolerances from the measured spread between kernels, with ``MARGIN`` and ``FLOOR``."""
+    measured = {}
+    for name, logits in others.items():
+        delta = np.abs(logits - host)
+        measured[name] = {"max_abs_dlogit": float(delta.max()),
+                          "agreement": float((logits.argmax(1) == host.argmax(1)).mean())}
+    spread = max((m["max_abs_dlogit"] for m in measured.values()), default=0.0)
+    floor_atol, rtol = FLOOR.get(precision, FLOOR["fp32"])
+    atol = max(floor_atol, MARGIN * spread)
+    # Two logits each drifting by the largest measured amount, in opposite directions, swap
+    # the top class only where they were at most twice that apart.
+    tie_gap = 2 * max(spread, floor_atol / MARGIN)
+    ties = golden.ambiguous(host, tie_gap)
+    return {
+        "tolerances": {"atol": atol, "rtol": rtol, "tie_gap": tie_gap,
+                       "min_agreement": float(np.floor((1 - ties.mean()) * 1000) / 1000)},
+        "tolerance_derivation": {
+            "measured": measured, "margin": MARGIN, "floor": [floor_atol, rtol],
+            "rule": "atol = max(floor, margin x largest |delta logit| between the kernels "
+                    "measured); tie_gap = 2 x max(that delta, floor / margin); min_agreement = "
+                    "share of inputs whose top-2 logit gap exceeds tie_gap",
+        },
+    }
+
+
+def make_golden(dst: Path, model: Path, meta: ModelMeta, record: str, *,
+                data: str | Path | None = None, samples: int = GOLDEN_SAMPLES,
+                seed: int = 0, max_bytes: int = MAX_PIXEL_BYTES) -> dict[str, Any]:
+    """Write the golden file ``dst`` (a bundle's ``golden.npz``) for ``model``; return its info.
+
+    Args:
+        dst: the golden file to write.
+        model: the bundled model file.
+        meta: the record ``metadata.json`` holds.
+        record: the text of ``metadata.json``.
+        data: golden images (a path or registered name); None picks validation or calibration
+            data named in the record (cifar10-val for CIFAR-10 models), else random pixels.
+        samples: how many (fewer when their pixels would exceed ``max_bytes``).
+        seed: seed of the draw.
+        max_bytes: most bytes of pixels stored.
+
+    Raises:
+        DataError: if ``data`` cannot be read or holds no usable images.
+    """
+    from edgeres.runtime import load
+
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        msg = f"golden samples must be a positive integer, got {samples!r}"
+        raise DataError(msg)
+    inputs, kind, labels, source = _draw(meta, data, samples, seed, max_bytes)
+    predictor = load(model, meta=meta)
+    host = _logits(predictor, inputs, kind)
+    others = {name: _logits(p, inputs, kind) for name, p in _alternatives(model, meta).items()}
+    flags = golden.cpu_flags()
+    q = meta.extra.get("quantization") if meta.extra else None
+    info = {
+        **_tolerances(host, others, meta.precision), "source": source,
+        "precision": meta.precision, "runtime": predictor.runtime,
+        "executed_precision": predictor.executed_precision,
+        "target": q.get("target") if isinstance(q, dict) else None,
+        "model_sha256": golden.sha256_file(model),
+        "record_sha256": hashlib.sha256(record.encode("utf-8")).hexdigest(),
+        "host": {"machine": platform.machine(), "isa": [f for f in golden.INT8_FLAGS
+                                                        if f in flags],
+                 "runtime_version": predictor.backend.details.get("version"),
+                 "edgeres": __version__},
+    }
+    golden.save_golden(dst, data=inputs, kind=kind,
+                       logits=host, labels=labels, info=info)
+    return info
+
+
+def _bundle_folder(path: Path, stack: ExitStack) -> Path:
+    """The bundle folder; a bundle .zip is extracted into a temporary folder first."""
+    if path.is_file() and path.suffix.lower() == ".zip":
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edgeres.verify.")))
+        with zipfile.ZipFile(path) as z:
+            z.extractall(tmp)
+        tops = [p for p in tmp.iterdir() if p.is_dir()]
+        path = tops[0] if len(tops) == 1 else tmp
+    if not (path / "metadata.json").is_file():
+        msg = f"{path} is not an edgeres bundle (no metadata.json); pass a bundle folder or .zip"
+        raise EdgeresError(msg)
+    return path
+
+
+def verify_bundle(bundle: str | Path, *, golden_file: str | Path | None = None,
+                  threads: int | None = None) -> dict[str, Any]:
+    """Run a bundle's golden inputs here and compare them with the packaging host's logits.
+
+    Args:
+        bundle: a bundle folder or .zip written by ``edgeres package``.
+        golden_file: another golden file to check against (default: the bundle's own).
+        threads: inference threads (the runtime's default when None).
+
+    Returns:
+        The verdict of ``edgeres.golden.verify``: ``passed``, ``failures`` and the numbers.
+
+    Raises:
+        EdgeresError: if the bundle or its golden file is missing or unreadable.
+    """
+    from edgeres.runtime import load
+
+    with ExitStack() as stack:
+        folder = _bundle_folder(Path(bundle), stack)
+        gpath = Path(golden_file) if golden_file else folder / golden.GOLDEN_FILE
+        if not gpath.is_file():
+            msg = (f"{gpath} does not exist: the bundle was packaged without golden data; "
+                   "re-package it with this edgeres")
+            raise EdgeresError(msg)
+        try:
+            gold = golden.load_golden(gpath)
+        except (ValueError, OSError, zipfile.BadZipFile) as e:
+            msg = f"cannot read golden file {gpath}: {e}"
+            raise EdgeresError(msg) from None
+        record = (folder / "metadata.json").read_text("utf-8")
+        meta = ModelMeta.from_json(record)
+        model = folder / ("model.xml" if (folder / "model.xml").is_file() else "model.onnx")
+        predictor = load(model, meta=meta, threads=threads)
+
+        def to_input(pixels: np.ndarray) -> np.ndarray:
+            return pixels_to_input(pixels, meta).astype(predictor.input_dtype, copy=False)
+
+        q = meta.extra.get("quantization") if meta.extra else None
+        verdict = golden.verify(
+            gold, predictor.run, to_input, runtime=predictor.runtime,
+            executed=predictor.executed_precision, precision=meta.precision,
+            target=q.get("target") if isinstance(q, dict) else None,
+            model_sha256=golden.sha256_file(model),
+            record_sha256=hashlib.sha256(record.encode("utf-8")).hexdigest(),
+            fixed_batch=predictor._batch)
+        verdict["bundle"] = str(bundle)
+        return verdict

@@ -1,0 +1,256 @@
+"""Tests for golden files and `edgeres verify` / `infer.py --verify`: what a bundle stores, a
+fresh bundle passing, and swapped, perturbed and mis-preprocessed bundles failing by name."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from edgeres import golden, names, package, runtime
+from edgeres.cli import cli
+from edgeres.preprocess import pixels_to_input
+
+ROOT = Path(__file__).resolve().parent.parent
+# Runs a bundle's infer.py with edgeres, torch and onnx made unimportable (as on a device).
+_ISOLATED = (
+    "import runpy, sys\n"
+    "for name in ('edgeres', 'torch', 'onnx'): sys.modules[name] = None\n"
+    "sys.argv = sys.argv[1:]\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+
+
+def infer_verify(bundle: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python infer.py --verify ARGS`` in isolated mode, from inside the bundle."""
+    return subprocess.run([sys.executable, "-I", "-c", _ISOLATED, str(bundle / "infer.py"),
+                           "--verify", *args], capture_output=True, text=True, cwd=bundle,
+                          timeout=120)
+
+
+@pytest.fixture(scope="module")
+def fp32_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return package.package("cifar10", tmp_path_factory.mktemp("fp32") / "bundle").path
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return package.package("cifar10-int8", tmp_path_factory.mktemp("int8") / "bundle").path
+
+
+def test_golden_file_holds_train_pixels_host_logits_labels_and_tolerances(
+        fp32_bundle: Path) -> None:
+    """golden.npz: 64 uint8 cifar10-val pixels, their logits here, labels, tolerances, hashes."""
+    path = fp32_bundle / golden.GOLDEN_FILE
+    assert path.stat().st_size < 300_000  # well under 1 MB for CIFAR-size inputs
+    g = golden.load_golden(path)
+    assert g["kind"] == "pixels" and g["data"].dtype == np.uint8
+    assert g["data"].shape == (64, 32, 32, 3) and g["logits"].shape == (64, 10)
+    assert g["labels"].shape == (64,) and set(g["labels"].tolist()) <= set(range(10))
+    info = g["info"]
+    assert "cifar10-val" in info["source"] and "test" not in info["source"]  # train split only
+    p = runtime.load(fp32_bundle / "model.onnx")
+    np.testing.assert_allclose(g["logits"], p.run(pixels_to_input(g["data"], p.meta)), atol=1e-5)
+    assert info["model_sha256"] == golden.sha256_file(fp32_bundle / "model.onnx")
+    tol = info["tolerances"]
+    assert tol["atol"] == pytest.approx(1e-3) and tol["rtol"] > 0 and tol["min_agreement"] > 0.9
+    measured = info["tolerance_derivation"]["measured"]
+    assert "ort-cpu, graph optimisation off" in measured
+    assert all(m["max_abs_dlogit"] < 1e-4 for m in measured.values())  # fp32 kernels agree
+
+
+def test_int8_tolerances_come_from_measured_kernel_spread(int8_bundle: Path) -> None:
+    """int8: atol = max(floor, margin x largest measured |delta logit|), recorded in the file."""
+    info = golden.load_golden(int8_bundle / golden.GOLDEN_FILE)["info"]
+    derivation, tol = info["tolerance_derivation"], info["tolerances"]
+    spread = max(m["max_abs_dlogit"] for m in derivation["measured"].values())
+    assert spread > 0.01  # int8 kernels really differ (fused int8 vs QDQ float reference)
+    assert tol["atol"] == pytest.approx(max(derivation["floor"][0], derivation["margin"] * spread))
+    assert info["precision"] == "int8" and info["target"] == "x86"
+
+
+def test_fresh_bundle_passes_edgeres_verify_and_infer_py(fp32_bundle: Path) -> None:
+    """A fresh bundle passes both checks, which agree number for number; exit 0."""
+    result = CliRunner().invoke(cli, ["verify", str(fp32_bundle)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("PASS: 100.0% top-1 agreement")
+    assert "executed precision fp32 (bundle fp32)" in result.output
+    as_json = CliRunner().invoke(cli, ["verify", str(fp32_bundle), "--json"])
+    ours = json.loads(as_json.output)
+    assert ours["passed"] and ours["failures"] == [] and ours["agreement"] == 1.0
+    out = infer_verify(fp32_bundle, "--json")
+    assert out.returncode == 0, out.stderr
+    device = json.loads(out.stdout)
+    for key in ("passed", "agreement", "samples", "accuracy", "executed_precision", "isa"):
+        assert device[key] == ours[key], key
+    assert device["max_abs_dlogit"] == pytest.approx(ours["max_abs_dlogit"], abs=1e-6)
+    text = infer_verify(fp32_bundle)
+    assert text.returncode == 0 and text.stdout.startswith("PASS")
+
+
+def _swap_model(bundle: Path) -> None:
+    shutil.copyfile(names.resolve_model_file("cifar10-int8"), bundle / "model.onnx")
+
+
+def _perturb_weights(bundle: Path) -> None:
+    model = onnx.load(str(bundle / "model.onnx"))
+    init = next(t for t in model.graph.initializer if len(t.dims) == 4)  # a conv weight
+    w = onnx.numpy_helper.to_array(init)
+    init.CopyFrom(onnx.numpy_helper.from_array(w * np.float32(1.05), init.name))
+    onnx.save(model, str(bundle / "model.onnx"))
+
+
+def _wrong_preprocessing(bundle: Path) -> None:
+    record = json.loads((bundle / "metadata.json").read_text())
+    record["preprocess"]["mean"] = [0.5, 0.5, 0.5]
+    record["preprocess"]["std"] = [0.25, 0.25, 0.25]
+    (bundle / "metadata.json").write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize(("breakage", "named"), [
+    (_swap_model, "model:"), (_perturb_weights, "model:"), (_wrong_preprocessing, "metadata.json:"),
+])
+def test_broken_bundle_fails_with_a_verdict_naming_it(fp32_bundle: Path, tmp_path: Path,
+                                                      breakage, named: str) -> None:
+    """Swapped model, a conv weight x1.05, edited mean/std: both checks exit 1; the logits
+    check itself fails (not only the hashes), and the verdict names the changed file."""
+    broken = tmp_path / "bundle"
+    shutil.copytree(fp32_bundle, broken)
+    breakage(broken)
+    result = CliRunner().invoke(cli, ["verify", str(broken), "--json"])
+    assert result.exit_code == 1
+    verdict = json.loads(result.output)
+    assert not verdict["passed"] and verdict["within_tolerance"] < 1
+    assert any(f.startswith("logits:") for f in verdict["failures"])
+    assert any(f.startswith(named) for f in verdict["failures"])
+    out = infer_verify(broken)
+    assert out.returncode == 1 and out.stdout.startswith("FAIL")
+    assert "failed: logits:" in out.stdout and f"failed: {named}" in out.stdout
+
+
+def _fake_golden(precision: str, target: str | None = None) -> dict:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (16, 10))
+    info = {"tolerances": {"atol": 0.5, "rtol": 0.02, "tie_gap": 0.5, "min_agreement": 0.9},
+            "precision": precision, "target": target}
+    return {"kind": "inputs", "data": logits.astype(np.float32), "logits": logits,
+            "labels": None, "info": info}
+
+
+def test_runtime_executing_another_precision_fails() -> None:
+    """An int8 bundle the runtime reports running as fp16 fails even with identical logits;
+    an fp16 file on fp32 kernels (ORT's x86 CPU provider) passes."""
+    bad = golden.verify(_fake_golden("int8"), lambda x: x, lambda p: p, runtime="openvino-cpu",
+                        executed="fp16", precision="int8")
+    assert not bad["passed"] and bad["failures"] == [
+        "precision: the bundle is int8 but the runtime executes fp16"]
+    ok = golden.verify(_fake_golden("fp16"), lambda x: x, lambda p: p, runtime="ort-cpu",
+                       executed="fp32", precision="fp16")
+    assert ok["passed"] and ok["max_abs_dlogit"] < 1e-6  # float32 data vs float64 logits
+
+
+def test_nan_logits_and_flips_fail() -> None:
+    """NaN outputs, or top-1 flips beyond the agreement floor, fail the verdict."""
+    g = _fake_golden("fp32")
+    nan = golden.verify(g, lambda x: np.full_like(x, np.nan), lambda p: p, runtime="ort-cpu",
+                        executed="fp32", precision="fp32")
+    assert not nan["passed"] and any("NaN" in f for f in nan["failures"])
+    g["info"]["tolerances"]["atol"] = 100.0  # logits "within tolerance", but argmax shuffled
+    flipped = golden.verify(g, lambda x: x[:, ::-1].copy(), lambda p: p, runtime="ort-cpu",
+                            executed="fp32", precision="fp32")
+    assert any(f.startswith("agreement:") for f in flipped["failures"])
+
+
+@pytest.mark.parametrize(("target", "machine", "flags", "words"), [
+    ("x86-vnni", "x86_64", {"avx2", "avx512f"}, "VPMADDUBSW"),
+    ("x86", "aarch64", {"asimd", "asimddp"}, "--target arm"),
+    ("arm", "x86_64", {"avx2"}, "U8 x S8"),
+    ("tensorrt", "x86_64", {"avx2"}, "TensorRT"),
+    ("x86-vnni", "x86_64", {"avx2", "avx512_vnni"}, None),
+    ("x86", "x86_64", {"avx2"}, None),
+    ("arm", "aarch64", {"asimddp"}, None),
+])
+def test_target_risk_names_what_a_mismatch_risks(target, machine, flags, words) -> None:
+    """The CPU/target rules: each mismatch says what it risks; a matching CPU says nothing."""
+    risk = golden.target_risk(target, machine, flags)
+    assert (risk is None) if words is None else (words in risk)
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="needs an x86-64 host")
+def test_verdict_warns_when_target_does_not_suit_this_cpu(tmp_path: Path) -> None:
+    """An x86-vnni int8 model on a CPU whose cpuinfo lacks VNNI: the verdict warns (and
+    prints the risk), without failing a check whose numbers agree."""
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    v = golden.verify(_fake_golden("int8", "x86-vnni"), lambda x: x, lambda p: p,
+                      runtime="ort-cpu", executed="int8", precision="int8", target="x86-vnni",
+                      cpuinfo=cpuinfo)
+    assert v["passed"] and v["isa"] == ["avx2", "avx512f"]
+    assert "no VNNI" in v["target_warning"] and "warning: " in golden.render(v)
+
+
+def test_package_golden_option_takes_given_images(tmp_path: Path) -> None:
+    """`--golden DATA --golden-samples 8`: the golden inputs are drawn from DATA."""
+    data = tmp_path / "imgs"
+    for cls in ("cat", "dog"):
+        src = sorted((names.calibration_dir() / "cifar10-calib" / cls).glob("*.jpg"))[:5]
+        (data / cls).mkdir(parents=True)
+        for f in src:
+            shutil.copyfile(f, data / cls / f.name)
+    dst = tmp_path / "bundle.zip"
+    result = CliRunner().invoke(cli, ["package", "cifar10", "-o", str(dst), "--golden", str(data),
+                                      "--golden-samples", "8"])
+    assert result.exit_code == 0, result.output
+    check = CliRunner().invoke(cli, ["verify", str(dst), "--json"])
+    verdict = json.loads(check.output)
+    assert check.exit_code == 0 and verdict["samples"] == 8 and str(data) in verdict[
+        "golden"]["source"]
+
+
+def test_package_with_unreadable_golden_data_leaves_nothing(tmp_path: Path) -> None:
+    """A --golden that does not exist: exit 1, one line, no traceback, no bundle."""
+    dst = tmp_path / "bundle"
+    result = CliRunner().invoke(cli, ["package", "cifar10", "-o", str(dst), "--golden",
+                                      str(tmp_path / "missing")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not dst.exists()
+
+
+def test_verify_without_golden_file_is_one_line_error(fp32_bundle: Path, tmp_path: Path) -> None:
+    """A bundle without golden.npz (an older edgeres): exit 1, one line saying to re-package."""
+    old = tmp_path / "old"
+    shutil.copytree(fp32_bundle, old)
+    (old / golden.GOLDEN_FILE).unlink()
+    result = CliRunner().invoke(cli, ["verify", str(old)])
+    assert result.exit_code == 1 and "re-package" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_arm64_bundles_verify_under_emulation(tmp_path: Path) -> None:
+    """scripts/verify_arm64.sh: every bundle (fp32, int8 per target) passes infer.py --verify
+    in the emulated arm64 root, and test accuracy there stays near x86's."""
+    script = ROOT / "scripts" / "verify_arm64.sh"
+    check = subprocess.run([str(script), "--check"], capture_output=True, text=True, timeout=60)
+    if check.returncode != 0:
+        pytest.skip(f"arm64 check not run: {check.stdout.strip()}")
+    env = {**os.environ, "OUT": str(tmp_path / "work"), "TEST_IMAGES": "100",
+           "RESULTS": str(tmp_path / "arm64_verify"), "PY": sys.executable}
+    out = subprocess.run([str(script)], capture_output=True, text=True, env=env, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    doc = json.loads((tmp_path / "arm64_verify.json").read_text())
+    assert doc["arm64"]["machine"] == "aarch64"
+    rows = {r["bundle"]: r for r in doc["rows"]}
+    assert set(rows) == {"fp32", "int8-x86", "int8-x86-vnni", "int8-arm"}
+    for r in rows.values():
+        assert r["golden_passed"], r
+        assert abs(r["test_accuracy_arm64"] - r["test_accuracy_x86"]) <= 0.03, r
+    assert rows["fp32"]["test_max_abs_dlogit_vs_x86"] < 1e-3

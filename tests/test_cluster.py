@@ -163,6 +163,29 @@ def test_bench_command_cluster_writes_node_column(cluster: object, tmp_path: Pat
 
 
 @pytest.mark.cluster
+def test_fallback_candidates_as_ray_tasks_score_as_locally(cluster: object) -> None:
+    """Candidates evaluated as parallel Ray tasks get the local loop's top-1, each."""
+    import ray
+
+    from edgeres.cluster._eval import candidate_top1
+    from edgeres.data import open_data
+    from edgeres.evaluate import evaluate
+    from edgeres.names import resolve_model_file
+    from edgeres.runtime import load
+
+    paths = [resolve_model_file(m) for m in ("cifar10", "cifar10-int8")]
+    source = open_data("cifar10-val").subset(250)
+    preds = [load(p, threads=1) for p in paths]
+    local = [evaluate(p.run, source, p.meta).top1 for p in preds]
+    ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
+    try:
+        remote = candidate_top1(ray, paths, source, preds[0].meta)
+    finally:
+        ray.shutdown()
+    assert remote == local and local[0] > 80
+
+
+@pytest.mark.cluster
 def test_node_dying_mid_run_fails_its_rows_and_the_report_is_written(
         cluster: object, tmp_path: Path) -> None:
     """Killing a node's raylet during its timing gives failed rows saying so; the other node's
@@ -227,3 +250,29 @@ def test_local_eval_needs_no_ray() -> None:
                          timeout=120, check=True).stdout
     assert "top-1" in out and "50 images" in out
     assert out.strip().endswith("RAY False")
+
+
+def test_parallel_fallback_search_chooses_as_one_at_a_time() -> None:
+    """fit_budget with measure_many (the ladder, then the bisection range, at once) picks the
+    same float layers as measuring one candidate at a time, met or not."""
+    from edgeres.quantize.sensitivity import Attempt, fit_budget
+
+    class Builder:
+        def build(self, floats: tuple[str, ...]) -> Path:
+            return Path("/".join(floats) or "none")
+
+    ranking = [(f"l{i}", 1.0) for i in range(11)]
+
+    def top1(path: Path) -> float:  # each float layer recovers one point
+        return 80.0 + (0 if str(path) == "none" else len(str(path).split("/")))
+
+    for budget in (3.0, 12.0, -2.0):  # 7 layers; none; never met (best kept)
+        first = Attempt((), 80.0, 10.0)
+        kwargs = dict(base=(), ranking=ranking, measure=top1, fp32_top1=90.0, budget=budget)
+        one = fit_budget(Builder(), first=first, **kwargs)
+        many = fit_budget(Builder(), first=first, measure_many=lambda ps: [top1(p) for p in ps],
+                          **kwargs)
+        assert many[:2] == one[:2]
+        assert {a.float_layers for a in one[2]} <= {a.float_layers for a in many[2]}
+    assert one[1] is False and len(fit_budget(Builder(), first=first, **{
+        **kwargs, "budget": 3.0})[0]) == 7

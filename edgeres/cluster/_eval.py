@@ -328,3 +328,50 @@ def evaluate_on_cluster(ray: Any, path: Path, source: Any, meta: Any, *, workers
     log.info("evaluated %s on %d node(s), %d batches", path, len(nodes), len(out))
     return EvalReport(top1=topk_accuracy(logits, truth, 1), top5=topk_accuracy(logits, truth, 5),
                       count=len(truth), skipped=skipped, logits=logits, labels=truth)
+
+
+def _candidate_logits(files: dict[str, bytes], name: str, inputs: np.ndarray, batch: int,
+                      backend: str, threads: int) -> np.ndarray:
+    """Ray task: one candidate model's logits on the shipped, preprocessed inputs."""
+    from edgeres.runtime import load
+
+    with tempfile.TemporaryDirectory(prefix="edgeres-cand-") as tmp:
+        for fname, data in files.items():
+            (Path(tmp) / fname).write_bytes(data)
+        pred = load(Path(tmp) / name, backend=backend, threads=threads)
+        out = [np.asarray(pred.run(inputs[i:i + batch]), np.float32).reshape(
+            len(inputs[i:i + batch]), -1) for i in range(0, len(inputs), batch)]
+    return np.concatenate(out)
+
+
+def candidate_top1(ray: Any, paths: Sequence[Path], source: Any, meta: Any, *,
+                   backend: str = "auto", threads: int = 1,
+                   batch_size: int = DEFAULT_BATCH) -> list[float]:
+    """top-1 of several model files (the fallback search's candidates) as parallel Ray tasks.
+
+    The labelled data is decoded and preprocessed once here, through ``data.batches`` (so in
+    the local loop's batches), and shipped once; each task loads one candidate and runs it
+    over the same batches. For ``sensitivity.fit_budget(measure_many=...)``.
+
+    Raises:
+        DataError: for unlabelled data or data without readable images.
+    """
+    from edgeres.evaluate import topk_accuracy
+
+    first = meta.input.shape[0]
+    if isinstance(first, int) and first > 0:
+        msg = "the parallel fallback search needs a graph with a dynamic batch axis"
+        raise ConfigError(msg)
+    if source.classes is None and getattr(source, "labels", None) is None:
+        msg = f"{source.name} has no labels; accuracy needs an ImageFolder layout"
+        raise DataError(msg)
+    batches = list(source.batches(meta, batch_size))
+    if not batches:
+        msg = f"no readable images in {source.name}"
+        raise DataError(msg)
+    inputs = ray.put(np.concatenate([b.inputs for b in batches]))
+    truth = np.concatenate([b.labels for b in batches])
+    task = ray.remote(_candidate_logits).options(max_retries=0)
+    refs = [task.remote(ray.put(model_payload(Path(p))), Path(p).name, inputs, batch_size,
+                        backend, threads) for p in paths]
+    return [topk_accuracy(ray.get(r), truth, 1) for r in refs]

@@ -178,11 +178,15 @@ def rank_layers(q: Quantizer, base: tuple[str, ...], batches: list[np.ndarray],
 
 def fit_budget(q: Quantizer, *, base: tuple[str, ...], ranking: list[tuple[str, float]],
                measure: Callable[[Path], float], fp32_top1: float, budget: float,
-               first: Attempt) -> tuple[tuple[str, ...], bool, list[Attempt]]:
+               first: Attempt, measure_many: Callable[[list[Path]], list[float]] | None = None,
+               ) -> tuple[tuple[str, ...], bool, list[Attempt]]:
     """Return the fewest most-sensitive layers to float so the drop is within ``budget``.
 
     Tries the top 1, 2, 4, ... layers, then bisects between the last failing and the first
-    passing count. When no count passes, the best attempt is kept.
+    passing count. When no count passes, the best attempt is kept. With ``measure_many``
+    (top-1 of several files at once, e.g. as Ray tasks: ``edgeres.cluster``), the whole
+    1, 2, 4, ... ladder is measured in one go, then every count the bisection could visit;
+    the choice is the same as one at a time, with more candidates measured.
 
     Returns:
         (float layers including ``base``, whether the budget holds, every attempt).
@@ -200,6 +204,20 @@ def fit_budget(q: Quantizer, *, base: tuple[str, ...], ranking: list[tuple[str, 
             log.info("float %d layer(s): top-1 %.2f (drop %.2f)", k, top1, fp32_top1 - top1)
         return tried[k]
 
+    def prefetch(counts: Iterable[int]) -> None:
+        todo = [k for k in dict.fromkeys(counts) if k not in tried]
+        if measure_many is None or len(todo) < 2:
+            return
+        for k, top1 in zip(todo, measure_many([q.build((*base, *order[:k])) for k in todo]),
+                           strict=True):
+            tried[k] = Attempt((*base, *order[:k]), top1, fp32_top1 - top1)
+            attempts.append(tried[k])
+
+    ladder, k = [], 1
+    while k <= len(order):
+        ladder.append(k)
+        k = len(order) if k * 2 > len(order) and k < len(order) else k * 2
+    prefetch(ladder)
     low, high = 0, None  # low fails; high passes
     k = 1
     while k <= len(order):
@@ -210,6 +228,7 @@ def fit_budget(q: Quantizer, *, base: tuple[str, ...], ranking: list[tuple[str, 
     if high is None:
         best = max(attempts, key=lambda a: (a.top1, -len(a.float_layers)))
         return best.float_layers, False, attempts
+    prefetch(range(low + 1, high))
     while high - low > 1:
         mid = (low + high) // 2
         if attempt(mid).drop <= budget:

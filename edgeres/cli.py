@@ -840,6 +840,24 @@ def quantize_command(model: str, calib: str, backend: str, target: str, method: 
     _render_quant(report)
 
 
+def _echo_accuracy(what: str, acc: Any) -> None:
+    """fp32 and int8 top-1 with 95% intervals, and the paired drop with its test."""
+    def ci(interval: Any) -> str:
+        return f"[{interval[0]:.2f}, {interval[1]:.2f}]"
+
+    both = "" if acc.fp32_interval is None or acc.int8_interval is None else (
+        f" (95% intervals {ci(acc.fp32_interval)}, {ci(acc.int8_interval)})")
+    click.echo(f"{what} on {acc.data} ({acc.count} images): fp32 top-1 {acc.fp32_top1:.2f}%, "
+               f"int8 {acc.int8_top1:.2f}%{both}")
+    d = acc.paired
+    if d is None:
+        click.echo(f"  drop {acc.drop:+.2f} points")
+        return
+    click.echo(f"  drop {d.drop:+.2f} points, 95% interval [{d.low:+.2f}, {d.high:+.2f}] "
+               f"({d.lost} images lost, {d.gained} gained; McNemar p={d.p_value:.2g}): "
+               + ("within noise" if d.noise else "a real difference"))
+
+
 def _render_quant(r: Any) -> None:
     """Print a ``QuantReport``: calibration, types, accuracies, float layers, per-layer SQNR."""
     c, d = r.calibration, r.details
@@ -859,8 +877,11 @@ def _render_quant(r: Any) -> None:
                     ["layer", "op", "kept", "SQNR"], rows)
     for what, acc in (("validation", r.validation), ("evaluation", r.evaluation)):
         if acc is not None:
-            click.echo(f"{what} on {acc.data} ({acc.count} images): fp32 top-1 "
-                       f"{acc.fp32_top1:.2f}%, int8 {acc.int8_top1:.2f}%, drop {acc.drop:+.2f}")
+            _echo_accuracy(what, acc)
+    if r.budget_verdict is not None:
+        high = r.validation.paired.high if r.validation.paired else None
+        bound = "" if high is None else f" (95% upper bound of the drop {high:+.2f})"
+        click.echo(f"--max-drop {r.max_drop:g}: {r.budget_verdict}{bound}")
     fb = r.fallback
     if fb is not None and len(fb.attempts) > 1:
         first = fb.attempts[0]

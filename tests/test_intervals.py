@@ -144,3 +144,19 @@ def test_budget_verdict(drop: float, high: float | None, budget: float, verdict:
     """Confident only when the upper bound fits; the point estimate alone is said to be so."""
     assert budget_verdict(drop, high, budget) == verdict
     assert not math.isnan(drop)
+
+
+def test_quantize_accuracy_is_paired() -> None:
+    """quantize's Accuracy from per-image results: Wilson intervals, the paired drop, JSON."""
+    from edgeres.quantize._report import Accuracy
+
+    fp32, int8 = _pairs(40, 3, 1, 6)
+    acc = Accuracy.from_correct("val", fp32, int8)
+    assert (acc.count, acc.fp32_top1, acc.int8_top1) == (50, pytest.approx(86.0),
+                                                          pytest.approx(82.0))
+    assert acc.drop == pytest.approx(acc.paired.drop) == pytest.approx(4.0)
+    assert acc.fp32_interval == pytest.approx((73.8138, 93.0492), abs=1e-3)  # Wilson 43/50
+    assert acc.noise is True
+    d = acc.to_dict()
+    assert d["paired"]["lost"] == 3 and d["fp32_interval"][0] == pytest.approx(73.8138, abs=1e-3)
+    assert budget_verdict(acc.drop, acc.paired.high, 5.0) == "met on the point estimate only"

@@ -126,16 +126,18 @@ def _run(q: Any, src: Path, dst: Path, spec: TargetSpec, config: QuantConfig,
     q.check_names(config.exclude)
     fp32 = q.load(q.fp32_path)
     labelled = [(d, str(v)) for d, v in ((val, config.val), (test, config.eval)) if d]
-    fp32_top1 = {name: _guard(fp32, data, meta, name) for data, name in labelled}
+    correct: dict[tuple[str, str], Any] = {}  # (data, "fp32" or model path) -> per image
+    fp32_top1 = {name: _guard(fp32, data, meta, name, correct) for data, name in labelled}
     q.calibrate()
     base = tuple(config.exclude)
-    validation, fallback, floats = _accuracy_aware(q, val, config, meta, fp32_top1, base)
+    validation, fallback, floats = _accuracy_aware(q, val, config, meta, fp32_top1, base,
+                                                   correct)
     chosen = q.build(floats)
     evaluation = None
     if test is not None:
         name = str(config.eval)
-        int8_top1 = _top1(q.load(chosen), test, meta, "int8 on eval data")
-        evaluation = Accuracy(name, _evaluated(test), fp32_top1[name], int8_top1)
+        _top1(q.load(chosen), test, meta, "int8 on eval data", correct, (name, "int8"))
+        evaluation = Accuracy.from_correct(name, correct[name, "fp32"], correct[name, "int8"])
     # One sample per run: two models' layer outputs of a batch stay small (ResNet-50: 50 MB).
     batches = q.calibration.select(None, batch_size=1).first(config.layer_report_samples)
     layers = tuple(layer_errors(q, chosen, batches, floats))
@@ -211,18 +213,20 @@ def _backend(backend: str, src: Path, calib: CalibrationSet, spec: TargetSpec,
                          preset=config.preset, workdir=workdir)
 
 
-def _top1(predictor: Any, data: DataSource, meta: ModelMeta, what: str) -> float:
-    return evaluate(predictor.run, data, meta, description=what).top1
+def _top1(predictor: Any, data: DataSource, meta: ModelMeta, what: str,
+          correct: dict[tuple[str, str], Any] | None = None,
+          key: tuple[str, str] | None = None) -> float:
+    """top-1 in percent; the per-image results go to ``correct[key]`` for paired statistics."""
+    report = evaluate(predictor.run, data, meta, description=what)
+    if correct is not None and key is not None:
+        correct[key] = report.correct
+    return report.top1
 
 
-def _evaluated(data: DataSource) -> int:
-    """Images the last pass over ``data`` scored (unreadable ones are skipped, not counted)."""
-    return len(data) - data.skipped
-
-
-def _guard(fp32: Any, data: DataSource, meta: ModelMeta, name: str) -> float:
+def _guard(fp32: Any, data: DataSource, meta: ModelMeta, name: str,
+           correct: dict[tuple[str, str], Any]) -> float:
     """fp32 top-1 on ``data``; near chance means the preprocessing or labels do not fit."""
-    top1 = _top1(fp32, data, meta, f"fp32 on {name}")
+    top1 = _top1(fp32, data, meta, f"fp32 on {name}", correct, (name, "fp32"))
     classes = meta.num_classes or len(meta.labels)
     chance = 100.0 / classes if classes > 1 else 0.0
     if classes > 1 and top1 < CHANCE_FACTOR * chance:
@@ -234,7 +238,8 @@ def _guard(fp32: Any, data: DataSource, meta: ModelMeta, name: str) -> float:
 
 
 def _accuracy_aware(q: Any, val: DataSource | None, config: QuantConfig, meta: ModelMeta,
-                    fp32_top1: dict[str, float], base: tuple[str, ...]
+                    fp32_top1: dict[str, float], base: tuple[str, ...],
+                    correct: dict[tuple[str, str], Any],
                     ) -> tuple[Accuracy | None, Fallback | None, tuple[str, ...]]:
     """Measure int8 on the validation data; with a budget, return layers to float until it fits."""
     if val is None:
@@ -243,22 +248,26 @@ def _accuracy_aware(q: Any, val: DataSource | None, config: QuantConfig, meta: M
     fp32 = fp32_top1[name]
 
     def measure(path: Path) -> float:
-        return _top1(q.load(path), val, meta, "int8 on val data")
+        return _top1(q.load(path), val, meta, "int8 on val data", correct, (name, str(path)))
+
+    def accuracy(path: Path) -> Accuracy:
+        if (name, str(path)) not in correct:  # a backend that did not cache the build
+            measure(path)
+        return Accuracy.from_correct(name, correct[name, "fp32"], correct[name, str(path)])
 
     first_top1 = measure(q.build(base))
     first = Attempt(base, first_top1, fp32 - first_top1)
     if config.max_drop is None or first.drop <= config.max_drop:
         fallback = None if config.max_drop is None else Fallback(
             base, True, (first,), (), (), {})
-        return Accuracy(name, _evaluated(val), fp32, first_top1), fallback, base
+        return accuracy(q.build(base)), fallback, base
     batches = list(q.calibration.first(config.ranking_samples))
     ranking = rank_layers(q, base, batches, reference_outputs(q, batches))
     floats, met, attempts = fit_budget(q, base=base, ranking=ranking, measure=measure,
                                        fp32_top1=fp32, budget=config.max_drop, first=first)
-    chosen = next(a for a in attempts if a.float_layers == floats)
     sample = batches[0] if q.calibration.fixed_batch else batches[0][:1]
     fallback = _with_costs(q, base, floats, met, attempts, ranking, sample)
-    return Accuracy(name, _evaluated(val), fp32, chosen.top1), fallback, floats
+    return accuracy(q.build(floats)), fallback, floats
 
 
 def _with_costs(q: Any, base: tuple[str, ...], floats: tuple[str, ...], met: bool,

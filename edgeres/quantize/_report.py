@@ -14,6 +14,7 @@ from typing import Any
 
 from edgeres._fs import json_safe
 from edgeres.calibration import CalibrationStats
+from edgeres.intervals import PairedDrop, budget_verdict, paired_drop, wilson
 from edgeres.meta import ModelMeta
 from edgeres.quantize.sensitivity import Fallback, LayerError
 
@@ -22,19 +23,41 @@ REPORT_SCHEMA_VERSION = 1
 
 @dataclass(frozen=True)
 class Accuracy:
-    """fp32 and int8 top-1 on one labelled data set.
+    """fp32 and int8 top-1 on one labelled data set, with 95% intervals.
 
     Attributes:
         data: the data argument (path or registered name).
         count: images evaluated.
         fp32_top1: fp32 top-1 in percent.
         int8_top1: int8 top-1 in percent.
+        fp32_interval, int8_interval: Wilson intervals of the two, percent.
+        paired: the drop as a paired estimate on the same images: counts of images lost and
+            gained by int8, the drop's Newcombe interval and the McNemar p-value
+            (``edgeres.intervals.paired_drop``). None when per-image results are missing.
     """
 
     data: str
     count: int
     fp32_top1: float
     int8_top1: float
+    fp32_interval: tuple[float, float] | None = None
+    int8_interval: tuple[float, float] | None = None
+    paired: PairedDrop | None = None
+
+    @classmethod
+    def from_correct(cls, data: str, fp32: Any, int8: Any) -> Accuracy:
+        """From per-image correctness of fp32 and int8 on the same images (``.correct``)."""
+        import numpy as np
+
+        a, b = np.asarray(fp32, bool), np.asarray(int8, bool)
+        wa, wb = wilson(int(a.sum()), a.size), wilson(int(b.sum()), b.size)
+        return cls(data, int(a.size), 100 * float(a.mean()), 100 * float(b.mean()),
+                   (100 * wa[0], 100 * wa[1]), (100 * wb[0], 100 * wb[1]), paired_drop(a, b))
+
+    @property
+    def noise(self) -> bool | None:
+        """True when the drop's interval holds 0 (the data cannot tell fp32 and int8 apart)."""
+        return None if self.paired is None else self.paired.noise
 
     @property
     def drop(self) -> float:
@@ -42,8 +65,11 @@ class Accuracy:
         return self.fp32_top1 - self.int8_top1
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON types, with the drop."""
-        return {**dataclasses.asdict(self), "drop": self.drop}
+        """Plain JSON types, with the drop (and its interval and test when paired)."""
+        d = {**dataclasses.asdict(self), "drop": self.drop}
+        for key in ("fp32_interval", "int8_interval"):
+            d[key] = None if d[key] is None else list(d[key])
+        return d
 
 
 @dataclass(frozen=True)
@@ -97,6 +123,15 @@ class QuantReport:
             return None
         return self.validation.drop <= self.max_drop
 
+    @property
+    def budget_verdict(self) -> str | None:
+        """"met with confidence" (the drop's 95% upper bound fits ``max_drop``), "met on the
+        point estimate only", or "not met"; None without a budget."""
+        if self.max_drop is None or self.validation is None:
+            return None
+        v = self.validation
+        return budget_verdict(v.drop, v.paired.high if v.paired else None, self.max_drop)
+
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON types, led by ``schema_version``."""
         fb = self.fallback
@@ -115,6 +150,7 @@ class QuantReport:
             "evaluation": self.evaluation.to_dict() if self.evaluation else None,
             "max_drop": self.max_drop,
             "budget_met": self.budget_met,
+            "budget_verdict": self.budget_verdict,
             "fallback": None if fb is None else {
                 "budget_met": fb.budget_met,
                 "ranking": [{"layer": n, "sqnr_gain_db": g} for n, g in fb.ranking],

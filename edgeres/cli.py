@@ -8,6 +8,7 @@ one place (``_Group.invoke``); ``--debug`` re-raises it with its traceback.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -415,14 +416,28 @@ def info(model_file: str, record: Any) -> None:
     if record is not None:
         click.echo("metadata record (as stated; the file is unchanged, `edgeres attach` "
                    "writes it):")
-        click.echo(_stated_meta(d.path, record).to_json())
+        click.echo(_record_text(_stated_meta(d.path, record)))
     elif d.meta is None:
         click.echo("metadata record: none (not exported by edgeres); state its preprocessing "
                    "with `edgeres attach` or --mean/--std/... on each command")
     else:
         click.echo("metadata record:")
-        click.echo(d.meta.to_json())
+        click.echo(_record_text(d.meta))
         _note_fitted(d)
+
+
+_SHOWN_LABELS = 5
+
+
+def _record_text(meta: Any) -> str:
+    """The record as JSON with a long label list cut to a few and the count (1000 ImageNet
+    labels made `info` 1,067 lines); `edgeres info` is for reading, the file keeps them all."""
+    d = meta.to_dict()
+    labels = d.get("labels") or []
+    if len(labels) > 2 * _SHOWN_LABELS:
+        d["labels"] = [*labels[:_SHOWN_LABELS],
+                       f"... {len(labels) - _SHOWN_LABELS} more ({len(labels)} labels)"]
+    return json.dumps(d, indent=1)
 
 
 def _note_fitted(d: ModelFileInfo) -> None:

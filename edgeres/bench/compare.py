@@ -69,7 +69,7 @@ def comparisons(rows: Iterable[BenchRow]) -> list[Comparison]:
         for b in rows:
             same_model = b.model == r.model
             if (b.precision != "fp32" or b.batch != r.batch or b.runtime != r.runtime
-                    or b.io != r.io
+                    or b.io != r.io or b.node != r.node
                     or not (same_model or b.model == r.quantized_from)):
                 continue
             assert b.latency is not None and r.latency is not None  # _measured

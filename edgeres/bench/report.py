@@ -98,10 +98,10 @@ def _pct(v: float | None) -> str:
 
 def fastest(rows: Iterable[BenchRow]) -> set[int]:
     """Indices (in ``rows``) of the lowest-p50 ok row per (model, batch)."""
-    best: dict[tuple[str, int], tuple[float, int]] = {}
+    best: dict[tuple[str, int, str | None], tuple[float, int]] = {}
     for i, r in enumerate(rows):
         if r.status == "ok" and r.latency is not None:
-            key = (r.model, r.batch)
+            key = (r.model, r.batch, r.node)
             if key not in best or r.latency.p50_ms < best[key][0]:
                 best[key] = (r.latency.p50_ms, i)
     return {i for _, i in best.values()}
@@ -246,6 +246,11 @@ def environment_lines(run: BenchRun) -> list[str]:
     ]
     if s.get("conditions"):
         lines.append(f"Conditions: {s['conditions']}")
+    for label, n in run.nodes.items():  # edgeres bench --cluster: where each row ran
+        versions = ", ".join(f"{k} {v}" for k, v in n.versions.items() if v)
+        lines.append(f"Node {label}: {n.cpu} ({n.machine}), {n.physical_cores} physical / "
+                     f"{n.logical_cores} logical cores; ISA: {', '.join(n.isa) or 'none detected'}"
+                     f"; {n.os}; Python {n.python}; {versions}")
     return lines
 
 
@@ -377,6 +382,7 @@ def to_json_dict(run: BenchRun) -> dict[str, Any]:
         "interrupted": run.interrupted, "environment": run.environment.to_dict(),
         "settings": run.settings, "rows": [r.to_dict() for r in run.rows], "notes": notes,
         "comparisons": [c.to_dict() for c in comparisons(run.rows)],
+        **({"nodes": {k: e.to_dict() for k, e in run.nodes.items()}} if run.nodes else {}),
     })
 
 
@@ -390,7 +396,7 @@ _CSV_FIELDS = ("model", "source", "runtime", "precision", "executed_precision", 
                "batch", "threads", "status", "reason", "partial", "count", "mean_ms", "std_ms",
                "min_ms", "p50_ms", "p90_ms", "p99_ms", "throughput_ips", "round_spread",
                "size_bytes", "peak_rss_bytes", "memory_delta_bytes", "top1", "top5", "agreement",
-               "eval_count", "model_file", "io", "first_call_ms")
+               "eval_count", "model_file", "io", "first_call_ms", "node")
 
 
 def _csv_row(r: BenchRow) -> dict[str, Any]:

@@ -113,6 +113,8 @@ class BenchRow:
         memory: peak resident memory (None when not measured).
         accuracy: accuracy and agreement (None without ``--eval``).
         details: runtime facts (ONNX Runtime providers, OpenVINO inference precision, ...).
+        node: the device label (``edgeres-device:LABEL``) of the cluster node that ran the
+            row (``edgeres bench --cluster``); None for a local run.
     """
 
     model: str
@@ -135,16 +137,18 @@ class BenchRow:
     io: str | None = None
     first_call_ms: float | None = None
     quantized_from: str | None = None
+    node: str | None = None
 
     @property
     def runtime_label(self) -> str:
-        """The runtime with its variant: ``ort-cuda (host io)``, ``torch-cuda (compile)``."""
+        """The runtime with its variant and node: ``ort-cuda (host io)``, ``ort-cpu@orin``."""
         extra = [] if self.precision_mode == "model" else [
             "fp16 flag" if self.runtime == "ort-tensorrt" and self.precision_mode == "fast"
             else MODE_LABELS.get(self.precision_mode, self.precision_mode)]
         if self.io == "host" and not self.runtime.startswith("openvino"):
             extra.append("host io")
-        return f"{self.runtime} ({', '.join(extra)})" if extra else self.runtime
+        where = f"@{self.node}" if self.node else ""  # a --cluster row: the device it ran on
+        return f"{self.runtime}{where} ({', '.join(extra)})" if extra else self.runtime + where
 
     @property
     def label(self) -> str:
@@ -184,6 +188,8 @@ class BenchRun:
         notes: observations (int8 expectations, int8 slower than fp32, ...).
         interrupted: True when Ctrl-C stopped the run; ``partial`` rows were cut short.
         created: UTC time the run started, ISO 8601.
+        nodes: device label -> the cluster node's machine and versions (``--cluster`` runs);
+            ``environment`` is then the machine that drove the run.
     """
 
     rows: tuple[BenchRow, ...]
@@ -193,3 +199,4 @@ class BenchRun:
     interrupted: bool = False
     created: str = ""
     schema_version: int = SCHEMA_VERSION
+    nodes: dict[str, Environment] = field(default_factory=dict)

@@ -6,9 +6,14 @@ runs the old loop (``create_model`` + ``count_params`` + ``count_macs`` on real 
 same kind of fresh interpreter, so the two differ only in that. Each variant runs in its own
 subprocess; peak RSS comes from ``os.wait4``'s rusage of that child alone. Variants alternate
 round by round so drift hits them alike; the medians over rounds are compared as a ratio.
+``edgeres info`` of a 1000-class model printed its whole record, labels and all (1,067 lines);
+it now shows five labels and the count. "before" prints the record as the old command did
+(``ModelMeta.to_json``) after the same header; the file is a resnet18 export made once, untimed.
+With ``--bench`` it also times the README's ``edgeres bench`` examples (after only: the old
+one took 26 minutes, evaluating a 1000-class model on CIFAR images, and is not rerun).
 Writes benchmarks/results/everyday.{json,md} with the machine it ran on.
 
-    python benchmarks/bench_everyday.py [--rounds 3]
+    python benchmarks/bench_everyday.py [--rounds 3] [--bench]
 """
 
 from __future__ import annotations
@@ -42,11 +47,34 @@ for name in list_models():
     print(name, count_params(model), count_macs(model, (info.in_chans, *info.input_size)))
 """
 
+# `edgeres info` before it cut long label lists (cli.py at 64acf53): the full record.
+_INFO_BEFORE = """
+import sys
+from edgeres.cli import cli
+import edgeres.cli as c
+c._record_text = lambda meta: meta.to_json()
+cli(["info", sys.argv[1]])
+"""
+INFO_MODEL = Path("/tmp/edgeres-bench-everyday/resnet18.onnx")
 VARIANTS: dict[str, list[str]] = {
     "models (before: real weights)": [sys.executable, "-c", _MODELS_BEFORE],
     "models (after: meta device)": [sys.executable, "-m", "edgeres", "models"],
+    "info resnet18 (before: every label)": [sys.executable, "-c", _INFO_BEFORE, str(INFO_MODEL)],
+    "info resnet18 (after: 5 labels + count)": [sys.executable, "-m", "edgeres", "info",
+                                                str(INFO_MODEL)],
 }
-PAIRS = [("models", "models (before: real weights)", "models (after: meta device)")]
+PAIRS = [("models", "models (before: real weights)", "models (after: meta device)"),
+         ("info", "info resnet18 (before: every label)",
+          "info resnet18 (after: 5 labels + count)")]
+# The README's bench examples as proposed (after only), each to finish in under a minute.
+README_BENCH = {
+    "bench cifar10 cifar10-int8 --eval cifar10-test --limit 2000": [
+        sys.executable, "-m", "edgeres", "bench", "cifar10", "cifar10-int8", "--eval",
+        "cifar10-test", "--limit", "2000", "--no-memory"],
+    "bench resnet18 --precision fp32 --batch 1,8": [
+        sys.executable, "-m", "edgeres", "bench", "resnet18", "--precision", "fp32",
+        "--batch", "1,8", "--no-memory"],
+}
 
 
 def run_once(argv: list[str]) -> tuple[float, float, int]:
@@ -70,8 +98,15 @@ def _ratio(rows: dict[str, dict[str, float]], before: str, after: str, key: str)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--bench", action="store_true", help="Also time README_BENCH.")
     args = parser.parse_args()
     env = describe_machine()
+    if not INFO_MODEL.is_file():
+        INFO_MODEL.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "edgeres", "export", "resnet18", "-o",
+                        str(INFO_MODEL)], check=True, cwd=ROOT, capture_output=True)
+    if args.bench:
+        VARIANTS.update(README_BENCH)
     runs: dict[str, list[tuple[float, float, int]]] = {name: [] for name in VARIANTS}
     for r in range(args.rounds):
         order = list(VARIANTS) if r % 2 == 0 else list(reversed(VARIANTS))

@@ -16,7 +16,11 @@ thread, 10k) - (local 1 thread, 100)), over the 99 extra batches: what the Ray p
 batch beyond the same single-threaded inference. Rounds alternate the configurations; each
 figure is the fastest of its rounds. Counts are checked equal on every run.
 
-Not a test: writes benchmarks/results/cluster_eval.{json,md}.
+Not a test: writes benchmarks/results/cluster_eval.{json,md}. Run it, as root, in a
+loopback-only network namespace (``LocalCluster`` refuses to start elsewhere, since Ray would
+register the nodes on the host's address):
+
+    unshare --net sh -c 'ip link set lo up && exec .venv/bin/python benchmarks/bench_cluster.py'
 
     python benchmarks/bench_cluster.py [--rounds 2]
 """

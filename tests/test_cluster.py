@@ -38,6 +38,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     ``ray stop`` and a check that none of the cluster's processes is left."""
     pytest.importorskip("ray", reason="ray is not installed: `make test-cluster` installs "
                         "edgeres[cluster]")
+    from edgeres.cluster._local import non_loopback_interfaces
+
+    others = non_loopback_interfaces()
+    if others:  # Ray registers a multi-node cluster on the host's own address, not 127.0.0.1
+        pytest.skip(f"network interfaces besides lo ({', '.join(others)}): Ray would use the "
+                    "host's address; `make test-cluster` runs these tests in a private "
+                    "loopback-only network namespace (needs root and unshare)")
     from edgeres.cluster import LocalCluster
 
     # Short: Ray's Unix socket paths live under it (sockaddr_un holds ~107 bytes).
@@ -70,6 +77,19 @@ def _node_of(address: str, label: str) -> str:
                     if n["Alive"] and f"edgeres-device:{label}" in n["Resources"])
     finally:
         ray.shutdown()
+
+
+@pytest.mark.cluster
+def test_every_node_of_the_test_cluster_is_on_loopback(cluster: object) -> None:
+    """Every node registers 127.0.0.1, so no cluster traffic goes to any other address."""
+    import ray
+
+    ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)  # type: ignore[attr-defined]
+    try:
+        addresses = {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
+    finally:
+        ray.shutdown()
+    assert addresses == {"127.0.0.1"}
 
 
 @pytest.mark.cluster

@@ -6,6 +6,8 @@ every one bound to 127.0.0.1 with a fixed CPU count and its own custom resources
 files go under the given folder, whose path is kept short: Ray's Unix socket paths under it
 must stay below the ~107-byte limit of ``sockaddr_un``.
 
+It refuses to start outside a loopback-only network namespace (``non_loopback_interfaces``).
+
 ``ray stop`` ends every Ray process of this user on this machine (it has no per-cluster
 switch), so run one local cluster at a time. ``leftovers()`` lists processes still carrying
 the cluster's temporary folder, so a caller can check nothing is left running.
@@ -35,6 +37,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((LOCALHOST, 0))
         return int(s.getsockname()[1])
+
+
+def non_loopback_interfaces() -> list[str]:
+    """Network interfaces of this namespace besides ``lo``.
+
+    Ray 2.60 registers the nodes of a multi-node cluster on the host's own address even when
+    each is started with ``--node-ip-address 127.0.0.1``, and its servers listen on every
+    interface; only a network namespace whose one interface is loopback keeps a local cluster
+    on 127.0.0.1.
+    """
+    return [name for _, name in socket.if_nameindex() if name != "lo"]
 
 
 def _ray_command() -> str:
@@ -94,6 +107,13 @@ class LocalCluster:
         Raises:
             ClusterError: if a node does not start (the ones started are stopped again).
         """
+        others = non_loopback_interfaces()
+        if others:
+            msg = (f"this machine has network interfaces besides lo ({', '.join(others)}) and "
+                   "Ray would register the cluster on the host's address instead of 127.0.0.1; "
+                   "run inside a loopback-only network namespace: unshare --net sh -c "
+                   "'ip link set lo up && exec COMMAND' (as `make test-cluster` does)")
+            raise ClusterError(msg)
         if len(str(self.temp_dir)) > _SOCKET_PATH_LIMIT - 60:
             msg = f"--temp-dir {self.temp_dir} is too long for Ray's socket paths; use a shorter"
             raise ClusterError(msg)

@@ -28,7 +28,7 @@ import numpy as np
 
 # edgeres:begin-copied-code  (edgeres package replaces this block with preprocess.py's code)
 from edgeres.errors import DataError
-from edgeres.golden import GOLDEN_FILE, load_golden, render, sha256_file, verify
+from edgeres.golden import GOLDEN_FILE, int8_execution, load_golden, render, sha256_file, verify
 from edgeres.preprocess import pixels_to_input, prepare
 from edgeres.runtime import _softmax_topk
 
@@ -85,7 +85,8 @@ def load_model(folder: Path, meta: Any, threads: int | None) -> tuple[str, str, 
         # The hint is a request: a CPU without f16/bf16 support silently runs f32, so report
         # what the compiled model says it runs.
         ran = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
-        executed = "int8" if meta.precision == "int8" else {
+        # An int8 model whose float layers run in f16/bf16 is not what was packaged: say so.
+        executed = int8_execution(ran) if meta.precision == "int8" else {
             "f32": "fp32", "f16": "fp16", "bf16": "bf16"}.get(ran, ran)
         return "openvino-cpu", executed, shape, lambda x: request.infer({0: x})[0]
     import onnxruntime as ort

@@ -35,8 +35,8 @@ _ARM = ("aarch64", "arm64", "armv8l", "armv7l")
 # saturation of the 16-bit intermediate that VPMADDUBSW has on plain AVX2/AVX-512).
 VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 # Flags that decide which int8 kernels run: x86 VNNI/AMX and AVX2/AVX-512, ARM dotprod/i8mm.
-INT8_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "asimd",
-              "asimddp", "i8mm", "sve")
+_X86_INT8_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8")
+_ARM_INT8_FLAGS = ("asimd", "asimddp", "i8mm", "sve")
 # Precisions a runtime may report for a bundle's precision without changing its numbers
 # beyond the tolerances: fp16 files run fp32 kernels between Casts on ONNX Runtime's x86 CPU
 # provider. Anything else (int8 or fp32 executing as fp16/bf16) fails the verdict.
@@ -56,6 +56,28 @@ def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
         if key.strip() in ("flags", "Features"):
             flags.update(value.split())
     return flags
+
+
+def int8_execution(float_type: str) -> str:
+    """What an int8 model executes when its float layers run in ``float_type`` ("f32", ...).
+
+    OpenVINO reports int8 models as int8 whatever precision their float parts run in; on ARM
+    it may lower those to f16 unasked. "int8+fp16" then fails the verdict.
+    """
+    name = {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}.get(float_type, float_type)
+    return "int8" if name == "fp32" else f"int8+{name}"
+
+
+def int8_isa(machine: str, flags: set[str] | frozenset[str]) -> list[str]:
+    """The int8-relevant flags of this architecture among ``flags``.
+
+    Only flags of ``machine``'s own architecture count: under qemu-user emulation
+    /proc/cpuinfo describes the host (x86 flags on an aarch64 process), which says nothing
+    about the emulated CPU.
+    """
+    machine = machine.lower()
+    known = _ARM_INT8_FLAGS if machine in _ARM else _X86_INT8_FLAGS if machine in _X86 else ()
+    return [f for f in known if f in flags]
 
 
 def target_risk(target: str | None, machine: str, flags: set[str] | frozenset[str]) -> str | None:
@@ -81,7 +103,7 @@ def target_risk(target: str | None, machine: str, flags: set[str] | frozenset[st
         return (f"quantized for 'arm' (S8 activations) but this CPU is {machine}: ONNX "
                 "Runtime's fast x86 int8 kernels are U8 x S8, so S8 activations run slower "
                 "kernels; re-quantize with --target x86 or x86-vnni")
-    if target == "x86-vnni" and machine in _X86 and flags and not flags & VNNI_FLAGS:
+    if target == "x86-vnni" and int8_isa(machine, flags) and not flags & VNNI_FLAGS:
         return ("quantized for 'x86-vnni' (full 8-bit weights) but this CPU has no VNNI: "
                 "AVX2/AVX-512 sum U8 x S8 pairs in 16 bits (VPMADDUBSW), which full-range "
                 "weights can saturate: accuracy loss, and no speed-up; re-quantize for 'x86'")
@@ -222,7 +244,7 @@ def verify(golden: dict[str, Any], run: Callable[[np.ndarray], np.ndarray],
         "host_accuracy": (float((golden["logits"].argmax(1) == labels)[mask].mean())
                           if known else None),
         "precision": precision, "executed_precision": executed, "runtime": runtime,
-        "machine": machine, "isa": [f for f in INT8_FLAGS if f in flags], "target": target,
+        "machine": machine, "isa": int8_isa(machine, flags), "target": target,
         "target_warning": target_risk(target, machine, flags) if precision == "int8" else None,
         "golden": {"source": info.get("source"), "host": info.get("host")},
     }
@@ -237,7 +259,7 @@ def render(verdict: dict[str, Any]) -> str:
         f"|delta logit| {v['max_abs_dlogit']:.3g} (tolerance {t['atol']:.3g} + "
         f"{t['rtol']:.3g}*|logit|)",
         f"executed precision {v['executed_precision']} (bundle {v['precision']}) on "
-        f"{v['runtime']}; CPU {v['machine']} [{' '.join(v['isa']) or 'no int8 flags known'}]"
+        f"{v['runtime']}; CPU {v['machine']} [{' '.join(v['isa']) or 'no int8 flags in cpuinfo'}]"
         + (f"; quantization target {v['target']}" if v["target"] else ""),
     ]
     if v["accuracy"] is not None:

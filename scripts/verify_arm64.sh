@@ -13,7 +13,7 @@
 #   --check       only say whether root, binfmt and a cached root are available (exit 0 if so)
 #   --build-root  build the arm64 root and its venv, run nothing
 # Environment: ARM64_ROOT (root folder), PY (host python with edgeres, default .venv/bin/python),
-#   OUT (work folder, default .cache/arm64-verify), TEST_IMAGES (default 1000),
+#   OUT (work folder, default .cache/arm64-verify), TEST_IMAGES (default 500),
 #   RESULTS (results stem, default benchmarks/results/arm64_verify).
 #
 # Needs root (debootstrap, chroot, mount) and the packages qemu-user-static, debootstrap and
@@ -25,7 +25,7 @@ cd "$(dirname "$0")/.."
 ROOT=${ARM64_ROOT:-.cache/arm64-root}
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-.cache/arm64-verify}
-TEST_IMAGES=${TEST_IMAGES:-1000}
+TEST_IMAGES=${TEST_IMAGES:-500}
 RESULTS=${RESULTS:-benchmarks/results/arm64_verify}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 READY="$ROOT/.edgeres-ready"
@@ -74,7 +74,9 @@ qemu-aarch64 failed); on Docker run with --privileged"
 cleanup() {
   if mountpoint -q "$ROOT/proc" 2>/dev/null; then umount -l "$ROOT/proc" || true; fi
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 in_root() { chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/usr/bin:/bin LANG=C.UTF-8 "$@"; }
 

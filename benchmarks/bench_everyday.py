@@ -11,9 +11,13 @@ it now shows five labels and the count. "before" prints the record as the old co
 (``ModelMeta.to_json``) after the same header; the file is a resnet18 export made once, untimed.
 With ``--bench`` it also times the README's ``edgeres bench`` examples (after only: the old
 one took 26 minutes, evaluating a 1000-class model on CIFAR images, and is not rerun).
+With ``--quantize`` it times ``edgeres quantize`` of ResNet-50 (random weights) on 300
+calibration images against plain ``quantize_static`` (QDQ, U8 activations, S8 per-channel
+weights, after ``quant_pre_process``) on the same images, for the old per-layer report (64
+images) and the new default (8): the ratio edgeres / plain is the overhead.
 Writes benchmarks/results/everyday.{json,md} with the machine it ran on.
 
-    python benchmarks/bench_everyday.py [--rounds 3] [--bench]
+    python benchmarks/bench_everyday.py [--rounds 3] [--bench] [--quantize]
 """
 
 from __future__ import annotations
@@ -63,6 +67,44 @@ VARIANTS: dict[str, list[str]] = {
     "info resnet18 (after: 5 labels + count)": [sys.executable, "-m", "edgeres", "info",
                                                 str(INFO_MODEL)],
 }
+R50 = INFO_MODEL.with_name("resnet50.onnx")
+_QUANTIZE = """
+import sys
+from pathlib import Path
+from edgeres.calibration import CalibrationSet, model_record
+from edgeres.quantize import QuantConfig, quantize
+src = Path(sys.argv[1])
+calib = CalibrationSet.from_data("cifar10", model_record(src))
+quantize(src, src.with_name("q.onnx"), calib,
+         config=QuantConfig(samples=300, layer_report_samples=int(sys.argv[2])))
+"""
+_PLAIN = """
+import sys, tempfile
+from pathlib import Path
+from edgeres.calibration import CalibrationSet, model_record, ort_reader
+from onnxruntime.quantization import (QuantFormat, QuantType, quant_pre_process,
+                                      quantize_static)
+src = Path(sys.argv[1])
+calib = CalibrationSet.from_data("cifar10", model_record(src)).select(300, 0, 32)
+with tempfile.TemporaryDirectory() as tmp:
+    pre = Path(tmp) / "pre.onnx"
+    quant_pre_process(str(src), str(pre))
+    quantize_static(str(pre), str(src.with_name("plain.onnx")), ort_reader(calib),
+                    quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    extra_options={"CalibMaxIntermediateOutputs": 10})  # bounded memory
+"""
+QUANTIZE = {
+    "quantize resnet50 (before: SQNR report on 64 images)": [
+        sys.executable, "-c", _QUANTIZE, str(R50), "64"],
+    "quantize resnet50 (after: SQNR report on 8 images)": [
+        sys.executable, "-c", _QUANTIZE, str(R50), "8"],
+    "plain quantize_static resnet50": [sys.executable, "-c", _PLAIN, str(R50)],
+}
+QPAIRS = [("quantize before / plain", "quantize resnet50 (before: SQNR report on 64 images)",
+           "plain quantize_static resnet50"),
+          ("quantize after / plain", "quantize resnet50 (after: SQNR report on 8 images)",
+           "plain quantize_static resnet50")]
 PAIRS = [("models", "models (before: real weights)", "models (after: meta device)"),
          ("info", "info resnet18 (before: every label)",
           "info resnet18 (after: 5 labels + count)")]
@@ -99,6 +141,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--bench", action="store_true", help="Also time README_BENCH.")
+    parser.add_argument("--quantize", action="store_true", help="Also time QUANTIZE.")
+    parser.add_argument("--only-quantize", action="store_true", help="Time QUANTIZE alone.")
     args = parser.parse_args()
     env = describe_machine()
     if not INFO_MODEL.is_file():
@@ -107,6 +151,15 @@ def main() -> None:
                         str(INFO_MODEL)], check=True, cwd=ROOT, capture_output=True)
     if args.bench:
         VARIANTS.update(README_BENCH)
+    if args.only_quantize:
+        VARIANTS.clear()
+        PAIRS.clear()
+    if args.quantize or args.only_quantize:
+        if not R50.is_file():
+            subprocess.run([sys.executable, "-m", "edgeres", "export", "resnet50", "-o",
+                            str(R50)], check=True, cwd=ROOT, capture_output=True)
+        VARIANTS.update(QUANTIZE)
+        PAIRS.extend(QPAIRS)
     runs: dict[str, list[tuple[float, float, int]]] = {name: [] for name in VARIANTS}
     for r in range(args.rounds):
         order = list(VARIANTS) if r % 2 == 0 else list(reversed(VARIANTS))
@@ -134,7 +187,7 @@ def main() -> None:
              "| --- | ---: | ---: | ---: |"]
     lines += [f"| {n} | {v['seconds_median']:.2f} | {v['peak_rss_mb_median']:.0f} | "
               f"{v['output_lines']} |" for n, v in rows.items()]
-    lines += ["", "| command | time before/after | peak RSS before/after |",
+    lines += ["", "| comparison | time first/second | peak RSS first/second |",
               "| --- | ---: | ---: |"]
     lines += [f"| {w} | {r['time_before_over_after']:.2f}x | {r['rss_before_over_after']:.2f}x |"
               for w, r in ratios.items()]

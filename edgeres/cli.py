@@ -888,7 +888,9 @@ def _render_quant(r: Any) -> None:
     if r.layers:
         rows = [[e.name, e.op_type, "float" if e.float else "int8",
                  "inf" if e.sqnr_db == float("inf") else f"{e.sqnr_db:.1f}"] for e in r.layers]
-        _echo_table("per-layer output SQNR vs fp32 (dB, higher is better)",
+        n = d.get("layer_report_images")
+        _echo_table("per-layer output SQNR vs fp32 (dB, higher is better"
+                    + (f"; on {n} calibration images)" if n else ")"),
                     ["layer", "op", "kept", "SQNR"], rows)
     for what, acc in (("validation", r.validation), ("evaluation", r.evaluation)):
         if acc is not None:

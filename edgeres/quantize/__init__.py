@@ -139,12 +139,14 @@ def _run(q: Any, src: Path, dst: Path, spec: TargetSpec, config: QuantConfig,
         _top1(q.load(chosen), test, meta, "int8 on eval data", correct, (name, "int8"))
         evaluation = Accuracy.from_correct(name, correct[name, "fp32"], correct[name, "int8"])
     # One sample per run: two models' layer outputs of a batch stay small (ResNet-50: 50 MB).
-    batches = q.calibration.select(None, batch_size=1).first(config.layer_report_samples)
+    batches = list(q.calibration.select(None, batch_size=1).first(config.layer_report_samples))
     layers = tuple(layer_errors(q, chosen, batches, floats))
+    report_images = sum(len(b) for b in batches)
     method = config.method or (DEFAULT_METHOD if q.backend == "ort" else "nncf-default")
     report = QuantReport(
         src=src, dst=dst, report_path=report_path_for(dst), backend=q.backend,
-        target=spec.name, method=method, details={**q.details(), "target_why": spec.why},
+        target=spec.name, method=method,
+        details={**q.details(), "target_why": spec.why, "layer_report_images": report_images},
         calibration=q.calibration.stats, calibration_data=q.calibration.source.name,
         float_layers=floats, validation=validation, evaluation=evaluation,
         max_drop=config.max_drop, fallback=fallback, layers=layers,
@@ -300,7 +302,8 @@ def _record(meta: ModelMeta, src: Path, report: QuantReport) -> ModelMeta:
     stats = report.calibration
     info: dict[str, Any] = {
         "backend": report.backend, "target": report.target, "method": report.method,
-        **{k: v for k, v in report.details.items() if k != "target_why"},
+        **{k: v for k, v in report.details.items()
+           if k not in ("target_why", "layer_report_images")},
         "samples": stats.count, "skipped": stats.skipped,
         "calibration_data": report.calibration_data, "calibration_sha256": stats.sha256,
         "float_layers": list(report.float_layers),

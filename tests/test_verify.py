@@ -234,6 +234,19 @@ def test_verify_without_golden_file_is_one_line_error(fp32_bundle: Path, tmp_pat
     assert len(result.output.strip().splitlines()) == 1
 
 
+def test_verify_refuses_non_bundles_and_non_golden_files(fp32_bundle: Path,
+                                                        tmp_path: Path) -> None:
+    """A folder without metadata.json, or --golden naming another .npz: one line, exit 1."""
+    (tmp_path / "empty").mkdir()
+    np.savez(tmp_path / "x.npz", inputs=np.zeros((2, 3)))
+    for args in ([str(tmp_path / "empty")],
+                 [str(fp32_bundle), "--golden", str(tmp_path / "x.npz")]):
+        result = CliRunner().invoke(cli, ["verify", *args])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
+        assert result.output.startswith("Error:")
+
+
 @pytest.mark.slow
 def test_arm64_bundles_verify_under_emulation(tmp_path: Path) -> None:
     """scripts/verify_arm64.sh: every bundle (fp32, int8 per target) passes infer.py --verify

@@ -123,12 +123,13 @@ def _alternatives(path: Path, meta: ModelMeta) -> dict[str, Any]:
     from edgeres.runtime import load
 
     out: dict[str, Any] = {}
-    if path.suffix.lower() == ".onnx":
-        import onnxruntime as ort
+    if path.suffix.lower() != ".onnx":
+        return out  # an IR runs on OpenVINO only, which made the host logits: the floor holds
+    import onnxruntime as ort
 
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        out["ort-cpu, graph optimisation off"] = load(path, meta=meta, session_options=so)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    out["ort-cpu, graph optimisation off"] = load(path, meta=meta, session_options=so)
     try:
         out["openvino-cpu"] = load(path, backend="openvino", meta=meta)
     except EdgeresError as e:  # not installed, or cannot compile this graph: fewer alternatives

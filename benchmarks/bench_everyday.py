@@ -15,7 +15,8 @@ With ``--quantize`` it times ``edgeres quantize`` of ResNet-50 (random weights) 
 calibration images against plain ``quantize_static`` (QDQ, U8 activations, S8 per-channel
 weights, after ``quant_pre_process``) on the same images, for the old per-layer report (64
 images) and the new default (8): the ratio edgeres / plain is the overhead.
-Writes benchmarks/results/everyday.{json,md} with the machine it ran on.
+Writes benchmarks/results/everyday.{json,md} (everyday_quantize.* with ``--only-quantize``)
+with the machine it ran on.
 
     python benchmarks/bench_everyday.py [--rounds 3] [--bench] [--quantize]
 """
@@ -177,7 +178,8 @@ def main() -> None:
            "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "environment": env.to_dict(), "variants": rows, "ratios": ratios}
     RESULTS.mkdir(exist_ok=True)
-    with atomic_write(RESULTS / "everyday.json") as tmp:
+    stem = "everyday_quantize" if args.only_quantize else "everyday"
+    with atomic_write(RESULTS / f"{stem}.json") as tmp:
         tmp.write_text(json.dumps(doc, indent=1))
     lines = ["# Everyday commands: wall time and peak memory", "",
              f"Host: {env.cpu} ({', '.join(env.isa)}), {env.logical_cores} CPUs, load "
@@ -191,7 +193,7 @@ def main() -> None:
               "| --- | ---: | ---: |"]
     lines += [f"| {w} | {r['time_before_over_after']:.2f}x | {r['rss_before_over_after']:.2f}x |"
               for w, r in ratios.items()]
-    with atomic_write(RESULTS / "everyday.md") as tmp:
+    with atomic_write(RESULTS / f"{stem}.md") as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))  # noqa: T201 - a script's output
 

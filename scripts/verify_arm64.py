@@ -138,9 +138,10 @@ def _markdown(doc: dict[str, Any]) -> str:
         "`golden`: the bundle's own `infer.py --verify` (its golden.npz: 64 train-split "
         "images, see below; pass/fail and top-1 agreement). The other columns: the same check "
         "on CIFAR-10 test images against x86's logits: top-1 accuracy on each machine, "
-        "top-1 agreement and the largest |delta logit| between them. ONNX Runtime's cpuinfo "
-        "cannot read the emulated CPU's features (no /sys, host /proc/cpuinfo), so it runs its "
-        "baseline aarch64 kernels; a real board with dotprod may take other int8 paths.",
+        "top-1 agreement and the largest |delta logit| between them. Under emulation ONNX "
+        "Runtime warns that cpuinfo cannot detect the CPU's features (no /sys; /proc/cpuinfo "
+        "is the x86 host's), so it may use baseline aarch64 kernels: a real board with "
+        "dotprod or i8mm can take other int8 paths, which `infer.py --verify` on it checks.",
         "",
         "| bundle | target | golden | golden max \\|Δlogit\\| | test images | accuracy arm64 "
         "| accuracy x86 | agreement vs x86 | max \\|Δlogit\\| vs x86 | executed | atol |",

@@ -370,3 +370,21 @@ def test_plot_with_comparisons(tmp_path: Path) -> None:
     with Image.open(path) as img:
         assert img.size == report.plot_size(run)
     assert report.plot_size(run)[1] > report.plot_size(_run([_row("fp32", "ort-cpu", 2.0)]))[1]
+
+
+def test_a_model_is_not_scored_on_classes_it_lacks() -> None:
+    """1000 ImageNet-style labels against CIFAR's 10 names: a reason, before any evaluation;
+    CIFAR's own classes, or a subset of them, are fine."""
+    from types import SimpleNamespace
+
+    from edgeres.bench._run import _class_mismatch
+
+    cifar = SimpleNamespace(name="cifar10-test", classes=["airplane", "automobile", "bird"] +
+                            [f"c{i}" for i in range(7)])
+    imagenet = SimpleNamespace(num_classes=1000, labels=[f"class_{i}" for i in range(1000)])
+    why = _class_mismatch(cifar, imagenet)
+    assert why is not None and "1000 classes" in why and "cifar10-test has 10" in why
+    own = SimpleNamespace(num_classes=10, labels=list(cifar.classes))
+    assert _class_mismatch(cifar, own) is None
+    subset = SimpleNamespace(name="folder", classes=["bird", "airplane"])
+    assert _class_mismatch(subset, own) is None

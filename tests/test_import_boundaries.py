@@ -32,6 +32,7 @@ def _fresh(code: str) -> list[str]:
     ("edgeres.golden", HEAVY | {"click", "openvino", "onnxruntime", "PIL", "edgeres.meta"}),
     ("edgeres.verify", HEAVY | {"click", "openvino", "onnxruntime", "PIL"}),
     ("edgeres.intervals", HEAVY | {"click", "openvino", "onnxruntime", "PIL", "edgeres.bench"}),
+    ("edgeres._timing", HEAVY | {"click", "openvino", "onnxruntime", "numpy", "edgeres.bench"}),
 ])
 def test_light_modules_do_not_import_heavy_deps(module: str, forbidden: set[str]) -> None:
     """Importing device-side modules loads no torch/onnx/nncf (nor the runtimes yet)."""
@@ -65,4 +66,11 @@ def test_predict_command_keeps_heavy_deps_out() -> None:
         "assert json.loads(buf.getvalue())['schema_version'] == 1\n"
         f"print(json.dumps(sorted({HEAVY!r} & set(sys.modules))))"
     )
+    assert _fresh(code) == []
+
+
+def test_quantize_loads_no_bench_module() -> None:
+    """`import edgeres.quantize` loads no edgeres.bench module: quantize never imports bench."""
+    code = ("import json, sys, edgeres.quantize, edgeres.quantize.sensitivity\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('edgeres.bench'))))")
     assert _fresh(code) == []

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgeres._progress import track
-from edgeres.bench.timing import measure
+from edgeres._timing import measure
 
 log = logging.getLogger(__name__)
 

@@ -53,7 +53,7 @@ class CalibrationStats:
 
 
 class CalibrationSet:
-    """Calibration batches for one model, as ``{input_name: ndarray}`` (STYLE C6).
+    """Calibration batches for one model, as ``{input_name: ndarray}`` (CONTRIBUTING R7).
 
     Arrays have the model's input dtype (float32, or uint8 for graphs that normalise inside).
 

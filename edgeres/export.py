@@ -63,7 +63,7 @@ def _is_number(value: object) -> bool:
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """How to export; validated when built (STYLE C5).
+    """How to export; validated when built (CONTRIBUTING R5).
 
     Attributes:
         opset: ONNX opset, 13 to 21.
@@ -90,24 +90,24 @@ class ExportConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.opset, int) or not MIN_OPSET <= self.opset <= MAX_OPSET:
             msg = f"opset {self.opset} is unsupported; use {MIN_OPSET} to {MAX_OPSET} (17 default)"
-            raise ExportError(msg)
+            raise ExportConfigError(msg)
         if self.batch != "dynamic" and (
             isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1
         ):
             msg = f"batch {self.batch!r} is invalid; use 'dynamic' or a positive batch size"
-            raise ExportError(msg)
+            raise ExportConfigError(msg)
         for name in ("atol", "rtol"):
             value = getattr(self, name)
             if value is not None and not (
                 _is_number(value) and value >= 0 and math.isfinite(value)
             ):
                 msg = f"{name} {value!r} is invalid; a tolerance is a finite number >= 0"
-                raise ExportError(msg)
+                raise ExportConfigError(msg)
         for name, least in (("parity_inputs", 1), ("seed", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 msg = f"{name} {value!r} is invalid; use a whole number >= {least}"
-                raise ExportError(msg)
+                raise ExportConfigError(msg)
 
     @property
     def tolerance(self) -> tuple[float, float]:
@@ -164,15 +164,15 @@ def _normalisation(
         return pre
     if mean is None or std is None:
         msg = "give --mean and --std together (one value per channel each)"
-        raise ExportError(msg)
+        raise ExportConfigError(msg)
     mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
     values = (*mean, *std)
     if len(mean) != channels or len(std) != channels or not all(map(math.isfinite, values)):
         msg = f"mean {mean} and std {std} need one finite value per input channel ({channels})"
-        raise ExportError(msg)
+        raise ExportConfigError(msg)
     if min(std) <= 0:
         msg = f"std {std} must be positive"
-        raise ExportError(msg)
+        raise ExportConfigError(msg)
     return dataclasses.replace(pre, mean=mean, std=std)
 
 
@@ -218,15 +218,15 @@ def zoo_meta(
     if len(size) != 2:
         msg = (f"input size {'x'.join(map(str, size))} is invalid; give one side or HxW, "
                "e.g. --input-size 224 or 32x128")
-        raise ExportError(msg)
+        raise ExportConfigError(msg)
     if min(size) < 1 or chans < 1 or classes < 0:
         msg = (f"input size {'x'.join(map(str, size))} with {chans} channel(s) and {classes} "
                "classes is invalid; sizes must be positive, e.g. --input-size 224")
-        raise ExportError(msg)
+        raise ExportConfigError(msg)
     labels = default_labels(info.family, classes) if labels is None else tuple(labels)
     if len(labels) != classes:
         msg = f"{len(labels)} labels given for {classes} classes; give one label per class"
-        raise ExportError(msg)
+        raise ExportConfigError(msg)
     pre = _normalisation(default_preprocess(info.family, size, chans), mean, std, chans)
     return ModelMeta(
         name=name, family=info.family, num_classes=classes, labels=labels,
@@ -273,7 +273,7 @@ def _export_meta(meta: ModelMeta, config: ExportConfig) -> ModelMeta:
     c, (h, w) = meta.input.channels, meta.input_size
     if min(h, w, c) < 1:
         msg = f"input size {h}x{w} with {c} channel(s) is invalid; sizes must be positive"
-        raise ExportError(msg)
+        raise ExportConfigError(msg)
     b = "batch" if config.batch == "dynamic" else config.batch
     if config.uint8_input:
         spec = InputSpec(shape=(b, h, w, c), layout="NHWC", dtype="uint8", normalized_in_graph=True)

@@ -1,6 +1,6 @@
 """What to benchmark and how: ``BenchConfig``, the runtime labels, and the option parsers.
 
-Options live in one frozen dataclass validated at construction (STYLE C5), so a bad batch
+Options live in one frozen dataclass validated at construction (CONTRIBUTING R5), so a bad batch
 list or an unknown runtime label fails before any model is exported or timed. The parsers turn
 the command line's comma lists (``--runtime ort-cpu,openvino-cpu``, ``--batch 1,8``) into
 typed tuples with one-line errors. Stdlib only.

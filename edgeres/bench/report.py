@@ -1,6 +1,6 @@
 """Every way a benchmark run is shown or saved: terminal table, JSON, CSV, markdown, plot.
 
-This is the only module that turns bench numbers into text (STYLE C11): rows hold floats, and
+This is the only module that turns bench numbers into text (CONTRIBUTING R11): rows hold floats, and
 here they become "0.648 ms". The JSON follows ``edgeres/bench/schema.json`` (``schema_version``
 1): one object per row plus the environment block, the settings and the notes, with non-finite
 floats written as null. The fastest ok row per model and batch size is marked ``*``. The plot

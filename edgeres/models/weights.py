@@ -5,7 +5,7 @@ A checkpoint is a state dict, bare or wrapped as ``{"state_dict": ...}`` / ``{"m
 ``DataParallel``/``DistributedDataParallel`` adds. Nothing here unpickles arbitrary objects: a
 file that needs that is refused as unsafe, with the command that re-saves it as a plain state
 dict. ``num_classes`` comes from the checkpoint's classifier (``fc.weight`` rows) so it is never
-typed in twice (STYLE C2).
+typed in twice (CONTRIBUTING R3).
 """
 
 from __future__ import annotations
@@ -237,7 +237,7 @@ def load_weights(
                f"fc.weight has {found} rows; drop --num-classes or use a matching checkpoint")
         raise CheckpointError(msg)
     # No classifier in the checkpoint and no class count asked for: a feature extractor
-    # (STYLE C2: the count comes from the checkpoint), not the registry's default head.
+    # (CONTRIBUTING R3: the count comes from the checkpoint), not the registry's default head.
     classes = found if found is not None else (0 if num_classes is None else num_classes)
     what = model if isinstance(model, str) else type(model).__name__
     net = create_model(model, num_classes=classes) if isinstance(model, str) else model

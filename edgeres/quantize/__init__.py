@@ -1,4 +1,4 @@
-"""Static int8 quantization: ``quantize()`` is the single dispatch point (STYLE C4, C7).
+"""Static int8 quantization: ``quantize()`` is the single dispatch point (CONTRIBUTING R6, R2).
 
 ``quantize(src, dst, calibration, backend=..., config=...)`` writes an int8 model (ONNX
 Runtime QDQ ``.onnx``, or OpenVINO IR ``.xml`` + ``.bin`` through NNCF) and returns a

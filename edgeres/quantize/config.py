@@ -3,7 +3,7 @@
 A target says what the *deployment* hardware needs from an int8 model (activation type,
 symmetry, 7-bit weights, per-channel weights), not what the quantizing machine happens to be;
 ``auto`` means "this host" and is resolved from ``/proc/cpuinfo`` flags and the platform.
-Everything is validated when built (STYLE C5), so a typo fails before any work. Stdlib only.
+Everything is validated when built (CONTRIBUTING R5), so a typo fails before any work. Stdlib only.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from edgeres.errors import QuantizationError
+from edgeres.errors import QuantConfigError
 from edgeres.golden import VNNI_FLAGS
 
 Target = Literal["auto", "x86-vnni", "x86", "arm", "tensorrt"]
@@ -95,11 +95,11 @@ def resolve_target(name: str) -> TargetSpec:
     """The spec of target ``name`` (``auto`` resolved to this host).
 
     Raises:
-        QuantizationError: if ``name`` is not a known target.
+        QuantConfigError: if ``name`` is not a known target (a ``ConfigError``).
     """
     if name not in TARGET_NAMES:
         msg = f"unknown target {name!r}; use one of {', '.join(TARGET_NAMES)}"
-        raise QuantizationError(msg)
+        raise QuantConfigError(msg)
     return TARGETS[detect_target() if name == "auto" else name]
 
 
@@ -149,35 +149,35 @@ class QuantConfig:
     def __post_init__(self) -> None:
         if self.target not in TARGET_NAMES:
             msg = f"unknown target {self.target!r}; use one of {', '.join(TARGET_NAMES)}"
-            raise QuantizationError(msg)
+            raise QuantConfigError(msg)
         if self.method is not None and self.method not in METHODS:
             msg = f"unknown calibration method {self.method!r}; use one of {', '.join(METHODS)}"
-            raise QuantizationError(msg)
+            raise QuantConfigError(msg)
         if self.preset not in PRESETS:
             msg = f"unknown preset {self.preset!r}; use performance or mixed"
-            raise QuantizationError(msg)
+            raise QuantConfigError(msg)
         for name in ("samples", "batch_size", "ranking_samples"):
             value = getattr(self, name)
             if value is None and name == "batch_size":
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 msg = f"{name} must be a positive integer, got {value!r}"
-                raise QuantizationError(msg)
+                raise QuantConfigError(msg)
         if self.val_samples is not None and (
             isinstance(self.val_samples, bool) or not isinstance(self.val_samples, int)
             or self.val_samples < 1
         ):
             msg = f"val_samples must be a positive integer or None, got {self.val_samples!r}"
-            raise QuantizationError(msg)
+            raise QuantConfigError(msg)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             msg = f"seed must be an integer of 0 or more, got {self.seed!r}"
-            raise QuantizationError(msg)
+            raise QuantConfigError(msg)
         if not isinstance(self.layer_report_samples, int) or self.layer_report_samples < 0:
             msg = f"layer_report_samples must be 0 or more, got {self.layer_report_samples!r}"
-            raise QuantizationError(msg)
+            raise QuantConfigError(msg)
         if isinstance(self.exclude, str) or not all(isinstance(n, str) for n in self.exclude):
             msg = "exclude must be a tuple of node names, e.g. ('/conv1/Conv',)"
-            raise QuantizationError(msg)
+            raise QuantConfigError(msg)
         self._check_accuracy_options()
 
     def _check_accuracy_options(self) -> None:
@@ -185,9 +185,9 @@ class QuantConfig:
             return
         if self.val is None:
             msg = "max_drop needs validation data: pass --val DATA (e.g. cifar10-val)"
-            raise QuantizationError(msg)
+            raise QuantConfigError(msg)
         if isinstance(self.max_drop, bool) or not isinstance(self.max_drop, int | float) or not (
             0 <= self.max_drop <= 100
         ):
             msg = f"max_drop is a top-1 budget in points from 0 to 100, got {self.max_drop!r}"
-            raise QuantizationError(msg)
+            raise QuantConfigError(msg)

@@ -55,7 +55,7 @@ _GPU_ID = 0  # the first CUDA device; edgeres runs one GPU
 
 @dataclass(frozen=True)
 class BackendOptions:
-    """How to run a model; validated when built (STYLE C5).
+    """How to run a model; validated when built (CONTRIBUTING R5).
 
     Attributes:
         device: "cpu", "cuda" or "tensorrt" (ONNX Runtime), "gpu" (OpenVINO).

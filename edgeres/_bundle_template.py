@@ -1,6 +1,7 @@
 # template: the source of a bundle's infer.py, rendered by edgeres.package.render_infer(),
 # template: which drops these "# template:" lines and replaces the marked import block with
-# template: edgeres/preprocess.py's code and the runtime's _softmax_topk (one copy of each).
+# template: the code of edgeres/preprocess.py, the runtime's _softmax_topk, edgeres/_hw.py (the
+# template: CPU and runtime rules) and edgeres/golden.py (one copy of each).
 """Classify images with the model in this folder: numpy, Pillow and one runtime, nothing else.
 
 Usage:
@@ -9,7 +10,9 @@ Usage:
 This file was written by ``edgeres package``. The preprocessing in it is edgeres'
 ``preprocess.py`` copied unchanged (only its ``DataError`` import became a local class), and the
 top-k ranking is the runtime's own function, so results match ``edgeres predict`` on the same
-model. Everything the code needs to know about the model comes from ``metadata.json``.
+model. The hardware rules (which precision a runtime executes, the OpenVINO precision hint) are
+edgeres' ``_hw.py`` copied unchanged, so this file reports what ``edgeres.runtime`` reports.
+Everything the code needs to know about the model comes from ``metadata.json``.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from typing import Any
 import numpy as np
 
 # edgeres:begin-copied-code  (edgeres package replaces this block with preprocess.py's code)
+from edgeres._hw import int8_execution, ort_executed, ov_precision_hint, ov_precision_name
 from edgeres.errors import DataError
-from edgeres.golden import GOLDEN_FILE, int8_execution, load_golden, render, sha256_file, verify
+from edgeres.golden import GOLDEN_FILE, load_golden, render, sha256_file, verify
 from edgeres.preprocess import pixels_to_input, prepare
 from edgeres.runtime import _softmax_topk
 
@@ -68,14 +72,10 @@ def load_model(folder: Path, meta: Any, threads: int | None) -> tuple[str, str, 
     if (folder / "model.xml").is_file():
         import openvino as ov
 
-        # Keep the record's precision: on AMX CPUs OpenVINO would otherwise run fp32 in bf16.
-        # A CPU without the record's 16-bit type runs it in f32, as edgeres.runtime does
-        # (asked for f16, OpenVINO picks bf16 where it has that instead).
+        # Keep the record's precision (edgeres' _hw rule, as edgeres.runtime applies it).
         core = ov.Core()
-        hint = {"bf16": "bf16", "fp16": "f16"}.get(meta.precision, "f32")
         capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-        if hint != "f32" and {"bf16": "BF16", "f16": "FP16"}[hint] not in capabilities:
-            hint = "f32"
+        hint = ov_precision_hint(meta.precision, capabilities)
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
@@ -86,8 +86,7 @@ def load_model(folder: Path, meta: Any, threads: int | None) -> tuple[str, str, 
         # what the compiled model says it runs.
         ran = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         # An int8 model whose float layers run in f16/bf16 is not what was packaged: say so.
-        executed = int8_execution(ran) if meta.precision == "int8" else {
-            "f32": "fp32", "f16": "fp16", "bf16": "bf16"}.get(ran, ran)
+        executed = int8_execution(ran) if meta.precision == "int8" else ov_precision_name(ran)
         return "openvino-cpu", executed, shape, lambda x: request.infer({0: x})[0]
     import onnxruntime as ort
 
@@ -100,10 +99,8 @@ def load_model(folder: Path, meta: Any, threads: int | None) -> tuple[str, str, 
     inp = session.get_inputs()[0]
     output = [session.get_outputs()[0].name]
     shape = [d if isinstance(d, int) else None for d in inp.shape]
-    # ONNX Runtime's CPU provider has no fp16 Conv/Gemm kernels on x86: it runs fp32 ones
-    # between Casts (as edgeres.runtime reports it).
-    x86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
-    executed = "fp32" if meta.precision == "fp16" and x86 else meta.precision
+    # fp16 runs as fp32 on ONNX Runtime's x86 CPU provider (edgeres' _hw rule).
+    executed = ort_executed("cpu", "model", meta.precision, platform.machine()) or meta.precision
     return "ort-cpu", executed, shape, lambda x: session.run(output, {inp.name: x})[0]
 
 

@@ -6,8 +6,9 @@ a device's runtime and returns a verdict: top-1 agreement, max |delta logit|, th
 runtime reports executing, the CPU's int8-relevant ISA flags and whether the model's quantization
 ``--target`` suits this CPU. ``edgeres verify`` and a bundle's ``infer.py --verify`` both call
 this module: ``edgeres package`` pastes its source into ``infer.py`` (like ``preprocess.py``),
-so it imports nothing but the stdlib and numpy. The CPU/target rules live here too, and
-``quantize.config`` and ``bench._notes`` use them, so a device states them exactly as edgeres.
+so it imports nothing but the stdlib, numpy and ``edgeres._hw`` (the CPU rules, pasted before
+it). The target-risk rule lives here, and ``bench._notes`` uses it, so a device states it
+exactly as edgeres.
 
 Inputs are stored as model-sized uint8 pixels (after resize and centre crop) whenever the data
 are images: 4x smaller than float32 input (196 kB for 64 CIFAR images) and the device runs its
@@ -26,58 +27,24 @@ from typing import Any
 
 import numpy as np
 
+from edgeres._hw import (  # noqa: F401 - VNNI_FLAGS and int8_execution: golden's public names
+    VNNI_FLAGS,
+    cpu_flags,
+    has_vnni,
+    int8_execution,
+    int8_isa,
+    is_arm,
+    is_x86,
+)
+
 GOLDEN_FILE = "golden.npz"
 GOLDEN_VERSION = 1
 VERDICT_VERSION = 1
-_X86 = ("x86_64", "amd64", "i386", "i686", "x86")
-_ARM = ("aarch64", "arm64", "armv8l", "armv7l")
-# cpuinfo flags of the int8 dot-product instructions that make U8 x S8 products exact (no
-# saturation of the 16-bit intermediate that VPMADDUBSW has on plain AVX2/AVX-512).
-VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
-# Flags that decide which int8 kernels run: x86 VNNI/AMX and AVX2/AVX-512, ARM dotprod/i8mm.
-_X86_INT8_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8")
-_ARM_INT8_FLAGS = ("asimd", "asimddp", "i8mm", "sve")
 # Precisions a runtime may report for a bundle's precision without changing its numbers
 # beyond the tolerances: fp16 files run fp32 kernels between Casts on ONNX Runtime's x86 CPU
-# provider. Anything else (int8 or fp32 executing as fp16/bf16) fails the verdict.
+# provider (_hw.ort_executed). Anything else (int8 or fp32 executing as fp16/bf16) fails.
 ACCEPTED_EXECUTION = {"fp32": ("fp32",), "fp16": ("fp16", "fp32"), "bf16": ("bf16", "fp32"),
                       "int8": ("int8",)}
-
-
-def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
-    """Every flag the CPU reports (x86 ``flags`` or ARM ``Features`` lines); empty if unknown."""
-    try:
-        text = Path(cpuinfo).read_text(errors="replace")
-    except OSError:
-        return set()
-    flags: set[str] = set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            flags.update(value.split())
-    return flags
-
-
-def int8_execution(float_type: str) -> str:
-    """What an int8 model executes when its float layers run in ``float_type`` ("f32", ...).
-
-    OpenVINO reports int8 models as int8 whatever precision their float parts run in; on ARM
-    it may lower those to f16 unasked. "int8+fp16" then fails the verdict.
-    """
-    name = {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}.get(float_type, float_type)
-    return "int8" if name == "fp32" else f"int8+{name}"
-
-
-def int8_isa(machine: str, flags: set[str] | frozenset[str]) -> list[str]:
-    """The int8-relevant flags of this architecture among ``flags``.
-
-    Only flags of ``machine``'s own architecture count: under qemu-user emulation
-    /proc/cpuinfo describes the host (x86 flags on an aarch64 process), which says nothing
-    about the emulated CPU.
-    """
-    machine = machine.lower()
-    known = _ARM_INT8_FLAGS if machine in _ARM else _X86_INT8_FLAGS if machine in _X86 else ()
-    return [f for f in known if f in flags]
 
 
 def target_risk(target: str | None, machine: str, flags: set[str] | frozenset[str]) -> str | None:
@@ -95,15 +62,15 @@ def target_risk(target: str | None, machine: str, flags: set[str] | frozenset[st
         return ("quantized for TensorRT (symmetric int8 activations everywhere) but running on "
                 "a CPU, whose int8 kernels prefer a CPU target: slower, and accuracy was tuned "
                 "for TensorRT; re-quantize with --target for this CPU")
-    if target in ("x86", "x86-vnni") and machine in _ARM:
+    if target in ("x86", "x86-vnni") and is_arm(machine):
         return (f"quantized for {target!r} (U8 activations) but this CPU is {machine}: ARM "
                 "int8 kernels are built for S8 x S8 (sdot), so U8 models may take slower "
                 "paths and round differently; re-quantize with --target arm")
-    if target == "arm" and machine in _X86:
+    if target == "arm" and is_x86(machine):
         return (f"quantized for 'arm' (S8 activations) but this CPU is {machine}: ONNX "
                 "Runtime's fast x86 int8 kernels are U8 x S8, so S8 activations run slower "
                 "kernels; re-quantize with --target x86 or x86-vnni")
-    if target == "x86-vnni" and int8_isa(machine, flags) and not flags & VNNI_FLAGS:
+    if target == "x86-vnni" and int8_isa(machine, flags) and not has_vnni(flags):
         return ("quantized for 'x86-vnni' (full 8-bit weights) but this CPU has no VNNI: "
                 "AVX2/AVX-512 sum U8 x S8 pairs in 16 bits (VPMADDUBSW), which full-range "
                 "weights can saturate: accuracy loss, and no speed-up; re-quantize for 'x86'")

@@ -108,23 +108,48 @@ def _copied_preprocess() -> str:
     return code
 
 
-def _copied_golden() -> str:
-    """``golden.py``'s code (the verify rules), which imports nothing from edgeres."""
-    from edgeres import golden
+def _copied_module(module: Any, pasted: tuple[str, ...] = ()) -> str:
+    """A module's code for infer.py: imports of the already ``pasted`` edgeres modules dropped.
 
-    code = _strip_module_header(inspect.getsource(golden))
+    Raises:
+        EdgeresError: if it imports any other part of edgeres (a bundle could not carry it).
+    """
+    source = inspect.getsource(module)
+    drop: set[int] = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.ImportFrom) and node.module in pasted:
+            drop.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+    kept = "".join(line for i, line in enumerate(source.splitlines(keepends=True), 1)
+                   if i not in drop)
+    code = _strip_module_header(kept)
     if re.search(r"^\s*(from|import)\s+edgeres\b", code, flags=re.MULTILINE):
-        msg = "edgeres/golden.py imports edgeres; keep it stdlib + numpy so bundles can carry it"
+        msg = (f"{module.__name__} imports edgeres beyond {', '.join(pasted) or 'nothing'}; "
+               "keep it stdlib + numpy so bundles can carry it")
         raise EdgeresError(msg)
     return code
+
+
+def _copied_hw() -> str:
+    """``_hw.py``'s code (the CPU and runtime rules), which imports nothing from edgeres."""
+    from edgeres import _hw
+
+    return _copied_module(_hw)
+
+
+def _copied_golden() -> str:
+    """``golden.py``'s code (the verify rules); its ``edgeres._hw`` import is pasted before it."""
+    from edgeres import golden
+
+    return _copied_module(golden, ("edgeres._hw",))
 
 
 def render_infer() -> str:
     """The source of a bundle's ``infer.py``.
 
     Returns:
-        The template with its marked import block replaced by ``preprocess.py``'s code and the
-        runtime's ``_softmax_topk``, each copied from the installed edgeres.
+        The template with its marked import block replaced by ``preprocess.py``'s code, the
+        runtime's ``_softmax_topk``, ``_hw.py`` and ``golden.py``, each copied from the installed
+        edgeres.
 
     Raises:
         EdgeresError: if the template or ``preprocess.py`` no longer has the expected shape.
@@ -144,6 +169,8 @@ def render_infer() -> str:
         f"# ---- copied from edgeres {__version__}: preprocess.py, then the runtime's "
         "top-k; edit edgeres, not this file ----\n"
         + _copied_preprocess().lstrip("\n") + "\n\n" + inspect.getsource(_softmax_topk)
+        + "\n\n# ---- _hw.py: the CPU and runtime rules, as edgeres.runtime applies them ----\n"
+        + _copied_hw().lstrip("\n")
         + "\n\n# ---- golden.py: the verify rules, as `edgeres verify` runs them ----\n"
         + _copied_golden().lstrip("\n")
         + "# ---- end of copied code ----\n"

@@ -196,6 +196,103 @@ def test_infer_py_carries_preprocess_py_unchanged(bundle: Path) -> None:
         infer.prepare(image.astype(np.float32), wide)
 
 
+# Two CPUs as /proc/cpuinfo describes them, and the OPTIMIZATION_CAPABILITIES OpenVINO reports
+# on each: an AVX2 CPU without FP16 (nor BF16), and an AVX-512 BF16 one (BF16, no FP16).
+_FAKE_CPUS = {
+    "no-fp16": ("flags\t: fpu sse sse2 avx avx2 fma\n", ("FP32", "INT8", "BIN", "EXPORT_IMPORT")),
+    "avx512-bf16": ("flags\t: fpu sse avx2 avx512f avx512bw avx512_vnni avx512_bf16\n",
+                    ("FP32", "BF16", "INT8", "BIN", "EXPORT_IMPORT")),
+}
+
+
+class _FakeOpenVINO:
+    """Stands in for the openvino module: a CPU with given capabilities that runs the hint."""
+
+    def __init__(self, capabilities: tuple[str, ...]) -> None:
+        self.capabilities, self.configs = capabilities, []
+        fake = self
+
+        class Core:
+            def get_property(self, device: str, name: str) -> tuple[str, ...]:
+                assert (device, name) == ("CPU", "OPTIMIZATION_CAPABILITIES")
+                return fake.capabilities
+
+            def compile_model(self, model: str, device: str, config: dict) -> object:
+                fake.configs.append(config)
+                hint = config["INFERENCE_PRECISION_HINT"]
+                ran = type("T", (), {"get_type_name": lambda self: hint})()
+                dim = type("D", (), {"is_static": True, "get_length": lambda self: 1})()
+                port = type("P", (), {"partial_shape": [dim] * 4})()
+                request = type("R", (), {"infer": lambda self, x: [x]})()
+                return type("C", (), {"get_property": lambda self, name: ran,
+                                      "input": lambda self, i: port,
+                                      "create_infer_request": lambda self: request})()
+
+        self.Core = Core
+
+
+@pytest.mark.parametrize("cpu", sorted(_FAKE_CPUS))
+def test_infer_py_and_runtime_decide_precision_with_the_same_hw_source(
+        bundle: Path, cpu: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU without FP16 and on one with AVX-512 BF16, infer.py and edgeres.runtime give the
+    same executed precision because infer.py carries _hw.py's functions verbatim (issue 13)."""
+    from types import SimpleNamespace
+
+    from edgeres import _hw
+    from edgeres.runtime import backends
+
+    text = (bundle / "infer.py").read_text()
+    for name, fn in inspect.getmembers(_hw, inspect.isfunction):
+        if fn.__module__ == _hw.__name__:
+            assert inspect.getsource(fn) in text, name
+    for name in ("ort_executed", "ov_precision_hint", "ov_has_device"):
+        assert getattr(backends, name) is getattr(_hw, name)  # the runtime calls the source
+    spec = importlib.util.spec_from_file_location("bundle_infer_hw", bundle / "infer.py")
+    infer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(infer)
+    cpuinfo, caps = _FAKE_CPUS[cpu]
+    (tmp_path / "cpuinfo").write_text(cpuinfo)
+    flags = _hw.cpu_flags(tmp_path / "cpuinfo")
+    assert infer.cpu_flags(tmp_path / "cpuinfo") == flags
+    assert infer.int8_isa("x86_64", flags) == _hw.int8_isa("x86_64", flags)
+    assert ("avx512_bf16" in flags) == ("BF16" in caps)
+    ov = _FakeOpenVINO(caps)
+    monkeypatch.setitem(sys.modules, "openvino", ov)
+    (tmp_path / "model.xml").write_text("<net/>")
+    expected = {"fp32": "fp32", "int8": "int8", "fp16": "fp32",
+                "bf16": "bf16" if cpu == "avx512-bf16" else "fp32"}
+    for precision, want in expected.items():
+        meta = SimpleNamespace(precision=precision)
+        label, executed, _, _ = infer.load_model(tmp_path, meta, None)
+        hint = backends.OpenVINOBackend._model_hint(ov.Core(), "CPU", precision)
+        runtime_executed = "int8" if precision == "int8" else _hw.ov_precision_name(hint)
+        assert ov.configs[-1]["INFERENCE_PRECISION_HINT"] == hint, precision
+        assert label == "openvino-cpu" and executed == runtime_executed == want, precision
+    # ONNX Runtime's CPU provider: fp16 runs as fp32 on x86, as stored elsewhere.
+    for machine, want in (("x86_64", "fp32"), ("aarch64", "fp16")):
+        monkeypatch.setattr("platform.machine", lambda machine=machine: machine)
+        meta = SimpleNamespace(precision="fp16")
+        _, executed, _, _ = infer.load_model(bundle, meta, None)
+        fp16 = runtime.load(MODEL).meta.evolve(precision="fp16")
+        assert executed == (backends._ort_executed("cpu", "model", fp16) or "fp16") == want
+
+
+def test_render_refuses_a_module_that_cannot_travel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pasted rules module (_hw.py, golden.py) importing more of edgeres fails rendering."""
+    real = inspect.getsource
+
+    def patched(obj: object) -> str:
+        text = real(obj)
+        if getattr(obj, "__name__", "") == "edgeres._hw":
+            text = text.replace("from pathlib import Path\n",
+                                "from pathlib import Path\n\nfrom edgeres.meta import ModelMeta\n")
+        return text
+
+    monkeypatch.setattr(package.inspect, "getsource", patched)
+    with pytest.raises(EdgeresError, match="edgeres._hw imports edgeres"):
+        package.render_infer()
+
+
 def test_render_refuses_a_preprocess_that_cannot_travel(monkeypatch: pytest.MonkeyPatch) -> None:
     """If preprocess.py's single edgeres import changes, rendering infer.py fails loudly."""
     monkeypatch.setattr(package, "_IMPORT_LINE", "from edgeres.errors import SomethingElse")

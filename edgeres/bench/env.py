@@ -22,6 +22,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from edgeres._hw import parse_cpu_flags, read_cpuinfo
+
 __all__ = ["ISA_FEATURES", "Environment", "busy_fraction", "default_threads", "describe_machine",
            "gpu_info", "parse_nvidia_smi", "physical_cores", "usable_cpus"]
 
@@ -89,21 +91,12 @@ class Environment:
 
 
 def _cpuinfo() -> str:
-    try:
-        return _CPUINFO.read_text(errors="replace")
-    except OSError:
-        return ""
+    return read_cpuinfo(_CPUINFO)
 
 
 def cpu_flags(text: str | None = None) -> set[str]:
-    """Every flag the CPU reports (x86 ``flags`` or ARM ``Features`` lines)."""
-    text = _cpuinfo() if text is None else text
-    flags: set[str] = set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            flags.update(value.split())
-    return flags
+    """Every flag the CPU reports (x86 ``flags`` or ARM ``Features`` lines): ``_hw``'s parser."""
+    return parse_cpu_flags(_cpuinfo() if text is None else text)
 
 
 def physical_cores(text: str | None = None) -> int:

@@ -17,6 +17,13 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from edgeres._hw import (
+    ORT_PROVIDERS,
+    ort_executed,
+    ov_has_device,
+    ov_precision_hint,
+    ov_precision_name,
+)
 from edgeres.errors import (
     BackendNotAvailable,
     DataError,
@@ -32,18 +39,8 @@ log = logging.getLogger(__name__)
 BACKENDS = ("auto", "ort", "openvino")
 DEVICES = ("cpu", "cuda", "tensorrt", "gpu")
 PRECISIONS = ("model", "fast")
-ORT_PROVIDERS: dict[str, list[str]] = {
-    "cpu": ["CPUExecutionProvider"],
-    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-}
 _ORT_TYPES = {"float": "float32", "double": "float64"}  # ORT "tensor(T)" names that differ
 _INPUT_DTYPES = ("float32", "float16", "uint8")  # what an image classifier's input can be
-_X86 = ("x86_64", "amd64", "i386", "i686", "x86")  # platform.machine() of x86 CPUs
-_OV_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}  # ov.Type names → our vocabulary
-# OpenVINO CPU hint that keeps a record's precision: int8 IRs keep their quantized layers in
-# int8 whatever the hint, and their float remainder in f32 (as ONNX Runtime runs it).
-_OV_MODEL_HINT = {"fp32": "f32", "int8": "f32", "bf16": "bf16", "fp16": "f16"}
 # cuDNN convolution algorithm search of ONNX Runtime's CUDA EP (OrtCudnnConvAlgoSearch).
 # EXHAUSTIVE (ORT's default) times every algorithm once per input shape and keeps the fastest:
 # the cost lands in the first call at each shape, never in a timed one, so steady-state
@@ -171,16 +168,7 @@ def _check_input(path: Path, count: int, shape: tuple[Any, ...] | None, dtype: s
 def _ort_executed(device: str, precision: str, meta: ModelMeta | None) -> str | None:
     """What ONNX Runtime really computes in, when it differs from the record (None: as stored)."""
     stored = meta.precision if meta is not None else "fp32"
-    if device == "tensorrt" and precision == "fast" and stored == "fp32":
-        return "fp16"  # TensorRT's fp16 mode lowers fp32 layers only
-    # The CPU EP has no float16 Conv/Gemm/MatMul kernels on x86: it wraps them in Casts and
-    # runs fp32 kernels (onnxruntime 1.32 on an AVX2 x86-64 CPU: every Conv, Gemm and MatMul
-    # of an fp16 graph's optimized_model_filepath dump takes float inputs). A rule on the
-    # provider and machine costs nothing at load; other CPUs (arm64 MLAS has some fp16
-    # kernels) are not checked, so there the record's precision is reported.
-    if device == "cpu" and stored == "fp16" and platform.machine().lower() in _X86:
-        return "fp32"
-    return None
+    return ort_executed(device, precision, stored, platform.machine())  # the one rule, _hw
 
 
 def _import_ort() -> Any:
@@ -325,7 +313,7 @@ class OpenVINOBackend:
         out = self.compiled.output(0).get_partial_shape()
         self.output_shape = tuple(str(d) if d.is_dynamic else d.get_length() for d in out)
         hint = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
-        executed = _OV_NAMES.get(hint, hint)
+        executed = ov_precision_name(hint)
         self.executed_precision = "int8" if precision == "int8" else executed
         if options.precision == "fast" and executed != precision and precision != "int8":
             log.info("precision='fast': OpenVINO runs %s's %s layers in %s on %s",
@@ -354,7 +342,7 @@ class OpenVINOBackend:
             raise BackendNotAvailable(msg)
         wanted = device.upper()
         have = core.available_devices
-        if not any(d == wanted or d.startswith(f"{wanted}.") for d in have):
+        if not ov_has_device(device, have):
             msg = (f"OpenVINO device {wanted} is not present here (has {', '.join(have)}); "
                    "use --device cpu")
             raise BackendNotAvailable(msg)
@@ -373,11 +361,10 @@ class OpenVINOBackend:
 
     @staticmethod
     def _model_hint(core: Any, ov_device: str, precision: str) -> str:
-        hint = _OV_MODEL_HINT.get(precision, "f32")
         caps = core.get_property(ov_device, "OPTIMIZATION_CAPABILITIES")
-        if hint != "f32" and {"bf16": "BF16", "f16": "FP16"}[hint] not in caps:
-            log.info("%s lacks %s; running the %s model in f32", ov_device, hint, precision)
-            return "f32"
+        hint = ov_precision_hint(precision, caps)  # the one rule, also in bundles' infer.py
+        if hint == "f32" and precision in ("fp16", "bf16"):
+            log.info("%s lacks %s; running the %s model in f32", ov_device, precision, precision)
         return hint
 
     def run(self, x: np.ndarray) -> np.ndarray:

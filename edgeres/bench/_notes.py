@@ -13,12 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from edgeres._hw import has_vnni, is_arm, is_x86
 from edgeres.bench.env import Environment
 from edgeres.bench.results import BenchRow, Note
-from edgeres.golden import VNNI_FLAGS, target_risk
-
-_X86 = ("x86_64", "amd64", "i686", "x86")
-_ARM = ("aarch64", "arm64", "armv8l", "armv7l")
+from edgeres.golden import target_risk
 
 
 def _quant(meta: Any) -> dict[str, Any]:
@@ -28,7 +26,7 @@ def _quant(meta: Any) -> dict[str, Any]:
 
 
 def _has_vnni(env: Environment) -> bool:
-    return bool(VNNI_FLAGS & set(env.isa))
+    return has_vnni(env.isa)
 
 
 def hardware_outlook(env: Environment, runtime: str) -> tuple[bool | None, str]:
@@ -49,7 +47,7 @@ def hardware_outlook(env: Environment, runtime: str) -> tuple[bool | None, str]:
     if device == "gpu":
         return None, ("OpenVINO's GPU plugin speeds int8 up on Intel GPUs with DP4A or XMX "
                       "engines; older GPUs run it no faster than fp16")
-    if machine in _ARM:
+    if is_arm(machine):
         if "i8mm" in isa or "asimddp" in isa:
             found = " and ".join(f for f in ("asimddp", "i8mm") if f in isa)
             return True, f"this ARM CPU has int8 dot products ({found}): int8 should be faster"
@@ -114,7 +112,7 @@ def _causes(env: Environment, row: BenchRow, fp32: BenchRow, meta: Any) -> tuple
     if expected is False or row.runtime in ("ort-tensorrt", "openvino-gpu"):
         causes.append(text)
     activations = str(q.get("activation_type", q.get("activations", ""))).lower()
-    x86 = env.machine.lower() in _X86
+    x86 = is_x86(env.machine)
     if x86 and row.runtime == "ort-cpu" and activations in ("int8", "s8", "qint8"):
         causes.append("S8 activations on x86: ONNX Runtime's fast int8 kernels are U8 x S8")
     if any(q.get(k) is False for k in ("pre_processed", "preprocessed")):

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from edgeres import names
+from edgeres._hw import ORT_PROVIDERS, ov_has_device
 from edgeres.bench import _gpu
 from edgeres.bench._models import ModelSource, Unavailable, model_file, weights_file
 from edgeres.bench.config import CPU_RUNTIMES
@@ -30,8 +31,6 @@ from edgeres.errors import BackendNotAvailable, EdgeresError, first_line
 
 log = logging.getLogger(__name__)
 
-_ORT_PROVIDER = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
-                 "tensorrt": "TensorrtExecutionProvider"}
 # The PyTorch row must compute what the ONNX file computes: |torch - onnx| within this share
 # of the largest |logit| (BN folding and kernel order differ by ~1e-6 of it; wrong weights
 # differ by order 1).
@@ -52,8 +51,9 @@ def unavailable_reason(label: str) -> str | None:
         import onnxruntime as ort
 
         have = ort.get_available_providers()
-        if _ORT_PROVIDER[device] not in have:
-            return (f"{_ORT_PROVIDER[device]} not in this onnxruntime build (have "
+        wanted = ORT_PROVIDERS[device][0]
+        if wanted not in have:
+            return (f"{wanted} not in this onnxruntime build (have "
                     f"{', '.join(have)}); install onnxruntime-gpu on an NVIDIA machine")
         return None
     if importlib.util.find_spec("openvino") is None:
@@ -61,7 +61,7 @@ def unavailable_reason(label: str) -> str | None:
     import openvino as ov
 
     devices = ov.Core().available_devices
-    if not any(d.split(".")[0] == device.upper() for d in devices):
+    if not ov_has_device(device, devices):
         return f"no OpenVINO {device.upper()} device (have {', '.join(devices)})"
     return None
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from edgeres._hw import cpu_flags, host_target
 from edgeres.errors import QuantConfigError
-from edgeres.golden import VNNI_FLAGS
 
 Target = Literal["auto", "x86-vnni", "x86", "arm", "tensorrt"]
 Method = Literal["minmax", "entropy", "percentile"]
@@ -25,10 +25,6 @@ PRESETS: tuple[str, ...] = ("performance", "mixed")
 AUTO_BATCH = 8  # calibration samples per run at most, when batch_size is None
 AUTO_BATCH_BYTES = 1 << 20  # and at most this much input per run (see QuantConfig.batch_size)
 DEFAULT_METHOD = "minmax"  # ORT backend; measured best or equal on the reference model (bench)
-
-# cpuinfo flags of the int8 dot-product instructions that make U8 x S8 products exact: one
-# list, in the module bundles carry (a device states the same rules, infer.py --verify).
-_VNNI_FLAGS = VNNI_FLAGS
 
 
 @dataclass(frozen=True)
@@ -76,19 +72,7 @@ def detect_target(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     Args:
         cpuinfo: the file listing CPU flags (Linux); missing means "no VNNI known".
     """
-    machine = platform.machine().lower()
-    if machine.startswith(("arm", "aarch64")):
-        return "arm"
-    try:
-        text = cpuinfo.read_text(errors="replace")
-    except OSError:
-        return "x86"
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.partition(":")[2].split())
-            break
-    return "x86-vnni" if flags & _VNNI_FLAGS else "x86"
+    return host_target(platform.machine(), cpu_flags(cpuinfo))  # the one rule, edgeres._hw
 
 
 def resolve_target(name: str) -> TargetSpec:

@@ -66,6 +66,35 @@ def _stdout_failed(e: OSError) -> None:
     sys.exit(1)
 
 
+# Library messages name parameters (``max_drop must be ...``); the CLI says the flag instead.
+# Parameter -> flag where the two differ in more than "_" vs "-" (QuantConfig.eval is --eval).
+_FLAG_NAMES = {"eval_data": "--eval", "calibration": "--calib"}
+_PARAMS = ("max_drop", "eval_data", "per_channel", "input_size", "num_classes", "uint8_input",
+           "samples", "opset", "atol", "rtol", "threads", "warmup", "rounds", "iterations",
+           "duration", "limit", "mean", "std", "target", "method", "preset", "val", "eval",
+           "exclude", "weights", "labels", "batch", "calibration", "runtimes", "precisions")
+_PARAM_RE = None
+
+
+def _as_flags(message: str) -> str:
+    """``max_drop needs val data`` -> ``--max-drop needs --val data``: a parameter name that
+    opens the message, or follows "give"/"pass"/"and", or has an underscore, becomes its flag."""
+    import re
+
+    global _PARAM_RE
+    if _PARAM_RE is None:
+        names = "|".join(sorted(_PARAMS, key=len, reverse=True))
+        _PARAM_RE = re.compile(rf"(?:^|(?<=\bgive )|(?<=\bpass )|(?<=\band ))(?<![-\w])"
+                               rf"({names})(?![-\w])|(?<![-\w])"
+                               rf"({'|'.join(p for p in _PARAMS if '_' in p)})(?![-\w])")
+
+    def flag(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(2)
+        return _FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+
+    return _PARAM_RE.sub(flag, message)
+
+
 class _Group(click.Group):
     """Click group that turns expected errors into one line on stderr and exit code 1."""
 
@@ -77,7 +106,8 @@ class _Group(click.Group):
         except EdgeresError as e:
             if ctx.params.get("debug"):
                 raise
-            raise click.ClickException(str(e)) from None
+            text = _as_flags(str(e)) if isinstance(e, ConfigError) else str(e)
+            raise click.ClickException(text) from None
         except ModuleNotFoundError as e:
             err = None if ctx.params.get("debug") else _missing_extra(e, ctx.invoked_subcommand)
             if err is None:
@@ -349,35 +379,17 @@ def export(model: str, weights: str | None, num_classes: int | None, input_size:
     Example:
         edgeres export cifar_resnet20 --weights cifar10 --uint8-input -o resnet20.onnx
     """
-    import logging
-
-    from edgeres.export import ExportConfig, export_onnx, zoo_meta
-    from edgeres.models import create_model, model_info
-    from edgeres.models.weights import load_weights
+    from edgeres.export import ExportConfig, export_onnx, zoo_export
+    from edgeres.models import model_info
 
     model_info(model)  # an unknown name fails here, with suggestions, before any work
     _check_outputs([output], inputs=[Path(weights) if weights else None, labels])
-    size = _numbers(input_size, "input size", int)
     config = ExportConfig(opset=opset, batch=_batch(batch), fp16=fp16,
                           uint8_input=uint8_input, simplify=simplify, atol=atol)
-    loaded = load_weights(model, weights, num_classes=num_classes) if weights else None
-    names = _read_labels(labels)
-    if loaded is not None:
-        num_classes = loaded.num_classes
-    elif num_classes is None and names:  # no checkpoint: the labels say how many classes
-        num_classes = len(names)
-    meta = zoo_meta(model, num_classes=num_classes,
-                    input_size=size, labels=names, mean=_numbers(mean, "mean"),
-                    std=_numbers(std, "std"), weights_sha256=loaded.sha256 if loaded else None)
-    net = loaded.model if loaded else None
-    if net is None:
-        logging.getLogger(__name__).warning(
-            "no --weights: %s gets a fixed-seed random init, so its accuracy is meaningless", model)
-        import torch
-
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            net = create_model(model, num_classes=meta.num_classes)
+    net, meta = zoo_export(model, weights=weights, num_classes=num_classes,
+                           labels=_read_labels(labels),
+                           input_size=_numbers(input_size, "input size", int),
+                           mean=_numbers(mean, "mean"), std=_numbers(std, "std"))
     r = export_onnx(net, output, meta=meta, config=config)
     top1 = "n/a (feature map)" if r.top1_agreement is None else f"{r.top1_agreement:.1%}"
     click.echo(f"parity vs PyTorch on {r.parity_inputs} random inputs: max abs err "
@@ -461,15 +473,42 @@ def _note_fitted(d: ModelFileInfo) -> None:
 _OUT = click.Path(dir_okay=False, path_type=Path)
 
 
+class _CommaList(click.ParamType):
+    """A comma list option (``--runtime ort-cpu,openvino-cpu``, ``--batch 1,8``) parsed by a
+    library parser into a typed tuple; a bad entry is its ``ConfigError``: one line, exit 1."""
+
+    def __init__(self, name: str, parse: Any) -> None:
+        self.name, self._parse = name, parse
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+                ) -> Any:
+        return value if value is None or isinstance(value, tuple) else self._parse(value)
+
+
+def _bench_parser(name: str) -> Any:
+    """``edgeres.bench.config``'s parser of that name, imported when an option is parsed."""
+    def parse(text: str) -> Any:
+        from edgeres.bench import config
+
+        return getattr(config, name)(text)
+    return parse
+
+
+_RUNTIMES = _CommaList("runtimes", _bench_parser("parse_runtimes"))
+_PRECISIONS = _CommaList("precisions", _bench_parser("parse_precisions"))
+_BATCHES = _CommaList("batches", _bench_parser("parse_batches"))
+
+
 @cli.command()
 @click.argument("model", nargs=-1, required=True)
-@click.option("--runtime", help="Comma list of torch-cpu, torch-cuda, ort-cpu, ort-cuda, "
-              "ort-tensorrt, openvino-cpu, openvino-gpu, or all [default: every CPU runtime "
-              "installed].")
-@click.option("--precision", help="Comma list of fp32, fp16, bf16 (torch-cuda), int8 "
-              "[default: the model's own].")
+@click.option("--runtime", type=_RUNTIMES, help="Comma list of torch-cpu, torch-cuda, ort-cpu, "
+              "ort-cuda, ort-tensorrt, openvino-cpu, openvino-gpu, or all [default: every CPU "
+              "runtime installed].")
+@click.option("--precision", type=_PRECISIONS, help="Comma list of fp32, fp16, bf16 "
+              "(torch-cuda), int8 [default: the model's own].")
 @click.option("--calib", default="cifar10", show_default=True, help="Calibration data for int8.")
-@click.option("--batch", default="1", show_default=True, help="Comma list of batch sizes.")
+@click.option("--batch", type=_BATCHES, default="1", show_default=True,
+              help="Comma list of batch sizes.")
 @click.option("--threads", type=int,
               help="Threads for every runtime [default: physical cores, within CPU affinity].")
 @click.option("--warmup", type=int, default=5, show_default=True, help="Untimed calls per row.")
@@ -493,9 +532,10 @@ _OUT = click.Path(dir_okay=False, path_type=Path)
               help="Write a plot: .png, .svg or .pdf (needs edgeres[plot]).")
 @click.option("--wide", is_flag=True, help="Print every column and skipped row (> 80 columns).")
 @record_options
-def bench(model: tuple[str, ...], runtime: str | None, precision: str | None, calib: str,
-          batch: str, threads: int | None, warmup: int, iterations: int | None,
-          duration: float | None, rounds: int, eval_data: str | None, limit: int | None,
+def bench(model: tuple[str, ...], runtime: tuple[str, ...] | None,
+          precision: tuple[str, ...] | None, calib: str, batch: tuple[int, ...],
+          threads: int | None, warmup: int, iterations: int | None, duration: float | None,
+          rounds: int, eval_data: str | None, limit: int | None,
           no_memory: bool, torch_compile: bool, conditions: str | None, json_out: Path | None,
           csv_out: Path | None, md_out: Path | None, plot_out: Path | None, wide: bool,
           record: Any, cluster: str | None = None, nodes: str | None = None) -> None:
@@ -509,18 +549,11 @@ def bench(model: tuple[str, ...], runtime: str | None, precision: str | None, ca
     Example:
         edgeres bench resnet18 --precision fp32,int8 --batch 1,8 --json bench.json
     """
-    from edgeres.bench import (
-        BenchConfig,
-        parse_batches,
-        parse_precisions,
-        parse_runtimes,
-        report,
-        run_bench,
-    )
+    from edgeres.bench import BenchConfig, report, run_bench
 
     config = BenchConfig(
-        runtimes=parse_runtimes(runtime), precisions=parse_precisions(precision),
-        batches=parse_batches(batch), threads=threads, warmup=warmup, rounds=rounds,
+        runtimes=runtime, precisions=precision, batches=batch, threads=threads, warmup=warmup,
+        rounds=rounds,
         iterations=iterations, duration=duration, calib=calib, eval_data=eval_data,
         limit=limit, memory=not no_memory, torch_compile=torch_compile, conditions=conditions)
     report.check_outputs([json_out, csv_out, md_out], plot=plot_out, inputs=_model_files(model))
@@ -698,12 +731,16 @@ def _expand_folders(images: tuple[str, ...]) -> tuple[str, ...]:
               show_default=True, help="auto: OpenVINO for .xml, ONNX Runtime for .onnx.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "tensorrt", "gpu"]), default="cpu",
               show_default=True, help="A GPU is used only when asked for.")
-@click.option("--precision", type=click.Choice(["model", "fast"]), default="model",
-              show_default=True, help="fast: let the runtime lower fp32 (bf16 on AMX).")
+@click.option("--mode", type=click.Choice(["model", "fast"]), default=None,
+              help="model: run the model's own precision [default]; fast: let the runtime "
+              "lower fp32 (bf16 on AMX).")
+@click.option("--precision", "precision_alias", type=click.Choice(["model", "fast"]),
+              hidden=True, help="Old name of --mode (until 0.3).")
 @click.option("--threads", type=click.IntRange(min=1), help="Inference threads.")
 @record_options
 def predict(model: str, images: tuple[str, ...], top_k: int, as_json: bool, backend: str,
-            device: str, precision: str, threads: int | None, record: Any) -> None:
+            device: str, mode: str | None, precision_alias: str | None, threads: int | None,
+            record: Any) -> None:
     """Classify IMAGE(s) with MODEL: an .onnx or OpenVINO .xml file, or a registered name.
 
     An IMAGE that is a folder stands for every image file under it, in sorted order.
@@ -720,7 +757,8 @@ def predict(model: str, images: tuple[str, ...], top_k: int, as_json: bool, back
     images = _expand_folders(images)
     threads = _capped_threads(threads)
     path = resolve_model_file(model)
-    p = load(path, backend=backend, device=device, precision=precision, threads=threads,
+    p = load(path, backend=backend, device=device, precision=mode or precision_alias or "model",
+             threads=threads,
              meta=_stated_meta(path, record))
     results = p.predict(list(images), top_k=top_k)
     if as_json:
@@ -878,17 +916,17 @@ def _render_quant(r: Any) -> None:
     c, d = r.calibration, r.details
     click.echo(f"calibration: {c.count} images from {r.calibration_data} ({c.skipped} unreadable "
                f"skipped), method {r.method}")
-    click.echo(f"target {r.target}: activations {d['activation_type']}"
-               f"{' symmetric' if d['activation_symmetric'] else ''}, weights int8 "
-               f"{'per-channel' if d['per_channel'] else 'per-tensor'}"
-               f"{', 7-bit (reduce_range)' if d.get('reduce_range') else ''}")
-    if d.get("opset_upgraded"):
-        old, new = d["opset_upgraded"]
+    click.echo(f"target {r.target}: activations {d.activation_type}"
+               f"{' symmetric' if d.activation_symmetric else ''}, weights int8 "
+               f"{'per-channel' if d.per_channel else 'per-tensor'}"
+               f"{', 7-bit (reduce_range)' if d.reduce_range else ''}")
+    if d.opset_upgraded:
+        old, new = d.opset_upgraded
         click.echo(f"upgraded opset {old} → {new} first (int8 QDQ needs opset {new} or later)")
     if r.layers:
         rows = [[e.name, e.op_type, "float" if e.float else "int8",
                  "inf" if e.sqnr_db == float("inf") else f"{e.sqnr_db:.1f}"] for e in r.layers]
-        n = d.get("layer_report_images")
+        n = d.layer_report_images
         _echo_table("per-layer output SQNR vs fp32 (dB, higher is better"
                     + (f"; on {n} calibration images)" if n else ")"),
                     ["layer", "op", "kept", "SQNR"], rows)

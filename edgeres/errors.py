@@ -48,7 +48,21 @@ class QuantizationError(EdgeresError):
 
 
 class ConfigError(EdgeresError, ValueError):
-    """Raised when command options are invalid (unknown runtime label, bad batch list, ...)."""
+    """Raised when an option is invalid (unknown runtime label, bad batch list, opset, ...).
+
+    The one class for an invalid option in every module. Library messages name the parameter
+    (``max_drop must be ...``); the CLI rewrites parameter names into its flags.
+    """
+
+
+# For one release an invalid export or quantize option is also the error those modules raised
+# before (ExportError, QuantizationError), so `except ExportError` written then still catches it.
+class ExportConfigError(ConfigError, ExportError):
+    """An invalid export option (a ``ConfigError``; also an ``ExportError`` until 0.3)."""
+
+
+class QuantConfigError(ConfigError, QuantizationError):
+    """An invalid quantize option (a ``ConfigError``; also a ``QuantizationError`` until 0.3)."""
 
 
 def first_line(e: BaseException, limit: int = 200) -> str:

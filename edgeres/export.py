@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from edgeres._fs import atomic_write, check_output
 from edgeres._parity import Parity, check_graph, compare, random_inputs, reference_outputs
 from edgeres._resources import check_memory, estimate_batch_bytes
-from edgeres.errors import ExportError, first_line
+from edgeres.errors import ExportConfigError, ExportError, first_line
 from edgeres.meta import (
     InputSpec,
     ModelMeta,
@@ -42,7 +42,10 @@ from edgeres.meta import (
 )
 from edgeres.models.deploy import HalfPrecision, Uint8Input, eval_mode, fold_batchnorm
 
-__all__ = ["ExportConfig", "ExportReport", "export_onnx", "zoo_meta"]
+__all__ = ["ExportConfig", "ExportReport", "export_onnx", "seeded_model", "zoo_export",
+           "zoo_meta"]
+
+RANDOM_INIT_SEED = 0  # zoo models exported without weights (`export`, bench): reproducible
 
 # 13: per-axis QuantizeLinear, which int8 quantization needs; 21: newest that ORT 1.18+ runs.
 MIN_OPSET, MAX_OPSET = 13, 21
@@ -163,7 +166,7 @@ def _normalisation(
     if mean is None and std is None:
         return pre
     if mean is None or std is None:
-        msg = "give --mean and --std together (one value per channel each)"
+        msg = "give mean and std together (one value per channel each)"
         raise ExportConfigError(msg)
     mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
     values = (*mean, *std)
@@ -217,11 +220,11 @@ def zoo_meta(
     classes = info.num_classes if num_classes is None else num_classes
     if len(size) != 2:
         msg = (f"input size {'x'.join(map(str, size))} is invalid; give one side or HxW, "
-               "e.g. --input-size 224 or 32x128")
+               "e.g. input_size 224 or 32x128")
         raise ExportConfigError(msg)
     if min(size) < 1 or chans < 1 or classes < 0:
         msg = (f"input size {'x'.join(map(str, size))} with {chans} channel(s) and {classes} "
-               "classes is invalid; sizes must be positive, e.g. --input-size 224")
+               "classes is invalid; sizes must be positive, e.g. input_size 224")
         raise ExportConfigError(msg)
     labels = default_labels(info.family, classes) if labels is None else tuple(labels)
     if len(labels) != classes:
@@ -233,6 +236,63 @@ def zoo_meta(
         input=InputSpec(shape=("batch", chans, *size)), preprocess=pre,
         weights_sha256=weights_sha256,
     )
+
+
+def seeded_model(name: str, *, num_classes: int | None = None,
+                 seed: int = RANDOM_INIT_SEED) -> nn.Module:
+    """Zoo model ``name`` with a fixed-seed random init, leaving the caller's generator alone."""
+    from edgeres.models import create_model
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return create_model(name, num_classes=num_classes)
+
+
+def zoo_export(
+    name: str,
+    *,
+    weights: str | None = None,
+    num_classes: int | None = None,
+    labels: list[str] | tuple[str, ...] | None = None,
+    input_size: int | tuple[int, ...] | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+) -> tuple[nn.Module, ModelMeta]:
+    """The network and record to export for zoo model ``name``.
+
+    The class count comes from the checkpoint when ``weights`` is given (``num_classes`` is
+    then only checked against it), else from ``num_classes``, else from ``labels``, else the
+    registry. Without weights the network gets a fixed-seed random init and a warning.
+
+    Args:
+        name: registered model name.
+        weights: checkpoint path or registered weights name; None for a random init.
+        num_classes: expected classes.
+        labels: one label per class.
+        input_size, mean, std: as for ``zoo_meta``.
+
+    Returns:
+        ``(network, record)`` for ``export_onnx``.
+
+    Raises:
+        UnknownModelError, CheckpointError, ExportConfigError: as the steps they come from.
+    """
+    import logging
+
+    from edgeres.models.weights import load_weights
+
+    loaded = load_weights(name, weights, num_classes=num_classes) if weights else None
+    if loaded is not None:
+        num_classes = loaded.num_classes
+    elif num_classes is None and labels:  # no checkpoint: the labels say how many classes
+        num_classes = len(labels)
+    meta = zoo_meta(name, num_classes=num_classes, input_size=input_size, labels=labels,
+                    mean=mean, std=std, weights_sha256=loaded.sha256 if loaded else None)
+    if loaded is not None:
+        return loaded.model, meta
+    logging.getLogger(__name__).warning(
+        "no weights: %s gets a fixed-seed random init, so its accuracy is meaningless", name)
+    return seeded_model(name, num_classes=meta.num_classes), meta
 
 
 def _to_onnx(module: nn.Module, example: Tensor, out_name: str, config: ExportConfig) -> bytes:

@@ -13,13 +13,29 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
-import math
-import unicodedata
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
+from edgeres._record_check import (  # noqa: F401 - MAX_* re-exported (their home before 0.2)
+    _NEW_PREPROCESS_FIELDS,
+    MAX_CLASSES,
+    MAX_RECORD_CHARS,
+    MAX_SIDE,
+    MAX_STEPS,
+    MAX_TEXT,
+    _bad,
+    _check_fields,
+    _fields,
+    _floats,
+    _int,
+    _labels,
+    _pair,
+    _resize,
+    _shape,
+    _text,
+)
 from edgeres.errors import MetadataError
 
 SCHEMA_VERSION = 1
@@ -321,157 +337,6 @@ class ModelMeta:
         return self
 
 
-# Bounds on what a record may say: generous for any image classifier, small enough that a
-# hostile record cannot make edgeres allocate gigabytes (resize 100000 would need 30 GB).
-MAX_SIDE = 8192  # pixels, for resize and crop
-MAX_CLASSES = 1_000_000
-MAX_TEXT = 256  # characters in a name or label
-MAX_STEPS = 10_000  # provenance entries
-MAX_RECORD_CHARS = 64 << 20
-_NEW_PREPROCESS_FIELDS: dict[str, Any] = {"channel_order": "RGB", "pixel_scale": 1.0}
-
-
-def _bad(name: str, value: Any, want: str) -> None:
-    shown = repr(value)
-    shown = shown if len(shown) <= 60 else shown[:57] + "..."
-    msg = (f"the edgeres metadata record has {name} = {shown}, which must be {want}; "
-           "fix the record (`edgeres attach`) or re-export the model")
-    raise MetadataError(msg)
-
-
-def _fields(value: Any, cls: type) -> dict[str, Any]:
-    """A nested object of the record, with no keys ``cls`` does not have."""
-    name = "input" if cls is InputSpec else "preprocess"
-    if not isinstance(value, dict):
-        _bad(name, value, "an object")
-    unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
-    if unknown:
-        _bad(f"{name}.{unknown[0]}", value[unknown[0]], f"absent (no such field of {name})")
-    return dict(value)
-
-
-def _unprintable(text: str) -> bool:
-    """Control characters (newlines, terminal escape codes) and line/paragraph separators."""
-    return any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in text)
-
-
-def _text(value: Any, name: str, *, empty: bool = False) -> str:
-    if not isinstance(value, str) or len(value) > MAX_TEXT or (not value and not empty):
-        _bad(name, value, f"a non-empty string of at most {MAX_TEXT} characters")
-    if _unprintable(value):
-        _bad(name, value, "printable text (no newlines or control characters)")
-    return value
-
-
-def _int(value: Any, name: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        _bad(name, value, f"an integer from {low} to {high:,}")
-    return value
-
-
-def _labels(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list | tuple) or len(value) > MAX_CLASSES:
-        _bad("labels", value, f"a list of at most {MAX_CLASSES:,} strings")
-    return tuple(_text(x, f"labels[{i}]", empty=True) for i, x in enumerate(value))
-
-
-def _shape(value: Any) -> tuple[int | str, ...]:
-    if not isinstance(value, list | tuple) or len(value) != 4:
-        _bad("input.shape", value, "4 dimensions: (batch, C, H, W) or (batch, H, W, C)")
-    return tuple(value)
-
-
-def _pair(value: Any, name: str) -> tuple[int, int]:
-    if not isinstance(value, list | tuple) or len(value) != 2:
-        _bad(name, value, f"[height, width], each from 1 to {MAX_SIDE}")
-    return (_int(value[0], name, 1, MAX_SIDE), _int(value[1], name, 1, MAX_SIDE))
-
-
-def _resize(value: Any) -> int | tuple[int, int]:
-    if isinstance(value, list | tuple):
-        return _pair(value, "preprocess.resize")
-    return _int(value, "preprocess.resize", 1, MAX_SIDE)
-
-
-def _floats(value: Any, name: str) -> tuple[float, ...]:
-    if not isinstance(value, list | tuple) or not 1 <= len(value) <= 4 or not all(
-            isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-            for x in value):
-        _bad(name, value, "a list of 1 to 4 finite numbers, one per channel")
-    return tuple(float(x) for x in value)
-
-
-def _check_fields(meta: ModelMeta) -> None:
-    """The checks of ``ModelMeta.check``, on an already-built record."""
-    _text(meta.name, "name")
-    _text(meta.family, "family")
-    _int(meta.num_classes, "num_classes", 0, MAX_CLASSES)
-    _labels(meta.labels)
-    if len(meta.labels) not in (0, meta.num_classes):
-        _bad("labels", f"{len(meta.labels)} labels", f"{meta.num_classes} labels (num_classes)")
-    _choice(meta.precision, "precision", PRECISIONS)
-    if meta.weights_sha256 is not None:
-        _text(meta.weights_sha256, "weights_sha256")
-    _text(meta.edgeres_version, "edgeres_version", empty=True)
-    if meta.output is not None:
-        _choice(meta.output, "output", OUTPUT_KINDS)
-    _check_input(meta.input)
-    _check_preprocess(meta.preprocess, meta.input)
-
-
-def _choice(value: Any, name: str, allowed: tuple[Any, ...]) -> None:
-    if isinstance(value, bool) or not isinstance(value, str | int) or value not in allowed:
-        _bad(name, value, "one of " + ", ".join(map(str, allowed)))
-
-
-def _check_input(spec: InputSpec) -> None:
-    _text(spec.name, "input.name")
-    _choice(spec.layout, "input.layout", ("NCHW", "NHWC"))
-    _choice(spec.dtype, "input.dtype", ("float32", "float16", "uint8"))
-    if not isinstance(spec.normalized_in_graph, bool):
-        _bad("input.normalized_in_graph", spec.normalized_in_graph, "true or false")
-    shape = _shape(spec.shape)
-    batch = shape[0]
-    if not isinstance(batch, str):
-        _int(batch, "input.shape[0]", 1, 1 << 16)
-    sample = shape[1:] if spec.layout == "NCHW" else (shape[3], shape[1], shape[2])
-    _choice(sample[0], "the input's channel count", (1, 3))
-    for side in sample[1:]:
-        _int(side, "input.shape (height, width)", 1, MAX_SIDE)
-
-
-def _check_preprocess(pre: PreprocessSpec, spec: InputSpec) -> None:
-    resize = pre.resize if isinstance(pre.resize, tuple) else None
-    if resize is None:
-        _int(pre.resize, "preprocess.resize", 1, MAX_SIDE)
-    else:
-        _pair(resize, "preprocess.resize")
-    crop = _pair(pre.crop, "preprocess.crop")
-    size = spec.shape[2:4] if spec.layout == "NCHW" else spec.shape[1:3]
-    if crop != tuple(size):
-        _bad("preprocess.crop", list(crop), f"the input shape's height and width {list(size)}")
-    _choice(pre.interpolation, "preprocess.interpolation", INTERPOLATIONS)
-    _choice(pre.color, "preprocess.color", ("RGB", "L"))
-    _choice(pre.channel_order, "preprocess.channel_order", CHANNEL_ORDERS)
-    scale = pre.pixel_scale
-    if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale <= 65535:
-        _bad("preprocess.pixel_scale", scale, "a number above 0, up to 65535 (1 or 255)")
-    channels = spec.channels
-    if (pre.color == "L") != (channels == 1):
-        _bad("preprocess.color", pre.color, f"{'L' if channels == 1 else 'RGB'} for a "
-             f"{channels}-channel input")
-    mean = _floats(pre.mean, "preprocess.mean")
-    std = _floats(pre.std, "preprocess.std")
-    if len(mean) != channels or len(std) != channels:
-        _bad("preprocess.mean/std", f"{len(mean)}/{len(std)} values",
-             f"{channels} values each, one per input channel")
-    if any(abs(m) > 1e6 for m in mean):
-        _bad("preprocess.mean", list(mean), "at most 1e6 in size")
-    # std 0 divides by zero (NaN predictions); below this the float32 scale overflows.
-    if any(not 1e-6 * scale <= s <= 1e6 for s in std):
-        _bad("preprocess.std", list(std), f"from {1e-6 * scale:g} to 1e6 (std > 0)")
-
-
 def default_preprocess(
     family: str, input_size: tuple[int, int], in_chans: int = 3
 ) -> PreprocessSpec:
@@ -482,6 +347,8 @@ def default_preprocess(
     backbone resizes to its exact input.
     """
     h, w = input_size
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
     mean, std = (CIFAR10_MEAN, CIFAR10_STD) if family in ("cifar", "tiny") else (
         IMAGENET_MEAN, IMAGENET_STD)
     if in_chans == 1:
@@ -575,6 +442,6 @@ def custom_meta(
     )
 
 
-def _fixed(dim: int | str | None) -> bool:
+def _fixed(dim: int | str | None) -> TypeGuard[int]:
     """Whether a graph dimension is a fixed size (ONNX Runtime gives str/None for free ones)."""
     return isinstance(dim, int) and dim > 0

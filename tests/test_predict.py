@@ -138,3 +138,18 @@ def test_help_has_an_example() -> None:
     """`edgeres predict --help` documents the command with an example."""
     result = CliRunner().invoke(cli, ["predict", "--help"])
     assert result.exit_code == 0 and "edgeres predict cifar10" in result.output
+
+
+def test_mode_is_the_new_name_of_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--mode fast reaches runtime.load as precision="fast"; the old --precision still works."""
+    calls: list[dict] = []
+    real = runtime.load
+
+    def spy(path: Path, **kwargs: object) -> runtime.Predictor:
+        calls.append(kwargs)
+        return real(path, backend="ort")
+
+    monkeypatch.setattr(runtime, "load", spy)
+    assert _invoke("cifar10", str(IMAGES[0]), "--mode", "fast").exit_code == 0
+    assert _invoke("cifar10", str(IMAGES[0])).exit_code == 0
+    assert [c["precision"] for c in calls] == ["fast", "model"]

@@ -24,27 +24,25 @@ from edgeres.bench._runners import default_runtimes
 from edgeres.bench.config import (
     RUNTIMES,
     BenchConfig,
+    RuntimeLabel,
     parse_batches,
     parse_precisions,
     parse_runtimes,
 )
 from edgeres.bench.env import Environment, default_threads, describe_machine
-from edgeres.bench.results import Accuracy, BenchRow, BenchRun, MemoryUsage, Note
+from edgeres.bench.results import Accuracy, BenchRow, BenchRun, MemoryUsage, Note, RowAccuracy
 from edgeres.bench.stats import LatencyStats
 from edgeres.bench.timing import Timings, measure
 
 __all__ = ["RUNTIMES", "Accuracy", "BenchConfig", "BenchRow", "BenchRun", "Environment",
-           "LatencyStats", "MemoryUsage", "Note", "Timings", "measure", "parse_batches",
-           "parse_precisions", "parse_runtimes", "run_bench"]
+           "LatencyStats", "MemoryUsage", "Note", "RowAccuracy", "RuntimeLabel", "Timings",
+           "measure", "parse_batches", "parse_precisions", "parse_runtimes", "run_bench"]
 
 
 
 def _settings(config: BenchConfig, runtimes: tuple[str, ...], threads: int) -> dict[str, Any]:
-    d = dataclasses.asdict(config)
-    d.update(runtimes=list(runtimes), threads=threads, duration=config.timed_duration,
-             batches=list(config.batches), cache=str(config.cache_root),
-             precisions=None if config.precisions is None else list(config.precisions))
-    return d
+    """``config.settings(runtimes, threads)``, the name ``edgeres.cluster`` used before."""
+    return config.settings(runtimes, threads)
 
 
 def run_bench(models: Sequence[str], config: BenchConfig | None = None, *,
@@ -107,7 +105,7 @@ def run_bench(models: Sequence[str], config: BenchConfig | None = None, *,
              _dedupe([n for b in benches for n in b.notes])
              + slower_int8_notes(env, rows, metas) + noise_notes(env, rows))
     return BenchRun(rows=tuple(rows), environment=env,
-                    settings=_settings(config, runtimes, threads), notes=tuple(notes),
+                    settings=config.settings(runtimes, threads), notes=tuple(notes),
                     interrupted=interrupted, created=created)
 
 

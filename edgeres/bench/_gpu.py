@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeres.bench.config import RuntimeLabel
+
 # torch-cuda casts weights *and* inputs with ``.to(dtype)`` (``.half()`` for fp16), so every
 # layer runs in that dtype; autocast would keep BatchNorm and the classifier in fp32 and mix.
 TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -48,7 +50,8 @@ def variants(precision: str, runtime: str, *, openvino_default_row: bool, torch_
     modes = ["model"]
     if not available:
         return modes
-    if runtime.startswith("openvino") and precision == "fp32" and openvino_default_row:
+    if RuntimeLabel.parse(runtime).backend == "openvino" and precision == "fp32" \
+            and openvino_default_row:
         modes.append("fast")
     if runtime == "ort-tensorrt" and precision == "fp32":
         modes.append("fast")  # trt_fp16_enable on the fp32 file: TensorRT's usual fp16 path
@@ -66,7 +69,7 @@ def row_variant(runtime: str, mode: str) -> dict[str, Any]:
     timed call excludes host-device copies, "host" when it includes them (every OpenVINO GPU
     call, and ONNX Runtime's ``host-io`` rows).
     """
-    device = runtime.split("-", 1)[1]
+    device = RuntimeLabel.parse(runtime).device
     if device == "cpu":
         io = None
     elif mode == HOST_IO or runtime == "openvino-gpu":

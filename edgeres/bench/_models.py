@@ -215,7 +215,7 @@ def export_zoo(src: ModelSource, *, fp16: bool) -> Path:
     """Export the zoo model (seeded random weights) to the cache, once; return the file."""
     import torch
 
-    from edgeres.export import ExportConfig, export_onnx
+    from edgeres.export import ExportConfig, export_onnx, seeded_model
     from edgeres.models import create_model
 
     workdir: Path = src.workdir  # type: ignore[assignment]
@@ -228,9 +228,7 @@ def export_zoo(src: ModelSource, *, fp16: bool) -> Path:
         model = create_model(src.arg)
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     else:
-        with torch.random.fork_rng():  # seeded without disturbing the caller's generator
-            torch.manual_seed(_ZOO_SEED)
-            model = create_model(src.arg)
+        model = seeded_model(src.arg, seed=_ZOO_SEED)  # the caller's generator untouched
         with atomic_write(weights) as tmp:
             torch.save(model.state_dict(), tmp)
         _seal(weights)

@@ -14,15 +14,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from edgeres._hw import has_vnni, is_arm, is_x86
+from edgeres.bench.config import RuntimeLabel
 from edgeres.bench.env import Environment
 from edgeres.bench.results import BenchRow, Note
 from edgeres.golden import target_risk
-
-
-def _quant(meta: Any) -> dict[str, Any]:
-    extra = getattr(meta, "extra", None) or {}
-    q = extra.get("quantization")
-    return q if isinstance(q, dict) else {}
+from edgeres.quantize._report import QuantDetails, quant_target
 
 
 def _has_vnni(env: Environment) -> bool:
@@ -35,7 +31,7 @@ def hardware_outlook(env: Environment, runtime: str) -> tuple[bool | None, str]:
     Returns:
         ``(expected, text)``: True/False, or None when it depends on hardware not visible here.
     """
-    device = runtime.split("-", 1)[1]
+    device = RuntimeLabel.parse(runtime).device
     machine = env.machine.lower()
     isa = set(env.isa)
     if device == "cuda":
@@ -65,11 +61,11 @@ def hardware_outlook(env: Environment, runtime: str) -> tuple[bool | None, str]:
 
 def target_mismatch(env: Environment, runtime: str, meta: Any) -> str | None:
     """A sentence when the model was quantized for a target other than this runtime, else None."""
-    target = _quant(meta).get("target")
-    if not isinstance(target, str) or not target:
+    target = quant_target(meta)
+    if target is None:
         return None
     target = target.lower()
-    device = runtime.split("-", 1)[1]
+    device = RuntimeLabel.parse(runtime).device
     if device == "tensorrt":
         if target != "tensorrt":
             return f"quantized for target {target!r}, not 'tensorrt', but running on TensorRT"
@@ -95,7 +91,7 @@ def outlook_notes(env: Environment, model: str, runtimes: Iterable[str], meta: A
     """
     notes = []
     for runtime in runtimes:
-        if runtime.startswith("torch"):
+        if RuntimeLabel.parse(runtime).backend == "torch":
             continue
         _, text = hardware_outlook(env, runtime)
         notes.append(Note("int8-outlook", text, model=model, runtime=runtime))
@@ -106,16 +102,16 @@ def outlook_notes(env: Environment, model: str, runtimes: Iterable[str], meta: A
 
 
 def _causes(env: Environment, row: BenchRow, fp32: BenchRow, meta: Any) -> tuple[str, ...]:
-    q = _quant(meta)
+    q = QuantDetails.from_record(meta)
     causes = []
     expected, text = hardware_outlook(env, row.runtime)
     if expected is False or row.runtime in ("ort-tensorrt", "openvino-gpu"):
         causes.append(text)
-    activations = str(q.get("activation_type", q.get("activations", ""))).lower()
+    activations = q.activation_type.lower() if q is not None else ""
     x86 = is_x86(env.machine)
-    if x86 and row.runtime == "ort-cpu" and activations in ("int8", "s8", "qint8"):
+    if x86 and row.runtime == "ort-cpu" and activations == "int8":
         causes.append("S8 activations on x86: ONNX Runtime's fast int8 kernels are U8 x S8")
-    if any(q.get(k) is False for k in ("pre_processed", "preprocessed")):
+    if q is not None and q.pre_processed is False:
         causes.append("quant_pre_process (shape inference and graph optimisation) was not run "
                       "before quantizing")
     mismatch = target_mismatch(env, row.runtime, meta)

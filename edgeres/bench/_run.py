@@ -23,9 +23,9 @@ from edgeres.bench._memory import MemoryProbe, ProbeJob
 from edgeres.bench._models import ModelSource, Unavailable
 from edgeres.bench._notes import outlook_notes
 from edgeres.bench._runners import Target, load_target, unavailable_reason
-from edgeres.bench.config import GPU_RUNTIMES, RUNTIMES, BenchConfig
+from edgeres.bench.config import GPU_RUNTIMES, RUNTIMES, BenchConfig, RuntimeLabel
 from edgeres.bench.env import Environment
-from edgeres.bench.results import Accuracy, BenchRow, Note
+from edgeres.bench.results import BenchRow, Note, RowAccuracy
 from edgeres.bench.stats import LatencyStats
 from edgeres.bench.timing import Timings, measure
 from edgeres.errors import EdgeresError, first_line
@@ -164,7 +164,7 @@ class ModelBench:
                                    "memory; device memory is not in it)", model=self.src.arg))
         for key in track(keys, total=len(keys), description=f"{self.src.arg}: memory"):
             target = self.targets[key[:3]]
-            backend, device = key[1].split("-", 1)
+            backend, device = RuntimeLabel.parse(key[1])
             job = ProbeJob(
                 backend=backend, device=device, file=str(target.file), mode=key[2],
                 threads=self.threads, batch=key[3], warmup=min(self.config.warmup, 5),
@@ -212,13 +212,13 @@ class ModelBench:
         self.reference = ref
         for combo, report in reports.items():
             agreement = None if ref is None else report.agreement(reports[ref])
-            acc = Accuracy(
+            acc = RowAccuracy(
                 top1=report.top1, top5=report.top5, agreement=agreement, count=report.count,
                 reference=None if ref is None else f"{ref[0]}/{ref[1]}",
                 **_paired(report, None if ref is None or ref == combo else reports[ref]))
             self._set_accuracy(combo, acc)
 
-    def _set_accuracy(self, combo: tuple[str, str, str], acc: Accuracy) -> None:
+    def _set_accuracy(self, combo: tuple[str, str, str], acc: RowAccuracy) -> None:
         for batch in self.config.batches:
             if (*combo, batch) in self.measured:
                 self._update((*combo, batch), accuracy=acc)

@@ -26,7 +26,7 @@ from edgeres import names
 from edgeres._hw import ORT_PROVIDERS, ov_has_device
 from edgeres.bench import _gpu
 from edgeres.bench._models import ModelSource, Unavailable, model_file, weights_file
-from edgeres.bench.config import CPU_RUNTIMES
+from edgeres.bench.config import CPU_RUNTIMES, RuntimeLabel
 from edgeres.errors import BackendNotAvailable, EdgeresError, first_line
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ _TORCH_PARITY_RTOL = 1e-3
 @functools.cache
 def unavailable_reason(label: str) -> str | None:
     """Why runtime ``label`` cannot run on this machine, or None when it can."""
-    backend, device = label.split("-", 1)
+    backend, device = RuntimeLabel.parse(label)
     if backend == "torch":
         if importlib.util.find_spec("torch") is None:
             return "torch is not installed; pip install 'edgeres[torch]'"
@@ -111,13 +111,13 @@ def load_target(src: ModelSource, precision: str, runtime: str, mode: str, *, th
     reason = unavailable_reason(runtime)
     if reason:
         raise Unavailable(reason)
-    if runtime.startswith("torch"):
+    if RuntimeLabel.parse(runtime).backend == "torch":
         return _load_torch(src, precision, runtime, mode, threads, calib)
     if precision == "bf16":
         msg = ("bf16 is requested of torch-cuda only; ONNX runtimes run bf16 only as their own "
                "choice (OpenVINO's default row on bf16 CPUs)")
         raise Unavailable(msg)
-    backend, device = runtime.split("-", 1)
+    backend, device = RuntimeLabel.parse(runtime)
     if backend == "ort" and src.kind == "ir":
         msg = "ONNX Runtime cannot run an OpenVINO IR (.xml); pass the .onnx file"
         raise Unavailable(msg)
@@ -301,7 +301,7 @@ def _trt_int8_file(src: ModelSource, calib: str) -> Path:
 def _load_ort_gpu(src: ModelSource, precision: str, runtime: str, mode: str, threads: int,
                   calib: str) -> Target:
     """ONNX Runtime on CUDA or TensorRT, timed through I/O binding (or with copies: host-io)."""
-    device = runtime.split("-", 1)[1]
+    device = RuntimeLabel.parse(runtime).device
     trt = device == "tensorrt"
     path = _trt_int8_file(src, calib) if trt and precision == "int8" else \
         model_file(src, precision, calib=calib)

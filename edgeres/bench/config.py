@@ -8,15 +8,55 @@ typed tuples with one-line errors. Stdlib only.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal, NamedTuple, cast
 
 from edgeres.errors import ConfigError
 
-__all__ = ["BENCH_PRECISIONS", "RUNTIMES", "BenchConfig", "cache_dir", "parse_batches",
-           "parse_precisions", "parse_runtimes"]
+__all__ = ["BENCH_PRECISIONS", "RUNTIMES", "BackendName", "BenchConfig", "DeviceName",
+           "Precision", "RuntimeLabel", "cache_dir", "parse_batches", "parse_precisions",
+           "parse_runtimes"]
+
+# The shared vocabulary (CONTRIBUTING, "Vocabulary").
+BackendName = Literal["ort", "openvino", "torch"]
+DeviceName = Literal["cpu", "cuda", "tensorrt", "gpu"]
+Precision = Literal["fp32", "fp16", "bf16", "int8"]
+BACKENDS: tuple[str, ...] = ("ort", "openvino", "torch")
+DEVICES: tuple[str, ...] = ("cpu", "cuda", "tensorrt", "gpu")
+
+
+class RuntimeLabel(NamedTuple):
+    """A runtime label, ``{backend}-{device}``: built with ``parse``, written with ``str``.
+
+    The one place a label is split; ``RuntimeLabel.parse("ort-cpu").device == "cpu"`` and
+    ``str(RuntimeLabel("ort", "cpu")) == "ort-cpu"``.
+    """
+
+    backend: BackendName
+    device: DeviceName
+
+    @classmethod
+    def parse(cls, label: str | RuntimeLabel) -> RuntimeLabel:
+        """``"openvino-gpu"`` → ``RuntimeLabel("openvino", "gpu")``.
+
+        Raises:
+            ConfigError: when ``label`` is not ``{backend}-{device}`` of known names.
+        """
+        if isinstance(label, RuntimeLabel):
+            return label
+        backend, _, device = str(label).partition("-")
+        if backend not in BACKENDS or device not in DEVICES:
+            msg = f"unknown runtime {label!r}; labels are backend-device, e.g. ort-cpu"
+            raise ConfigError(msg)
+        return cls(cast(BackendName, backend), cast(DeviceName, device))
+
+    def __str__(self) -> str:
+        return f"{self.backend}-{self.device}"
+
 
 # Every runtime label bench knows, in report order; `{backend}-{device}` (shared vocabulary).
 RUNTIMES: tuple[str, ...] = ("torch-cpu", "torch-cuda", "ort-cpu", "ort-cuda", "ort-tensorrt",
@@ -173,6 +213,15 @@ class BenchConfig:
         if self.iterations is not None:
             return None
         return self.duration if self.duration is not None else DEFAULT_DURATION
+
+    def settings(self, runtimes: tuple[str, ...], threads: int) -> dict[str, Any]:
+        """The settings of a run as ``BenchRun.settings`` and the JSON's ``settings`` hold them:
+        these fields as plain values, with the runtimes and threads in effect resolved."""
+        d = dataclasses.asdict(self)
+        d.update(runtimes=list(runtimes), threads=threads, duration=self.timed_duration,
+                 batches=list(self.batches), cache=str(self.cache_root),
+                 precisions=None if self.precisions is None else list(self.precisions))
+        return d
 
     @property
     def cache_root(self) -> Path:

@@ -18,6 +18,7 @@ from typing import Any
 
 from edgeres._fs import atomic_write, json_safe
 from edgeres._fs import check_outputs as _check_outputs
+from edgeres.bench.config import RuntimeLabel
 from edgeres.bench.results import BenchRow, BenchRun, Note
 from edgeres.errors import ConfigError, missing_extra
 
@@ -154,7 +155,7 @@ def _top1(v: float | None) -> str:
 def short_model(r: BenchRow) -> str:
     """A row's model as a reader names it: a file's name without its folder and suffix; for
     torch rows the checkpoint they run (``resnet18 weights.pt``), not the .onnx."""
-    if r.runtime.startswith("torch") and r.model_file:
+    if RuntimeLabel.parse(r.runtime).backend == "torch" and r.model_file:
         zoo = r.details.get("zoo_name")
         ckpt = Path(r.model_file).name
         return f"{zoo} {ckpt}" if zoo else ckpt
@@ -282,7 +283,8 @@ def table(run: BenchRun, *, wide: bool = False) -> Any:
         t = _compact_table(f"{title}: {short_model_name(model)}")
         for i, r in shown:
             t.add_row(*_compact_cells(r, i in best), style=_style(r))
-        ckpts = sorted({short_model(r) for _, r in shown if r.runtime.startswith("torch")})
+        ckpts = sorted({short_model(r) for _, r in shown
+                        if RuntimeLabel.parse(r.runtime).backend == "torch"})
         if ckpts:
             t.caption = f"torch rows run {', '.join(ckpts)}"
         tables.append(t)

@@ -13,15 +13,23 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from edgeres.bench.config import RuntimeLabel
 from edgeres.bench.env import Environment
 from edgeres.bench.stats import LatencyStats
 from edgeres.intervals import PairedDrop
 
-__all__ = ["SCHEMA_VERSION", "Accuracy", "BenchRow", "BenchRun", "MemoryUsage", "Note"]
+__all__ = ["SCHEMA_VERSION", "Accuracy", "BenchRow", "BenchRun", "MemoryUsage", "Note",
+           "NoteKind", "RowAccuracy"]
 
 SCHEMA_VERSION = 1
 MODE_LABELS = {"fast": "default", "compile": "compile"}  # precision_mode → label suffix
 Status = Literal["ok", "skipped", "failed"]
+# What a note is about: int8 expectations before measuring (outlook, target), an int8 row no
+# faster than fp32, accuracy data that could not be used, the machine's load or noisy rounds,
+# capped threads, memory not measured, a cluster node's facts.
+NoteKind = Literal["int8-outlook", "int8-target", "int8-slower", "accuracy", "load", "noisy",
+                   "threads", "memory", "cluster"]
+NOTE_KINDS: tuple[str, ...] = NoteKind.__args__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -45,8 +53,11 @@ class MemoryUsage:
 
 
 @dataclass(frozen=True)
-class Accuracy:
+class RowAccuracy:
     """Accuracy of one row on labelled images.
+
+    Not ``quantize.QuantAccuracy`` (fp32 and int8 paired on one data set): this is one runtime
+    row's top-1/top-5 and its agreement with the reference row. ``Accuracy`` is its old name.
 
     Attributes:
         top1, top5: percent; None when the model's classes are not the data's (a 1000-class
@@ -70,6 +81,9 @@ class Accuracy:
     drop: PairedDrop | None = None
 
 
+Accuracy = RowAccuracy  # the name before 0.2; kept for one release
+
+
 @dataclass(frozen=True)
 class Note:
     """An observation the reader should not miss (int8 expectations, slow int8, skipped data).
@@ -77,7 +91,7 @@ class Note:
     ``text`` carries no numbers; ``report.py`` adds the measured ones for ``int8-slower``.
     """
 
-    kind: str  # "int8-outlook", "int8-target", "int8-slower", "accuracy", "torch", "memory"
+    kind: NoteKind
     text: str
     model: str | None = None
     runtime: str | None = None
@@ -132,7 +146,7 @@ class BenchRow:
     latency: LatencyStats | None = None
     size_bytes: int | None = None
     memory: MemoryUsage | None = None
-    accuracy: Accuracy | None = None
+    accuracy: RowAccuracy | None = None
     details: dict[str, Any] = field(default_factory=dict)
     io: str | None = None
     first_call_ms: float | None = None
@@ -145,7 +159,7 @@ class BenchRow:
         extra = [] if self.precision_mode == "model" else [
             "fp16 flag" if self.runtime == "ort-tensorrt" and self.precision_mode == "fast"
             else MODE_LABELS.get(self.precision_mode, self.precision_mode)]
-        if self.io == "host" and not self.runtime.startswith("openvino"):
+        if self.io == "host" and RuntimeLabel.parse(self.runtime).backend != "openvino":
             extra.append("host io")
         where = f"@{self.node}" if self.node else ""  # a --cluster row: the device it ran on
         return f"{self.runtime}{where} ({', '.join(extra)})" if extra else self.runtime + where
@@ -173,7 +187,7 @@ class BenchRow:
             acc = dict(d["accuracy"])
             if acc.get("drop") is not None:
                 acc["drop"] = PairedDrop(**acc["drop"])
-            d["accuracy"] = Accuracy(**acc)
+            d["accuracy"] = RowAccuracy(**acc)
         return cls(**d)
 
 

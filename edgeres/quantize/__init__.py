@@ -17,15 +17,22 @@ import math
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from edgeres._fs import atomic_files, check_outputs, sha256_file
 from edgeres.calibration import CalibrationSet
 from edgeres.data import DataSource, open_data
-from edgeres.errors import ModelFileError, QuantizationError
+from edgeres.errors import ModelFileError, QuantConfigError, QuantizationError
 from edgeres.evaluate import evaluate
 from edgeres.meta import ModelMeta
-from edgeres.quantize._report import Accuracy, QuantReport, report_path_for, write_report
+from edgeres.quantize._protocol import QUANT_BACKENDS, QuantBackend, Quantizer
+from edgeres.quantize._report import (
+    QuantAccuracy,
+    QuantDetails,
+    QuantReport,
+    report_path_for,
+    write_report,
+)
 from edgeres.quantize.config import (
     AUTO_BATCH,
     AUTO_BATCH_BYTES,
@@ -45,7 +52,8 @@ from edgeres.quantize.sensitivity import (
     reference_outputs,
 )
 
-__all__ = ["QuantConfig", "QuantReport", "quantize"]
+__all__ = ["QuantAccuracy", "QuantBackend", "QuantConfig", "QuantDetails", "QuantReport",
+           "Quantizer", "quantize"]
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +68,7 @@ def quantize(
     dst: Path,
     calibration: CalibrationSet,
     *,
-    backend: Literal["ort", "openvino"] = "ort",
+    backend: QuantBackend = "ort",
     config: QuantConfig | None = None,
 ) -> QuantReport:
     """Quantize ONNX model ``src`` to int8 at ``dst``, calibrated on ``calibration``.
@@ -104,7 +112,7 @@ def quantize(
     return report
 
 
-def _publish(q: Any, chosen: Path, report: QuantReport) -> None:
+def _publish(q: Quantizer, chosen: Path, report: QuantReport) -> None:
     """Write the model (an IR's .xml and .bin) and its report together or not at all."""
     assert report.meta is not None and report.report_path is not None  # set by _run
     dst = report.dst
@@ -119,7 +127,7 @@ def _companions(dst: Path) -> list[Path]:
     return [dst.with_suffix(".bin")] if dst.suffix.lower() == ".xml" else []
 
 
-def _run(q: Any, src: Path, dst: Path, spec: TargetSpec, config: QuantConfig,
+def _run(q: Quantizer, src: Path, dst: Path, spec: TargetSpec, config: QuantConfig,
          val: DataSource | None, test: DataSource | None) -> tuple[QuantReport, Path]:
     """Check fp32, calibrate, fit the budget, evaluate, report; return the report and model."""
     meta = q.meta
@@ -137,7 +145,7 @@ def _run(q: Any, src: Path, dst: Path, spec: TargetSpec, config: QuantConfig,
     if test is not None:
         name = str(config.eval)
         _top1(q.load(chosen), test, meta, "int8 on eval data", correct, (name, "int8"))
-        evaluation = Accuracy.from_correct(name, correct[name, "fp32"], correct[name, "int8"])
+        evaluation = QuantAccuracy.from_correct(name, correct[name, "fp32"], correct[name, "int8"])
     # One sample per run: two models' layer outputs of a batch stay small (ResNet-50: 50 MB).
     batches = list(q.calibration.select(None, batch_size=1).first(config.layer_report_samples))
     layers = tuple(layer_errors(q, chosen, batches, floats))
@@ -146,7 +154,8 @@ def _run(q: Any, src: Path, dst: Path, spec: TargetSpec, config: QuantConfig,
     report = QuantReport(
         src=src, dst=dst, report_path=report_path_for(dst), backend=q.backend,
         target=spec.name, method=method,
-        details={**q.details(), "target_why": spec.why, "layer_report_images": report_images},
+        details=dataclasses.replace(q.details(), target_why=spec.why,
+                                    layer_report_images=report_images),
         calibration=q.calibration.stats, calibration_data=q.calibration.source.name,
         float_layers=floats, validation=validation, evaluation=evaluation,
         max_drop=config.max_drop, fallback=fallback, layers=layers,
@@ -162,9 +171,9 @@ def _auto_batch(meta: ModelMeta) -> int:
 
 
 def _check_paths(src: Path, dst: Path, backend: str) -> None:
-    if backend not in ("ort", "openvino"):
+    if backend not in QUANT_BACKENDS:
         msg = f"unknown quantization backend {backend!r}; use ort or openvino"
-        raise QuantizationError(msg)
+        raise QuantConfigError(msg)
     if not src.is_file():
         msg = f"model file {src} does not exist; pass an .onnx file"
         raise ModelFileError(msg)
@@ -202,7 +211,7 @@ def _check_float(src: Path, meta: ModelMeta) -> None:
 
 
 def _backend(backend: str, src: Path, calib: CalibrationSet, spec: TargetSpec,
-             config: QuantConfig, workdir: Path) -> Any:
+             config: QuantConfig, workdir: Path) -> Quantizer:
     per_channel = spec.per_channel if config.per_channel is None else config.per_channel
     if backend == "ort":
         from edgeres.quantize._ort import OrtQuantizer
@@ -239,10 +248,10 @@ def _guard(fp32: Any, data: DataSource, meta: ModelMeta, name: str,
     return top1
 
 
-def _accuracy_aware(q: Any, val: DataSource | None, config: QuantConfig, meta: ModelMeta,
+def _accuracy_aware(q: Quantizer, val: DataSource | None, config: QuantConfig, meta: ModelMeta,
                     fp32_top1: dict[str, float], base: tuple[str, ...],
                     correct: dict[tuple[str, str], Any],
-                    ) -> tuple[Accuracy | None, Fallback | None, tuple[str, ...]]:
+                    ) -> tuple[QuantAccuracy | None, Fallback | None, tuple[str, ...]]:
     """Measure int8 on the validation data; with a budget, return layers to float until it fits."""
     if val is None:
         return None, None, base
@@ -252,10 +261,10 @@ def _accuracy_aware(q: Any, val: DataSource | None, config: QuantConfig, meta: M
     def measure(path: Path) -> float:
         return _top1(q.load(path), val, meta, "int8 on val data", correct, (name, str(path)))
 
-    def accuracy(path: Path) -> Accuracy:
+    def accuracy(path: Path) -> QuantAccuracy:
         if (name, str(path)) not in correct:  # a backend that did not cache the build
             measure(path)
-        return Accuracy.from_correct(name, correct[name, "fp32"], correct[name, str(path)])
+        return QuantAccuracy.from_correct(name, correct[name, "fp32"], correct[name, str(path)])
 
     first_top1 = measure(q.build(base))
     first = Attempt(base, first_top1, fp32 - first_top1)
@@ -272,7 +281,7 @@ def _accuracy_aware(q: Any, val: DataSource | None, config: QuantConfig, meta: M
     return accuracy(q.build(floats)), fallback, floats
 
 
-def _with_costs(q: Any, base: tuple[str, ...], floats: tuple[str, ...], met: bool,
+def _with_costs(q: Quantizer, base: tuple[str, ...], floats: tuple[str, ...], met: bool,
                 attempts: list[Attempt], ranking: list[tuple[str, float]],
                 sample: Any) -> Fallback:
     """Latency of the all-int8 model, the chosen one, and each chosen float layer alone."""
@@ -302,8 +311,7 @@ def _record(meta: ModelMeta, src: Path, report: QuantReport) -> ModelMeta:
     stats = report.calibration
     info: dict[str, Any] = {
         "backend": report.backend, "target": report.target, "method": report.method,
-        **{k: v for k, v in report.details.items()
-           if k not in ("target_why", "layer_report_images")},
+        **report.details.to_dict(record=True),
         "samples": stats.count, "skipped": stats.skipped,
         "calibration_data": report.calibration_data, "calibration_sha256": stats.sha256,
         "float_layers": list(report.float_layers),

@@ -23,6 +23,7 @@ from edgeres.calibration import CalibrationSet, nncf_dataset
 from edgeres.errors import ModelFileError, QuantizationError, first_line, missing_extra
 from edgeres.meta import METADATA_KEY, ModelMeta
 from edgeres.quantize._ranges import quiet
+from edgeres.quantize._report import QuantDetails
 from edgeres.quantize.config import TargetSpec
 
 log = logging.getLogger(__name__)
@@ -178,19 +179,14 @@ class NncfQuantizer:
 
         return run
 
-    def details(self) -> dict[str, Any]:
+    def details(self) -> QuantDetails:
         """Types and options of the written models, for the report and the record."""
-        symmetric = self.preset == "performance"
-        return {
-            "format": "OpenVINO IR (FakeQuantize)",
-            "activation_type": "uint8/int8 (by sign)",
-            "activation_symmetric": symmetric,
-            "weight_type": "int8",
-            "weight_symmetric": True,
-            "per_channel": self.per_channel,
-            "preset": self.preset,
-            "target_device": "CPU",
-        }
+        return QuantDetails(
+            format="OpenVINO IR (FakeQuantize)", activation_type="uint8/int8 (by sign)",
+            activation_symmetric=self.preset == "performance", weight_type="int8",
+            weight_symmetric=True, per_channel=self.per_channel, preset=self.preset,
+            target_device="CPU",
+        )
 
     def save(self, path: Path, dst: Path, meta: ModelMeta) -> None:
         """Write candidate ``path`` to ``dst`` (and its .bin) with ``meta`` in rt_info."""

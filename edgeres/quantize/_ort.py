@@ -23,6 +23,7 @@ from edgeres.calibration import CalibrationSet
 from edgeres.errors import BackendNotAvailable, ModelFileError, QuantizationError, first_line
 from edgeres.meta import ModelMeta, write_onnx_meta
 from edgeres.quantize._ranges import Ranges, collect_ranges, quiet
+from edgeres.quantize._report import QuantDetails
 from edgeres.quantize.config import TargetSpec
 
 log = logging.getLogger(__name__)
@@ -204,19 +205,15 @@ class OrtQuantizer:
                 pairs[node.name] = (ref, got)
         return pairs
 
-    def details(self) -> dict[str, Any]:
+    def details(self) -> QuantDetails:
         """Types and options of the written models, for the report and the record."""
-        return {
-            "format": "QDQ",
-            "activation_type": self.spec.activation_type,
-            "activation_symmetric": self.spec.activation_symmetric,
-            "weight_type": "int8",
-            "weight_symmetric": True,
-            "reduce_range": self.spec.reduce_range,
-            "per_channel": self.per_channel,
-            "pre_processed": True,
-            **({"opset_upgraded": list(self.upgraded)} if self.upgraded else {}),
-        }
+        return QuantDetails(
+            format="QDQ", activation_type=self.spec.activation_type,
+            activation_symmetric=self.spec.activation_symmetric, weight_type="int8",
+            weight_symmetric=True, reduce_range=self.spec.reduce_range,
+            per_channel=self.per_channel, pre_processed=True,
+            opset_upgraded=tuple(self.upgraded) if self.upgraded else None,  # type: ignore[arg-type]
+        )
 
     def save(self, path: Path, dst: Path, meta: ModelMeta) -> None:
         """Write candidate ``path`` to ``dst`` with ``meta``, atomically."""

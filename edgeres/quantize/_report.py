@@ -10,7 +10,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from edgeres._fs import json_safe
 from edgeres.calibration import CalibrationStats
@@ -22,8 +22,99 @@ REPORT_SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
-class Accuracy:
+class QuantDetails:
+    """Types and options of an int8 model: what a quantizer backend wrote, read by the CLI,
+    the report and bench's notes (``_notes.py``) by field, never by string key.
+
+    In JSON (the report, and ``extra["quantization"]`` of the model's record) the fields are
+    flat keys; a field that is None is left out, so each backend writes the keys it did before.
+
+    Attributes:
+        format: "QDQ" (ONNX Runtime) or "OpenVINO IR (FakeQuantize)".
+        activation_type: "uint8", "int8", or NNCF's "uint8/int8 (by sign)".
+        activation_symmetric: symmetric activation ranges.
+        weight_type: always "int8".
+        weight_symmetric: symmetric weight ranges.
+        reduce_range: 7-bit weights (ORT on x86 without VNNI); None for NNCF.
+        per_channel: one weight scale per output channel.
+        pre_processed: ``quant_pre_process`` ran first (ORT); None for NNCF.
+        opset_upgraded: (old, new) opset when the float model was upgraded first (ORT).
+        preset: NNCF's preset; None for ORT.
+        target_device: NNCF's target device; None for ORT.
+        target_why: why the target was chosen (report only, not in the record).
+        layer_report_images: calibration images behind the per-layer SQNR (report only).
+    """
+
+    format: str
+    activation_type: str
+    activation_symmetric: bool
+    weight_type: str = "int8"
+    weight_symmetric: bool = True
+    reduce_range: bool | None = None
+    per_channel: bool = True
+    pre_processed: bool | None = None
+    opset_upgraded: tuple[int, int] | None = None
+    preset: str | None = None
+    target_device: str | None = None
+    target_why: str | None = None
+    layer_report_images: int | None = None
+
+    REPORT_ONLY: ClassVar[tuple[str, ...]] = ("target_why", "layer_report_images")
+
+    def to_dict(self, *, record: bool = False) -> dict[str, Any]:
+        """Flat JSON keys, None fields left out; ``record=True`` drops the report-only ones."""
+        d = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        if self.opset_upgraded is not None:
+            d["opset_upgraded"] = list(self.opset_upgraded)
+        if record:
+            for key in self.REPORT_ONLY:
+                d.pop(key, None)
+        return d
+
+    @classmethod
+    def from_record(cls, meta: Any) -> QuantDetails | None:
+        """The details in a model record's ``extra["quantization"]`` (untrusted JSON), or None
+        when the record has none. Keys of the wrong type read as unknown (None)."""
+        extra = getattr(meta, "extra", None)
+        q = extra.get("quantization") if isinstance(extra, dict) else None
+        if not isinstance(q, dict):
+            return None
+
+        def text(key: str, default: str = "") -> str:
+            v = q.get(key)
+            return v if isinstance(v, str) else default
+
+        def flag(key: str) -> bool | None:
+            v = q.get(key)
+            return v if isinstance(v, bool) else None
+
+        up = q.get("opset_upgraded")
+        upgraded = (tuple(up) if isinstance(up, list) and len(up) == 2
+                    and all(isinstance(x, int) for x in up) else None)
+        return cls(format=text("format"), activation_type=text("activation_type"),
+                   activation_symmetric=bool(flag("activation_symmetric")),
+                   weight_type=text("weight_type", "int8"),
+                   weight_symmetric=flag("weight_symmetric") is not False,
+                   per_channel=flag("per_channel") is not False,
+                   reduce_range=flag("reduce_range"), pre_processed=flag("pre_processed"),
+                   opset_upgraded=upgraded,  # type: ignore[arg-type]
+                   preset=text("preset") or None, target_device=text("target_device") or None)
+
+
+def quant_target(meta: Any) -> str | None:
+    """The deployment target a model record says it was quantized for, or None."""
+    extra = getattr(meta, "extra", None)
+    q = extra.get("quantization") if isinstance(extra, dict) else None
+    target = q.get("target") if isinstance(q, dict) else None
+    return target if isinstance(target, str) and target else None
+
+
+@dataclass(frozen=True)
+class QuantAccuracy:
     """fp32 and int8 top-1 on one labelled data set, with 95% intervals.
+
+    Not ``bench.results.RowAccuracy`` (one runtime row's top-1/top-5 and agreement): this one
+    pairs the float and the int8 model on the same images. ``Accuracy`` is its old name.
 
     Attributes:
         data: the data argument (path or registered name).
@@ -45,7 +136,7 @@ class Accuracy:
     paired: PairedDrop | None = None
 
     @classmethod
-    def from_correct(cls, data: str, fp32: Any, int8: Any) -> Accuracy:
+    def from_correct(cls, data: str, fp32: Any, int8: Any) -> QuantAccuracy:
         """From per-image correctness of fp32 and int8 on the same images (``.correct``)."""
         import numpy as np
 
@@ -70,6 +161,9 @@ class Accuracy:
         for key in ("fp32_interval", "int8_interval"):
             d[key] = None if d[key] is None else list(d[key])
         return d
+
+
+Accuracy = QuantAccuracy  # the name before 0.2; kept for one release
 
 
 @dataclass(frozen=True)
@@ -103,12 +197,12 @@ class QuantReport:
     backend: str
     target: str
     method: str
-    details: dict[str, Any]
+    details: QuantDetails
     calibration: CalibrationStats
     calibration_data: str
     float_layers: tuple[str, ...]
-    validation: Accuracy | None
-    evaluation: Accuracy | None
+    validation: QuantAccuracy | None
+    evaluation: QuantAccuracy | None
     max_drop: float | None
     fallback: Fallback | None
     layers: tuple[LayerError, ...]
@@ -142,7 +236,7 @@ class QuantReport:
             "backend": self.backend,
             "target": self.target,
             "method": self.method,
-            **self.details,
+            **self.details.to_dict(),
             "calibration": {"data": self.calibration_data,
                             **dataclasses.asdict(self.calibration)},
             "float_layers": list(self.float_layers),

@@ -168,7 +168,7 @@ class QuantConfig:
         if self.max_drop is None:
             return
         if self.val is None:
-            msg = "max_drop needs validation data: pass --val DATA (e.g. cifar10-val)"
+            msg = "max_drop needs validation data: pass val DATA (e.g. cifar10-val)"
             raise QuantConfigError(msg)
         if isinstance(self.max_drop, bool) or not isinstance(self.max_drop, int | float) or not (
             0 <= self.max_drop <= 100

@@ -1,0 +1,128 @@
+"""The typed seams between modules: runtime labels, quantizer details and interface, errors."""
+
+from __future__ import annotations
+
+import typing
+
+import pytest
+
+from edgeres.bench.config import RUNTIMES, RuntimeLabel
+from edgeres.bench.results import NOTE_KINDS, Note
+from edgeres.errors import (
+    ConfigError,
+    ExportConfigError,
+    ExportError,
+    QuantConfigError,
+    QuantizationError,
+)
+from edgeres.quantize._protocol import Quantizer
+from edgeres.quantize._report import QuantDetails, quant_target
+
+
+def test_runtime_label_round_trips_every_label() -> None:
+    """Every bench label parses into (backend, device) and prints back unchanged."""
+    for label in RUNTIMES:
+        parsed = RuntimeLabel.parse(label)
+        assert str(parsed) == label and parsed == tuple(label.split("-", 1))
+    assert RuntimeLabel.parse("openvino-gpu").device == "gpu"
+
+
+@pytest.mark.parametrize("label", ["ort", "onnx-cpu", "ort-npu", ""])
+def test_runtime_label_rejects_unknown_names(label: str) -> None:
+    """A label that is not backend-device of known names is a ConfigError naming it."""
+    with pytest.raises(ConfigError, match="unknown runtime"):
+        RuntimeLabel.parse(label)
+
+
+def test_quant_details_json_keys_per_backend() -> None:
+    """ORT details keep ORT's keys, NNCF's keep NNCF's; the record drops report-only keys."""
+    ort = QuantDetails(format="QDQ", activation_type="uint8", activation_symmetric=False,
+                       reduce_range=True, per_channel=True, pre_processed=True,
+                       opset_upgraded=(11, 13), target_why="host", layer_report_images=8)
+    assert list(ort.to_dict(record=True)) == [
+        "format", "activation_type", "activation_symmetric", "weight_type", "weight_symmetric",
+        "reduce_range", "per_channel", "pre_processed", "opset_upgraded"]
+    assert ort.to_dict()["opset_upgraded"] == [11, 13] and ort.to_dict()["target_why"] == "host"
+    nncf = QuantDetails(format="OpenVINO IR (FakeQuantize)", activation_type="uint8/int8 (by "
+                        "sign)", activation_symmetric=True, per_channel=False,
+                        preset="performance", target_device="CPU")
+    assert "reduce_range" not in nncf.to_dict() and nncf.to_dict()["preset"] == "performance"
+
+
+def test_quant_details_read_back_from_a_record() -> None:
+    """The record's quantization dict reads back into the same details; junk reads as None."""
+    class Meta:
+        def __init__(self, q: object) -> None:
+            self.extra = {"quantization": q}
+
+    d = QuantDetails(format="QDQ", activation_type="int8", activation_symmetric=True,
+                     reduce_range=False, pre_processed=False, opset_upgraded=(12, 13))
+    assert QuantDetails.from_record(Meta({**d.to_dict(record=True), "target": "x86"})) == d
+    assert quant_target(Meta({"target": "x86"})) == "x86"
+    assert QuantDetails.from_record(Meta("junk")) is None
+    assert QuantDetails.from_record(object()) is None
+    odd = QuantDetails.from_record(Meta({"activation_type": 3, "pre_processed": "no"}))
+    assert odd is not None and odd.activation_type == "" and odd.pre_processed is None
+
+
+def test_quantizer_backends_satisfy_the_protocol() -> None:
+    """OrtQuantizer and NncfQuantizer have every method and attribute of Quantizer."""
+    from edgeres.quantize._nncf import NncfQuantizer
+    from edgeres.quantize._ort import OrtQuantizer
+
+    members = [n for n in vars(Quantizer) if not n.startswith("_")]
+    members += list(typing.get_type_hints(Quantizer, include_extras=False, localns={
+        "ModelMeta": object, "CalibrationSet": object, "QuantDetails": object, "np": object}))
+    for cls in (OrtQuantizer, NncfQuantizer):
+        assert cls.details.__annotations__["return"] == "QuantDetails"
+        missing = [n for n in members if not hasattr(cls, n)
+                   and n not in ("meta", "calibration", "layers", "op_types")]
+        assert missing == [], (cls.__name__, missing)
+        # set in __init__: checked on the source, not an instance (that needs a model)
+        import inspect
+
+        init = inspect.getsource(cls.__init__)
+        for attr in ("meta", "calibration", "layers", "op_types"):
+            assert f"self.{attr}" in init, (cls.__name__, attr)
+
+
+def test_invalid_options_are_one_error_class() -> None:
+    """Bad export and quantize options are ConfigErrors, and still their old classes."""
+    from edgeres.quantize import QuantConfig
+
+    with pytest.raises(ConfigError) as e:
+        QuantConfig(samples=0)
+    assert isinstance(e.value, QuantizationError) and isinstance(e.value, QuantConfigError)
+    assert issubclass(ExportConfigError, ExportError) and issubclass(ExportConfigError, ConfigError)
+
+
+def test_note_kinds_are_a_closed_set() -> None:
+    """Every kind a Note is built with in edgeres is in NoteKind."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).parents[1] / "edgeres"
+    used = {m for f in root.rglob("*.py")
+            for m in re.findall(r'Note\(\s*"([a-z0-9-]+)"', f.read_text())}
+    assert used and used <= set(NOTE_KINDS), used - set(NOTE_KINDS)
+    assert Note("load", "busy").kind == "load"
+
+
+def test_cli_rewrites_parameter_names_into_flags() -> None:
+    """A library message naming parameters reaches the user with the command's flags."""
+    from edgeres.cli import _as_flags
+
+    assert _as_flags("max_drop needs validation data: pass val DATA (e.g. cifar10-val)") == \
+        "--max-drop needs validation data: pass --val DATA (e.g. cifar10-val)"
+    assert _as_flags("give mean and std together") == "give --mean and --std together"
+    assert _as_flags("eval_data is unreadable; 300 samples of cifar10-val") == \
+        "--eval is unreadable; 300 samples of cifar10-val"
+
+
+def test_old_names_are_aliases() -> None:
+    """The names before the vocabulary pass still import, as the new classes."""
+    from edgeres.bench.results import Accuracy, RowAccuracy
+    from edgeres.quantize._report import Accuracy as QAccuracy
+    from edgeres.quantize._report import QuantAccuracy
+
+    assert Accuracy is RowAccuracy and QAccuracy is QuantAccuracy

@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.edgeres-installed
 
-.PHONY: setup demo test test-cluster bench reference verify-arm64 lint clean
+.PHONY: setup demo test test-fast test-cluster bench reference verify-arm64 lint typecheck clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ demo: setup
 # them out, `make test-cluster` installs the extra and runs only them.
 test: setup
 	$(PY) -m pytest -q -m "not cluster"
+
+# The quick loop while editing (under a minute on 2 cores): leaves out tests marked slow
+# (a fresh venv, a full quantize or export of a large model, the fault matrix's subprocesses).
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow and not cluster"
 
 CLUSTER_STAMP := $(VENV)/.edgeres-cluster-installed
 
@@ -77,6 +82,10 @@ verify-arm64: setup
 
 lint: setup
 	$(VENV)/bin/ruff check edgeres tests benchmarks scripts
+
+# mypy on edgeres/ with the settings in pyproject.toml ([tool.mypy]).
+typecheck: setup
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache out

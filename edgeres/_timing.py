@@ -148,6 +148,7 @@ def _block(fn: Callable[[], object], sink: list[float], iterations: int | None,
             fn()
             sink.append(clock() - t0)
         return
+    assert budget is not None, "measure() passes iterations or a time budget"
     start = clock()
     while True:
         t0 = clock()

@@ -179,8 +179,9 @@ def _folder(root: Path, name: str) -> ImageSource:
     files = image_files(root)
     nested = [p for p in files if p.parent != root]
     if nested:  # ImageFolder layout: the top-level folder under root is the class
-        items = [(str(p), p.relative_to(root).parts[0]) for p in nested]
-        classes: tuple[str, ...] | None = tuple(sorted({c for _, c in items}))
+        items: list[tuple[str, str | None]] = [
+            (str(p), p.relative_to(root).parts[0]) for p in nested]
+        classes: tuple[str, ...] | None = tuple(sorted({c for _, c in items if c is not None}))
     else:
         items, classes = [(str(p), None) for p in files], None
 
@@ -226,7 +227,10 @@ def _archive(path: Path, name: str) -> ImageSource:
                         return
                     if m.name not in want or m.name in pending:
                         continue
-                    pending[m.name] = tar.extractfile(m).read()
+                    member = tar.extractfile(m)
+                    if member is None:  # no longer a regular file: reported below as missing
+                        continue
+                    pending[m.name] = member.read()
                     while done < len(order) and order[done] in pending:
                         yield pending.pop(order[done])
                         done += 1
@@ -250,7 +254,8 @@ def _archive_items(names: list[str]) -> list[tuple[str, str | None]]:
     depth = 0
     while parts and all(len(p) > depth + 1 for p in parts) and len({p[depth] for p in parts}) == 1:
         depth += 1
-    nested = [(n, p[depth]) for n, p in zip(names, parts, strict=True) if len(p) > depth + 1]
+    nested: list[tuple[str, str | None]] = [
+        (n, p[depth]) for n, p in zip(names, parts, strict=True) if len(p) > depth + 1]
     return nested if nested else [(n, None) for n in names]
 
 

@@ -181,7 +181,8 @@ def _ir_port(layer: ET.Element, port_parent: str) -> TensorInfo:
     port = layer.find(f"{port_parent}/port")
     dims = [] if port is None else [d.text or "?" for d in port.findall("dim")]
     shape = tuple(int(d) if d.lstrip("-").isdigit() and int(d) >= 0 else "?" for d in dims)
-    dtype = (layer.find("data").get("element_type", "?") if layer.find("data") is not None
+    data = layer.find("data")
+    dtype = (data.get("element_type", "?") if data is not None
              else (port.get("precision", "?") if port is not None else "?"))
     return TensorInfo(layer.get("name", "?"), shape, dtype.lower())
 

@@ -20,7 +20,7 @@ import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -32,6 +32,7 @@ from edgeres.meta import (
     METADATA_KEY,
     OUTPUT_KINDS,
     InputSpec,
+    Layout,
     ModelMeta,
     PreprocessSpec,
     default_labels,
@@ -208,7 +209,9 @@ def _with_onnx(path: Path) -> GraphFacts:
         except (KeyError, ValueError, TypeError):
             return "unknown"
 
-    inputs = [(v.name, shape_of(v), dtype_of(v)) for v in graph.input if v.name not in init]
+    # Shapes as Any: None until _check_io has refused graphs without a 4-D input.
+    inputs: list[tuple[str, Any, str]] = [
+        (v.name, shape_of(v), dtype_of(v)) for v in graph.input if v.name not in init]
     outputs = [(v.name, shape_of(v)) for v in graph.output]
     _check_io(path, inputs, outputs)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
@@ -224,7 +227,7 @@ def _with_onnx(path: Path) -> GraphFacts:
 def _with_ort(path: Path) -> GraphFacts:
     sess = _session(path)
     types = {"float": "float32", "double": "float64"}
-    inputs = [(a.name, None if a.shape is None else _dims(a.shape),
+    inputs: list[tuple[str, Any, str]] = [(a.name, None if a.shape is None else _dims(a.shape),
                types.get(a.type[7:-1], a.type[7:-1])) for a in sess.get_inputs()]
     outputs = [(a.name, None if a.shape is None else _dims(a.shape)) for a in sess.get_outputs()]
     _check_io(path, inputs, outputs)
@@ -247,19 +250,19 @@ def _session(path: Path) -> Any:
         raise ModelFileError(msg) from None
 
 
-def _layout(path: Path, shape: tuple[Any, ...], stated: str | None) -> str:
+def _layout(path: Path, shape: tuple[Any, ...], stated: str | None) -> Layout:
     """NCHW or NHWC: the stated one if the graph allows it, else the one the graph shows."""
-    fits = {"NCHW": shape[1], "NHWC": shape[3]}
+    fits: dict[str, Any] = {"NCHW": shape[1], "NHWC": shape[3]}
     if stated is not None:
         channels = fits[stated]
         if isinstance(channels, int) and channels not in (1, 3):
             msg = (f"--layout {stated} contradicts the graph's input {list(shape)} of {path}: "
                    f"its channel axis would hold {channels}; edgeres handles 1 or 3 channels")
             raise MetadataError(msg)
-        return stated
+        return cast(Layout, stated)  # a key of fits, or the lookup above raised
     found = [lay for lay, c in fits.items() if c in (1, 3)]
     if len(found) == 1:
-        return found[0]
+        return cast(Layout, found[0])
     msg = (f"cannot tell whether the input {list(shape)} of {path} is NCHW or NHWC "
            "(edgeres handles 1 or 3 channels); pass --layout NCHW|NHWC")
     raise MetadataError(msg)
@@ -353,7 +356,7 @@ def _build(path: Path, options: RecordOptions, facts: GraphFacts) -> ModelMeta:
     meta = ModelMeta(
         name=options.name or path.stem[:200], family="custom", num_classes=classes,
         labels=_labels(options.labels, classes), output=output,
-        input=InputSpec(name=facts.input_name, shape=(batch, *dims), layout=layout,  # type: ignore[arg-type]
+        input=InputSpec(name=facts.input_name, shape=(batch, *dims), layout=layout,
                         dtype=facts.input_dtype,
                         normalized_in_graph=facts.input_dtype == "uint8"),
         preprocess=PreprocessSpec(

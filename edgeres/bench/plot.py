@@ -94,7 +94,8 @@ def _speedups(ax: Any, comps: list[Comparison], several: bool) -> None:
     for y, c in zip(ys, comps, strict=True):
         s = c.speedup
         color = {"faster": "tab:green", "slower": "tab:red"}.get(s.verdict, "tab:gray")
-        lo, hi = (s.low, s.high) if s.low is not None else (s.estimate, s.estimate)
+        lo, hi = ((s.low, s.high) if s.low is not None and s.high is not None
+                  else (s.estimate, s.estimate))
         ax.errorbar(s.estimate, y, xerr=[[s.estimate - lo], [hi - s.estimate]], fmt="o",
                     color=color, capsize=4, markersize=6)
         ax.annotate(f"{s.estimate:.2f}x" + ("" if s.paired else " (unpaired)"), (hi, y),
@@ -129,16 +130,16 @@ def _drop_panel(ax: Any, comps: list[Comparison], several: bool) -> None:
         ax.set_axis_off()
         return
     ys = list(range(len(drops)))[::-1]
-    for y, c in zip(ys, drops, strict=True):
-        d = c.drop
+    measured = [c.drop for c in drops if c.drop is not None]  # all of them (_drops)
+    for y, d in zip(ys, measured, strict=True):
         color = "tab:gray" if d.noise else "tab:red" if d.drop > 0 else "tab:green"
         ax.errorbar(d.drop, y, xerr=[[d.drop - d.low], [d.high - d.drop]], fmt="o",
                     color=color, capsize=4, markersize=6)
         ax.annotate(f"{d.drop:+.2f}" + (" (noise)" if d.noise else ""), (d.high, y),
                     xytext=(6, 0), textcoords="offset points", va="center", fontsize=8)
     ax.axvline(0.0, color="black", linewidth=1, linestyle="--")
-    lo = min(c.drop.low for c in drops)
-    hi = max(c.drop.high for c in drops)
+    lo = min(d.low for d in measured)
+    hi = max(d.high for d in measured)
     span = max(hi - lo, 0.2)
     ax.set_xlim(min(lo, 0) - 0.1 * span, max(hi, 0) + 0.45 * span)
     ax.set_yticks(ys, [f"{_name(c.model) + ' ' if several else ''}{c.runtime} b{c.batch}"
@@ -163,11 +164,11 @@ def _scatter(ax: Any, rows: list[BenchRow], field: tuple[str, str], several: boo
     colors = {rt: _PALETTE[i % len(_PALETTE)] for i, rt in enumerate(runtimes)}
     points, ys = [], []
     for r in rows:
-        y = getattr(r.accuracy, key) if r.accuracy else None
-        if y is None:
+        acc = r.accuracy
+        y = getattr(acc, key) if acc else None
+        if acc is None or y is None:
             continue
         x, xlo, xhi = _per_image(r)
-        acc = r.accuracy
         ylo = acc.top1_low if key == "top1" and acc.top1_low is not None else y
         yhi = acc.top1_high if key == "top1" and acc.top1_high is not None else y
         ax.errorbar(x, y, xerr=[[max(x - xlo, 0)], [max(xhi - x, 0)]],

@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from edgeres.errors import UnknownModelError
 
@@ -47,7 +47,7 @@ def register_model(
             msg = f"model {fn.__name__!r} is registered twice"
             raise ValueError(msg)
         _REGISTRY[fn.__name__] = ModelInfo(
-            fn.__name__, family, tuple(input_size), num_classes, in_chans, fn
+            fn.__name__, family, cast(tuple[int, int], tuple(input_size)), num_classes, in_chans, fn
         )
         return fn
 

@@ -8,7 +8,7 @@ families.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F  # noqa: N812 - the usual PyTorch alias
@@ -79,6 +79,8 @@ class _Residual(nn.Module):
     expansion: int = 1
 
     def _init_residual(self, weighted: bool) -> None:
+        self.alpha: nn.Parameter | None
+        self.beta: nn.Parameter | None
         if weighted:
             self.alpha = nn.Parameter(torch.ones(()))
             self.beta = nn.Parameter(torch.ones(()))
@@ -86,7 +88,7 @@ class _Residual(nn.Module):
             self.alpha = self.beta = None
 
     def _add(self, out: Tensor, identity: Tensor) -> Tensor:
-        if self.alpha is None:
+        if self.alpha is None or self.beta is None:  # both or neither (_init_residual)
             return out + identity
         return self.alpha * out + self.beta * identity
 
@@ -244,7 +246,9 @@ def make_stage(
     if blocks < 1:
         msg = f"a stage needs at least one block, got {blocks}"
         raise ConfigError(msg)
-    opts = {"shortcut": shortcut, "weighted": weighted, "groups": groups, "base_width": base_width}
+    opts: dict[str, Any] = {
+        "shortcut": shortcut, "weighted": weighted, "groups": groups, "base_width": base_width
+    }
     layers = [block(in_chs, planes, stride, **opts)]
     out_chs = planes * block.expansion
     layers += [block(out_chs, planes, 1, **opts) for _ in range(blocks - 1)]

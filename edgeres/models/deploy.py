@@ -17,6 +17,7 @@ import contextlib
 import copy
 import logging
 from collections.abc import Iterator
+from typing import cast
 
 import torch
 from torch import Tensor, fx, nn
@@ -44,6 +45,9 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 class ChannelAffine(nn.Module):
     """An inference-mode BatchNorm as ``x * scale + shift`` per channel (ONNX Mul and Add)."""
+
+    scale: Tensor  # registered buffers, declared for the type checker
+    shift: Tensor
 
     def __init__(self, scale: Tensor, shift: Tensor) -> None:
         super().__init__()
@@ -111,7 +115,7 @@ def _conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
         if (
             isinstance(src, fx.Node) and src.op == "call_module"
             and isinstance(modules[src.target], nn.Conv2d)
-            and len(src.users) == 1 and calls[src.target] == 1 and calls[node.target] == 1
+            and len(src.users) == 1 and calls[str(src.target)] == 1 and calls[node.target] == 1
         ):
             pairs.append((str(src.target), str(node.target)))
     return pairs
@@ -121,7 +125,7 @@ def _replace_remaining(root: nn.Module) -> int:
     """Swap every BatchNorm2d left under ``root`` for its ChannelAffine; return how many."""
     targets = [name for name, m in root.named_modules() if isinstance(m, nn.BatchNorm2d)]
     for name in targets:
-        _set_submodule(root, name, _affine(root.get_submodule(name)))
+        _set_submodule(root, name, _affine(cast(nn.BatchNorm2d, root.get_submodule(name))))
     return len(targets)
 
 
@@ -149,7 +153,8 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     # Folding in the module tree rather than in the fx graph keeps the module names, so the
     # ONNX nodes are named /layer3/layer3.2/conv2/Conv (what --exclude and reports show).
     for conv, bn in pairs:
-        _fold_into_conv(work.get_submodule(conv), work.get_submodule(bn))
+        _fold_into_conv(cast(nn.Conv2d, work.get_submodule(conv)),
+                        cast(nn.BatchNorm2d, work.get_submodule(bn)))
         _set_submodule(work, bn, nn.Identity())
     affine = _replace_remaining(work)
     _log.debug("folded %d BatchNorms into convs, %d became affines", len(pairs), affine)
@@ -158,6 +163,9 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
 class Uint8Input(nn.Module):
     """NHWC uint8 pixels → cast, /255, (x - mean) / std, NCHW → the model, inside the graph."""
+
+    scale: Tensor  # registered buffers, declared for the type checker
+    shift: Tensor
 
     def __init__(self, model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()

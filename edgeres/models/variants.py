@@ -10,8 +10,8 @@ from edgeres.models._registry import register_model
 from edgeres.models.blocks import BasicBlock, Bottleneck, PreActBasicBlock
 from edgeres.models.resnet import ResNet, _cifar
 
-_IMAGENET = {"family": "imagenet", "input_size": (224, 224), "num_classes": 1000}
-_CIFAR = {"family": "cifar", "input_size": (32, 32), "num_classes": 10}
+_IMAGENET: dict[str, Any] = {"family": "imagenet", "input_size": (224, 224), "num_classes": 1000}
+_CIFAR: dict[str, Any] = {"family": "cifar", "input_size": (32, 32), "num_classes": 10}
 
 
 @register_model(**_IMAGENET)

@@ -27,13 +27,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
-
 # edgeres:begin-copied-code  (edgeres package replaces this block with preprocess.py's code)
 from edgeres._hw import int8_execution, ort_executed, ov_precision_hint, ov_precision_name
 from edgeres.errors import DataError
 from edgeres.golden import GOLDEN_FILE, load_golden, render, sha256_file, verify
-from edgeres.preprocess import pixels_to_input, prepare
+from edgeres.preprocess import pad_batch, pixels_to_input, prepare
 from edgeres.runtime import _softmax_topk
 
 # edgeres:end-copied-code
@@ -118,8 +116,7 @@ def classify(images: list[str], top_k: int, threads: int | None = None) -> dict[
     for start in range(0, len(images), fixed or BATCH):
         chunk = images[start : start + (fixed or BATCH)]
         x = prepare(chunk, meta)
-        if fixed and len(x) < fixed:  # a fixed-batch graph: pad the last chunk
-            x = np.concatenate([x, np.zeros((fixed - len(x), *x.shape[1:]), x.dtype)])
+        x = pad_batch(x, fixed)  # a fixed-batch graph: pad the last chunk
         order, probs = _softmax_topk(run(x)[: len(chunk)], top_k, meta.probabilities)
         for image, row, prow in zip(chunk, order.tolist(), probs.tolist(), strict=True):
             labels = [meta.labels[i] if i < len(meta.labels) else str(i) for i in row]

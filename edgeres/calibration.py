@@ -7,28 +7,27 @@ name such as ``cifar10``) and the model's metadata record, so every image goes t
 sample is an error. After a full pass the set knows its sample count and the sha256 of the
 arrays it produced, which the quantized model's record keeps. The two adapters are tiny:
 ``ort_reader`` (ONNX Runtime's ``CalibrationDataReader``) and ``nncf_dataset``.
-``model_record`` finds the record of a model, or builds one from stated preprocessing.
+``model_record`` and ``onnx_record`` (which find a model's record, or build one from stated
+preprocessing) moved to ``edgeres.modelfile``; they are re-exported here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from edgeres.data import ArraySource, DataSource, ImageSource, open_data
-from edgeres.errors import DataError, ModelFileError, first_line
-from edgeres.meta import METADATA_KEY, ModelMeta
-
-if TYPE_CHECKING:
-    from edgeres.foreign import RecordOptions
+from edgeres.errors import DataError
+from edgeres.meta import ModelMeta
+from edgeres.modelfile import model_record, onnx_record  # noqa: F401 - their old home
+from edgeres.preprocess import pad_batch
 
 __all__ = ["CalibrationSet", "CalibrationStats", "model_record", "nncf_dataset", "ort_reader"]
 
@@ -147,8 +146,7 @@ class CalibrationSet:
             last = np.concatenate(buffer)
             real = len(last)
             if self.fixed_batch and head is not None:  # the graph takes exactly batch_size
-                fill = np.resize(head, (self.batch_size - real, *head.shape[1:]))
-                last = np.concatenate([last, fill])
+                last = pad_batch(last, self.batch_size, fill=head)  # real samples, cycled
             yield last, real
 
     def _sample_bytes(self) -> int:
@@ -194,66 +192,3 @@ def nncf_dataset(calibration: CalibrationSet) -> Any:
     import nncf
 
     return nncf.Dataset(calibration.select(None, batch_size=1))
-
-
-def model_record(
-    path: Path,
-    *,
-    mean: tuple[float, ...] | None = None,
-    std: tuple[float, ...] | None = None,
-    input_size: tuple[int, int] | None = None,
-    layout: str | None = None,
-    options: RecordOptions | None = None,
-) -> ModelMeta:
-    """The metadata record of ONNX model ``path``, or one built from stated preprocessing.
-
-    Stated values (``mean``/``std``/``input_size``/``layout``, or all of ``RecordOptions``)
-    override the record's fields; a model without a record needs at least ``mean`` or
-    ``std``. See ``edgeres.foreign.stated_record``, which this calls.
-
-    Raises:
-        ModelFileError: if ``path`` is missing, not a readable ONNX model, or not a classifier
-            with one 4-D image input and one [N, classes] output.
-        MetadataError: if the model has no record and no preprocessing was stated.
-    """
-    from edgeres.foreign import RecordOptions, stated_record
-
-    options = dataclasses.replace(
-        options or RecordOptions(), **{k: v for k, v in (
-            ("mean", mean), ("std", std), ("input_size", input_size), ("layout", layout))
-            if v is not None})
-    return stated_record(Path(path), options)
-
-
-def onnx_record(path: Path) -> ModelMeta | None:
-    """The metadata record of ONNX file ``path`` (None if it has none), fitted to the graph's
-    batch axis and image size (``ModelMeta.fitted_to``).
-
-    Raises:
-        ModelFileError: if ``path`` is missing or not a readable ONNX model.
-    """
-    return _session_record(_inspect_session(path))
-
-
-def _session_record(sess: Any) -> ModelMeta | None:
-    text = sess.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-    inputs = sess.get_inputs()
-    shape = tuple(inputs[0].shape or ()) if inputs else None
-    return ModelMeta.from_json(text).fitted_to(shape) if text else None
-
-
-def _inspect_session(path: Path) -> Any:
-    import onnxruntime as ort
-
-    if not Path(path).is_file():
-        msg = f"model file {path} does not exist; pass an .onnx file"
-        raise ModelFileError(msg)
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 3
-    try:
-        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    except Exception as e:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types
-        first = first_line(e)
-        msg = f"{path} is not a readable ONNX model ({first}); pass an exported .onnx file"
-        raise ModelFileError(msg) from None

@@ -17,6 +17,7 @@ from edgeres._progress import track
 from edgeres.data import DataSource
 from edgeres.errors import DataError
 from edgeres.meta import ModelMeta
+from edgeres.preprocess import pad_batch
 
 
 @dataclass(frozen=True)
@@ -118,8 +119,7 @@ def evaluate(
     steps = math.ceil(len(data) / batch_size)
     for batch in track(data.batches(meta, batch_size), total=steps, description=description):
         x, n = batch.inputs, len(batch.inputs)
-        if n < fixed:  # repeat the last image: the graph takes exactly `fixed` rows
-            x = np.concatenate([x, np.repeat(x[-1:], fixed - n, axis=0)])
+        x = pad_batch(x, fixed, fill=x[-1:])  # repeat the last image: the graph takes `fixed`
         out = np.asarray(run(x), dtype=np.float32)
         outputs.append(out.reshape(len(x), -1)[:n])
         labels.append(batch.labels)

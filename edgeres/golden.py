@@ -6,9 +6,9 @@ a device's runtime and returns a verdict: top-1 agreement, max |delta logit|, th
 runtime reports executing, the CPU's int8-relevant ISA flags and whether the model's quantization
 ``--target`` suits this CPU. ``edgeres verify`` and a bundle's ``infer.py --verify`` both call
 this module: ``edgeres package`` pastes its source into ``infer.py`` (like ``preprocess.py``),
-so it imports nothing but the stdlib, numpy and ``edgeres._hw`` (the CPU rules, pasted before
-it). The target-risk rule lives here, and ``bench._notes`` uses it, so a device states it
-exactly as edgeres.
+so it imports nothing but the stdlib, numpy, ``edgeres._hw`` (the CPU rules) and
+``preprocess.pad_batch``, both pasted before it. The target-risk rule lives here, and
+``bench._notes`` uses it, so a device states it exactly as edgeres.
 
 Inputs are stored as model-sized uint8 pixels (after resize and centre crop) whenever the data
 are images: 4x smaller than float32 input (196 kB for 64 CIFAR images) and the device runs its
@@ -36,6 +36,7 @@ from edgeres._hw import (  # noqa: F401 - VNNI_FLAGS and int8_execution: golden'
     is_arm,
     is_x86,
 )
+from edgeres.preprocess import pad_batch
 
 GOLDEN_FILE = "golden.npz"
 GOLDEN_VERSION = 1
@@ -190,8 +191,7 @@ def verify(golden: dict[str, Any], run: Callable[[np.ndarray], np.ndarray],
         chunk = data[start : start + step]
         x = to_input(chunk) if golden["kind"] == "pixels" else chunk
         n = len(x)
-        if fixed_batch and n < fixed_batch:
-            x = np.concatenate([x, np.zeros((fixed_batch - n, *x.shape[1:]), x.dtype)])
+        x = pad_batch(x, fixed_batch)
         rows.append(np.asarray(run(x))[:n].reshape(n, -1))
     device = np.concatenate(rows)
     tol = info["tolerances"]

@@ -137,10 +137,10 @@ def _copied_hw() -> str:
 
 
 def _copied_golden() -> str:
-    """``golden.py``'s code (the verify rules); its ``edgeres._hw`` import is pasted before it."""
+    """``golden.py``'s code (the verify rules); ``_hw`` and ``preprocess`` are pasted before it."""
     from edgeres import golden
 
-    return _copied_module(golden, ("edgeres._hw",))
+    return _copied_module(golden, ("edgeres._hw", "edgeres.preprocess"))
 
 
 def render_infer() -> str:

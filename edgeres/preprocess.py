@@ -208,3 +208,18 @@ def pixels_to_input(batch: np.ndarray, meta: Any) -> np.ndarray:
     if meta.input.normalized_in_graph:
         return np.ascontiguousarray(batch)
     return normalize(batch, meta.preprocess, meta.input.layout)
+
+
+def pad_batch(x: np.ndarray, size: int, fill: np.ndarray | None = None) -> np.ndarray:
+    """``x`` filled up to ``size`` rows for a fixed-batch graph (unchanged when it has them).
+
+    The added rows are ``fill``'s rows, cycled (``np.resize``), or zeros when ``fill`` is None.
+    Callers keep only the first ``len(x)`` outputs, except calibration, whose extra rows must be
+    real samples (``fill`` = the first batch) so they do not skew the ranges.
+    """
+    n = len(x)
+    if not size or n >= size:
+        return x
+    rows = (size - n, *x.shape[1:])
+    extra = np.zeros(rows, x.dtype) if fill is None else np.resize(fill, rows).astype(x.dtype)
+    return np.concatenate([x, extra])

@@ -31,7 +31,7 @@ import numpy as np
 from edgeres import __version__, golden
 from edgeres.errors import DataError, EdgeresError
 from edgeres.meta import ModelMeta
-from edgeres.preprocess import load_image, pixels_to_input, resize_crop
+from edgeres.preprocess import load_image, pad_batch, pixels_to_input, resize_crop
 
 __all__ = ["FLOOR", "MARGIN", "make_golden", "verify_bundle"]
 
@@ -112,8 +112,7 @@ def _logits(predictor: Any, data: np.ndarray, kind: str) -> np.ndarray:
         x = pixels_to_input(chunk, predictor.meta) if kind == "pixels" else chunk
         x = x.astype(predictor.input_dtype, copy=False)
         n = len(x)
-        if predictor._batch and n < predictor._batch:
-            x = np.concatenate([x, np.zeros((predictor._batch - n, *x.shape[1:]), x.dtype)])
+        x = pad_batch(x, predictor._batch)
         rows.append(np.asarray(predictor.run(x))[:n].reshape(n, -1))
     return np.concatenate(rows).astype(np.float64)
 

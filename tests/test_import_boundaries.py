@@ -33,6 +33,8 @@ def _fresh(code: str) -> list[str]:
     ("edgeres.verify", HEAVY | {"click", "openvino", "onnxruntime", "PIL"}),
     ("edgeres.intervals", HEAVY | {"click", "openvino", "onnxruntime", "PIL", "edgeres.bench"}),
     ("edgeres._timing", HEAVY | {"click", "openvino", "onnxruntime", "numpy", "edgeres.bench"}),
+    ("edgeres._hw", HEAVY | {"click", "openvino", "onnxruntime", "numpy", "edgeres.meta"}),
+    ("edgeres.modelfile", HEAVY | {"click", "openvino", "onnxruntime", "PIL", "edgeres.bench"}),
     ("edgeres._record_check", HEAVY | {"click", "openvino", "onnxruntime", "numpy", "PIL"}),
 ])
 def test_light_modules_do_not_import_heavy_deps(module: str, forbidden: set[str]) -> None:
@@ -75,3 +77,18 @@ def test_quantize_loads_no_bench_module() -> None:
     code = ("import json, sys, edgeres.quantize, edgeres.quantize.sensitivity\n"
             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('edgeres.bench'))))")
     assert _fresh(code) == []
+
+
+def test_hw_is_stdlib_only_so_bundles_can_carry_it() -> None:
+    """edgeres/_hw.py imports no edgeres module and nothing outside the stdlib (it is pasted)."""
+    import ast
+
+    from edgeres import _hw
+
+    tree = ast.parse(Path(_hw.__file__).read_text())
+    roots = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for alias in node.names}
+    roots |= {(node.module or "").split(".")[0] for node in ast.walk(tree)
+              if isinstance(node, ast.ImportFrom)}
+    assert roots <= set(sys.stdlib_module_names) | {"__future__"}, roots
+

@@ -11,7 +11,7 @@ from PIL import Image
 
 from edgeres.errors import DataError
 from edgeres.meta import InputSpec, ModelMeta, PreprocessSpec, default_preprocess
-from edgeres.preprocess import load_image, normalize, prepare, resize_crop
+from edgeres.preprocess import load_image, normalize, pad_batch, prepare, resize_crop
 
 
 def _meta(spec: PreprocessSpec, **inp: object) -> ModelMeta:
@@ -107,3 +107,18 @@ def test_bad_images_raise_data_error(source: object, fragment: str) -> None:
     with pytest.raises(DataError, match=fragment) as info:
         load_image(source)
     assert "\n" not in str(info.value)
+
+
+def test_pad_batch_is_the_one_fill_up_to_a_fixed_batch() -> None:
+    """pad_batch: zeros by default, cycled fill rows on request, untouched when full or dynamic."""
+    x = np.arange(6, dtype=np.float16).reshape(2, 3)
+    zeros = pad_batch(x, 4)
+    assert zeros.dtype == np.float16 and zeros.shape == (4, 3)
+    np.testing.assert_array_equal(zeros[:2], x)
+    assert not zeros[2:].any()
+    last = pad_batch(x, 5, fill=x[-1:])  # evaluate(): repeat the last image
+    np.testing.assert_array_equal(last[2:], np.repeat(x[-1:], 3, axis=0))
+    head = np.array([[9, 9, 9], [8, 8, 8]], np.float16)  # calibration: real samples, cycled
+    np.testing.assert_array_equal(pad_batch(x, 5, fill=head)[2:], head[[0, 1, 0]])
+    assert pad_batch(x, 2) is x and pad_batch(x, 0) is x and pad_batch(x, 1) is x
+

@@ -76,7 +76,7 @@ class ModelSource:
 
 def _onnx_meta(path: Path) -> ModelMeta | None:
     """The record in an ONNX file, read through ONNX Runtime with graph optimisation off."""
-    from edgeres.calibration import onnx_record
+    from edgeres.modelfile import onnx_record
 
     return onnx_record(path)
 

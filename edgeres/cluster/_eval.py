@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from edgeres.errors import ConfigError, DataError
+from edgeres.preprocess import pad_batch
 
 log = logging.getLogger(__name__)
 
@@ -261,8 +262,7 @@ class _Infer:
         if n == 0:
             out = np.zeros((0, 0), np.float32)
         else:
-            if n < self.fixed:  # as evaluate() does: repeat the last image up to the graph's
-                x = np.concatenate([x, np.repeat(x[-1:], self.fixed - n, axis=0)])
+            x = pad_batch(x, self.fixed, fill=x[-1:])  # as evaluate() does
             out = np.asarray(self.pred.run(x), dtype=np.float32)
             out = out.reshape(len(x), -1)[:n]
         return {"chunk": batch["chunk"], "logits": out[None], "truth": batch["truth"],

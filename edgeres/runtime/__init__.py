@@ -25,7 +25,7 @@ import numpy as np
 
 from edgeres.errors import BackendNotAvailable, DataError, MetadataError, ModelFileError
 from edgeres.meta import ModelMeta
-from edgeres.preprocess import prepare
+from edgeres.preprocess import pad_batch, prepare
 from edgeres.runtime.backends import BACKENDS, BackendOptions, OpenVINOBackend, OrtBackend
 
 __all__ = ["Prediction", "Predictor", "load", "topk_predictions"]
@@ -177,8 +177,7 @@ class Predictor:
             if x.dtype != self._dtype:  # fp16-input graphs; prepare() makes float32
                 x = x.astype(self._dtype)
             n = len(x)
-            if self._batch and n < self._batch:  # fixed-batch graph: pad the last chunk
-                x = np.concatenate([x, np.zeros((self._batch - n, *x.shape[1:]), x.dtype)])
+            x = pad_batch(x, self._batch)  # fixed-batch graph: pad the last chunk
             out.extend(topk_predictions(self.run(x)[:n], self.meta.labels, int(top_k),
                                         probabilities=self._probabilities))
         return out

@@ -32,7 +32,7 @@ from edgeres.errors import (
     first_line,
     missing_extra,
 )
-from edgeres.meta import METADATA_KEY, ModelMeta
+from edgeres.meta import IR_RECORD_PATHS, METADATA_KEY, ModelMeta
 
 log = logging.getLogger(__name__)
 
@@ -393,7 +393,8 @@ def _ort_record_precision(ort: Any, path: Path) -> str:
 def _ov_record(model: Any, path: Path) -> str | None:
     """The record text from an IR's ``rt_info``, or from an ONNX file's metadata_props."""
     # OpenVINO keeps an ONNX file's metadata_props under rt_info["framework"].
-    for key in ([METADATA_KEY], ["framework", METADATA_KEY]):
+    for where in IR_RECORD_PATHS:
+        key = list(where)
         if model.has_rt_info(key):
             return str(model.get_rt_info(key).astype(str))
     if path.suffix.lower() == ".onnx":  # older OpenVINO releases drop metadata_props

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import click
 
@@ -21,6 +21,12 @@ from edgeres.errors import ConfigError, DataError, EdgeresError, MetadataError
 
 if TYPE_CHECKING:
     from edgeres.describe import ModelFileInfo
+    from edgeres.quantize._protocol import QuantBackend
+    from edgeres.quantize.config import Method, Preset, Target
+    from edgeres.runtime import Backend, Device
+
+# click.Choice hands commands plain str; the casts to the library's Literal names below mark
+# that boundary (the library checks its options again and names a bad value, CONTRIBUTING R5).
 
 
 # Optional imports → the extra that provides them (README "Install by hand"); quantize's own
@@ -384,7 +390,8 @@ def export(model: str, weights: str | None, num_classes: int | None, input_size:
 
     model_info(model)  # an unknown name fails here, with suggestions, before any work
     _check_outputs([output], inputs=[Path(weights) if weights else None, labels])
-    config = ExportConfig(opset=opset, batch=_batch(batch), fp16=fp16,
+    config = ExportConfig(opset=opset, batch=cast("int | Literal['dynamic']", _batch(batch)),
+                          fp16=fp16,
                           uint8_input=uint8_input, simplify=simplify, atol=atol)
     net, meta = zoo_export(model, weights=weights, num_classes=num_classes,
                            labels=_read_labels(labels),
@@ -757,8 +764,9 @@ def predict(model: str, images: tuple[str, ...], top_k: int, as_json: bool, back
     images = _expand_folders(images)
     threads = _capped_threads(threads)
     path = resolve_model_file(model)
-    p = load(path, backend=backend, device=device, precision=mode or precision_alias or "model",
-             threads=threads,
+    precision = cast("Literal['model', 'fast']", mode or precision_alias or "model")
+    p = load(path, backend=cast("Backend", backend), device=cast("Device", device),
+             precision=precision, threads=threads,
              meta=_stated_meta(path, record))
     results = p.predict(list(images), top_k=top_k)
     if as_json:
@@ -862,13 +870,15 @@ def verify_command(bundle: Path, golden_file: Path | None, threads: int | None,
 @click.option("--eval", "eval_data", help="Labelled test data, reported only (e.g. cifar10-test).")
 @click.option("--preset", type=click.Choice(["performance", "mixed"]), default="performance",
               show_default=True, help="NNCF preset (openvino backend).")
+@click.option("--cluster", help="Score the --max-drop fallback candidates as parallel tasks on "
+              "this Ray cluster (HOST:PORT, or auto = $RAY_ADDRESS); needs edgeres[cluster].")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="int8 model: .onnx (ort) or .xml (openvino, .bin beside it).")
 @record_options
 def quantize_command(model: str, calib: str, backend: str, target: str, method: str | None,
                      samples: int, per_channel: bool | None, exclude: tuple[str, ...],
                      val: str | None, max_drop: float | None, eval_data: str | None, preset: str,
-                     output: Path, record: Any) -> None:
+                     cluster: str | None, output: Path, record: Any) -> None:
     """Quantize MODEL (.onnx or a registered name) to static int8, calibrated on --calib.
 
     With --val and --max-drop, the most sensitive layers return to float until the top-1
@@ -883,13 +893,14 @@ def quantize_command(model: str, calib: str, backend: str, target: str, method: 
     from edgeres.names import resolve_model_file
     from edgeres.quantize import QuantConfig, quantize
 
-    config = QuantConfig(target=target, method=method, samples=samples, per_channel=per_channel,
+    config = QuantConfig(target=cast("Target", target), method=cast("Method | None", method),
+                         samples=samples, per_channel=per_channel,
                          exclude=exclude, val=val, max_drop=max_drop, eval=eval_data,
-                         preset=preset)  # type: ignore[arg-type]
+                         preset=cast("Preset", preset), cluster=cluster)
     src = resolve_model_file(model)
     meta = model_record(src, options=record)
-    report = quantize(src, output, CalibrationSet.from_data(calib, meta), backend=backend,
-                      config=config)  # type: ignore[arg-type]
+    report = quantize(src, output, CalibrationSet.from_data(calib, meta),
+                      backend=cast("QuantBackend", backend), config=config)
     _render_quant(report)
 
 

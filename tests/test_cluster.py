@@ -296,3 +296,28 @@ def test_parallel_fallback_search_chooses_as_one_at_a_time() -> None:
         assert {a.float_layers for a in one[2]} <= {a.float_layers for a in many[2]}
     assert one[1] is False and len(fit_budget(Builder(), first=first, **{
         **kwargs, "budget": 3.0})[0]) == 7
+
+
+@pytest.mark.cluster
+def test_quantize_fallback_search_on_the_cluster_chooses_as_locally(cluster: object,
+                                                                  tmp_path: Path) -> None:
+    """quantize --cluster scores the fallback candidates as Ray tasks and keeps the same layers
+    in float as the local search (one calibration image forces a fallback on 100 val images)."""
+    from edgeres.calibration import CalibrationSet, model_record
+    from edgeres.names import resolve_model_file
+    from edgeres.quantize import QuantConfig, quantize
+
+    src = resolve_model_file("cifar10")
+    meta = model_record(src)
+    reports = {}
+    for where, address in (("local", None), ("cluster", cluster.address)):  # type: ignore[attr-defined]
+        config = QuantConfig(samples=1, val="cifar10-val", val_samples=100, max_drop=0.0,
+                             layer_report_samples=0, cluster=address)
+        reports[where] = quantize(src, tmp_path / f"{where}.onnx",
+                                  CalibrationSet.from_data("cifar10", meta), config=config)
+    local, remote = reports["local"], reports["cluster"]
+    assert local.fallback is not None and len(local.fallback.attempts) > 1  # a search happened
+    assert remote.float_layers == local.float_layers and local.float_layers
+    assert remote.validation.int8_top1 == local.validation.int8_top1
+    assert remote.fallback is not None
+    assert len(remote.fallback.attempts) >= len(local.fallback.attempts)  # the whole ladder

@@ -11,11 +11,13 @@ beside the model. Backends are imported only inside the branch that uses them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -274,8 +276,21 @@ def _accuracy_aware(q: Quantizer, val: DataSource | None, config: QuantConfig, m
         return accuracy(q.build(base)), fallback, base
     batches = list(q.calibration.first(config.ranking_samples))
     ranking = rank_layers(q, base, batches, reference_outputs(q, batches))
-    floats, met, attempts = fit_budget(q, base=base, ranking=ranking, measure=measure,
-                                       fp32_top1=fp32, budget=config.max_drop, first=first)
+    with contextlib.ExitStack() as stack:
+        measure_many: Callable[[list[Path]], list[float]] | None = None
+        if config.cluster is not None:  # candidates as parallel Ray tasks, same choice
+            from edgeres.cluster import candidate_top1, connect
+
+            ray = stack.enter_context(connect(config.cluster))
+
+            def on_cluster(paths: list[Path]) -> list[float]:
+                return candidate_top1(ray, paths, val, meta)
+
+            measure_many = on_cluster
+
+        floats, met, attempts = fit_budget(q, base=base, ranking=ranking, measure=measure,
+                                           fp32_top1=fp32, budget=config.max_drop, first=first,
+                                           measure_many=measure_many)
     sample = batches[0] if q.calibration.fixed_batch else batches[0][:1]
     fallback = _with_costs(q, base, floats, met, attempts, ranking, sample)
     return accuracy(q.build(floats)), fallback, floats
@@ -298,7 +313,7 @@ def _with_costs(q: Quantizer, base: tuple[str, ...], floats: tuple[str, ...], me
 def _warnings(fallback: Fallback | None, config: QuantConfig) -> tuple[str, ...]:
     if fallback is None or fallback.budget_met:
         return ()
-    best = next(a for a in fallback.attempts if a.float_layers == fallback.float_layers)
+    best = next(a for a in fallback.attempts if a.float_layers == fallback.floats)
     msg = (f"no mix of int8 and float layers met the {config.max_drop:g}-point budget; "
            f"kept the best (drop {best.drop:.2f} points with {len(best.float_layers)} float "
            "layer(s))")

@@ -109,6 +109,9 @@ class QuantConfig:
         val_samples: validation images drawn with ``seed`` (all when None).
         eval: labelled test data reported only (never used for decisions).
         ranking_samples: calibration images used to rank layer sensitivity.
+        cluster: a Ray address (``auto`` = ``$RAY_ADDRESS``): the fallback search's candidate
+            float-layer sets are then scored as parallel Ray tasks (``edgeres[cluster]``);
+            None scores them here, one at a time. The choice is the same either way.
         layer_report_samples: calibration images used for the per-layer SQNR report (0: none).
             8 by default: every layer's output holds thousands of values per image, so 8
             images settle its SQNR, and the report ran two unoptimised graphs over 64 (a
@@ -129,6 +132,7 @@ class QuantConfig:
     eval: str | Path | None = None
     ranking_samples: int = 64
     layer_report_samples: int = 8
+    cluster: str | None = None
 
     def __post_init__(self) -> None:
         if self.target not in TARGET_NAMES:
@@ -161,6 +165,10 @@ class QuantConfig:
             raise QuantConfigError(msg)
         if isinstance(self.exclude, str) or not all(isinstance(n, str) for n in self.exclude):
             msg = "exclude must be a tuple of node names, e.g. ('/conv1/Conv',)"
+            raise QuantConfigError(msg)
+        if self.cluster is not None and (not isinstance(self.cluster, str)
+                                         or not self.cluster.strip()):
+            msg = f"cluster must be a Ray address or 'auto', got {self.cluster!r}"
             raise QuantConfigError(msg)
         self._check_accuracy_options()
 

@@ -28,4 +28,5 @@ def quiet_telemetry() -> None:
     if "openvino_telemetry" not in sys.modules:
         # None in sys.modules makes ``import openvino_telemetry`` raise ImportError, which
         # openvino.tools.ovc answers with its telemetry_stub (and NNCF with no telemetry).
+        # typeshed types sys.modules values as ModuleType; None is the documented import block.
         sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]

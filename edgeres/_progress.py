@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -21,7 +21,8 @@ def progress_enabled() -> bool:
     return sys.stderr.isatty()
 
 
-def track(items: Iterable[T], *, total: int | None, description: str) -> Iterator[T]:
+def track(items: Iterable[T], *, total: int | None, description: str
+          ) -> Generator[T, None, None]:
     """Yield ``items`` while advancing a progress bar of ``total`` steps."""
     if not progress_enabled():
         yield from items

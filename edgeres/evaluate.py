@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -122,7 +123,7 @@ def evaluate(
         x = pad_batch(x, fixed, fill=x[-1:])  # repeat the last image: the graph takes `fixed`
         out = np.asarray(run(x), dtype=np.float32)
         outputs.append(out.reshape(len(x), -1)[:n])
-        labels.append(batch.labels)
+        labels.append(cast(np.ndarray, batch.labels))  # labelled data, checked above
     if not outputs:
         msg = f"no readable images in {data.name} ({data.skipped} skipped)"
         raise DataError(msg)

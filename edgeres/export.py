@@ -309,7 +309,9 @@ def _to_onnx(module: nn.Module, example: Tensor, out_name: str, config: ExportCo
         # TorchScript exporter, not dynamo: about 1 s for ResNet-50 with the weights inline in
         # one file, against about 4 s and a separate .onnx.data file for torch.export.
         torch.onnx.export(
-            module, (example,), buf, dynamo=False,
+            # The TorchScript exporter writes to any binary file object; torch's hint names
+            # paths only (it is shared with the dynamo exporter, which needs a path).
+            module, (example,), buf, dynamo=False,  # type: ignore[arg-type]
             opset_version=min(config.opset, _TORCHSCRIPT_MAX_OPSET),
             input_names=["input"], output_names=[out_name], dynamic_axes=dynamic,
             do_constant_folding=True, export_params=True,

@@ -281,7 +281,7 @@ def _size(path: Path, shape: tuple[Any, ...], layout: str,
     if stated is None:
         msg = f"the input {list(shape)} of {path} has no fixed image size; pass --input-size S"
         raise MetadataError(msg)
-    return tuple(stated)  # type: ignore[return-value]
+    return stated[0], stated[1]
 
 
 def _probe(path: Path, facts: GraphFacts, shape: tuple[int, ...]) -> np.ndarray:

@@ -90,7 +90,8 @@ def sha256_file(path: str | Path) -> str:
 def save_golden(path: str | Path, *, data: np.ndarray, kind: str, logits: np.ndarray,
                 labels: np.ndarray | None, info: dict[str, Any]) -> None:
     """Write a golden file: ``data`` (``kind`` "pixels" or "inputs"), logits, labels, info."""
-    arrays = {kind: np.ascontiguousarray(data), "logits": np.asarray(logits, np.float32),
+    arrays: dict[str, Any] = {
+        kind: np.ascontiguousarray(data), "logits": np.asarray(logits, np.float32),
               "info": np.array(json.dumps({"golden_version": GOLDEN_VERSION, **info},
                                           sort_keys=True))}
     if labels is not None:

@@ -58,7 +58,8 @@ def _default_data(meta: ModelMeta) -> str | None:
     """Validation, else calibration data named in the record; cifar10-val for CIFAR models."""
     q = meta.extra.get("quantization") if meta.extra else None
     q = q if isinstance(q, dict) else {}
-    val = q.get("validation") if isinstance(q.get("validation"), dict) else {}
+    val = q.get("validation")
+    val = val if isinstance(val, dict) else {}
     for name in (val.get("data"), q.get("calibration_data")):
         if isinstance(name, str) and name and not name.endswith("-test"):
             return name
@@ -87,20 +88,21 @@ def _draw(meta: ModelMeta, data: str | Path | None, samples: int, seed: int,
     if isinstance(source, ArraySource):
         return source.inputs.astype(meta.input.dtype), "inputs", source.labels, what
     index = source.label_index(meta.labels)
-    pixels, labels = [], []
+    images: list[np.ndarray] = []
+    labels: list[int] = []
     # ImageSource reads its items in order; each is decoded and resized here as data.py does.
     for (_, cls), raw in zip(source.items, source._reader(source.items), strict=True):
         try:
-            pixels.append(resize_crop(load_image(raw, meta.preprocess.color), meta.preprocess))
+            images.append(resize_crop(load_image(raw, meta.preprocess.color), meta.preprocess))
         except DataError as e:
             log.warning("golden: skipped %s", e)
             continue
         labels.append(index[cls] if cls is not None else -1)
-    if not pixels:
+    if not images:
         msg = f"{name}: no readable images for the golden file; pass --golden DATA"
         raise DataError(msg)
     lab = np.asarray(labels, np.int64) if source.classes else None
-    return np.stack(pixels), "pixels", lab, what
+    return np.stack(images), "pixels", lab, what
 
 
 def _logits(predictor: Any, data: np.ndarray, kind: str) -> np.ndarray:

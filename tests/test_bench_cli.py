@@ -30,6 +30,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_bench_writes_every_artefact(tmp_path: Path, folder: Path) -> None:
     """JSON (schema-valid), CSV, markdown and PNG hold the same rows, skipped GPU included."""
     out = {k: tmp_path / f"b.{k}" for k in ("json", "csv", "md", "png")}

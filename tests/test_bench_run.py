@@ -169,6 +169,7 @@ def test_ctrl_c_returns_partial_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     jsonschema.validate(report.to_json_dict(run), report.schema())
 
 
+@pytest.mark.slow
 def test_zoo_model_exported_once_with_torch_baseline(tmp_path: Path, folder: Path) -> None:
     """A zoo name is exported into the cache; torch-cpu runs the same weights; int8 row exists."""
     if importlib.util.find_spec("torch") is None:

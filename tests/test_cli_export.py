@@ -90,6 +90,7 @@ def test_labels_without_weights_set_the_class_count(tmp_path):
     assert dims[-1].dim_value == 3
 
 
+@pytest.mark.slow
 def test_export_input_size_mean_std_and_fixed_batch(tmp_path):
     """--input-size HxW, --mean/--std and --batch N reach the graph and the record."""
     out = tmp_path / "r45.onnx"

@@ -78,6 +78,7 @@ def test_fixed_batch_run_gets_full_batches_and_keeps_every_row() -> None:
     np.testing.assert_array_equal(report.labels, y)
 
 
+@pytest.mark.slow
 def test_fixed_batch_export_is_evaluated_on_every_image(tmp_path: Path) -> None:
     """A --batch 8 export on 50 cifar10-test images: count 50, top-1 as the dynamic model's."""
     pytest.importorskip("torch")

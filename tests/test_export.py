@@ -42,7 +42,13 @@ def _session(path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-@pytest.mark.parametrize("name", list_models())
+# The deep/wide ones take 2-16 s each on 2 cores: `make test` runs them, `make test-fast` not.
+_SLOW_EXPORTS = {"resnet50", "resnet101", "resnet152", "wide_resnet50_2", "resnext50_32x4d",
+                 "resnet45", "cifar_resnet34", "cifar_resnet50", "tiny_resnet28"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW_EXPORTS
+                                  else n for n in list_models()])
 def test_every_model_exports_with_parity_and_no_batchnorm(tmp_path, name):
     """Each zoo model exports, passes the checker and ORT parity, with no BatchNormalization."""
     info = model_info(name)

@@ -179,7 +179,7 @@ def test_quantize_reports_of_onnx_and_xml_outputs_do_not_collide() -> None:
 # --- class: all-or-nothing outputs ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["ort", "openvino"])
+@pytest.mark.parametrize("backend", ["ort", pytest.param("openvino", marks=pytest.mark.slow)])
 def test_quantize_report_failure_keeps_old_model_and_report(
         tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """When the report cannot be written, the old model (.xml and .bin) and report stay."""
@@ -251,7 +251,8 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-@pytest.mark.parametrize("command", ["export", "bench-json", "package-zip"])
+@pytest.mark.parametrize("command", [pytest.param("export", marks=pytest.mark.slow),
+                                     "bench-json", "package-zip"])
 def test_real_full_file_system_is_one_line(small_fs: Path, command: str) -> None:
     """On a file system with no space left: one line, exit 1, nothing but the filler there."""
     suffix, args = WRITERS[command]
@@ -307,6 +308,7 @@ def _start_quantize(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, Path
     return p, tmpdir, out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("sig", "code", "words"), [
     (signal.SIGTERM, 143, "Terminated."), (signal.SIGHUP, 129, "Hung up."),
     (signal.SIGINT, 130, "Interrupted.")])
@@ -322,6 +324,7 @@ def test_signal_cleans_up_and_exits_128_plus_signal(tmp_path: Path, sig: int, co
     assert _listing(tmpdir) == [] and _listing(out) == []
 
 
+@pytest.mark.slow
 def test_second_ctrl_c_during_cleanup_prints_no_traceback(tmp_path: Path) -> None:
     """Two Ctrl-C in a row: still one line, exit 130, and the cleanup finished."""
     p, tmpdir, out = _start_quantize(tmp_path)
@@ -540,7 +543,7 @@ main()
     (["bench", "resnet18", "--runtime", "ort-cpu", "--no-memory"], "torch"),
     (["info", "cifar10"], None),
     (["predict", "cifar10", "{img}"], None),
-    (["package", "cifar10", "-o", "{tmp}/b"], None),
+    pytest.param(["package", "cifar10", "-o", "{tmp}/b"], None, marks=pytest.mark.slow),
 ])
 def test_base_install_names_the_extra_to_install(tmp_path: Path, args: list[str],
                                                  extra: str | None) -> None:

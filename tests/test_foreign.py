@@ -192,6 +192,7 @@ def test_attach_writes_the_statement_and_the_graph_facts(attached: Path, foreign
     assert stated.exit_code == 0 and '"pixel_scale": 255.0' in stated.output
 
 
+@pytest.mark.slow
 def test_fp32_foreign_model_scores_exactly_as_the_shipped_model(attached: Path, test_images,
                                                                  shipped_eval) -> None:
     """The stated preprocessing is right: same top-1 as the shipped model, same top-1 class on
@@ -202,7 +203,8 @@ def test_fp32_foreign_model_scores_exactly_as_the_shipped_model(attached: Path, 
     assert got.top1 == shipped_eval.top1 and got.agreement(shipped_eval) == 100.0
 
 
-@pytest.mark.parametrize("backend", ["ort", pytest.param("openvino", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["ort", "openvino"])
 def test_quantize_upgrades_the_opset_and_int8_agrees_with_fp32(
         backend: str, work: Path, foreign: Path, test_images, shipped_eval) -> None:
     """quantize takes the record-less opset-11 model with the stated options; ORT upgrades it

@@ -184,6 +184,7 @@ def test_checkpoint_reloads_strictly_with_identical_logits(tmp_path):
         assert torch.equal(src.eval()(x), dst.eval()(x))
 
 
+@pytest.mark.slow
 def test_models_command_lists_every_model(monkeypatch):
     """`edgeres models` lists every registered name with its parameter count."""
     monkeypatch.setattr("edgeres.models._profile.count_macs", lambda model, shape: 0)

@@ -301,3 +301,14 @@ def test_streaming_ranges_match_one_pass_and_ignore_batch_size(sensitive: Path,
         b = collect_ranges(sensitive, source.select(None, batch_size=7), 10, method, tmp_path)
         c = collect_ranges(sensitive, source.select(None, batch_size=64), 1, method, tmp_path)
         assert b.keys() == c.keys() and all(np.allclose(b[k], c[k]) for k in b)
+
+
+def test_over_budget_warning_names_the_attempt_kept() -> None:
+    """When no mix meets --max-drop the warning names the kept attempt (it raised before)."""
+    from edgeres.quantize import QuantConfig, _warnings
+    from edgeres.quantize.sensitivity import Attempt, Fallback
+
+    kept = Attempt(("conv1", "fc"), 88.0, 1.5)
+    fallback = Fallback(kept.float_layers, False, (Attempt((), 87.0, 2.5), kept), (), (), {})
+    (msg,) = _warnings(fallback, QuantConfig(max_drop=0.5, val="cifar10-val"))
+    assert "0.5-point budget" in msg and "drop 1.50 points with 2 float layer(s)" in msg

@@ -274,6 +274,7 @@ def test_uint8_input_graph_takes_pixels_and_matches_float_model(
 # --- backends ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_openvino_and_ort_agree_on_500_test_images(ort_predictor: runtime.Predictor,
                                                    ov_predictor: runtime.Predictor) -> None:
     """precision="model": same top-1 on >= 99.5% of 500 cifar10-test images, both fp32."""

@@ -56,6 +56,7 @@ def _script(name: str):
     return module
 
 
+@pytest.mark.slow
 def test_a_stage_from_the_shipped_weights_numbers_on_and_keeps_the_lineage(
         tmp_path: Path) -> None:
     data, out = _tiny_cifar(tmp_path / "data"), tmp_path / "run"
@@ -80,6 +81,7 @@ def test_a_stage_from_the_shipped_weights_numbers_on_and_keeps_the_lineage(
     assert moved < 0.25 * (fresh - start).norm()
 
 
+@pytest.mark.slow
 def test_a_bare_state_dict_without_a_manifest_entry_is_refused(tmp_path: Path) -> None:
     data = _tiny_cifar(tmp_path / "data")
     bare = tmp_path / "weights.pt"

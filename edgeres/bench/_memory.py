@@ -24,9 +24,12 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from edgeres.bench.results import MemoryUsage
+
+if TYPE_CHECKING:
+    from edgeres.runtime import Backend, Device
 
 _PROBE_RUNS = 3  # inferences after warm-up: enough to reach the steady-state arena size
 _TIMEOUT_S = 600.0
@@ -155,8 +158,10 @@ def _child(job: ProbeJob) -> int:
     if job.backend == "torch":
         run = TorchRunner(load_torch_module(str(job.zoo_name), Path(job.file))).run
     else:
-        run = runtime.load(job.file, backend=job.backend, device=job.device,  # type: ignore
-                           threads=job.threads, precision=job.mode).run  # type: ignore
+        # ProbeJob holds the row's labels as text; load() checks them itself.
+        run = runtime.load(job.file, backend=cast("Backend", job.backend),
+                           device=cast("Device", job.device), threads=job.threads,
+                           precision=cast("Literal['model', 'fast']", job.mode)).run
     x = probe_input(job)
     for _ in range(job.warmup + _PROBE_RUNS):
         run(x)

@@ -69,6 +69,14 @@ class ModelSource:
     _failed: dict[str, Unavailable] = field(default_factory=dict)
 
     @property
+    def cache(self) -> Path:
+        """``workdir``, where derived files go; every resolved source (zoo, file) has one."""
+        if self.workdir is None:
+            msg = f"{self.arg} has no cache directory for derived files"
+            raise Unavailable(msg, "failed")
+        return self.workdir
+
+    @property
     def own_precision(self) -> str:
         """The precision the given file stores (fp32 for zoo names)."""
         return "fp32" if self.kind == "zoo" else self.meta.precision
@@ -187,7 +195,7 @@ def model_file(src: ModelSource, precision: str, *, calib: str) -> Path:
 
 def _make(src: ModelSource, precision: str, calib: str) -> Path:
     if src.kind != "zoo" and precision == src.own_precision:
-        return src.path  # type: ignore[return-value]
+        return src.path  # type: ignore[return-value]  # file and IR sources have a path
     if src.kind == "zoo" and precision in ("fp32", "fp16"):
         return export_zoo(src, fp16=precision == "fp16")
     if precision == "int8" and src.own_precision == "fp32" and src.kind != "ir":
@@ -208,7 +216,7 @@ def weights_file(src: ModelSource) -> Path:
         Unavailable: with status "failed" when the export fails.
     """
     model_file(src, "fp32", calib="")  # fp32 of a zoo model needs no calibration data
-    return src.workdir / "weights.pt"  # type: ignore[operator]
+    return src.cache / "weights.pt"
 
 
 def export_zoo(src: ModelSource, *, fp16: bool) -> Path:
@@ -218,14 +226,14 @@ def export_zoo(src: ModelSource, *, fp16: bool) -> Path:
     from edgeres.export import ExportConfig, export_onnx, seeded_model
     from edgeres.models import create_model
 
-    workdir: Path = src.workdir  # type: ignore[assignment]
+    workdir = src.cache
     dst = workdir / ("fp16.onnx" if fp16 else "fp32.onnx")
     weights = workdir / "weights.pt"
     if _cached(weights) and _cached(dst):
         return dst
     workdir.mkdir(parents=True, exist_ok=True)
     if _cached(weights):
-        model = create_model(src.arg)
+        model: torch.nn.Module = create_model(src.arg)
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     else:
         model = seeded_model(src.arg, seed=_ZOO_SEED)  # the caller's generator untouched
@@ -276,7 +284,7 @@ def quantize_int8(src: ModelSource, fp32: Path, calib: str) -> Path:
     Raises:
         Unavailable: if ``edgeres.quantize`` is not importable (the int8 rows are skipped).
     """
-    dst = src.workdir / f"int8-ort-{_calib_key(calib)}.onnx"  # type: ignore[operator]
+    dst = src.cache / f"int8-ort-{_calib_key(calib)}.onnx"
     if _cached(dst):
         return dst
     try:

@@ -109,6 +109,7 @@ class ModelBench:
         """The same random inputs for every row, converted once per input dtype."""
         shape = (max(self.config.batches), *(int(d) for d in self.src.meta.input.shape[1:]))
         rng = np.random.default_rng(self.config.seed)
+        base: np.ndarray
         if self.src.meta.input.dtype == "uint8":
             base = rng.integers(0, 256, shape, dtype=np.uint8)
         else:
@@ -229,6 +230,8 @@ class ModelBench:
         An int8 file benchmarked alone has nothing to agree with; when the fp32 file it was
         quantized from is in the same run, that file's reference row is its reference too.
         """
+        if source.reference is None:  # link_references passes only sources that have one
+            return
         ref = source.reports[source.reference]
         label = f"{source.src.arg} {source.reference[0]}/{source.reference[1]}"
         for combo, report in self.reports.items():
@@ -261,9 +264,9 @@ def link_references(benches: list[ModelBench]) -> None:
         return
     by_sha = {b.src.sha256: b for b in benches if b.reference is not None and b.src.sha256}
     for bench in orphans:
-        step = next((p for p in reversed(bench.src.meta.provenance)
-                     if p.get("step") == "quantize"), {})
-        source = by_sha.get(step.get("input_sha256"))
+        step: dict[str, Any] = next((p for p in reversed(bench.src.meta.provenance)
+                                     if p.get("step") == "quantize"), {})
+        source = by_sha.get(step.get("input_sha256", ""))  # "": no key has it
         if source is not None:
             bench.agree_with(source)
 
@@ -272,9 +275,9 @@ def link_sources(benches: list[ModelBench]) -> None:
     """Mark the rows of each quantized file whose float source file is in the same run."""
     by_sha = {b.src.sha256: b.src.arg for b in benches if b.src.sha256}
     for bench in benches:
-        step = next((p for p in reversed(bench.src.meta.provenance)
-                     if p.get("step") == "quantize"), {})
-        source = by_sha.get(step.get("input_sha256"))
+        step: dict[str, Any] = next((p for p in reversed(bench.src.meta.provenance)
+                                     if p.get("step") == "quantize"), {})
+        source = by_sha.get(step.get("input_sha256", ""))  # "": no key has it
         if source is not None and source != bench.src.arg:
             for key in bench.rows:
                 bench._update(key, quantized_from=source)
@@ -284,10 +287,14 @@ def _measure(fns: dict[str, Callable[[], object]], config: BenchConfig,
              description: str) -> Timings:
     """``timing.measure`` with a progress bar advanced once per round."""
     bar = track(iter(range(config.rounds)), total=config.rounds, description=description)
+
+    def advance(_round: int, _rounds: int) -> None:
+        next(bar, None)
+
     try:
         return measure(fns, warmup=config.warmup, rounds=config.rounds,
                        iterations=config.iterations, duration=config.timed_duration,
-                       on_round=lambda r, n: next(bar, None))
+                       on_round=advance)
     finally:
         bar.close()
 
@@ -296,7 +303,8 @@ def _reference(reports: dict[tuple[str, str, str], Any]) -> tuple[str, str, str]
     """The fp32 reference: ort-cpu if measured, else the first fp32 configuration."""
     fp32 = [c for c in reports if c[0] == "fp32" and c[2] == "model"]
     preferred = [c for c in fp32 if c[1] == "ort-cpu"]
-    return (preferred or fp32 or [None])[0]
+    found = preferred or fp32
+    return found[0] if found else None
 
 
 def _paired(report: Any, reference: Any) -> dict[str, Any]:

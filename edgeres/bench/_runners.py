@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from edgeres.bench import _gpu
 from edgeres.bench._models import ModelSource, Unavailable, model_file, weights_file
 from edgeres.bench.config import CPU_RUNTIMES, RuntimeLabel
 from edgeres.errors import BackendNotAvailable, EdgeresError, first_line
+
+if TYPE_CHECKING:
+    from edgeres.runtime import Backend
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +130,9 @@ def load_target(src: ModelSource, precision: str, runtime: str, mode: str, *, th
     from edgeres import runtime as rt
 
     try:
-        p = rt.load(path, backend=backend, device=device, threads=threads,  # type: ignore[arg-type]
-                    precision=mode)  # type: ignore[arg-type]
+        # A parsed runtime label and bench mode, as text; load() checks them itself.
+        p = rt.load(path, backend=cast("Backend", backend), device=device,
+                    threads=threads, precision=cast("Literal['model', 'fast']", mode))
     except BackendNotAvailable as e:
         raise Unavailable(str(e)) from None
     except EdgeresError as e:
@@ -278,7 +282,7 @@ def _trt_int8_file(src: ModelSource, calib: str) -> Path:
         from edgeres.quantize import QuantConfig, quantize
 
         fp32 = model_file(src, "fp32", calib=calib)
-        dst = src.workdir / f"int8-tensorrt-{_calib_key(calib)}.onnx"  # type: ignore[operator]
+        dst = src.cache / f"int8-tensorrt-{_calib_key(calib)}.onnx"
         if not dst.is_file():
             meta = _onnx_meta(fp32) or src.meta
             quantize(fp32, dst, CalibrationSet.from_data(calib, meta), backend="ort",
@@ -309,9 +313,9 @@ def _load_ort_gpu(src: ModelSource, precision: str, runtime: str, mode: str, thr
     from edgeres.runtime.backends import BackendOptions, OrtBackend
 
     fast = mode == "fast"
-    cache = _gpu.engine_dir(src.workdir, path, precision, fast) if trt else None  # type: ignore
+    cache = _gpu.engine_dir(src.cache, path, precision, fast) if trt else None
     try:
-        options = BackendOptions(device=device, precision="fast" if fast else "model",  # type: ignore[arg-type]
+        options = BackendOptions(device=device, precision="fast" if fast else "model",
                                  threads=threads, engine_cache=cache)
         impl, load_ms = _gpu.timed_load(lambda: OrtBackend(path, options))
         p = Predictor(impl, impl.meta, path)

@@ -274,8 +274,9 @@ def describe_machine(*, sample_load: bool = True) -> Environment:
     text = _cpuinfo()
     flags = cpu_flags(text)
     try:
-        load: tuple[float, float, float] | None = tuple(  # type: ignore[assignment]
-            round(v, 2) for v in os.getloadavg())
+        one, five, fifteen = os.getloadavg()
+        load: tuple[float, float, float] | None = (round(one, 2), round(five, 2),
+                                                   round(fifteen, 2))
     except (AttributeError, OSError):
         load = None
     return Environment(

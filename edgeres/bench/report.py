@@ -137,14 +137,15 @@ def _cells(r: BenchRow, star: bool) -> list[str]:
     mem = r.memory.delta_bytes if r.memory else None
     return [
         "*" if star else "", r.model, r.runtime_label, _precision(r), str(r.batch),
-        _ms(lat and lat.p50_ms), _ci(lat and lat.p50_low_ms, lat and lat.p50_high_ms),
-        _ms(lat and lat.p90_ms), _ms(lat and lat.p99_ms),
+        _ms(None if lat is None else lat.p50_ms),
+        _ci(None if lat is None else lat.p50_low_ms, None if lat is None else lat.p50_high_ms),
+        _ms(None if lat is None else lat.p90_ms), _ms(None if lat is None else lat.p99_ms),
         _DASH if lat is None else f"{_ms(lat.mean_ms)} ± {_ms(lat.std_ms)}",
         _DASH if lat is None else f"{lat.throughput_ips:.1f}",
         _DASH if lat is None else f"{100 * lat.round_spread:.1f}%",
-        _mb(r.size_bytes), _mb(mem), _top1(acc and acc.top1),
-        _ci(acc and acc.top1_low, acc and acc.top1_high, _top1),
-        _pct(acc and acc.agreement), *_drop_cells(acc), _status(r),
+        _mb(r.size_bytes), _mb(mem), _top1(None if acc is None else acc.top1),
+        _ci(None if acc is None else acc.top1_low, None if acc is None else acc.top1_high, _top1),
+        _pct(None if acc is None else acc.agreement), *_drop_cells(acc), _status(r),
     ]
 
 
@@ -190,8 +191,9 @@ def _compact_cells(r: BenchRow, star: bool) -> list[str]:
         lat.p50_ms, lat.p50_low_ms, lat.p50_high_ms)
     ips = _DASH if lat is None else (f"{lat.throughput_ips:.0f}" if lat.throughput_ips >= 100
                                      else f"{lat.throughput_ips:.1f}")
-    top1 = _top1(acc and acc.top1)
-    if acc and acc.top1 is not None and acc.top1_low is not None:
+    top1 = _top1(None if acc is None else acc.top1)
+    if (acc and acc.top1 is not None and acc.top1_low is not None
+            and acc.top1_high is not None):
         top1 += f"±{max(acc.top1_high - acc.top1, acc.top1 - acc.top1_low):.2f}"
     status = r.status + (" (partial)" if r.partial else "")
     return ["*" if star else "", r.runtime_label, _precision(r), str(r.batch), p50, ips, top1,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from edgeres.bench.config import RuntimeLabel
 from edgeres.bench.env import Environment
@@ -29,7 +29,7 @@ Status = Literal["ok", "skipped", "failed"]
 # capped threads, memory not measured, a cluster node's facts.
 NoteKind = Literal["int8-outlook", "int8-target", "int8-slower", "accuracy", "load", "noisy",
                    "threads", "memory", "cluster"]
-NOTE_KINDS: tuple[str, ...] = NoteKind.__args__  # type: ignore[attr-defined]
+NOTE_KINDS: tuple[str, ...] = get_args(NoteKind)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeres.bench.config import BenchConfig
-from edgeres.bench.results import BenchRow, BenchRun, Note
+from edgeres.bench.results import BenchRow, BenchRun, Note, Status
 from edgeres.errors import ConfigError, first_line
 
 log = logging.getLogger(__name__)
@@ -243,7 +243,7 @@ def _materialize(item: dict[str, Any], folder: Path, origins: dict[str, str]) ->
                        files=files, _failed=failed)
 
 
-def _failed_rows(label: str, status: str, reason: str, sources: list[Any],
+def _failed_rows(label: str, status: Status, reason: str, sources: list[Any],
                  config: BenchConfig) -> list[BenchRow]:
     """The rows a node would have given, each ``status`` with ``reason``."""
     from edgeres.bench._run import _combos
@@ -257,7 +257,7 @@ def _failed_rows(label: str, status: str, reason: str, sources: list[Any],
             for batch in config.batches:
                 rows.append(BenchRow(model=src.arg, source=src.kind, runtime=runtime,
                                      precision=precision, batch=batch,
-                                     threads=config.threads or 1, status=status,  # type: ignore[arg-type]
+                                     threads=config.threads or 1, status=status,
                                      reason=reason, precision_mode=mode, node=label))
     return rows
 

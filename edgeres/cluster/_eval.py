@@ -23,12 +23,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from edgeres.errors import ConfigError, DataError
 from edgeres.preprocess import pad_batch
+
+if TYPE_CHECKING:
+    from edgeres.runtime import Backend
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +126,9 @@ def evaluate_models(models: Sequence[str | Path], data: str | Path, *, cluster: 
     _check(models, workers, threads, batch_size, limit, cluster)
     files = [resolve_model_file(m) for m in models]
     source = open_data(data).subset(limit)
-    preds = [load(f, backend=backend, threads=1 if cluster else threads) for f in files]
+    # backend: a label load() checks itself ("auto", "ort", "openvino")
+    preds = [load(f, backend=cast("Backend", backend), threads=1 if cluster else threads)
+             for f in files]
     start = time.perf_counter()
     if cluster is None:
         from edgeres.evaluate import evaluate
@@ -251,7 +256,8 @@ class _Infer:
         self._dir = tempfile.TemporaryDirectory(prefix="edgeres-eval-")
         for fname, data in payload.items():
             (Path(self._dir.name) / fname).write_bytes(data)
-        self.pred = load(Path(self._dir.name) / name, backend=backend, threads=threads)
+        self.pred = load(Path(self._dir.name) / name, backend=cast("Backend", backend),
+                         threads=threads)
         first = self.pred.meta.input.shape[0]
         self.fixed = first if isinstance(first, int) and first > 0 else 0
         self.node = ray.get_runtime_context().get_node_id()
@@ -338,7 +344,7 @@ def _candidate_logits(files: dict[str, bytes], name: str, inputs: np.ndarray, ba
     with tempfile.TemporaryDirectory(prefix="edgeres-cand-") as tmp:
         for fname, data in files.items():
             (Path(tmp) / fname).write_bytes(data)
-        pred = load(Path(tmp) / name, backend=backend, threads=threads)
+        pred = load(Path(tmp) / name, backend=cast("Backend", backend), threads=threads)
         out = [np.asarray(pred.run(inputs[i:i + batch]), np.float32).reshape(
             len(inputs[i:i + batch]), -1) for i in range(0, len(inputs), batch)]
     return np.concatenate(out)

@@ -212,7 +212,7 @@ class OrtQuantizer:
             activation_symmetric=self.spec.activation_symmetric, weight_type="int8",
             weight_symmetric=True, reduce_range=self.spec.reduce_range,
             per_channel=self.per_channel, pre_processed=True,
-            opset_upgraded=tuple(self.upgraded) if self.upgraded else None,  # type: ignore[arg-type]
+            opset_upgraded=self.upgraded,  # (old, new) or None, as _upgrade_opset returned it
         )
 
     def save(self, path: Path, dst: Path, meta: ModelMeta) -> None:

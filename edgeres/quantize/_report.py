@@ -97,7 +97,7 @@ class QuantDetails:
                    weight_symmetric=flag("weight_symmetric") is not False,
                    per_channel=flag("per_channel") is not False,
                    reduce_range=flag("reduce_range"), pre_processed=flag("pre_processed"),
-                   opset_upgraded=upgraded,  # type: ignore[arg-type]
+                   opset_upgraded=upgraded,
                    preset=text("preset") or None, target_device=text("target_device") or None)
 
 

@@ -37,7 +37,9 @@ class Quantizer(Protocol):
 
     layers: tuple[str, ...]
     op_types: dict[str, str]
-    fp32_path: Path
+
+    @property
+    def fp32_path(self) -> Path: ...  # read-only here, as in _protocol.Quantizer
 
     def build(self, floats: tuple[str, ...]) -> Path: ...
 

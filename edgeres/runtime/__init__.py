@@ -256,7 +256,7 @@ def _check_record(backend: Any, meta: ModelMeta, path: Path) -> tuple[tuple[int,
                f"{classes}; re-export the model or correct its metadata record")
         raise MetadataError(msg)
     batch = graph[0] if isinstance(graph[0], int) and graph[0] > 0 else 0
-    return sample, batch
+    return tuple(int(d) for d in sample), batch  # all fixed ints, checked above
 
 
 def _missing_record(path: Path, backend: Any) -> MetadataError:

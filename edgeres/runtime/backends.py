@@ -221,8 +221,8 @@ class OrtBackend:
         self._describe_io(path)
         record = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         self.record_text: str | None = record  # as stored, for bundles' metadata.json
-        stored = ModelMeta.from_json(record).fitted_to(self.input_shape) if record else None
-        self.meta = meta or stored
+        in_file = ModelMeta.from_json(record).fitted_to(self.input_shape) if record else None
+        self.meta = meta or in_file
         self.executed_precision = _ort_executed(device, options.precision, self.meta)
         self.details = {
             "providers": self.session.get_providers(),
@@ -257,7 +257,7 @@ class OrtBackend:
         kind = first.type.removeprefix("tensor(").removesuffix(")") if first else "none"
         dtype = _ORT_TYPES.get(kind, kind)
         _check_input(path, len(inputs), shape, dtype)
-        self.input_name = first.name
+        self.input_name = inputs[0].name  # exactly one input, checked above
         self.input_shape = shape
         self.input_dtype = np.dtype(dtype)
         self.output_shape = tuple(self.session.get_outputs()[0].shape or ())

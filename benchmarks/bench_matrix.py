@@ -48,9 +48,9 @@ def _conditions(extra: str | None) -> str:
 def _merge(runs: list[BenchRun], per_model_eval: dict[str, str | None]) -> BenchRun:
     """One report from several run_bench calls (they differ only in evaluation data)."""
     first = runs[0]
-    settings = {**first.settings, "eval_data": None, "limit": None,
-                "per_model_eval": per_model_eval,
-                "precisions": sorted({p for r in runs for p in r.settings["precisions"] or ()})}
+    settings = first.settings.evolve(
+        eval_data=None, limit=None, per_model_eval=per_model_eval,
+        precisions=sorted({p for r in runs for p in r.settings.precisions or ()}))
     return dataclasses.replace(
         first, rows=tuple(row for r in runs for row in r.rows), settings=settings,
         notes=tuple(dict.fromkeys(n for r in runs for n in r.notes)),  # outlook stated once

@@ -126,3 +126,47 @@ def test_old_names_are_aliases() -> None:
     from edgeres.quantize._report import QuantAccuracy
 
     assert Accuracy is RowAccuracy and QAccuracy is QuantAccuracy
+
+
+def test_loaded_configuration_is_not_a_deployment_target() -> None:
+    """bench's loaded configuration is `Loaded`; `_runners.Target` stays as its alias."""
+    from edgeres.bench import _runners
+
+    assert _runners.Target is _runners.Loaded
+    assert "Target" not in _runners.load_target.__annotations__.get("return", "")
+
+
+def test_run_settings_are_typed_and_write_the_same_json() -> None:
+    """BenchConfig.settings is a RunSettings whose to_dict is the JSON object of before."""
+    import dataclasses
+
+    from edgeres.bench.config import BenchConfig, RunSettings
+
+    config = BenchConfig(iterations=3, batches=(1, 8), conditions="quiet")
+    settings = config.settings(("ort-cpu",), 2)
+    before = {**dataclasses.asdict(config), "runtimes": ["ort-cpu"], "threads": 2,
+              "duration": None, "batches": [1, 8], "cache": str(config.cache_root),
+              "precisions": None}
+    assert isinstance(settings, RunSettings)
+    assert list(settings.to_dict().items()) == list(before.items())  # values and key order
+    assert settings.threads == 2 and settings.batches == (1, 8)
+    assert settings.iterations == 3 and settings.conditions == "quiet"
+    assert RunSettings.from_dict(settings.to_dict()) == settings
+    cluster = settings.evolve(cluster="ray://h", nodes=("ort-cpu",), node_ids={"ort-cpu": "n1"})
+    assert cluster.to_dict() == {**before, "cluster": "ray://h", "nodes": ["ort-cpu"],
+                                 "node_ids": {"ort-cpu": "n1"}}
+    assert cluster["node_ids"]["ort-cpu"] == "n1" and {**cluster} == cluster.to_dict()
+
+
+def test_run_settings_keep_a_partial_dict_as_it_came() -> None:
+    """A BenchRun built with part of a settings dict reads it typed and writes it back as is."""
+    from edgeres.bench.env import Environment
+    from edgeres.bench.results import BenchRun
+
+    part = {"threads": 3, "rounds": 1, "warmup": 0, "iterations": 1, "per_model_eval": {"m": None}}
+    machine = Environment(cpu="c", machine="x86_64", isa=(), physical_cores=1, logical_cores=1,
+                          os="Linux", python="3.12")
+    run = BenchRun(rows=(), environment=machine, settings=part)
+    assert run.settings.threads == 3 and run.settings.duration is None
+    assert run.settings.extra == {"per_model_eval": {"m": None}}
+    assert run.settings.to_dict() == part and list(run.settings.to_dict()) == list(part)

@@ -30,17 +30,26 @@ from edgeres.bench.config import (
     parse_runtimes,
 )
 from edgeres.bench.env import Environment, default_threads, describe_machine
-from edgeres.bench.results import Accuracy, BenchRow, BenchRun, MemoryUsage, Note, RowAccuracy
+from edgeres.bench.results import (
+    Accuracy,
+    BenchRow,
+    BenchRun,
+    MemoryUsage,
+    Note,
+    RowAccuracy,
+    RunSettings,
+)
 from edgeres.bench.stats import LatencyStats
 from edgeres.bench.timing import Timings, measure
 
 __all__ = ["RUNTIMES", "Accuracy", "BenchConfig", "BenchRow", "BenchRun", "Environment",
-           "LatencyStats", "MemoryUsage", "Note", "RowAccuracy", "RuntimeLabel", "Timings",
+           "LatencyStats", "MemoryUsage", "Note", "RowAccuracy", "RunSettings", "RuntimeLabel",
+           "Timings",
            "measure", "parse_batches", "parse_precisions", "parse_runtimes", "run_bench"]
 
 
 
-def _settings(config: BenchConfig, runtimes: tuple[str, ...], threads: int) -> dict[str, Any]:
+def _settings(config: BenchConfig, runtimes: tuple[str, ...], threads: int) -> RunSettings:
     """``config.settings(runtimes, threads)``, the name ``edgeres.cluster`` used before."""
     return config.settings(runtimes, threads)
 

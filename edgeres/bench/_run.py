@@ -22,7 +22,7 @@ from edgeres.bench._gpu import row_variant, variants
 from edgeres.bench._memory import MemoryProbe, ProbeJob
 from edgeres.bench._models import ModelSource, Unavailable
 from edgeres.bench._notes import outlook_notes
-from edgeres.bench._runners import Target, load_target, unavailable_reason
+from edgeres.bench._runners import Loaded, load_target, unavailable_reason
 from edgeres.bench.config import GPU_RUNTIMES, RUNTIMES, BenchConfig, RuntimeLabel
 from edgeres.bench.env import Environment
 from edgeres.bench.results import BenchRow, Note, RowAccuracy
@@ -57,7 +57,7 @@ class ModelBench:
         self.src, self.threads, self.config, self.env = src, threads, config, env
         self.precisions = config.precisions or (src.own_precision,)
         self.combos = list(_combos(self.precisions, runtimes, config))
-        self.targets: dict[tuple[str, str, str], Target] = {}
+        self.targets: dict[tuple[str, str, str], Loaded] = {}
         self.rows: dict[Key, BenchRow] = {}
         self.notes: list[Note] = []
         self.measured: set[Key] = set()

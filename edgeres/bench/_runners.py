@@ -75,8 +75,11 @@ def default_runtimes() -> tuple[str, ...]:
 
 
 @dataclass
-class Target:
+class Loaded:
     """One loaded configuration, ready to time at any batch size.
+
+    Not a deployment target (``quantize --target``, ``TargetSpec``); ``Target`` is its name
+    before 0.2, kept as an alias for one release.
 
     Attributes:
         precision, runtime, mode: what was asked for (mode "fast" = runtime default).
@@ -103,8 +106,11 @@ class Target:
     meta: Any = None
 
 
+Target = Loaded  # the name before 0.2 (a loaded configuration, not a deployment target)
+
+
 def load_target(src: ModelSource, precision: str, runtime: str, mode: str, *, threads: int,
-                calib: str) -> Target:
+                calib: str) -> Loaded:
     """Load one configuration.
 
     Raises:
@@ -141,7 +147,7 @@ def load_target(src: ModelSource, precision: str, runtime: str, mode: str, *, th
         log.debug("loading %s on %s failed", path, runtime, exc_info=True)
         raise Unavailable(first_line(e), "failed") from None
     batch_dim = p.backend.input_shape[0] if p.backend.input_shape else None
-    return Target(
+    return Loaded(
         precision=precision, runtime=runtime, mode=mode, file=path, run=p.run,
         bind=lambda x: functools.partial(p.run, x), executed_precision=p.executed_precision,
         input_dtype=np.dtype(p.backend.input_dtype),
@@ -213,7 +219,7 @@ def load_torch_module(zoo_name: str, weights: Path) -> Any:
 
 
 def _load_torch(src: ModelSource, precision: str, runtime: str, mode: str, threads: int,
-                calib: str) -> Target:
+                calib: str) -> Loaded:
     cuda = runtime == "torch-cuda"
     if precision not in (_gpu.TORCH_CUDA_PRECISIONS if cuda else ("fp32",)):
         msg = ("torch-cuda runs the PyTorch model in fp32, fp16 and bf16; int8 runs on ONNX "
@@ -246,7 +252,7 @@ def _load_torch(src: ModelSource, precision: str, runtime: str, mode: str, threa
     _check_parity(runner, src, calib)  # on the CPU, in fp32, before any cast
     details: dict[str, Any] = {"torch_threads": torch.get_num_threads(), "zoo_name": zoo_name}
     if not cuda:
-        return Target(
+        return Loaded(
             precision="fp32", runtime="torch-cpu", mode="model", file=weights, run=runner.run,
             bind=runner.bind, executed_precision="fp32", input_dtype=np.dtype(np.float32),
             details=details, meta=src.meta)
@@ -257,7 +263,7 @@ def _load_torch(src: ModelSource, precision: str, runtime: str, mode: str, threa
     except Exception as e:  # CUDA out of memory, a driver error: this row fails alone
         log.debug("moving %s to CUDA failed", src.arg, exc_info=True)
         raise Unavailable(first_line(e), "failed") from None
-    return Target(
+    return Loaded(
         precision=precision, runtime=runtime, mode=mode, file=weights, run=gpu.run,
         bind=gpu.bind, executed_precision=executed, input_dtype=np.dtype(np.float32),
         details={**details, **facts, "load_ms": load_ms}, meta=src.meta)
@@ -303,7 +309,7 @@ def _trt_int8_file(src: ModelSource, calib: str) -> Path:
 
 
 def _load_ort_gpu(src: ModelSource, precision: str, runtime: str, mode: str, threads: int,
-                  calib: str) -> Target:
+                  calib: str) -> Loaded:
     """ONNX Runtime on CUDA or TensorRT, timed through I/O binding (or with copies: host-io)."""
     device = RuntimeLabel.parse(runtime).device
     trt = device == "tensorrt"
@@ -334,7 +340,7 @@ def _load_ort_gpu(src: ModelSource, precision: str, runtime: str, mode: str, thr
     else:
         bind = lambda x: _gpu.OrtDeviceCall(ort, impl.session, x)  # noqa: E731
     batch_dim = impl.input_shape[0] if impl.input_shape else None
-    return Target(
+    return Loaded(
         precision=precision, runtime=runtime, mode=mode, file=path, run=p.run, bind=bind,
         executed_precision=p.executed_precision, input_dtype=np.dtype(impl.input_dtype),
         fixed_batch=batch_dim if isinstance(batch_dim, int) else None,

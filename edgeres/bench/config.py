@@ -18,8 +18,8 @@ from typing import Any, Literal, NamedTuple, cast
 from edgeres.errors import ConfigError
 
 __all__ = ["BENCH_PRECISIONS", "RUNTIMES", "BackendName", "BenchConfig", "DeviceName",
-           "Precision", "RuntimeLabel", "cache_dir", "parse_batches", "parse_precisions",
-           "parse_runtimes"]
+           "Precision", "RunSettings", "RuntimeLabel", "cache_dir", "parse_batches",
+           "parse_precisions", "parse_runtimes"]
 
 # The shared vocabulary (CONTRIBUTING, "Vocabulary").
 BackendName = Literal["ort", "openvino", "torch"]
@@ -214,16 +214,122 @@ class BenchConfig:
             return None
         return self.duration if self.duration is not None else DEFAULT_DURATION
 
-    def settings(self, runtimes: tuple[str, ...], threads: int) -> dict[str, Any]:
-        """The settings of a run as ``BenchRun.settings`` and the JSON's ``settings`` hold them:
-        these fields as plain values, with the runtimes and threads in effect resolved."""
+    def settings(self, runtimes: tuple[str, ...], threads: int) -> RunSettings:
+        """The settings of a run (``BenchRun.settings``; ``to_dict()`` is the JSON's
+        ``settings``): these fields, with the runtimes and threads in effect resolved."""
         d = dataclasses.asdict(self)
         d.update(runtimes=list(runtimes), threads=threads, duration=self.timed_duration,
                  batches=list(self.batches), cache=str(self.cache_root),
                  precisions=None if self.precisions is None else list(self.precisions))
-        return d
+        return RunSettings.from_dict(d)
 
     @property
     def cache_root(self) -> Path:
         """The cache directory in effect."""
         return self.cache if self.cache is not None else cache_dir()
+
+
+_AS_LISTS = frozenset({"runtimes", "precisions", "batches", "nodes"})  # tuples here, JSON lists
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The settings a run was made with: ``BenchRun.settings``, written as the JSON's ``settings``.
+
+    ``BenchConfig.settings`` builds it with the runtimes and threads in effect resolved; a
+    ``--cluster`` run adds ``cluster``, ``nodes`` and ``node_ids`` (``evolve``). Read it by
+    attribute. ``to_dict`` writes exactly the keys it was built from, in their order, so a
+    partial record (``from_dict`` of the few keys a test or an older report has) writes back
+    the same object; keys this version does not model are kept in ``extra``. Item access
+    (``settings["threads"]``, ``{**settings}``) reads ``to_dict()``: the dict of before 0.2,
+    kept for one release.
+
+    Attributes:
+        runtimes, precisions, batches, threads, warmup, rounds, iterations, duration, calib,
+            eval_data, limit, memory, openvino_default_row, torch_compile, host_io, cache,
+            conditions, seed: as ``BenchConfig``'s, resolved (``duration`` is the timed
+            seconds per row or None, ``cache`` the directory as text); None when not recorded.
+        cluster: the Ray address of a ``--cluster`` run.
+        nodes: the device labels of a ``--cluster`` run.
+        node_ids: device label → the Ray node that ran its rows.
+        extra: keys this version does not model, verbatim.
+        written: the keys ``to_dict`` writes, in order.
+    """
+
+    runtimes: tuple[str, ...] = ()
+    precisions: tuple[str, ...] | None = None
+    batches: tuple[int, ...] = (1,)
+    threads: int | None = None
+    warmup: int | None = None
+    rounds: int | None = None
+    iterations: int | None = None
+    duration: float | None = None
+    calib: str | None = None
+    eval_data: str | None = None
+    limit: int | None = None
+    memory: bool | None = None
+    openvino_default_row: bool | None = None
+    torch_compile: bool | None = None
+    host_io: bool | None = None
+    cache: str | None = None
+    conditions: str | None = None
+    seed: int | None = None
+    cluster: str | None = None
+    nodes: tuple[str, ...] = ()
+    node_ids: dict[str, str] = dataclasses.field(default_factory=dict)
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    written: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.written:  # built directly: every modelled field (cluster ones when set)
+            skip = {"extra", "written"} | (
+                set() if self.cluster is not None else {"cluster", "nodes", "node_ids"})
+            keys = [f.name for f in dataclasses.fields(self) if f.name not in skip]
+            object.__setattr__(self, "written", (*keys, *self.extra))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunSettings:
+        """Settings from the JSON's ``settings`` object, or any part of it."""
+        return cls(**_settings_fields(d), extra={k: v for k, v in d.items()
+                                                 if k not in _SETTINGS_FIELDS},
+                   written=tuple(d))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON's ``settings`` object: the keys this was built from, lists for tuples."""
+        out: dict[str, Any] = {}
+        for key in self.written:
+            value = self.extra[key] if key in self.extra else getattr(self, key)
+            if key in _AS_LISTS and value is not None:
+                value = list(value)
+            elif isinstance(value, dict):
+                value = dict(value)
+            out[key] = value
+        return out
+
+    def evolve(self, **changes: Any) -> RunSettings:
+        """A copy with ``changes`` applied; new keys are written after the existing ones."""
+        extra = {**self.extra, **{k: v for k, v in changes.items() if k not in _SETTINGS_FIELDS}}
+        written = (*self.written, *(k for k in changes if k not in self.written))
+        return dataclasses.replace(self, **_settings_fields(changes), extra=extra,
+                                   written=written)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``to_dict().get(key, default)``: the dict reading of before 0.2."""
+        return self.to_dict().get(key, default)
+
+    def keys(self) -> tuple[str, ...]:
+        """The keys ``to_dict`` writes (so ``{**settings}`` still works)."""
+        return self.written
+
+
+_SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(RunSettings)) - {"extra",
+                                                                                 "written"}
+
+
+def _settings_fields(d: dict[str, Any]) -> dict[str, Any]:
+    """The modelled keys of ``d``, JSON lists as tuples."""
+    return {k: (tuple(v) if k in _AS_LISTS and v is not None else v)
+            for k, v in d.items() if k in _SETTINGS_FIELDS}

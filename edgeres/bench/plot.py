@@ -264,7 +264,7 @@ def write_plot(run: BenchRun, path: Path, fmt: str) -> None:
         _scatter(bottom, rows, field, several)
     else:
         _bars(bottom, rows, several)
-    threads = run.settings.get("threads")
+    threads = run.settings.threads
     fig.suptitle(f"edgeres bench on {run.environment.cpu}, {threads} threads"
                  + (" (interrupted: partial)" if run.interrupted else ""), fontsize=11)
     with atomic_write(Path(path), suffix=f".{fmt}") as tmp:

@@ -235,8 +235,8 @@ def environment_lines(run: BenchRun) -> list[str]:
     versions = ", ".join(f"{k} {v}" for k, v in e.versions.items() if v)
     load = _DASH if e.load_average is None else " / ".join(f"{v:.2f}" for v in e.load_average)
     s = run.settings
-    timing = (f"{s['iterations']} calls" if s.get("iterations") else f"{s['duration']:g} s") + \
-        f" per row over {s['rounds']} interleaved rounds after {s['warmup']} warm-up calls"
+    timing = (f"{s.iterations} calls" if s.iterations else f"{s.duration:g} s") + \
+        f" per row over {s.rounds} interleaved rounds after {s.warmup} warm-up calls"
     lines = [
         f"CPU: {e.cpu} ({e.machine}), {e.physical_cores} physical / {e.logical_cores} logical "
         f"cores; ISA: {', '.join(e.isa) or 'none detected'}",
@@ -244,11 +244,11 @@ def environment_lines(run: BenchRun) -> list[str]:
         f"OS: {e.os}; Python {e.python}; {versions}",
         f"At start: CPU used by other processes {_pct(_scaled(e.busy_others))}; "
         f"load average (1/5/15 min) {load}",
-        f"Threads: {s['threads']}; timing: {timing}",
+        f"Threads: {s.threads}; timing: {timing}",
         f"Run: {run.created}" + (" — INTERRUPTED, partial results" if run.interrupted else ""),
     ]
-    if s.get("conditions"):
-        lines.append(f"Conditions: {s['conditions']}")
+    if s.conditions:
+        lines.append(f"Conditions: {s.conditions}")
     for label, n in run.nodes.items():  # edgeres bench --cluster: where each row ran
         versions = ", ".join(f"{k} {v}" for k, v in n.versions.items() if v)
         lines.append(f"Node {label}: {n.cpu} ({n.machine}), {n.physical_cores} physical / "
@@ -384,7 +384,7 @@ def to_json_dict(run: BenchRun) -> dict[str, Any]:
     return json_safe({
         "schema_version": run.schema_version, "tool": "edgeres bench", "created": run.created,
         "interrupted": run.interrupted, "environment": run.environment.to_dict(),
-        "settings": run.settings, "rows": [r.to_dict() for r in run.rows], "notes": notes,
+        "settings": run.settings.to_dict(), "rows": [r.to_dict() for r in run.rows], "notes": notes,
         "comparisons": [c.to_dict() for c in comparisons(run.rows)],
         **({"nodes": {k: e.to_dict() for k, e in run.nodes.items()}} if run.nodes else {}),
     })

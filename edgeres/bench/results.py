@@ -13,13 +13,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from edgeres.bench.config import RuntimeLabel
+from edgeres.bench.config import RunSettings, RuntimeLabel
 from edgeres.bench.env import Environment
 from edgeres.bench.stats import LatencyStats
 from edgeres.intervals import PairedDrop
 
 __all__ = ["SCHEMA_VERSION", "Accuracy", "BenchRow", "BenchRun", "MemoryUsage", "Note",
-           "NoteKind", "RowAccuracy"]
+           "NoteKind", "RowAccuracy", "RunSettings"]
 
 SCHEMA_VERSION = 1
 MODE_LABELS = {"fast": "default", "compile": "compile"}  # precision_mode → label suffix
@@ -198,7 +198,8 @@ class BenchRun:
     Attributes:
         rows: every row, in model, precision, runtime, batch order.
         environment: the machine and library versions.
-        settings: the ``BenchConfig`` in effect, as plain values.
+        settings: the ``BenchConfig`` in effect (``RunSettings``; a dict, e.g. part of a
+            report's ``settings``, is read with ``RunSettings.from_dict``).
         notes: observations (int8 expectations, int8 slower than fp32, ...).
         interrupted: True when Ctrl-C stopped the run; ``partial`` rows were cut short.
         created: UTC time the run started, ISO 8601.
@@ -208,9 +209,13 @@ class BenchRun:
 
     rows: tuple[BenchRow, ...]
     environment: Environment
-    settings: dict[str, Any]
+    settings: RunSettings
     notes: tuple[Note, ...] = ()
     interrupted: bool = False
     created: str = ""
     schema_version: int = SCHEMA_VERSION
     nodes: dict[str, Environment] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.settings, dict):  # the plain dict of before 0.2, or a report's part
+            object.__setattr__(self, "settings", RunSettings.from_dict(self.settings))

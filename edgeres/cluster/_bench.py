@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edgeres.bench.config import BenchConfig
+from edgeres.bench.config import BenchConfig, RunSettings
 from edgeres.bench.results import BenchRow, BenchRun, Note, Status
 from edgeres.errors import ConfigError, first_line
 
@@ -209,7 +209,7 @@ def _node_bench(label: str, payload: list[dict[str, Any]], evals: dict[str, Any]
         return {"rows": [r.to_dict() for r in rows], "environment": env.to_dict(),
                 "node_id": ray.get_runtime_context().get_node_id(),
                 "notes": [dataclasses.asdict(n) for n in notes],
-                "settings": _settings(cfg, runtimes, threads)}
+                "settings": _settings(cfg, runtimes, threads).to_dict()}
 
 
 def _link_sources(benches: list[Any]) -> None:
@@ -271,7 +271,7 @@ def _merge(labels: Sequence[str], results: dict[str, Any], sources: list[Any],
     rows: list[BenchRow] = []
     notes: list[Note] = []
     nodes: dict[str, Environment] = {}
-    settings: dict[str, Any] | None = None
+    settings: RunSettings | None = None
     node_ids: dict[str, str] = {}
     for label in labels:
         result = results[label]
@@ -286,11 +286,11 @@ def _merge(labels: Sequence[str], results: dict[str, Any], sources: list[Any],
         for n in result["notes"]:
             note = Note(**{**n, "causes": tuple(n["causes"])})
             notes.append(dataclasses.replace(note, text=f"node {label}: {note.text}"))
-        settings = settings or result["settings"]
+        settings = settings or RunSettings.from_dict(result["settings"])
     if settings is None:
         from edgeres.bench._runners import default_runtimes
 
         settings = _settings(config, config.runtimes or default_runtimes(), config.threads or 1)
-    settings = {**settings, "cluster": address, "nodes": list(labels), "node_ids": node_ids}
+    settings = settings.evolve(cluster=address, nodes=tuple(labels), node_ids=node_ids)
     return BenchRun(rows=tuple(rows), environment=env, settings=settings, notes=tuple(notes),
                     interrupted=interrupted, created=created, nodes=nodes)

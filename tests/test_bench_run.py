@@ -50,6 +50,7 @@ def _row(run, runtime_label: str, batch: int = 1, mode: str = "model"):
                 and r.precision_mode == mode)
 
 
+@pytest.mark.slow
 def test_every_runtime_has_a_row_and_missing_ones_say_why(full_run) -> None:
     """Runtimes absent here (no GPU) are skipped rows with a reason, never dropped."""
     for label in RUNTIMES:
@@ -276,6 +277,7 @@ def test_failed_zoo_export_fails_rows_not_the_run(tmp_path: Path, monkeypatch: p
     jsonschema.validate(report.to_json_dict(run), report.schema())
 
 
+@pytest.mark.slow
 def test_uint8_input_file_skips_the_torch_row(tmp_path: Path) -> None:
     """A --uint8-input file from registered weights: torch-cpu is skipped with why, ORT runs."""
     pytest.importorskip("torch")

@@ -44,7 +44,8 @@ def _session(path) -> ort.InferenceSession:
 
 # The deep/wide ones take 2-16 s each on 2 cores: `make test` runs them, `make test-fast` not.
 _SLOW_EXPORTS = {"resnet50", "resnet101", "resnet152", "wide_resnet50_2", "resnext50_32x4d",
-                 "resnet45", "cifar_resnet34", "cifar_resnet50", "tiny_resnet28"}
+                 "resnet45", "cifar_resnet34", "cifar_resnet50", "tiny_resnet28", "resnet34",
+                 "cspresnet50"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW_EXPORTS

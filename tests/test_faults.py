@@ -491,6 +491,7 @@ def test_bench_cache_entry_is_verified_and_rebuilt_when_altered(tmp_path: Path) 
 # --- part 3: the README's own path --------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["bundle/", "bundle", "sub/../bundle", "absolute"])
 def test_readme_package_command_works_with_any_path(tmp_path: Path, form: str,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
@@ -504,6 +505,7 @@ def test_readme_package_command_works_with_any_path(tmp_path: Path, form: str,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "sub"]
 
 
+@pytest.mark.slow
 def test_bundle_infer_takes_a_folder_like_predict(tmp_path: Path) -> None:
     """The bundle's infer.py expands a folder to its images, in predict's order."""
     from edgeres.data import IMAGE_SUFFIXES

@@ -264,6 +264,7 @@ def test_bench_times_the_foreign_model(foreign: Path, work: Path,
     assert len(copies) == 1 and runtime.load(copies[0]).meta.preprocess.channel_order == "BGR"
 
 
+@pytest.mark.slow
 def test_package_bundle_gives_the_same_top1_as_predict(foreign: Path, attached: Path,
                                                        work: Path) -> None:
     """package with the stated options: the bundle's infer.py ranks as edgeres.runtime does,

@@ -62,6 +62,7 @@ def ir_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return package.package(folder / "m.xml", folder / "bundle").path
 
 
+@pytest.mark.slow
 def test_graph_resized_after_export_bundles_a_record_of_its_size(tmp_path: Path,
                                                                  reshaped_shipped) -> None:
     """The shipped graph fixed to 48x48 with its record left at 32: metadata.json says 48, so
@@ -139,6 +140,7 @@ def test_ir_bundle_runs_with_openvino(ir_bundle: Path) -> None:
         np.testing.assert_allclose(got["probabilities"], want.probabilities, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_ir_bundle_reports_the_precision_openvino_compiled(tmp_path: Path) -> None:
     """An fp16 IR: infer.py runs and reports f16 where the CPU has it and f32 elsewhere, as
     edgeres.runtime does (asked for f16, OpenVINO would run bf16 on an AVX-512 BF16 CPU)."""
@@ -300,6 +302,7 @@ def test_render_refuses_a_preprocess_that_cannot_travel(monkeypatch: pytest.Monk
         package.render_infer()
 
 
+@pytest.mark.slow
 def test_zip_bundle_holds_the_same_files(bundle: Path, tmp_path: Path) -> None:
     """A .zip destination holds the bundle's files, identical, in a folder named after it."""
     dst = tmp_path / "cifar.zip"
@@ -327,6 +330,7 @@ def test_failures_leave_nothing_behind(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == ["bare.onnx"]
 
 
+@pytest.mark.slow
 def test_existing_destinations_are_kept_unless_forced(tmp_path: Path) -> None:
     """An existing bundle is replaced only with overwrite; other folders never are."""
     dst = tmp_path / "b"
@@ -344,6 +348,7 @@ def test_existing_destinations_are_kept_unless_forced(tmp_path: Path) -> None:
     assert (home / "precious.txt").read_text() == "keep"
 
 
+@pytest.mark.slow
 def test_package_command(tmp_path: Path) -> None:
     """`edgeres package` writes the bundle; a second run without --force is one Error line."""
     dst = tmp_path / "out"

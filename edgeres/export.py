@@ -7,12 +7,11 @@ optionally simplifies with onnxslim, and then checks the result before it is ren
 and ONNX Runtime against the original, unfolded PyTorch model on seeded random inputs. A result
 outside tolerance raises ``ExportError`` and leaves no file. The ``ModelMeta`` record, with an
 ``export`` provenance step carrying the parity numbers, is stored under the single ``edgeres``
-metadata key. ``zoo_meta`` builds the record for a zoo model.
+metadata key. ``zoo_meta`` (from ``edgeres.zoo``) builds the record for a zoo model.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import math
 import numbers
@@ -21,7 +20,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import onnx
 import torch
@@ -34,13 +33,11 @@ from edgeres.errors import ExportConfigError, ExportError, first_line
 from edgeres.meta import (
     InputSpec,
     ModelMeta,
-    PreprocessSpec,
-    default_labels,
-    default_preprocess,
     read_onnx_meta,
     write_onnx_meta,
 )
 from edgeres.models.deploy import HalfPrecision, Uint8Input, eval_mode, fold_batchnorm
+from edgeres.zoo import zoo_meta  # its home before 0.2; built without torch in edgeres.zoo
 
 __all__ = ["ExportConfig", "ExportReport", "export_onnx", "seeded_model", "zoo_export",
            "zoo_meta"]
@@ -157,85 +154,6 @@ class ExportReport:
     def num_nodes(self) -> int:
         """Total nodes in the graph."""
         return sum(self.node_counts.values())
-
-
-def _normalisation(
-    pre: PreprocessSpec, mean: Any, std: Any, channels: int
-) -> PreprocessSpec:
-    """``pre`` with the caller's mean/std, checked: both or neither, one per channel, std > 0."""
-    if mean is None and std is None:
-        return pre
-    if mean is None or std is None:
-        msg = "give mean and std together (one value per channel each)"
-        raise ExportConfigError(msg)
-    mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
-    values = (*mean, *std)
-    if len(mean) != channels or len(std) != channels or not all(map(math.isfinite, values)):
-        msg = f"mean {mean} and std {std} need one finite value per input channel ({channels})"
-        raise ExportConfigError(msg)
-    if min(std) <= 0:
-        msg = f"std {std} must be positive"
-        raise ExportConfigError(msg)
-    return dataclasses.replace(pre, mean=mean, std=std)
-
-
-def zoo_meta(
-    name: str,
-    *,
-    num_classes: int | None = None,
-    input_size: int | tuple[int, ...] | None = None,
-    in_chans: int | None = None,
-    labels: list[str] | tuple[str, ...] | None = None,
-    mean: tuple[float, ...] | None = None,
-    std: tuple[float, ...] | None = None,
-    weights_sha256: str | None = None,
-) -> ModelMeta:
-    """The metadata record of a zoo model: registry defaults, then the caller's overrides.
-
-    Args:
-        name: registered model name.
-        num_classes: classes (from the checkpoint); the registry default when None.
-        input_size: side, ``(side,)`` or ``(height, width)``; the registry default when None.
-        in_chans: input channels; the registry default when None.
-        labels: one label per class; CIFAR-10 names or ``class_<i>`` when None.
-        mean: per-channel mean on the 0-1 scale; the family default when None.
-        std: per-channel standard deviation; the family default when None.
-        weights_sha256: hash of the checkpoint, None for random weights.
-
-    Returns:
-        A float32 NCHW record with a dynamic batch axis (``export_onnx`` adjusts it).
-
-    Raises:
-        UnknownModelError: if ``name`` is not registered.
-        ExportError: on non-positive sizes, labels that do not match the class count, or
-            mean/std of the wrong length or with a non-positive std.
-    """
-    from edgeres.models import model_info
-
-    info = model_info(name)
-    size = info.input_size if input_size is None else input_size
-    size = (size,) if isinstance(size, int) else tuple(size)
-    size = size * 2 if len(size) == 1 else size  # a single side means a square input
-    chans = info.in_chans if in_chans is None else in_chans
-    classes = info.num_classes if num_classes is None else num_classes
-    if len(size) != 2:
-        msg = (f"input size {'x'.join(map(str, size))} is invalid; give one side or HxW, "
-               "e.g. input_size 224 or 32x128")
-        raise ExportConfigError(msg)
-    if min(size) < 1 or chans < 1 or classes < 0:
-        msg = (f"input size {'x'.join(map(str, size))} with {chans} channel(s) and {classes} "
-               "classes is invalid; sizes must be positive, e.g. input_size 224")
-        raise ExportConfigError(msg)
-    labels = default_labels(info.family, classes) if labels is None else tuple(labels)
-    if len(labels) != classes:
-        msg = f"{len(labels)} labels given for {classes} classes; give one label per class"
-        raise ExportConfigError(msg)
-    pre = _normalisation(default_preprocess(info.family, size, chans), mean, std, chans)
-    return ModelMeta(
-        name=name, family=info.family, num_classes=classes, labels=labels,
-        input=InputSpec(shape=("batch", chans, *size)), preprocess=pre,
-        weights_sha256=weights_sha256,
-    )
 
 
 def seeded_model(name: str, *, num_classes: int | None = None,

@@ -35,9 +35,9 @@ from edgeres.meta import (
     Layout,
     ModelMeta,
     PreprocessSpec,
-    default_labels,
     write_onnx_meta,
 )
+from edgeres.zoo import family_labels
 
 __all__ = ["AttachReport", "GraphFacts", "RecordOptions", "attach", "read_graph", "stated_record"]
 
@@ -372,7 +372,7 @@ def _build(path: Path, options: RecordOptions, facts: GraphFacts) -> ModelMeta:
 
 def _labels(labels: tuple[str, ...] | None, classes: int) -> tuple[str, ...]:
     if labels is None:
-        return default_labels("custom", classes)
+        return family_labels("custom", classes)
     if len(labels) != classes:
         msg = f"the labels file has {len(labels)} labels but the model outputs {classes} classes"
         raise MetadataError(msg)

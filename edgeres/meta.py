@@ -340,35 +340,18 @@ class ModelMeta:
 def default_preprocess(
     family: str, input_size: tuple[int, int], in_chans: int = 3
 ) -> PreprocessSpec:
-    """The preprocessing a zoo family is trained with.
+    """Deprecated alias of ``edgeres.zoo.family_preprocess`` (zoo defaults live in the zoo),
+    kept for one release."""
+    from edgeres.zoo import family_preprocess
 
-    ImageNet models resize the shorter side to ``crop / 0.875`` (256 for 224) and centre-crop,
-    as torchvision's weights expect; CIFAR-size models take the image as it is; the OCR
-    backbone resizes to its exact input.
-    """
-    h, w = input_size
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    mean, std = (CIFAR10_MEAN, CIFAR10_STD) if family in ("cifar", "tiny") else (
-        IMAGENET_MEAN, IMAGENET_STD)
-    if in_chans == 1:
-        mean, std = (sum(mean) / 3,), (sum(std) / 3,)
-    if family == "imagenet":
-        resize: int | tuple[int, int] = round(min(h, w) / 0.875)
-    elif family == "ocr":
-        resize = (h, w)
-    else:
-        resize = min(h, w)
-    return PreprocessSpec(
-        resize=resize, crop=(h, w), mean=mean, std=std, color="L" if in_chans == 1 else "RGB"
-    )
+    return family_preprocess(family, input_size, in_chans)
 
 
 def default_labels(family: str, num_classes: int) -> tuple[str, ...]:
-    """CIFAR-10's class names for 10-class CIFAR models, ``class_<i>`` otherwise."""
-    if family in ("cifar", "tiny") and num_classes == 10:
-        return CIFAR10_LABELS
-    return tuple(f"class_{i}" for i in range(num_classes))
+    """Deprecated alias of ``edgeres.zoo.family_labels``, kept for one release."""
+    from edgeres.zoo import family_labels
+
+    return family_labels(family, num_classes)
 
 
 def read_onnx_meta(model: Any) -> ModelMeta | None:
@@ -430,12 +413,14 @@ def custom_meta(
         msg = (f"invalid preprocessing: input size {input_size}, mean {mean}, std {std}; "
                "sizes must be positive and mean/std have one value per channel")
         raise MetadataError(msg)
+    from edgeres.zoo import family_labels  # imports this module: here, not at the top
+
     h, w = input_size
     c = len(mean)
     shape: tuple[int | str, ...] = ("batch", c, h, w) if layout == "NCHW" else ("batch", h, w, c)
     return ModelMeta(
         name=name, family="custom", num_classes=num_classes,
-        labels=labels or default_labels("custom", num_classes),
+        labels=labels or family_labels("custom", num_classes),
         input=InputSpec(shape=shape, layout=layout),
         preprocess=PreprocessSpec(resize=min(h, w), crop=(h, w), mean=tuple(mean),
                                   std=tuple(std), color="L" if c == 1 else "RGB"),

@@ -36,6 +36,7 @@ def _fresh(code: str) -> list[str]:
     ("edgeres._hw", HEAVY | {"click", "openvino", "onnxruntime", "numpy", "edgeres.meta"}),
     ("edgeres.modelfile", HEAVY | {"click", "openvino", "onnxruntime", "PIL", "edgeres.bench"}),
     ("edgeres._record_check", HEAVY | {"click", "openvino", "onnxruntime", "numpy", "PIL"}),
+    ("edgeres.zoo", HEAVY | {"click", "openvino", "onnxruntime", "numpy", "PIL"}),
 ])
 def test_light_modules_do_not_import_heavy_deps(module: str, forbidden: set[str]) -> None:
     """Importing device-side modules loads no torch/onnx/nncf (nor the runtimes yet)."""
@@ -92,3 +93,17 @@ def test_hw_is_stdlib_only_so_bundles_can_carry_it() -> None:
               if isinstance(node, ast.ImportFrom)}
     assert roots <= set(sys.stdlib_module_names) | {"__future__"}, roots
 
+
+
+def test_zoo_defaults_are_read_without_torch() -> None:
+    """Every zoo model's default record is built in a fresh interpreter without torch or the
+    builders' modules (edgeres.zoo's table, not the registry)."""
+    code = (
+        "import json, sys\n"
+        "from edgeres.zoo import PRETRAINED_CFGS, zoo_meta\n"
+        "records = [zoo_meta(n) for n in PRETRAINED_CFGS]\n"
+        "assert records[0].name == 'resnet18' and records[0].preprocess.resize == 256\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m in {HEAVY!r} "
+        "or m.startswith('edgeres.models'))))"
+    )
+    assert _fresh(code) == []

@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from torch import nn
 
 from edgeres.cli import cli
+from edgeres.errors import UnknownModelError
 from edgeres.models import CSPStage, ZeroPadShortcut, create_model, list_models, model_info
 from edgeres.models._profile import count_params
 
@@ -240,3 +241,33 @@ def test_profile_on_meta_device_matches_the_built_model(name):
     real = (count_params(model), count_macs(model, (info.in_chans, *info.input_size)))
     assert profile_model(name) == real
     assert real[0] > 0 and real[1] > 0
+
+
+def test_zoo_defaults_table_matches_the_registry():
+    """edgeres.zoo's stdlib table names exactly the registered models, with the same defaults."""
+    from edgeres import zoo
+
+    assert sorted(zoo.PRETRAINED_CFGS) == list_models()
+    for name in list_models():
+        cfg = zoo.pretrained_cfg(name)
+        assert model_info(name).pretrained_cfg == cfg and cfg.name == name
+
+
+def test_zoo_defaults_keep_the_old_names_and_values():
+    """meta.default_preprocess/default_labels and export.zoo_meta delegate to edgeres.zoo."""
+    from edgeres import export, meta, zoo
+
+    assert export.zoo_meta is zoo.zoo_meta
+    for name in list_models():
+        info = model_info(name)
+        record = zoo.zoo_meta(name)
+        assert record.preprocess == meta.default_preprocess(info.family, info.input_size,
+                                                            info.in_chans)
+        assert record.labels == meta.default_labels(info.family, info.num_classes)
+        assert record.input.shape == ("batch", info.in_chans, *info.input_size)
+    cifar = zoo.pretrained_cfg("cifar_resnet20")
+    assert cifar.preprocess() == meta.default_preprocess("cifar", (32, 32))
+    assert cifar.labels() == meta.CIFAR10_LABELS and cifar.labels(3) == ("class_0", "class_1",
+                                                                         "class_2")
+    with pytest.raises(UnknownModelError, match=r"unknown model 'resnet_18'.*resnet18"):
+        zoo.pretrained_cfg("resnet_18")

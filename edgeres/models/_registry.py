@@ -1,16 +1,17 @@
 """The model registry: names → builders plus the facts a command needs without building.
 
 Stdlib only, so ``edgeres models`` style listings and name checks never need torch at import.
+The defaults themselves are also in ``edgeres.zoo`` (readable before the builders register);
+``ModelInfo.pretrained_cfg`` is this entry in that form.
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from edgeres.errors import UnknownModelError
+from edgeres.zoo import PretrainedCfg, unknown_model
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,12 @@ class ModelInfo:
     num_classes: int
     in_chans: int
     builder: Callable[..., Any]
+
+    @property
+    def pretrained_cfg(self) -> PretrainedCfg:
+        """These defaults as the zoo's stdlib table states them (``edgeres.zoo``)."""
+        return PretrainedCfg(self.name, self.family, self.input_size, self.num_classes,
+                             self.in_chans)
 
 
 _REGISTRY: dict[str, ModelInfo] = {}  # name → info; filled at import of edgeres.models.resnet
@@ -68,7 +75,4 @@ def model_info(name: str) -> ModelInfo:
     try:
         return _REGISTRY[name]
     except KeyError:
-        close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        msg = f"unknown model {name!r}; {hint}('edgeres models' lists all)"
-        raise UnknownModelError(msg) from None
+        raise unknown_model(name, _REGISTRY) from None

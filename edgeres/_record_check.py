@@ -27,6 +27,44 @@ MAX_RECORD_CHARS = 64 << 20
 _NEW_PREPROCESS_FIELDS: dict[str, Any] = {"channel_order": "RGB", "pixel_scale": 1.0}
 
 
+_CHANNEL_NUMBERS = "a list of 1 to 4 finite numbers, one per channel"
+
+
+def _channel_numbers(values: Any) -> bool:
+    return isinstance(values, list | tuple) and 1 <= len(values) <= 4 and all(
+        isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+        for x in values)
+
+
+def _floats(value: Any, name: str) -> tuple[float, ...]:
+    if not _channel_numbers(value):
+        _bad(name, value, _CHANNEL_NUMBERS)
+    return tuple(float(x) for x in value)
+
+
+def normalisation_problem(mean: Any, std: Any, channels: int | None = None, *,
+                          scale: float = 1.0) -> tuple[str, Any, str] | None:
+    """THE mean/std rule, for records, stated preprocessing and ``custom_meta`` alike.
+
+    Returns None when ``mean`` and ``std`` are usable for a ``channels``-channel input on the
+    ``scale`` pixel scale (any channel count when None), else ``(field, value, what it must
+    be)`` for the caller's own message.
+    """
+    for field, values in (("mean", mean), ("std", std)):
+        if not _channel_numbers(values):
+            return field, values, _CHANNEL_NUMBERS
+    want = len(mean) if channels is None else channels
+    if len(mean) != want or len(std) != want:
+        return ("mean/std", f"{len(mean)}/{len(std)} values",
+                f"{want} values each, one per input channel")
+    if any(abs(m) > 1e6 for m in mean):
+        return "mean", list(mean), "at most 1e6 in size"
+    # std 0 divides by zero (NaN predictions); below this the float32 scale overflows.
+    if any(not 1e-6 * scale <= s <= 1e6 for s in std):
+        return "std", list(std), f"from {1e-6 * scale:g} to 1e6 (std > 0)"
+    return None
+
+
 def _bad(name: str, value: Any, want: str) -> None:
     shown = repr(value)
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
@@ -87,14 +125,6 @@ def _resize(value: Any) -> int | tuple[int, int]:
     if isinstance(value, list | tuple):
         return _pair(value, "preprocess.resize")
     return _int(value, "preprocess.resize", 1, MAX_SIDE)
-
-
-def _floats(value: Any, name: str) -> tuple[float, ...]:
-    if not isinstance(value, list | tuple) or not 1 <= len(value) <= 4 or not all(
-            isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-            for x in value):
-        _bad(name, value, "a list of 1 to 4 finite numbers, one per channel")
-    return tuple(float(x) for x in value)
 
 
 def _check_fields(meta: ModelMeta) -> None:
@@ -160,13 +190,7 @@ def _check_preprocess(pre: PreprocessSpec, spec: InputSpec) -> None:
     if (pre.color == "L") != (channels == 1):
         _bad("preprocess.color", pre.color, f"{'L' if channels == 1 else 'RGB'} for a "
              f"{channels}-channel input")
-    mean = _floats(pre.mean, "preprocess.mean")
-    std = _floats(pre.std, "preprocess.std")
-    if len(mean) != channels or len(std) != channels:
-        _bad("preprocess.mean/std", f"{len(mean)}/{len(std)} values",
-             f"{channels} values each, one per input channel")
-    if any(abs(m) > 1e6 for m in mean):
-        _bad("preprocess.mean", list(mean), "at most 1e6 in size")
-    # std 0 divides by zero (NaN predictions); below this the float32 scale overflows.
-    if any(not 1e-6 * scale <= s <= 1e6 for s in std):
-        _bad("preprocess.std", list(std), f"from {1e-6 * scale:g} to 1e6 (std > 0)")
+    problem = normalisation_problem(pre.mean, pre.std, channels, scale=scale)
+    if problem is not None:
+        field, value, want = problem
+        _bad(f"preprocess.{field}", value, want)

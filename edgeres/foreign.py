@@ -25,6 +25,7 @@ from typing import Any, cast
 import numpy as np
 
 from edgeres._fs import atomic_write, sha256_file
+from edgeres._record_check import normalisation_problem
 from edgeres.errors import ConfigError, MetadataError, ModelFileError, first_line, missing_extra
 from edgeres.meta import (
     CHANNEL_ORDERS,
@@ -385,7 +386,7 @@ def _check_channels(meta: ModelMeta, options: RecordOptions) -> None:
     if options.channels == "BGR" and channels == 1:
         msg = "--channels BGR needs a 3-channel model; this one takes 1 channel"
         raise MetadataError(msg)
-    if len(pre.mean) != channels or len(pre.std) != channels or min(pre.std) <= 0:
+    if normalisation_problem(pre.mean, pre.std, channels, scale=pre.pixel_scale) is not None:
         msg = (f"mean {pre.mean} and std {pre.std} need {channels} values each (std > 0) for "
                f"this {channels}-channel model")
         raise MetadataError(msg)

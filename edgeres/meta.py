@@ -35,6 +35,7 @@ from edgeres._record_check import (  # noqa: F401 - MAX_* re-exported (their hom
     _resize,
     _shape,
     _text,
+    normalisation_problem,
 )
 from edgeres.errors import MetadataError
 
@@ -409,7 +410,8 @@ def custom_meta(
     Raises:
         MetadataError: if sizes are not positive or mean/std lengths disagree.
     """
-    if min(input_size) < 1 or num_classes < 0 or len(mean) != len(std) or min(std) <= 0:
+    if (min(input_size) < 1 or num_classes < 0
+            or normalisation_problem(mean, std, 1 if len(mean) == 1 else 3) is not None):
         msg = (f"invalid preprocessing: input size {input_size}, mean {mean}, std {std}; "
                "sizes must be positive and mean/std have one value per channel")
         raise MetadataError(msg)

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from edgeres._record_check import normalisation_problem
 from edgeres.errors import ExportConfigError, UnknownModelError
 from edgeres.meta import (
     CIFAR10_LABELS,
@@ -147,14 +148,18 @@ def _normalisation(
         msg = "give mean and std together (one value per channel each)"
         raise ExportConfigError(msg)
     mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
-    values = (*mean, *std)
-    if len(mean) != channels or len(std) != channels or not all(map(math.isfinite, values)):
+    problem = normalisation_problem(mean, std, channels)  # the one mean/std rule
+    if problem is None:
+        return dataclasses.replace(pre, mean=mean, std=std)
+    field, value, want = problem
+    counted = len(mean) == len(std) == channels and all(map(math.isfinite, (*mean, *std)))
+    if not counted:
         msg = f"mean {mean} and std {std} need one finite value per input channel ({channels})"
-        raise ExportConfigError(msg)
-    if min(std) <= 0:
-        msg = f"std {std} must be positive"
-        raise ExportConfigError(msg)
-    return dataclasses.replace(pre, mean=mean, std=std)
+    elif field == "std":
+        msg = f"std {std} must be positive ({want})"
+    else:
+        msg = f"{field} {value} must be {want}"
+    raise ExportConfigError(msg)
 
 
 def zoo_meta(

@@ -172,3 +172,27 @@ def test_the_graphs_image_size_wins_and_keeps_the_resize_ratio() -> None:
     assert imagenet.fitted_to(("N", 3, "h", "w")) is imagenet
     with pytest.raises(MetadataError, match="takes 1 channel.*says 3.*re-export"):
         imagenet.fitted_to((1, 1, 224, 224))
+
+
+@pytest.mark.parametrize(("mean", "std"), [((0.5, 0.5, 0.5), (0.2, 0.0, 0.2)),
+                                           ((0.5, 0.5), (0.2, 0.2, 0.2)),
+                                           ((0.5, 0.5, float("nan")), (0.2, 0.2, 0.2))])
+def test_one_mean_std_rule_for_every_way_a_record_is_made(mean, std):
+    """Records read from files, custom_meta and zoo_meta refuse the same mean/std, by one rule
+    (_record_check.normalisation_problem)."""
+    from edgeres._record_check import normalisation_problem
+    from edgeres.errors import EdgeresError
+    from edgeres.meta import ModelMeta, custom_meta
+    from edgeres.zoo import zoo_meta
+
+    assert normalisation_problem(mean, std, 3) is not None
+    assert normalisation_problem((0.5,) * 3, (0.2,) * 3, 3) is None
+    with pytest.raises(EdgeresError):
+        custom_meta(input_size=(32, 32), mean=mean, std=std, num_classes=10)
+    with pytest.raises(EdgeresError):
+        zoo_meta("cifar_resnet20", mean=mean, std=std)
+    good = custom_meta(input_size=(32, 32), mean=(0.5,) * 3, std=(0.2,) * 3, num_classes=10)
+    d = good.to_dict()
+    d["preprocess"] = {**d["preprocess"], "mean": list(mean), "std": list(std)}
+    with pytest.raises(EdgeresError):
+        ModelMeta.from_dict(d)

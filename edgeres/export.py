@@ -365,10 +365,7 @@ def export_onnx(
     config = ExportConfig() if config is None else config
     start = time.perf_counter()
     dst = Path(dst)
-    if dst.is_dir():
-        msg = f"cannot write {dst}: it is a directory; give a file name such as model.onnx"
-        raise ExportError(msg)
-    check_output(dst)  # an unwritable path fails before any work; the temp file comes later
+    check_output(dst)  # an unwritable path or a folder fails before any work; the temp comes later
     out_name = "logits" if meta.num_classes else "features"
     meta = _export_meta(meta, config)
     _check_batch_memory(meta, config)

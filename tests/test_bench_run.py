@@ -107,6 +107,7 @@ def test_accuracy_matches_direct_computation(full_run, folder: Path) -> None:
         assert ov.accuracy.agreement == pytest.approx(100.0 * same.mean())
 
 
+@pytest.mark.slow
 def test_int8_file_agrees_with_the_fp32_file_it_came_from(folder: Path) -> None:
     """An int8 file benchmarked beside its fp32 source gets agreement against that source."""
     run = run_bench(["cifar10-int8", "cifar10"],  # int8 first: the link does not need order
@@ -132,6 +133,7 @@ def test_run_json_validates(full_run, tmp_path: Path) -> None:
     jsonschema.validate(json.loads(path.read_text()), report.schema())
 
 
+@pytest.mark.slow
 def test_memory_per_row_in_subprocess() -> None:
     """Peak RSS of a row's own process exceeds the import-only baseline."""
     run = run_bench(["cifar10"], BenchConfig(runtimes=("ort-cpu",), **{**FAST, "memory": True}))

@@ -42,10 +42,11 @@ def _session(path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-# The deep/wide ones take 2-16 s each on 2 cores: `make test` runs them, `make test-fast` not.
+# The ImageNet-size and deep ones take 1-16 s each on 2 cores: `make test` runs them,
+# `make test-fast` keeps the small CIFAR ones.
 _SLOW_EXPORTS = {"resnet50", "resnet101", "resnet152", "wide_resnet50_2", "resnext50_32x4d",
                  "resnet45", "cifar_resnet34", "cifar_resnet50", "tiny_resnet28", "resnet34",
-                 "cspresnet50"}
+                 "cspresnet50", "resnet18", "preact_resnet18", "wrc_resnet18", "cifar_resnet18"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW_EXPORTS

@@ -65,6 +65,7 @@ WRITERS: dict[str, tuple[str, Callable[[Path], list[object]]]] = {
     "bench-markdown": (".md", lambda o: ["bench", "cifar10", *FAST_BENCH, "--markdown", o]),
     "package-zip": (".zip", lambda o: ["package", "cifar10", "-o", o]),
 }
+_SLOW_WRITERS = {"export", "quantize-openvino", "package-zip"}  # > 1 s each: not in test-fast
 
 
 def _make_node(path: Path, kind: str) -> str:
@@ -212,7 +213,8 @@ def test_quantize_report_path_taken_by_a_folder_fails_before_work(tmp_path: Path
 # --- class: disk full and closed streams --------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", list(WRITERS))
+@pytest.mark.parametrize("command", [pytest.param(c, marks=pytest.mark.slow) if c in _SLOW_WRITERS
+                                     else c for c in WRITERS])
 def test_disk_full_at_the_write_is_one_line_and_leaves_nothing(
         tmp_path: Path, command: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """ENOSPC while an output is written (injected at the publishing step every writer
@@ -251,8 +253,9 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-@pytest.mark.parametrize("command", [pytest.param("export", marks=pytest.mark.slow),
-                                     "bench-json", "package-zip"])
+@pytest.mark.parametrize("command", [pytest.param(c, marks=pytest.mark.slow)
+                                     if c in _SLOW_WRITERS else c
+                                     for c in ("export", "bench-json", "package-zip")])
 def test_real_full_file_system_is_one_line(small_fs: Path, command: str) -> None:
     """On a file system with no space left: one line, exit 1, nothing but the filler there."""
     suffix, args = WRITERS[command]
@@ -266,6 +269,7 @@ def _images(folder: Path, n: int) -> list[str]:
     return [str(folder / "a.png")] * n
 
 
+@pytest.mark.slow
 def test_stdout_closed_early_is_quiet(tmp_path: Path) -> None:
     """`predict ... | head -c1`: no traceback, exit 0 or 141 (the shell's SIGPIPE status)."""
     args = [*EDGERES, "predict", "cifar10", *_images(tmp_path / "img", 400), "--json"]

@@ -123,6 +123,7 @@ def test_infer_py_reports_bad_images_as_one_error(bundle: Path, tmp_path: Path) 
     assert "Traceback" not in out.stderr and out.stdout == ""
 
 
+@pytest.mark.slow
 def test_ir_bundle_runs_with_openvino(ir_bundle: Path) -> None:
     """An IR bundle holds .xml + .bin, needs openvino (not onnxruntime) and agrees with ORT."""
     names_ = sorted(p.name for p in ir_bundle.iterdir())
@@ -160,6 +161,7 @@ def test_ir_bundle_reports_the_precision_openvino_compiled(tmp_path: Path) -> No
     assert doc["executed_precision"] == runtime.load(bundle / "model.xml").executed_precision
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("bug", "reason"), [
     (("np.argsort(-probs", "np.argsort(probs"), "top class"),  # ranks the worst class first
     (("\nimport numpy as np\n", "\nimport numpy as np\nraise SystemExit('boom')\n"), "(boom)"),
@@ -267,7 +269,8 @@ def test_infer_py_and_runtime_decide_precision_with_the_same_hw_source(
         meta = SimpleNamespace(precision=precision)
         label, executed, _, _ = infer.load_model(tmp_path, meta, None)
         hint = backends.OpenVINOBackend._model_hint(ov.Core(), "CPU", precision)
-        runtime_executed = "int8" if precision == "int8" else _hw.ov_precision_name(hint)
+        runtime_executed = (_hw.int8_execution(hint) if precision == "int8"
+                            else _hw.ov_precision_name(hint))
         assert ov.configs[-1]["INFERENCE_PRECISION_HINT"] == hint, precision
         assert label == "openvino-cpu" and executed == runtime_executed == want, precision
     # ONNX Runtime's CPU provider: fp16 runs as fp32 on x86, as stored elsewhere.

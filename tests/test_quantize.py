@@ -26,7 +26,8 @@ REFERENCE = resolve_model_file("cifar10")
 VAL_IMAGES = 200  # few hundred validation images: fast, and enough to see a broken model
 
 
-@pytest.fixture(scope="module", params=["ort", "openvino"])
+@pytest.fixture(scope="module",
+                params=["ort", pytest.param("openvino", marks=pytest.mark.slow)])
 def reference(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """The reference model quantized once per backend on 64 calibration images."""
     backend = request.param
@@ -151,7 +152,7 @@ def sensitive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "sensitive.onnx"
 
 
-@pytest.mark.parametrize("backend", ["ort", "openvino"])
+@pytest.mark.parametrize("backend", ["ort", pytest.param("openvino", marks=pytest.mark.slow)])
 def test_max_drop_returns_the_sensitive_layer_to_float(sensitive: Path, tmp_path: Path,
                                                        backend: str) -> None:
     """All-int8 misses a 1-point budget; conv2 alone goes float and the budget then holds."""
@@ -272,6 +273,7 @@ def test_a_graph_fixed_after_export_is_calibrated_at_its_batch(sensitive: Path,
     assert p.run(x).shape == (5, 4)
 
 
+@pytest.mark.slow
 def test_histograms_leave_out_the_samples_that_fill_a_fixed_batch(sensitive: Path,
                                                                    tmp_path: Path) -> None:
     """12 samples through a batch-5 graph run as 5+5+(2 and 3 repeats): the ranges must be the
@@ -289,6 +291,7 @@ def test_histograms_leave_out_the_samples_that_fill_a_fixed_batch(sensitive: Pat
         assert a.keys() == b.keys() and all(np.allclose(a[k], b[k]) for k in a), method
 
 
+@pytest.mark.slow
 def test_streaming_ranges_match_one_pass_and_ignore_batch_size(sensitive: Path,
                                                               tmp_path: Path) -> None:
     """MinMax ranges equal the data's extremes; histogram ranges do not depend on batch size."""

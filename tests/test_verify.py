@@ -46,6 +46,7 @@ def int8_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return package.package("cifar10-int8", tmp_path_factory.mktemp("int8") / "bundle").path
 
 
+@pytest.mark.slow
 def test_golden_file_holds_train_pixels_host_logits_labels_and_tolerances(
         fp32_bundle: Path) -> None:
     """golden.npz: 64 uint8 cifar10-val pixels, their logits here, labels, tolerances, hashes."""
@@ -67,6 +68,7 @@ def test_golden_file_holds_train_pixels_host_logits_labels_and_tolerances(
     assert all(m["max_abs_dlogit"] < 1e-4 for m in measured.values())  # fp32 kernels agree
 
 
+@pytest.mark.slow
 def test_int8_tolerances_come_from_measured_kernel_spread(int8_bundle: Path) -> None:
     """int8: atol = max(floor, margin x largest measured |delta logit|), recorded in the file."""
     info = golden.load_golden(int8_bundle / golden.GOLDEN_FILE)["info"]

@@ -65,6 +65,7 @@ def test_every_runtime_has_a_row_and_missing_ones_say_why(full_run) -> None:
         assert "GPU" in _row(full_run, "openvino-gpu").reason
 
 
+@pytest.mark.slow
 def test_ok_rows_carry_all_measurements(full_run) -> None:
     """Measured rows: rounds x iterations samples, threads, executed precision, file size."""
     threads = full_run.environment.physical_cores
@@ -77,6 +78,7 @@ def test_ok_rows_carry_all_measurements(full_run) -> None:
         assert row.executed_precision == "fp32" and row.size_bytes == size
 
 
+@pytest.mark.slow
 def test_openvino_default_precision_row(full_run) -> None:
     """OpenVINO runs f32 when pinned; its default row reports what it really executed."""
     if unavailable_reason("openvino-cpu"):

@@ -19,6 +19,7 @@ import numpy as np
 
 from edgeres._hw import (
     ORT_PROVIDERS,
+    int8_execution,
     ort_executed,
     ov_has_device,
     ov_precision_hint,
@@ -314,7 +315,9 @@ class OpenVINOBackend:
         self.output_shape = tuple(str(d) if d.is_dynamic else d.get_length() for d in out)
         hint = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         executed = ov_precision_name(hint)
-        self.executed_precision = "int8" if precision == "int8" else executed
+        # An int8 model's float layers run at the hint's precision: "int8+bf16" when lowered
+        # (the bundle's infer.py reports it through the same _hw rule).
+        self.executed_precision = int8_execution(hint) if precision == "int8" else executed
         if options.precision == "fast" and executed != precision and precision != "int8":
             log.info("precision='fast': OpenVINO runs %s's %s layers in %s on %s",
                      path.name, precision, executed, ov_device)

@@ -67,7 +67,12 @@ def test_every_model_has_a_reference_count():
     assert sorted(REFERENCE_PARAMS) == list_models()
 
 
-@pytest.mark.parametrize("name", list_models())
+# The largest take about a second each on 2 cores: `make test` builds them, `make test-fast` not.
+_SLOW_BUILDS = {"wide_resnet50_2", "resnet152", "resnet101", "tiny_resnet28"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW_BUILDS
+                                  else n for n in list_models()])
 def test_model_builds_runs_and_counts(name):
     """Every zoo model builds, runs forward to the right shape and has its reference size."""
     info = model_info(name)

@@ -107,7 +107,7 @@ def _speedups(ax: Any, comps: list[Comparison], several: bool) -> None:
     ax.set_yticks(ys, labels, fontsize=8)
     ax.set_ylim(-0.7, len(comps) - 0.3)
     ax.set_xlabel("int8 speedup (x, log scale) with 95% interval")
-    ax.set_title("Is int8 faster?  green: yes, grey: cannot tell", fontsize=10)
+    ax.set_title("Is int8 faster?  green: yes, red: slower, grey: cannot tell", fontsize=10)
     ax.grid(True, axis="x", alpha=0.3, which="both")
 
 
@@ -146,7 +146,7 @@ def _drop_panel(ax: Any, comps: list[Comparison], several: bool) -> None:
                        for c in drops], fontsize=8)
     ax.set_ylim(-0.7, len(drops) - 0.3)
     ax.set_xlabel("top-1 drop (points) with 95% interval")
-    ax.set_title("Does int8 lose top-1?  grey: within noise", fontsize=10)
+    ax.set_title("Does int8 lose top-1?  red: yes, grey: noise", fontsize=10)
     ax.grid(True, axis="x", alpha=0.3)
 
 
@@ -201,7 +201,7 @@ def _scatter(ax: Any, rows: list[BenchRow], field: tuple[str, str], several: boo
     ax.set_ylim(max(lo - pad, 0), min(hi + pad, 100))
     ax.set_xlabel("p50 latency per image (ms, log scale; p50 / batch), whiskers: 95% intervals")
     ax.set_ylabel(label)
-    ax.set_title("Latency vs accuracy: lower-right is better; dashed: Pareto front", fontsize=10)
+    ax.set_title("Latency vs accuracy: upper-left is better; dashed: Pareto front", fontsize=10)
     ax.grid(True, alpha=0.3, which="both")
     handles = [ax.scatter([], [], color=c, marker="o", label=rt) for rt, c in colors.items()]
     handles += [ax.scatter([], [], color="white", edgecolors="black", marker=m, label=p)

@@ -301,8 +301,9 @@ def test_parallel_fallback_search_chooses_as_one_at_a_time() -> None:
 @pytest.mark.cluster
 def test_quantize_fallback_search_on_the_cluster_chooses_as_locally(cluster: object,
                                                                   tmp_path: Path) -> None:
-    """quantize --cluster scores the fallback candidates as Ray tasks and keeps the same layers
-    in float as the local search (one calibration image forces a fallback on 100 val images)."""
+    """quantize --cluster measures validation top-1 on the cluster and scores the fallback
+    candidates as Ray tasks: the same counts and the same float layers as the local search (one
+    calibration image forces a fallback on 100 val images)."""
     from edgeres.calibration import CalibrationSet, model_record
     from edgeres.names import resolve_model_file
     from edgeres.quantize import QuantConfig, quantize
@@ -318,6 +319,8 @@ def test_quantize_fallback_search_on_the_cluster_chooses_as_locally(cluster: obj
     local, remote = reports["local"], reports["cluster"]
     assert local.fallback is not None and len(local.fallback.attempts) > 1  # a search happened
     assert remote.float_layers == local.float_layers and local.float_layers
-    assert remote.validation.int8_top1 == local.validation.int8_top1
+    assert remote.validation.int8_top1 == local.validation.int8_top1  # measured on the cluster
+    assert remote.validation.fp32_top1 == local.validation.fp32_top1
+    assert remote.validation.paired == local.validation.paired  # the same images, paired
     assert remote.fallback is not None
     assert len(remote.fallback.attempts) >= len(local.fallback.attempts)  # the whole ladder

@@ -29,11 +29,11 @@ from edgeres.errors import ConfigError, EdgeresError, first_line, missing_extra
 
 if TYPE_CHECKING:  # what __getattr__ loads on first use, for the type checker
     from edgeres.cluster._bench import bench_fleet
-    from edgeres.cluster._eval import candidate_top1, evaluate_models
+    from edgeres.cluster._eval import candidate_top1, evaluate_models, evaluate_on_cluster
     from edgeres.cluster._local import LocalCluster
 
 __all__ = ["RESOURCE_PREFIX", "ClusterError", "LocalCluster", "bench_fleet", "candidate_top1",
-           "connect", "device_labels", "evaluate_models", "import_ray"]
+           "connect", "device_labels", "evaluate_models", "evaluate_on_cluster", "import_ray"]
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,10 @@ def __getattr__(name: str) -> Any:  # the heavier halves load on first use
         from edgeres.cluster._eval import evaluate_models
 
         return evaluate_models
+    if name == "evaluate_on_cluster":
+        from edgeres.cluster._eval import evaluate_on_cluster
+
+        return evaluate_on_cluster
     if name == "candidate_top1":
         from edgeres.cluster._eval import candidate_top1
 

@@ -106,9 +106,15 @@ def quantize(
         val = val.subset(config.val_samples, config.seed)
     calib = calibration.select(config.samples, config.seed,
                                config.batch_size or _auto_batch(calibration.meta))
-    with tempfile.TemporaryDirectory(prefix="edgeres.quant.") as tmp:
+    with tempfile.TemporaryDirectory(prefix="edgeres.quant.") as tmp, \
+            contextlib.ExitStack() as stack:
+        ray = None
+        if config.cluster is not None and (val is not None or test is not None):
+            from edgeres.cluster import connect
+
+            ray = stack.enter_context(connect(config.cluster))
         q = _backend(backend, src, calib, spec, config, Path(tmp))
-        report, chosen = _run(q, src, dst, spec, config, val, test)
+        report, chosen = _run(q, src, dst, spec, config, val, test, ray)
         report = dataclasses.replace(report, seconds=time.perf_counter() - start)
         _publish(q, chosen, report)
     return report
@@ -130,23 +136,28 @@ def _companions(dst: Path) -> list[Path]:
 
 
 def _run(q: Quantizer, src: Path, dst: Path, spec: TargetSpec, config: QuantConfig,
-         val: DataSource | None, test: DataSource | None) -> tuple[QuantReport, Path]:
-    """Check fp32, calibrate, fit the budget, evaluate, report; return the report and model."""
+         val: DataSource | None, test: DataSource | None,
+         ray: Any = None) -> tuple[QuantReport, Path]:
+    """Check fp32, calibrate, fit the budget, evaluate, report; return the report and model.
+
+    With ``ray`` (a connected cluster, ``QuantConfig.cluster``) every top-1 on the validation
+    and test data is measured there (``edgeres.cluster``: the same counts, to the image).
+    """
     meta = q.meta
     q.check_names(config.exclude)
     fp32 = q.load(q.fp32_path)
     labelled = [(d, str(v)) for d, v in ((val, config.val), (test, config.eval)) if d]
     correct: dict[tuple[str, str], Any] = {}  # (data, "fp32" or model path) -> per image
-    fp32_top1 = {name: _guard(fp32, data, meta, name, correct) for data, name in labelled}
+    fp32_top1 = {name: _guard(fp32, data, meta, name, correct, ray) for data, name in labelled}
     q.calibrate()
     base = tuple(config.exclude)
     validation, fallback, floats = _accuracy_aware(q, val, config, meta, fp32_top1, base,
-                                                   correct)
+                                                   correct, ray)
     chosen = q.build(floats)
     evaluation = None
     if test is not None:
         name = str(config.eval)
-        _top1(q.load(chosen), test, meta, "int8 on eval data", correct, (name, "int8"))
+        _top1(q.load(chosen), test, meta, "int8 on eval data", correct, (name, "int8"), ray)
         evaluation = QuantAccuracy.from_correct(name, correct[name, "fp32"], correct[name, "int8"])
     # One sample per run: two models' layer outputs of a batch stay small (ResNet-50: 50 MB).
     batches = list(q.calibration.select(None, batch_size=1).first(config.layer_report_samples))
@@ -228,18 +239,26 @@ def _backend(backend: str, src: Path, calib: CalibrationSet, spec: TargetSpec,
 
 def _top1(predictor: Any, data: DataSource, meta: ModelMeta, what: str,
           correct: dict[tuple[str, str], Any] | None = None,
-          key: tuple[str, str] | None = None) -> float:
-    """top-1 in percent; the per-image results go to ``correct[key]`` for paired statistics."""
-    report = evaluate(predictor.run, data, meta, description=what)
+          key: tuple[str, str] | None = None, ray: Any = None) -> float:
+    """top-1 in percent, here or on the connected Ray cluster ``ray``; the per-image results go
+    to ``correct[key]`` for paired statistics."""
+    if ray is None:
+        report = evaluate(predictor.run, data, meta, description=what)
+    else:
+        from edgeres.cluster import evaluate_on_cluster
+
+        workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        log.info("%s on the cluster (%d workers)", what, workers)
+        report = evaluate_on_cluster(ray, predictor.path, data, meta, workers=workers)
     if correct is not None and key is not None:
         correct[key] = report.correct
     return report.top1
 
 
 def _guard(fp32: Any, data: DataSource, meta: ModelMeta, name: str,
-           correct: dict[tuple[str, str], Any]) -> float:
+           correct: dict[tuple[str, str], Any], ray: Any = None) -> float:
     """fp32 top-1 on ``data``; near chance means the preprocessing or labels do not fit."""
-    top1 = _top1(fp32, data, meta, f"fp32 on {name}", correct, (name, "fp32"))
+    top1 = _top1(fp32, data, meta, f"fp32 on {name}", correct, (name, "fp32"), ray)
     classes = meta.num_classes or len(meta.labels)
     chance = 100.0 / classes if classes > 1 else 0.0
     if classes > 1 and top1 < CHANCE_FACTOR * chance:
@@ -252,16 +271,21 @@ def _guard(fp32: Any, data: DataSource, meta: ModelMeta, name: str,
 
 def _accuracy_aware(q: Quantizer, val: DataSource | None, config: QuantConfig, meta: ModelMeta,
                     fp32_top1: dict[str, float], base: tuple[str, ...],
-                    correct: dict[tuple[str, str], Any],
+                    correct: dict[tuple[str, str], Any], ray: Any = None,
                     ) -> tuple[QuantAccuracy | None, Fallback | None, tuple[str, ...]]:
-    """Measure int8 on the validation data; with a budget, return layers to float until it fits."""
+    """Measure int8 on the validation data; with a budget, return layers to float until it fits.
+
+    With ``ray`` each top-1 is measured on the cluster, and the fallback search's candidates
+    are scored there as parallel tasks (``fit_budget(measure_many=...)``): the same choice.
+    """
     if val is None:
         return None, None, base
     name = str(config.val)
     fp32 = fp32_top1[name]
 
     def measure(path: Path) -> float:
-        return _top1(q.load(path), val, meta, "int8 on val data", correct, (name, str(path)))
+        return _top1(q.load(path), val, meta, "int8 on val data", correct, (name, str(path)),
+                     ray)
 
     def accuracy(path: Path) -> QuantAccuracy:
         if (name, str(path)) not in correct:  # a backend that did not cache the build
@@ -276,21 +300,17 @@ def _accuracy_aware(q: Quantizer, val: DataSource | None, config: QuantConfig, m
         return accuracy(q.build(base)), fallback, base
     batches = list(q.calibration.first(config.ranking_samples))
     ranking = rank_layers(q, base, batches, reference_outputs(q, batches))
-    with contextlib.ExitStack() as stack:
-        measure_many: Callable[[list[Path]], list[float]] | None = None
-        if config.cluster is not None:  # candidates as parallel Ray tasks, same choice
-            from edgeres.cluster import candidate_top1, connect
+    measure_many: Callable[[list[Path]], list[float]] | None = None
+    if ray is not None:  # candidates as parallel Ray tasks, same choice
+        from edgeres.cluster import candidate_top1
 
-            ray = stack.enter_context(connect(config.cluster))
+        def on_cluster(paths: list[Path]) -> list[float]:
+            return candidate_top1(ray, paths, val, meta)
 
-            def on_cluster(paths: list[Path]) -> list[float]:
-                return candidate_top1(ray, paths, val, meta)
-
-            measure_many = on_cluster
-
-        floats, met, attempts = fit_budget(q, base=base, ranking=ranking, measure=measure,
-                                           fp32_top1=fp32, budget=config.max_drop, first=first,
-                                           measure_many=measure_many)
+        measure_many = on_cluster
+    floats, met, attempts = fit_budget(q, base=base, ranking=ranking, measure=measure,
+                                       fp32_top1=fp32, budget=config.max_drop, first=first,
+                                       measure_many=measure_many)
     sample = batches[0] if q.calibration.fixed_batch else batches[0][:1]
     fallback = _with_costs(q, base, floats, met, attempts, ranking, sample)
     return accuracy(q.build(floats)), fallback, floats

@@ -109,9 +109,10 @@ class QuantConfig:
         val_samples: validation images drawn with ``seed`` (all when None).
         eval: labelled test data reported only (never used for decisions).
         ranking_samples: calibration images used to rank layer sensitivity.
-        cluster: a Ray address (``auto`` = ``$RAY_ADDRESS``): the fallback search's candidate
-            float-layer sets are then scored as parallel Ray tasks (``edgeres[cluster]``);
-            None scores them here, one at a time. The choice is the same either way.
+        cluster: a Ray address (``auto`` = ``$RAY_ADDRESS``): top-1 on ``val`` and ``eval``
+            is then measured on that cluster (Ray Data and an actor pool) and the fallback
+            search's candidate float-layer sets are scored as parallel Ray tasks
+            (``edgeres[cluster]``); None measures here. Counts and choices are the same.
         layer_report_samples: calibration images used for the per-layer SQNR report (0: none).
             8 by default: every layer's output holds thousands of values per image, so 8
             images settle its SQNR, and the report ran two unoptimised graphs over 64 (a

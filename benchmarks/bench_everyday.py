@@ -56,7 +56,7 @@ for name in list_models():
 _INFO_BEFORE = """
 import sys
 from edgeres.cli import cli
-import edgeres.cli as c
+import edgeres.cli._model as c
 c._record_text = lambda meta: meta.to_json()
 cli(["info", sys.argv[1]])
 """

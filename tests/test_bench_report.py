@@ -260,10 +260,10 @@ def _eval_run() -> BenchRun:
 
 def _printed(run: BenchRun, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
              wide: bool = False) -> list[str]:
-    from edgeres import cli
+    from edgeres.cli import _bench
 
     monkeypatch.setenv("COLUMNS", "80")
-    cli._render_bench(run, None, None, None, None, wide=wide)
+    _bench._render_bench(run, None, None, None, None, wide=wide)
     return capsys.readouterr().out.splitlines()
 
 

@@ -56,7 +56,7 @@ def test_options_reach_the_library_as_one_config(tmp_path: Path) -> None:
     """Every option lands in QuantConfig; the record-less model gets the stated preprocessing."""
     bare = _bare_model(tmp_path)
     with mock.patch("edgeres.quantize.quantize") as quantize, \
-            mock.patch("edgeres.cli._render_quant"):
+            mock.patch("edgeres.cli._quantize._render_quant"):
         result = _run("quantize", bare, "--calib", "cifar10", "--backend", "openvino",
                       "--target", "x86", "--method", "percentile", "--samples", 10,
                       "--per-tensor", "--exclude", "/conv1/Conv", "--val", "cifar10-val",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from edgeres import cli
+from edgeres.cli import _model
 
 
 class _Meta:
@@ -17,7 +17,7 @@ class _Meta:
 
 def test_info_cuts_a_long_label_list_to_five_and_the_count() -> None:
     """1000 labels print as five and '... 995 more (1000 labels)'; the rest is untouched."""
-    text = cli._record_text(_Meta([f"class_{i}" for i in range(1000)]))
+    text = _model._record_text(_Meta([f"class_{i}" for i in range(1000)]))
     d = json.loads(text)
     assert d["labels"] == ["class_0", "class_1", "class_2", "class_3", "class_4",
                            "... 995 more (1000 labels)"]
@@ -27,4 +27,4 @@ def test_info_cuts_a_long_label_list_to_five_and_the_count() -> None:
 def test_info_keeps_a_short_label_list() -> None:
     """Ten labels (CIFAR-10) are all shown."""
     labels = [f"c{i}" for i in range(10)]
-    assert json.loads(cli._record_text(_Meta(labels)))["labels"] == labels
+    assert json.loads(_model._record_text(_Meta(labels)))["labels"] == labels

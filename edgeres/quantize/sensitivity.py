@@ -19,35 +19,17 @@ import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 import numpy as np
 
 from edgeres._progress import track
 from edgeres._timing import measure
+from edgeres.quantize._protocol import Quantizer  # the one interface every backend satisfies
 
 log = logging.getLogger(__name__)
 
 LATENCY_ROUNDS = 5  # interleaved rounds; the median of the per-round medians is reported
 LATENCY_RUNS = 10  # inferences per model per round
-
-
-class Quantizer(Protocol):
-    """What the loop needs from a backend (``_ort.OrtQuantizer``, ``_nncf.NncfQuantizer``)."""
-
-    layers: tuple[str, ...]
-    op_types: dict[str, str]
-
-    @property
-    def fp32_path(self) -> Path: ...  # read-only here, as in _protocol.Quantizer
-
-    def build(self, floats: tuple[str, ...]) -> Path: ...
-
-    def load(self, path: Path, threads: int | None = None) -> Any: ...
-
-    def compare_tensors(self, path: Path) -> dict[str, tuple[str, str]]: ...
-
-    def tensor_runner(self, path: Path, names: Sequence[str]) -> Callable[[np.ndarray], dict]: ...
 
 
 @dataclass(frozen=True)

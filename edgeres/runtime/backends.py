@@ -127,8 +127,11 @@ def ort_providers(options: BackendOptions, stored: str = "fp32") -> Providers:
     return [("TensorrtExecutionProvider", trt), cuda, cpu]
 
 
-class Backend(Protocol):
-    """What the Predictor needs from a runtime."""
+class InferenceBackend(Protocol):
+    """What the Predictor needs from a runtime (``OrtBackend``, ``OpenVINOBackend``).
+
+    Not ``edgeres.runtime.Backend``, which names a backend ("auto", "ort", "openvino").
+    """
 
     name: str
     device: str

@@ -38,6 +38,7 @@ from edgeres.meta import (
     PreprocessSpec,
     write_onnx_meta,
 )
+from edgeres.runtime.backends import check_image_input
 from edgeres.zoo import family_labels
 
 __all__ = ["AttachReport", "GraphFacts", "RecordOptions", "attach", "read_graph", "stated_record"]
@@ -45,7 +46,6 @@ __all__ = ["AttachReport", "GraphFacts", "RecordOptions", "attach", "read_graph"
 log = logging.getLogger(__name__)
 
 _PASS_THROUGH = ("Identity", "Reshape", "Flatten", "Squeeze", "Cast")  # after a final Softmax
-_INPUT_DTYPES = ("float32", "float16", "uint8")
 
 
 @dataclass(frozen=True)
@@ -156,20 +156,8 @@ def _dims(shape: Any) -> tuple[int | str, ...]:
 def _check_io(path: Path, inputs: list[tuple[str, Any, str]], outputs: list[tuple[str, Any]]
               ) -> None:
     """Refuse graphs that are not one 4-D image input to one [N, classes] output."""
-    if len(inputs) != 1:
-        names = ", ".join(name for name, _, _ in inputs[:4]) or "none"
-        msg = (f"{path} has {len(inputs)} inputs ({names}); edgeres handles classifiers with "
-               "exactly one 4-D image input")
-        raise ModelFileError(msg)
-    name, shape, dtype = inputs[0]
-    if shape is None or len(shape) != 4:
-        rank = "an input of unknown rank" if shape is None else f"a {len(shape)}-D input"
-        msg = (f"{path} takes {rank} {name} {list(shape or [])}; edgeres handles one 4-D "
-               "image input (NCHW or NHWC)")
-        raise ModelFileError(msg)
-    if dtype not in _INPUT_DTYPES:
-        msg = f"{path} takes {dtype} input; edgeres handles float32, float16 or uint8 images"
-        raise ModelFileError(msg)
+    first = inputs[0] if inputs else ("", None, "none")
+    check_image_input(path, [name for name, _, _ in inputs], first[1], first[2])  # the one rule
     if len(outputs) != 1:
         names = ", ".join(name for name, _ in outputs[:4]) or "none"
         msg = (f"{path} has {len(outputs)} outputs ({names}); edgeres handles classifiers with "

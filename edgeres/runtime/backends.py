@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import platform
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -154,19 +155,41 @@ def _ov_reason(e: BaseException) -> str:
     return (useful or lines or [type(e).__name__])[-1][:200]
 
 
-def _check_input(path: Path, count: int, shape: tuple[Any, ...] | None, dtype: str) -> None:
-    """Refuse graphs whose input is not one 4-D image tensor."""
-    if count != 1:
-        msg = f"{path} has {count} inputs; an image classifier has exactly one image input"
+def check_image_input(path: Path, names: Sequence[str], shape: tuple[Any, ...] | None,
+                      dtype: str) -> None:
+    """THE input rule of an image classifier, for the runtime and ``foreign.read_graph``: one
+    input, 4-D (NCHW or NHWC), float32/float16/uint8.
+
+    Args:
+        path: the model file, for the message.
+        names: the graph's input names.
+        shape: the first input's shape (None: unknown rank).
+        dtype: the first input's element type ("float32", ...).
+
+    Raises:
+        ModelFileError: naming what is not supported.
+    """
+    if len(names) != 1:
+        shown = ", ".join(names[:4]) or "none"
+        msg = (f"{path} has {len(names)} inputs ({shown}); edgeres handles classifiers with "
+               "exactly one 4-D image input")
         raise ModelFileError(msg)
     if shape is None or len(shape) != 4:
-        rank = "dynamic" if shape is None else f"{len(shape)}-D"
-        msg = (f"{path} takes a {rank} input {shape or ''}; an image classifier takes a 4-D "
-               "NCHW float or NHWC uint8 tensor")
+        rank = "an input of unknown rank" if shape is None else f"a {len(shape)}-D input"
+        msg = (f"{path} takes {rank} {names[0]} {list(shape or [])}; edgeres handles one 4-D "
+               "image input (NCHW or NHWC)")
         raise ModelFileError(msg)
     if dtype not in _INPUT_DTYPES:
-        msg = f"{path} takes {dtype} input; an image classifier takes float32, float16 or uint8"
+        msg = f"{path} takes {dtype} input; edgeres handles float32, float16 or uint8 images"
         raise ModelFileError(msg)
+
+
+def _ov_name(port: Any, index: int) -> str:
+    """An OpenVINO input's name, or its position when it has none."""
+    try:
+        return str(port.get_any_name())
+    except RuntimeError:  # OpenVINO raises when a tensor has no names
+        return f"input {index}"
 
 
 def _ort_executed(device: str, precision: str, meta: ModelMeta | None) -> str | None:
@@ -260,7 +283,7 @@ class OrtBackend:
         shape = tuple(first.shape) if first is not None and first.shape is not None else None
         kind = first.type.removeprefix("tensor(").removesuffix(")") if first else "none"
         dtype = _ORT_TYPES.get(kind, kind)
-        _check_input(path, len(inputs), shape, dtype)
+        check_image_input(path, [i.name for i in inputs], shape, dtype)
         self.input_name = inputs[0].name  # exactly one input, checked above
         self.input_shape = shape
         self.input_dtype = np.dtype(dtype)
@@ -337,7 +360,8 @@ class OpenVINOBackend:
         shape = None if pshape is None or pshape.rank.is_dynamic else tuple(
             str(d) if d.is_dynamic else d.get_length() for d in pshape)
         dtype = str(np.dtype(model.input(0).get_element_type().to_dtype())) if count else "none"
-        _check_input(path, count, shape, dtype)
+        check_image_input(path, [_ov_name(p, n) for n, p in enumerate(model.inputs)], shape,
+                          dtype)
         self.input_shape = shape
         self.input_dtype = np.dtype(dtype)
 

@@ -95,13 +95,8 @@ def run_bench(models: Sequence[str], config: BenchConfig | None = None, *,
     try:
         for src in sources:
             bench = ModelBench(src, runtimes, threads, config, env)
-            benches.append(bench)
-            bench.load()
-            bench.time()
-            if config.memory:
-                bench.memory(probe)
-            if data is not None:
-                bench.accuracy(data)
+            benches.append(bench)  # before running: an interrupted model keeps its partial rows
+            bench.run(probe, data)
     except KeyboardInterrupt:
         interrupted = True
         if benches:

@@ -76,6 +76,17 @@ class ModelBench:
         for batch in self.config.batches:
             self._update((*combo, batch), status=err.status, reason=err.reason)
 
+    def run(self, probe: MemoryProbe, data: Any = None) -> None:
+        """Every step of one model's benchmark, in order: load, time, memory (when the config
+        asks for it) and accuracy on ``data`` (when given). Local and cluster runs both use it.
+        """
+        self.load()
+        self.time()
+        if self.config.memory:
+            self.memory(probe)
+        if data is not None:
+            self.accuracy(data)
+
     def load(self) -> None:
         """Load every configuration; those that cannot run get their reason."""
         for combo in track(self.combos, total=len(self.combos),

@@ -190,12 +190,7 @@ def _node_bench(label: str, payload: list[dict[str, Any]], evals: dict[str, Any]
         for src in sources:
             bench = ModelBench(src, runtimes, threads, cfg, env)
             benches.append(bench)
-            bench.load()
-            bench.time()
-            if cfg.memory:
-                bench.memory(probe)
-            if evals is not None:
-                bench.accuracy(evals[src.arg])
+            bench.run(probe, None if evals is None else evals[src.arg])
         link_references(benches)
         _link_sources(benches)
         rows = [dataclasses.replace(r, node=label, model_file=origins.get(

@@ -220,7 +220,8 @@ def describe_model_file(path: Path) -> ModelFileInfo:
     """
     path = Path(path)
     if not path.is_file():
-        msg = f"model file {path} does not exist; give an .onnx or OpenVINO .xml file"
+        what = "is a folder, not a model file" if path.is_dir() else "does not exist"
+        msg = f"model file {path} {what}; give an .onnx or OpenVINO .xml file"
         raise ModelFileError(msg)
     suffix = path.suffix.lower()
     if suffix == ".xml":

@@ -573,3 +573,21 @@ def test_no_fault_test_touches_the_real_devices() -> None:
     text = Path(__file__).read_text()
     for real in ("/dev/" + "null", "/dev/" + "full"):
         assert real not in text
+
+
+@pytest.mark.parametrize("command", [
+    ["info"], ["predict", "IMAGE"], ["bench", *FAST_BENCH], ["quantize", "--calib", "cifar10",
+                                                           "-o", "OUT/q.onnx"],
+    ["package", "-o", "OUT/b"], ["eval", "--data", "cifar10-val", "--limit", "4"],
+])
+def test_a_folder_given_as_the_model_is_one_line(tmp_path: Path, command: list[str]) -> None:
+    """A folder where a model file belongs is named as such (not 'does not exist'), exit 1."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    image = tmp_path / "x.png"
+    Image.new("RGB", (32, 32), (90, 120, 150)).save(image)
+    args = [str(image) if a == "IMAGE" else a.replace("OUT", str(tmp_path)) for a in command]
+    text = _one_error(_run(args[0], str(folder), *args[1:]))
+    assert "does not exist" not in text
+    assert "folder" in text or "not a model file" in text or "not an ONNX model" in text, text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "x.png"]  # nothing written

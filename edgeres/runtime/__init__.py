@@ -331,7 +331,8 @@ def load(
         msg = f"unknown backend {backend!r}; use auto, ort or openvino"
         raise BackendNotAvailable(msg)
     if not path.is_file():
-        msg = f"model file {path} does not exist; pass an .onnx file or an OpenVINO IR .xml"
+        what = "is a folder, not a model file" if path.is_dir() else "does not exist"
+        msg = f"model file {path} {what}; pass an .onnx file or an OpenVINO IR .xml"
         raise ModelFileError(msg)
     kind = {".onnx": "onnx", ".xml": "ir"}.get(path.suffix.lower())
     if kind is None:

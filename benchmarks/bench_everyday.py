@@ -77,7 +77,8 @@ from edgeres.quantize import QuantConfig, quantize
 src = Path(sys.argv[1])
 calib = CalibrationSet.from_data("cifar10", model_record(src))
 quantize(src, src.with_name("q.onnx"), calib,
-         config=QuantConfig(samples=300, layer_report_samples=int(sys.argv[2])))
+         config=QuantConfig(samples=300, layer_report_samples=int(sys.argv[2]),
+                            batch_size=int(sys.argv[3]) if len(sys.argv) > 3 else None))
 """
 _PLAIN = """
 import sys, tempfile
@@ -96,17 +97,15 @@ with tempfile.TemporaryDirectory() as tmp:
                     # 4 batches of 8 held at a time: all 300 images' activations need ~30 GB
                     extra_options={"CalibMaxIntermediateOutputs": 4})
 """
+_Q_BEFORE = "quantize resnet50 (before: SQNR on 64 images, calibration batch 1)"
+_Q_AFTER = "quantize resnet50 (after: SQNR on 8 images, calibration batch 4)"
 QUANTIZE = {
-    "quantize resnet50 (before: SQNR report on 64 images)": [
-        sys.executable, "-c", _QUANTIZE, str(R50), "64"],
-    "quantize resnet50 (after: SQNR report on 8 images)": [
-        sys.executable, "-c", _QUANTIZE, str(R50), "8"],
+    _Q_BEFORE: [sys.executable, "-c", _QUANTIZE, str(R50), "64", "1"],
+    _Q_AFTER: [sys.executable, "-c", _QUANTIZE, str(R50), "8"],  # the defaults
     "plain quantize_static resnet50": [sys.executable, "-c", _PLAIN, str(R50)],
 }
-QPAIRS = [("quantize before / plain", "quantize resnet50 (before: SQNR report on 64 images)",
-           "plain quantize_static resnet50"),
-          ("quantize after / plain", "quantize resnet50 (after: SQNR report on 8 images)",
-           "plain quantize_static resnet50")]
+QPAIRS = [("quantize before / plain", _Q_BEFORE, "plain quantize_static resnet50"),
+          ("quantize after / plain", _Q_AFTER, "plain quantize_static resnet50")]
 PAIRS = [("models", "models (before: real weights)", "models (after: meta device)"),
          ("info", "info resnet18 (before: every label)",
           "info resnet18 (after: 5 labels + count)")]

@@ -145,9 +145,9 @@ def _run(q: Quantizer, src: Path, dst: Path, spec: TargetSpec, config: QuantConf
     """
     meta = q.meta
     q.check_names(config.exclude)
-    fp32 = q.load(q.fp32_path)
     labelled = [(d, str(v)) for d, v in ((val, config.val), (test, config.eval)) if d]
     correct: dict[tuple[str, str], Any] = {}  # (data, "fp32" or model path) -> per image
+    fp32 = q.load(q.fp32_path) if labelled else None  # a session only when it is scored
     fp32_top1 = {name: _guard(fp32, data, meta, name, correct, ray) for data, name in labelled}
     q.calibrate()
     base = tuple(config.exclude)

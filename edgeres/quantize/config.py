@@ -102,9 +102,9 @@ class QuantConfig:
         seed: seed of the calibration sample draw.
         batch_size: calibration batch; None picks up to 8 samples and at most 2.5 MiB of
             input (activations grow with the batch: ResNet-50 at 224 peaks at 2.4 GB with 8,
-            1.5 GB with 4 and 0.9 GB with 1; batch 4 calibrates in 0.93x the time of batch 1
-            there, within 4% of plain quantize_static, benchmarks/bench_everyday.py). A model
-            with a fixed batch uses its own.
+            1.5 GB with 4 and 0.9 GB with 1; with 4, edgeres quantizes it in 1.03x the time of
+            plain quantize_static, benchmarks/results/everyday_quantize.md). A model with a
+            fixed batch uses its own.
         preset: NNCF preset: "performance" (symmetric) or "mixed" (asymmetric activations).
         val: labelled validation data (a path or a registered name such as ``cifar10-val``)
             measured for fp32 and int8; needed by ``max_drop``.

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from helpers import one_error
 from PIL import Image
 
 from edgeres.cli import cli
@@ -35,17 +36,6 @@ EDGERES = [sys.executable, "-m", "edgeres"]
 
 def _run(*args: object, env: dict[str, str] | None = None) -> Result:
     return CliRunner(env=env).invoke(cli, [str(a) for a in args])
-
-
-def _one_error(result: Result, *words: str, codes: tuple[int, ...] = (1,)) -> str:
-    """The single ``Error:`` line of a refused command, checked for ``words``."""
-    assert result.exit_code in codes, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, result.stderr
-    for word in words:
-        assert word in errors[0], errors[0]
-    return errors[0]
 
 
 def _listing(folder: Path) -> list[str]:
@@ -107,7 +97,7 @@ def test_output_that_is_not_a_regular_file_is_refused(tmp_path: Path, command: s
     word = _make_node(out, kind)
     before = _listing(tmp_path)
     # click itself refuses a folder for a file option (usage error, exit 2)
-    _one_error(_run(*args(out)), str(out), word, codes=(1, 2) if kind == "folder" else (1,))
+    one_error(_run(*args(out)), str(out), word, codes=(1, 2) if kind == "folder" else (1,))
     assert _kind_of(out) == ("link" if kind == "link" else kind)
     assert _listing(tmp_path) == before
     if kind == "link":
@@ -122,14 +112,14 @@ def test_bench_output_that_is_the_model_is_refused(tmp_path: Path) -> None:
     model = tmp_path / "m.onnx"
     shutil.copy(resolve_model_file("cifar10"), model)
     data = model.read_bytes()
-    _one_error(_run("bench", model, *FAST_BENCH, "--json", model), "is the input")
+    one_error(_run("bench", model, *FAST_BENCH, "--json", model), "is the input")
     assert model.read_bytes() == data
 
 
 @pytest.mark.parametrize("second", ["--csv", "--markdown"])
 def test_two_bench_outputs_on_one_path_are_refused(tmp_path: Path, second: str) -> None:
     """`--json x --csv x` (also through another spelling of the path) is refused up front."""
-    _one_error(_run("bench", "cifar10", *FAST_BENCH, "--json", tmp_path / "x",
+    one_error(_run("bench", "cifar10", *FAST_BENCH, "--json", tmp_path / "x",
                     second, tmp_path / "." / "x"), "same file")
     assert _listing(tmp_path) == []
 
@@ -146,7 +136,7 @@ def test_output_that_is_an_input_is_refused(tmp_path: Path, command: str) -> Non
         shutil.copy(resolve_model_file("cifar10"), src)
         args = ["quantize", src, "--calib", "cifar10", "-o", src]
     data = src.read_bytes()
-    _one_error(_run(*args), "input")
+    one_error(_run(*args), "input")
     assert src.read_bytes() == data and _listing(tmp_path) == [src.name]
 
 
@@ -163,7 +153,7 @@ def test_package_force_never_replaces_an_unrelated_file(tmp_path: Path, unrelate
         out.mkdir()
         (out / "thesis.tex").write_text("x")
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
-    _one_error(_run("package", "cifar10", "-o", out, "--force"), "not an edgeres bundle")
+    one_error(_run("package", "cifar10", "-o", out, "--force"), "not an edgeres bundle")
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
@@ -196,7 +186,7 @@ def test_quantize_report_failure_keeps_old_model_and_report(
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(q, "write_report", full)
-    _one_error(_run("quantize", "cifar10", "--calib", "cifar10", "--samples", 4, "--backend",
+    one_error(_run("quantize", "cifar10", "--calib", "cifar10", "--samples", 4, "--backend",
                     backend, "-o", out), "No space left on device")
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {
         p.name: b"old " + p.name.encode() for p in olds}
@@ -205,7 +195,7 @@ def test_quantize_report_failure_keeps_old_model_and_report(
 def test_quantize_report_path_taken_by_a_folder_fails_before_work(tmp_path: Path) -> None:
     """A folder where the report goes is found before calibrating, and no model is written."""
     (tmp_path / "m.onnx.quant.json").mkdir()
-    _one_error(_run("quantize", "cifar10", "--calib", "cifar10", "-o", tmp_path / "m.onnx"),
+    one_error(_run("quantize", "cifar10", "--calib", "cifar10", "-o", tmp_path / "m.onnx"),
                "m.onnx.quant.json", "directory")
     assert _listing(tmp_path) == ["m.onnx.quant.json"]
 
@@ -226,7 +216,7 @@ def test_disk_full_at_the_write_is_one_line_and_leaves_nothing(
 
     monkeypatch.setattr(fs, "_publish", full)
     suffix, args = WRITERS[command]
-    _one_error(_run(*args(tmp_path / f"out{suffix}")), "No space left on device")
+    one_error(_run(*args(tmp_path / f"out{suffix}")), "No space left on device")
     assert _listing(tmp_path) == []
 
 
@@ -259,7 +249,7 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
 def test_real_full_file_system_is_one_line(small_fs: Path, command: str) -> None:
     """On a file system with no space left: one line, exit 1, nothing but the filler there."""
     suffix, args = WRITERS[command]
-    _one_error(_run(*args(small_fs / f"out{suffix}")), "No space left on device")
+    one_error(_run(*args(small_fs / f"out{suffix}")), "No space left on device")
     assert _listing(small_fs) == ["filler"]
 
 
@@ -350,7 +340,7 @@ def test_bench_batch_too_large_for_memory_is_refused_with_the_figure(
     import edgeres._resources as res
 
     monkeypatch.setattr(res, "available_memory", lambda: 2 * 10**9)
-    line = _one_error(_run("bench", "cifar10", *FAST_BENCH, "--batch", 100000),
+    line = one_error(_run("bench", "cifar10", *FAST_BENCH, "--batch", 100000),
                       "--batch 100000", "GB of memory", "2.0 GB is available", "smaller --batch")
     assert "--input-size" not in line
 
@@ -360,7 +350,7 @@ def test_export_huge_batch_blames_batch(monkeypatch: pytest.MonkeyPatch, tmp_pat
     import edgeres._resources as res
 
     monkeypatch.setattr(res, "available_memory", lambda: 2 * 10**9)
-    line = _one_error(_run("export", "cifar_resnet20", "--batch", 1000000, "-o",
+    line = one_error(_run("export", "cifar_resnet20", "--batch", 1000000, "-o",
                            tmp_path / "m.onnx"), "--batch 1000000", "smaller --batch")
     assert "--input-size" not in line and _listing(tmp_path) == []
 
@@ -397,7 +387,7 @@ def test_truncated_archive_is_one_line(tmp_path: Path, use: str) -> None:
     else:
         args = ["bench", "cifar10", *FAST_BENCH, "--eval", archive]
     result = _run(*args)
-    _one_error(result, "data.tar.gz", "truncated", "re-create it")
+    one_error(result, "data.tar.gz", "truncated", "re-create it")
     assert "Aborted!" not in result.output and _listing(tmp_path) == ["data.tar.gz"]
 
 
@@ -407,7 +397,7 @@ def test_truncated_archive_is_one_line(tmp_path: Path, use: str) -> None:
 def test_bench_with_no_row_measured_fails_and_still_writes_its_report(tmp_path: Path) -> None:
     """Every requested row skipped: exit 1 naming why, and the JSON still records the rows."""
     out = tmp_path / "b.json"
-    line = _one_error(_run("bench", "cifar10-int8", "--precision", "fp32", *FAST_BENCH,
+    line = one_error(_run("bench", "cifar10-int8", "--precision", "fp32", *FAST_BENCH,
                            "--json", out), "no configuration was measured", "skipped")
     assert "cannot make fp32" in line
     assert [r["status"] for r in json.loads(out.read_text())["rows"]] == ["skipped"]
@@ -433,7 +423,7 @@ def test_checkpoint_that_would_run_code_is_refused_as_unsafe(tmp_path: Path,
     ckpt = tmp_path / "w.pt"
     obj = {"args": argparse.Namespace(lr=0.1)} if payload == "class" else _RunsCode()
     torch.save(obj, ckpt)
-    line = _one_error(_run("export", "cifar_resnet20", "--weights", ckpt, "-o",
+    line = one_error(_run("export", "cifar_resnet20", "--weights", ckpt, "-o",
                            tmp_path / "m.onnx"), "refused as unsafe")
     assert "not a PyTorch checkpoint" not in line
     assert ("argparse.Namespace" if payload == "class" else "system") in line
@@ -442,7 +432,7 @@ def test_checkpoint_that_would_run_code_is_refused_as_unsafe(tmp_path: Path,
 @pytest.mark.parametrize("backend", ["ort", "openvino"])
 def test_errors_quote_no_internal_temp_paths(tmp_path: Path, backend: str) -> None:
     """An unknown --exclude layer names the user's model, not edgeres' temporary copy."""
-    line = _one_error(_run("quantize", "cifar10", "--calib", "cifar10", "--samples", 4,
+    line = one_error(_run("quantize", "cifar10", "--calib", "cifar10", "--samples", 4,
                            "--backend", backend, "--exclude", "no_such_layer", "-o",
                            tmp_path / ("q.onnx" if backend == "ort" else "q.xml")),
                       "no_such_layer")
@@ -587,7 +577,7 @@ def test_a_folder_given_as_the_model_is_one_line(tmp_path: Path, command: list[s
     image = tmp_path / "x.png"
     Image.new("RGB", (32, 32), (90, 120, 150)).save(image)
     args = [str(image) if a == "IMAGE" else a.replace("OUT", str(tmp_path)) for a in command]
-    text = _one_error(_run(args[0], str(folder), *args[1:]))
+    text = one_error(_run(args[0], str(folder), *args[1:]))
     assert "does not exist" not in text
     assert "folder" in text or "not a model file" in text or "not an ONNX model" in text, text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "x.png"]  # nothing written

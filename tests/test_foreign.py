@@ -14,6 +14,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
+from helpers import one_error
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeres import runtime
@@ -38,16 +39,6 @@ OPTIONS = RecordOptions(mean=tuple(float(m) for m in MEAN_BGR_255.split(",")), s
 
 def _run(*args: object):
     return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def _one_line_error(result, *fragments: str) -> str:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, result.output
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-    return errors[0]
 
 
 def _strip_allowzero(graph: onnx.GraphProto) -> None:
@@ -306,7 +297,7 @@ def test_old_opsets_are_upgraded_and_a_failed_upgrade_is_one_line(work: Path, mo
     monkeypatch.setattr("onnx.version_converter.convert_version", refuse)
     result = _run("quantize", src, "--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25",
                   "--calib", calib, "-o", work / "never.onnx")
-    _one_line_error(result, "uses opset 9", "cannot upgrade it to 13", "No Adapter")
+    one_error(result, "uses opset 9", "cannot upgrade it to 13", "No Adapter")
     assert not (work / "never.onnx").exists()
 
 
@@ -315,18 +306,18 @@ def test_old_opsets_are_upgraded_and_a_failed_upgrade_is_one_line(work: Path, mo
 
 def test_stated_values_that_contradict_the_graph(foreign: Path, work: Path) -> None:
     """--input-size, --layout and --labels that do not fit the graph are one-line errors."""
-    _one_line_error(_run("info", foreign, *STATED, "--input-size", 64),
+    one_error(_run("info", foreign, *STATED, "--input-size", 64),
                     "--input-size 64x64 contradicts", "takes 32x32")
-    _one_line_error(_run("info", foreign, *STATED, "--layout", "NCHW"),
+    one_error(_run("info", foreign, *STATED, "--layout", "NCHW"),
                     "--layout NCHW contradicts", "would hold 32")
     labels = work / "labels.txt"
     labels.write_text("cat\ndog\n")
-    _one_line_error(_run("info", foreign, *STATED, "--labels", labels),
+    one_error(_run("info", foreign, *STATED, "--labels", labels),
                     "2 labels but the model outputs 10 classes")
     labels.write_text("".join(f"class \x1b[31m{i}\n" for i in range(10)))
-    _one_line_error(_run("attach", foreign, *STATED, "--labels", labels, "-o", work / "x.onnx"),
+    one_error(_run("attach", foreign, *STATED, "--labels", labels, "-o", work / "x.onnx"),
                     "line 1", "control character")
-    _one_line_error(_run("predict", foreign, _sample_images(1)[0]), "edgeres attach", "--mean")
+    one_error(_run("predict", foreign, _sample_images(1)[0]), "edgeres attach", "--mean")
 
 
 @pytest.mark.parametrize(("case", "fragments"), [
@@ -354,7 +345,7 @@ def test_models_that_are_not_classifiers_are_named(case: str, fragments: tuple[s
     assert "\n" not in str(info.value)
     for fragment in fragments:
         assert fragment in str(info.value)
-    _one_line_error(_run("quantize", path, "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5",
+    one_error(_run("quantize", path, "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5",
                          "--calib", "cifar10", "-o", work / f"{case}-q.onnx"), fragments[0])
 
 
@@ -435,10 +426,10 @@ def test_a_model_with_a_bad_record_fails_each_command_in_one_line(work: Path) ->
     bad = work / "bad-record.onnx"
     onnx.save(proto, str(bad))
     image = _sample_images(1)[0]
-    _one_line_error(_run("predict", bad, image), "preprocess.std")
-    _one_line_error(_run("info", bad), "preprocess.std")
-    _one_line_error(_run("bench", bad, "--no-memory", "--duration", 0.1), "preprocess.std")
-    _one_line_error(_run("package", bad, "-o", work / "never-bundle"), "preprocess.std")
+    one_error(_run("predict", bad, image), "preprocess.std")
+    one_error(_run("info", bad), "preprocess.std")
+    one_error(_run("bench", bad, "--no-memory", "--duration", 0.1), "preprocess.std")
+    one_error(_run("package", bad, "-o", work / "never-bundle"), "preprocess.std")
     assert not (work / "never-bundle").exists()
     with pytest.raises(MetadataError, match="preprocess.std"):
         runtime.load(bad)

@@ -8,7 +8,6 @@ import inspect
 import json
 import os
 import re
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
+from helpers import run_infer
 
 from edgeres import names, package, preprocess, runtime
 from edgeres.cli import cli
@@ -27,21 +27,6 @@ MODEL = names.resolve_model_file("cifar10")
 IMAGES = sorted((names.calibration_dir() / "cifar10-calib").rglob("*.jpg"))[::150][:4]
 BUNDLE_FILES = ("README.md", "golden.npz", "infer.py", "labels.txt", "metadata.json",
                 "requirements.txt")
-# Runs a bundle's infer.py with edgeres, torch and onnx made unimportable, from outside the repo.
-_ISOLATED = (
-    "import runpy, sys\n"
-    "for name in ('edgeres', 'torch', 'onnx'): sys.modules[name] = None\n"
-    "sys.argv = sys.argv[1:]\n"
-    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
-)
-
-
-def run_infer(bundle: Path, *args: str) -> subprocess.CompletedProcess:
-    """``python infer.py ARGS`` in isolated mode (-I: no PYTHONPATH, no cwd on sys.path)."""
-    return subprocess.run([sys.executable, "-I", "-c", _ISOLATED, str(bundle / "infer.py"), *args],
-                          capture_output=True, text=True, cwd=bundle, timeout=120)
-
-
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dst = tmp_path_factory.mktemp("bundle") / "cifar10-bundle"

@@ -8,6 +8,7 @@ from pathlib import Path
 import onnx
 import pytest
 from click.testing import CliRunner
+from helpers import one_error
 
 from edgeres import names, runtime
 from edgeres.cli import cli
@@ -18,15 +19,6 @@ IMAGES = sorted((names.calibration_dir() / "cifar10-calib").rglob("*.jpg"))[::10
 
 def _invoke(*args: str):
     return CliRunner().invoke(cli, ["predict", *args])
-
-
-def _assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, result.output
-    for fragment in fragments:
-        assert fragment in errors[0]
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +68,7 @@ def test_a_folder_stands_for_its_images(tmp_path: Path,
     assert [Path(d["image"]).name for d in doc["predictions"]] == [p.name for p in IMAGES]
     assert [d["labels"] for d in doc["predictions"]] == [list(p.labels) for p in library]
     (tmp_path / "empty").mkdir()
-    _assert_one_line_error(_invoke("cifar10", str(tmp_path / "empty")), "holds no image files")
+    one_error(_invoke("cifar10", str(tmp_path / "empty")), "holds no image files")
 
 
 def test_model_path_and_openvino_backend(library: list[runtime.Prediction]) -> None:
@@ -112,15 +104,15 @@ def test_bad_image_is_one_error_line(tmp_path: Path) -> None:
     """A file that is not an image: exit 1, one Error line naming it, no traceback."""
     bad = tmp_path / "notes.jpg"
     bad.write_text("hello")
-    _assert_one_line_error(_invoke("cifar10", str(IMAGES[0]), str(bad)), "notes.jpg",
+    one_error(_invoke("cifar10", str(IMAGES[0]), str(bad)), "notes.jpg",
                            "not a readable image")
-    _assert_one_line_error(_invoke("cifar10", str(tmp_path / "gone.jpg")), "does not exist")
+    one_error(_invoke("cifar10", str(tmp_path / "gone.jpg")), "does not exist")
 
 
 def test_unknown_model_and_unavailable_device() -> None:
     """An unknown name lists the registered ones; an absent GPU is a one-line error."""
-    _assert_one_line_error(_invoke("cifar100", str(IMAGES[0])), "cifar10", "cifar10-int8")
-    _assert_one_line_error(_invoke("cifar10", str(IMAGES[0]), "--device", "cuda"),
+    one_error(_invoke("cifar100", str(IMAGES[0])), "cifar10", "cifar10-int8")
+    one_error(_invoke("cifar10", str(IMAGES[0]), "--device", "cuda"),
                            "CUDAExecutionProvider")
 
 
@@ -130,7 +122,7 @@ def test_model_without_record_says_what_is_missing(tmp_path: Path) -> None:
     del proto.metadata_props[:]
     bare = tmp_path / "bare.onnx"
     onnx.save(proto, str(bare))
-    _assert_one_line_error(_invoke(str(bare), str(IMAGES[0])), "no edgeres metadata record",
+    one_error(_invoke(str(bare), str(IMAGES[0])), "no edgeres metadata record",
                            "custom_meta(")
 
 

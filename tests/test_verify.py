@@ -14,26 +14,16 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
+from helpers import run_infer
 
 from edgeres import golden, names, package, runtime
 from edgeres.cli import cli
 from edgeres.preprocess import pixels_to_input
 
 ROOT = Path(__file__).resolve().parent.parent
-# Runs a bundle's infer.py with edgeres, torch and onnx made unimportable (as on a device).
-_ISOLATED = (
-    "import runpy, sys\n"
-    "for name in ('edgeres', 'torch', 'onnx'): sys.modules[name] = None\n"
-    "sys.argv = sys.argv[1:]\n"
-    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
-)
-
-
 def infer_verify(bundle: Path, *args: str) -> subprocess.CompletedProcess:
     """``python infer.py --verify ARGS`` in isolated mode, from inside the bundle."""
-    return subprocess.run([sys.executable, "-I", "-c", _ISOLATED, str(bundle / "infer.py"),
-                           "--verify", *args], capture_output=True, text=True, cwd=bundle,
-                          timeout=120)
+    return run_infer(bundle, "--verify", *args)
 
 
 @pytest.fixture(scope="module")

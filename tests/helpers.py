@@ -1,0 +1,37 @@
+"""Checks several test files share: the one-line error of a refused command, and running a
+bundle's ``infer.py`` the way a device would (no edgeres, torch or onnx importable)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import Result
+
+# Runs a bundle's infer.py with edgeres, torch and onnx made unimportable, from outside the repo.
+_ISOLATED = (
+    "import runpy, sys\n"
+    "for name in ('edgeres', 'torch', 'onnx'): sys.modules[name] = None\n"
+    "sys.argv = sys.argv[1:]\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+
+
+def one_error(result: Result, *words: str, codes: tuple[int, ...] = (1,)) -> str:
+    """The single ``Error:`` line (on stderr) of a refused command, checked for ``words``;
+    the exit code is one of ``codes`` and no traceback was printed."""
+    assert result.exit_code in codes, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    for word in words:
+        assert word in errors[0], errors[0]
+    return errors[0]
+
+
+def run_infer(bundle: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python infer.py ARGS`` from inside ``bundle`` in isolated mode (-I: no PYTHONPATH,
+    no cwd on sys.path; edgeres, torch and onnx unimportable)."""
+    return subprocess.run([sys.executable, "-I", "-c", _ISOLATED, str(bundle / "infer.py"), *args],
+                          capture_output=True, text=True, cwd=bundle, timeout=120)

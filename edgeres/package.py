@@ -28,7 +28,7 @@ from importlib import metadata as _metadata
 from pathlib import Path
 from typing import Any
 
-from edgeres import __version__
+from edgeres import __version__, runtimes
 from edgeres._fs import atomic_dir, atomic_write, check_output, write_errors
 from edgeres.errors import EdgeresError, ModelFileError
 from edgeres.meta import ModelMeta
@@ -37,9 +37,10 @@ __all__ = ["TESTED_MINIMUMS", "TESTED_PLATFORMS", "PackageReport", "package", "r
 
 # The oldest releases tests/test_install.py installs (pinned with ==) and runs a bundle's
 # infer.py with; raise one only together with that test. numpy 1.24.4 is the first numpy
-# onnxruntime 1.17.0 accepts; openvino 2024.6 is the oldest edgeres[openvino] allows.
+# onnxruntime 1.17.0 accepts; each runtime's own minimum is its module's ``min_version``.
 TESTED_MINIMUMS: dict[str, str] = {
-    "numpy": "1.24.4", "Pillow": "10.0.0", "onnxruntime": "1.17.0", "openvino": "2024.6.0",
+    "numpy": "1.24.4", "Pillow": "10.0.0",
+    **{rt.dist: rt.min_version for rt in map(runtimes.get, runtimes.RUNTIME_NAMES)},
 }
 # Platforms on which tests/test_install.py has installed and run a bundle (it fails on a
 # platform missing here, so the claim in requirements.txt stays true).
@@ -235,9 +236,11 @@ Packaged with edgeres {__version__}.
 
 
 def _model_files(path: Path) -> tuple[list[tuple[Path, str]], str]:
-    if path.suffix.lower() == ".xml":
-        return [(path, "model.xml"), (path.with_suffix(".bin"), "model.bin")], "openvino"
-    return [(path, "model.onnx")], "onnxruntime"
+    """(source, name in the bundle) of the model and the files its runtime needs beside it,
+    and the runtime's pip distribution."""
+    rt = runtimes.for_file(path)
+    files = [path, *rt.companion_files(path)]
+    return [(f, f"model{f.suffix.lower()}") for f in files], rt.dist
 
 
 def _is_bundle_zip(path: Path) -> bool:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import numpy as np
 
 from edgeres import names
-from edgeres._hw import ORT_PROVIDERS, ov_has_device
+from edgeres import runtimes as _runtimes
 from edgeres.bench import _gpu
 from edgeres.bench._models import ModelSource, Unavailable, model_file, weights_file
 from edgeres.bench.config import CPU_RUNTIMES, RuntimeLabel
@@ -48,25 +48,12 @@ def unavailable_reason(label: str) -> str | None:
         if importlib.util.find_spec("torch") is None:
             return "torch is not installed; pip install 'edgeres[torch]'"
         return _gpu.torch_cuda_reason() if device == "cuda" else None
-    if backend == "ort":
-        if importlib.util.find_spec("onnxruntime") is None:
-            return "onnxruntime is not installed; pip install onnxruntime"
-        import onnxruntime as ort
+    from edgeres import runtimes
 
-        have = ort.get_available_providers()
-        wanted = ORT_PROVIDERS[device][0]
-        if wanted not in have:
-            return (f"{wanted} not in this onnxruntime build (have "
-                    f"{', '.join(have)}); install onnxruntime-gpu on an NVIDIA machine")
-        return None
-    if importlib.util.find_spec("openvino") is None:
-        return "openvino not installed; pip install 'edgeres[openvino]'"
-    import openvino as ov
-
-    devices = ov.Core().available_devices
-    if not ov_has_device(device, devices):
-        return f"no OpenVINO {device.upper()} device (have {', '.join(devices)})"
-    return None
+    try:
+        return runtimes.unavailable(backend, device)  # the install line when not installed
+    except EdgeresError as e:  # a registered module that cannot even be imported
+        return str(e)
 
 
 def default_runtimes() -> tuple[str, ...]:
@@ -127,8 +114,8 @@ def load_target(src: ModelSource, precision: str, runtime: str, mode: str, *, th
                "choice (OpenVINO's default row on bf16 CPUs)")
         raise Unavailable(msg)
     backend, device = RuntimeLabel.parse(runtime)
-    if backend == "ort" and src.kind == "ir":
-        msg = "ONNX Runtime cannot run an OpenVINO IR (.xml); pass the .onnx file"
+    if src.kind == "ir" and ".xml" not in _runtimes.get(backend).suffixes:
+        msg = f"{runtime} cannot run an OpenVINO IR (.xml); pass the .onnx file"
         raise Unavailable(msg)
     if runtime in ("ort-cuda", "ort-tensorrt"):
         return _load_ort_gpu(src, precision, runtime, mode, threads, calib)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, cast
 
+from edgeres import runtimes as _runtimes
 from edgeres.errors import ConfigError
 
 __all__ = ["BENCH_PRECISIONS", "RUNTIMES", "BackendName", "BenchConfig", "DeviceName",
@@ -25,7 +26,7 @@ __all__ = ["BENCH_PRECISIONS", "RUNTIMES", "BackendName", "BenchConfig", "Device
 BackendName = Literal["ort", "openvino", "torch"]
 DeviceName = Literal["cpu", "cuda", "tensorrt", "gpu"]
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
-BACKENDS: tuple[str, ...] = ("ort", "openvino", "torch")
+BACKENDS: tuple[str, ...] = (*_runtimes.RUNTIME_NAMES, "torch")  # registered ones + PyTorch
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "tensorrt", "gpu")
 
 
@@ -59,10 +60,12 @@ class RuntimeLabel(NamedTuple):
 
 
 # Every runtime label bench knows, in report order; `{backend}-{device}` (shared vocabulary).
-RUNTIMES: tuple[str, ...] = ("torch-cpu", "torch-cuda", "ort-cpu", "ort-cuda", "ort-tensorrt",
-                             "openvino-cpu", "openvino-gpu")
-CPU_RUNTIMES: tuple[str, ...] = ("torch-cpu", "ort-cpu", "openvino-cpu")
-GPU_RUNTIMES: tuple[str, ...] = ("torch-cuda", "ort-cuda", "ort-tensorrt", "openvino-gpu")
+# The PyTorch baselines, then each registered runtime on each of its devices.
+RUNTIMES: tuple[str, ...] = ("torch-cpu", "torch-cuda", *(
+    f"{name}-{device}" for name in _runtimes.RUNTIME_NAMES
+    for device in _runtimes.get(name).devices))
+CPU_RUNTIMES: tuple[str, ...] = tuple(r for r in RUNTIMES if r.endswith("-cpu"))
+GPU_RUNTIMES: tuple[str, ...] = tuple(r for r in RUNTIMES if not r.endswith("-cpu"))
 # Precisions a user may request. bf16 is requestable for torch-cuda (weights and inputs cast
 # to bfloat16); on ONNX runtimes it is only ever *executed* (OpenVINO's default on AMX).
 BENCH_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")

@@ -21,13 +21,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgeres import runtimes
 from edgeres._fs import atomic_files, check_outputs, sha256_file
 from edgeres.calibration import CalibrationSet
 from edgeres.data import DataSource, open_data
 from edgeres.errors import ModelFileError, QuantConfigError, QuantizationError
 from edgeres.evaluate import evaluate
 from edgeres.meta import ModelMeta
-from edgeres.quantize._protocol import QUANT_BACKENDS, QuantBackend, Quantizer
+from edgeres.quantize._protocol import QUANT_BACKENDS, QuantBackend, Quantizer, using_workdir
 from edgeres.quantize._report import (
     QuantAccuracy,
     QuantDetails,
@@ -193,7 +194,7 @@ def _check_paths(src: Path, dst: Path, backend: str) -> None:
     if src.suffix.lower() != ".onnx":
         msg = f"{src} is not an ONNX model; quantize takes an .onnx file (see `edgeres export`)"
         raise ModelFileError(msg)
-    want = ".onnx" if backend == "ort" else ".xml"
+    want = runtimes.get(backend).suffixes[0]  # what its quantizer writes
     if dst.suffix.lower() != want:
         msg = f"output {dst} should end in {want} for the {backend} backend"
         raise ModelFileError(msg)
@@ -225,16 +226,8 @@ def _check_float(src: Path, meta: ModelMeta) -> None:
 
 def _backend(backend: str, src: Path, calib: CalibrationSet, spec: TargetSpec,
              config: QuantConfig, workdir: Path) -> Quantizer:
-    per_channel = spec.per_channel if config.per_channel is None else config.per_channel
-    if backend == "ort":
-        from edgeres.quantize._ort import OrtQuantizer
-
-        return OrtQuantizer(src, calib, spec, per_channel=per_channel,
-                            method=config.method or DEFAULT_METHOD, workdir=workdir)
-    from edgeres.quantize._nncf import NncfQuantizer
-
-    return NncfQuantizer(src, calib, spec, per_channel=per_channel, method=config.method,
-                         preset=config.preset, workdir=workdir)
+    with using_workdir(workdir):  # the runtime's quantizer keeps its files there
+        return runtimes.get(backend).quantizer(src, calib, spec, config)
 
 
 def _top1(predictor: Any, data: DataSource, meta: ModelMeta, what: str,

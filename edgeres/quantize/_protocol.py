@@ -8,7 +8,9 @@ nothing else. Stdlib only: the backends import their libraries themselves.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -21,6 +23,35 @@ if TYPE_CHECKING:
 
 QuantBackend = Literal["ort", "openvino"]  # the quantizer backends (shared vocabulary)
 QUANT_BACKENDS: tuple[str, ...] = ("ort", "openvino")
+# The temporary folder of the quantize() call in progress: a runtime's quantizer factory
+# (edgeres.runtimes.<name>.RUNTIME.quantizer, whose signature is the runtime contract's) keeps
+# its intermediate files there, and quantize()'s `with` block removes it (CONTRIBUTING R9).
+_WORKDIR: ContextVar[Path | None] = ContextVar("edgeres_quantize_workdir", default=None)
+
+
+@contextmanager
+def using_workdir(path: Path) -> Iterator[Path]:
+    """Make ``path`` the folder ``workdir()`` gives while the block runs."""
+    token = _WORKDIR.set(path)
+    try:
+        yield path
+    finally:
+        _WORKDIR.reset(token)
+
+
+def workdir() -> Path:
+    """The temporary folder of the quantize() call in progress (see ``using_workdir``).
+
+    Raises:
+        QuantizationError: if called outside one (a quantizer is made by ``quantize()``).
+    """
+    path = _WORKDIR.get()
+    if path is None:
+        from edgeres.errors import QuantizationError
+
+        msg = "a quantizer is made inside edgeres.quantize.quantize(); call that instead"
+        raise QuantizationError(msg)
+    return path
 
 
 @runtime_checkable

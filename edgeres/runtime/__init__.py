@@ -19,20 +19,25 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from edgeres import runtimes
 from edgeres.errors import BackendNotAvailable, DataError, MetadataError, ModelFileError
 from edgeres.meta import ModelMeta
 from edgeres.preprocess import pad_batch, prepare
-from edgeres.runtime.backends import BACKENDS, BackendOptions, OpenVINOBackend, OrtBackend
+from edgeres.runtime.backends import BackendOptions
+
+if TYPE_CHECKING:
+    from edgeres.runtimes._protocol import Runtime
 
 __all__ = ["Prediction", "Predictor", "load", "topk_predictions"]
 
 log = logging.getLogger(__name__)
 
-Backend = Literal["auto", "ort", "openvino"]
+# "auto" or a runtime of the shared vocabulary; load() accepts what edgeres.runtimes registers.
+Backend = Literal["auto", "ort", "openvino", "litert", "executorch"]
 Device = Literal["cpu", "cuda", "tensorrt", "gpu"]
 PREDICT_BATCH = 32  # images decoded and run per call in predict(); bounds memory for long lists
 
@@ -288,6 +293,45 @@ def _check_arguments(path: Any, meta: Any) -> Path:
     return Path(path)
 
 
+def _pick(path: Path, backend: str, device: str) -> Runtime:
+    """The runtime that runs ``path`` on ``device``: the one named, or (``auto``) the first
+    that reads the file's format and has the device (OpenVINO for an IR and for gpu).
+
+    Raises:
+        ModelFileError: if no runtime reads the file, or the one named does not.
+        BackendNotAvailable: if the runtime's library is not installed.
+    """
+    readers = runtimes.readers(path)
+    if not readers:
+        msg = f"{path} is not a model file; pass {runtimes.suffix_list()}"
+        raise ModelFileError(msg)
+    if backend == "auto":
+        rt = next((r for r in readers if device in r.devices), readers[0])
+    else:
+        rt = runtimes.get(backend)
+        reason = rt.unavailable()  # first: installing it is the first fix
+        if reason is not None:
+            raise BackendNotAvailable(reason)
+        if rt not in readers:
+            own = readers[0]
+            msg = (f"{path} is {_kind(path)}; {_title(rt.name)} needs "
+                   f"{' or '.join(rt.suffixes)} (use backend {own.name})")
+            raise ModelFileError(msg)
+    reason = rt.unavailable()
+    if reason is not None:
+        raise BackendNotAvailable(reason)
+    return rt
+
+
+def _kind(path: Path) -> str:
+    return {".xml": "an OpenVINO IR", ".onnx": "an ONNX file"}.get(
+        path.suffix.lower(), f"a {path.suffix} file")
+
+
+def _title(name: str) -> str:
+    return {"ort": "ONNX Runtime", "openvino": "OpenVINO"}.get(name, name)
+
+
 def load(
     path: str | Path,
     *,
@@ -327,20 +371,16 @@ def load(
     """
     path = _check_arguments(path, meta)
     options = BackendOptions(device=device, precision=precision, threads=threads)
-    if backend not in BACKENDS:
-        msg = f"unknown backend {backend!r}; use auto, ort or openvino"
+    known = ("auto", *runtimes.RUNTIME_NAMES)  # as registered now (BACKENDS: at import)
+    if backend not in known:
+        msg = f"unknown backend {backend!r}; use {', '.join(known[:-1])} or {known[-1]}"
         raise BackendNotAvailable(msg)
     if not path.is_file():
         what = "is a folder, not a model file" if path.is_dir() else "does not exist"
-        msg = f"model file {path} {what}; pass an .onnx file or an OpenVINO IR .xml"
+        msg = f"model file {path} {what}; pass {runtimes.suffix_list()}"
         raise ModelFileError(msg)
-    kind = {".onnx": "onnx", ".xml": "ir"}.get(path.suffix.lower())
-    if kind is None:
-        msg = f"{path} is not a model file; pass an .onnx file or an OpenVINO IR .xml"
-        raise ModelFileError(msg)
-    if backend == "auto":
-        backend = "openvino" if kind == "ir" or device == "gpu" else "ort"
-    if session_options is not None and backend != "ort":
+    rt = _pick(path, backend, device)
+    if session_options is not None and rt.name != "ort":
         msg = "session_options applies to ONNX Runtime only; drop it or use backend='ort'"
         raise BackendNotAvailable(msg)
     if session_options is not None and type(session_options).__name__ != "SessionOptions":
@@ -348,13 +388,12 @@ def load(
                f"{type(session_options).__name__}")
         raise BackendNotAvailable(msg)
     impl: Any
-    if backend == "ort":
-        if kind == "ir":
-            msg = f"{path} is an OpenVINO IR; ONNX Runtime needs .onnx (use backend openvino)"
-            raise ModelFileError(msg)
+    if session_options is not None:  # an ONNX Runtime object: only its backend takes it
+        from edgeres.runtimes.ort import OrtBackend
+
         impl = OrtBackend(path, options, meta=meta, session_options=session_options)
     else:
-        impl = OpenVINOBackend(path, options, meta=meta)
+        impl = rt.load(path, options, meta)
     if impl.meta is None:
         raise _missing_record(path, impl)
     predictor = Predictor(impl, impl.meta, path)

@@ -4,9 +4,9 @@ Which ``platform.machine()`` names are x86 or ARM, the int8 dot-product flags (V
 ``/proc/cpuinfo`` is read, the quantization target a CPU is, that ONNX Runtime's x86 CPU
 provider runs fp16 graphs in fp32, which ``INFERENCE_PRECISION_HINT`` keeps a record's
 precision on OpenVINO, and which provider or device a runtime label needs. ``edgeres.runtime``,
-``bench``, ``quantize.config`` and ``golden`` import these; ``edgeres package`` pastes this
-file's source into a bundle's ``infer.py`` (like ``preprocess.py``), so a device decides with the
-same functions (CONTRIBUTING R4). Stdlib only, and no edgeres import: keep it that way.
+``bench``, ``quantize.config`` and ``golden`` import these; a bundle carries this
+file unchanged in its device package (``edgeres.device``), so a device decides with the same
+functions (CONTRIBUTING R4). Stdlib only, and no edgeres import: keep it that way.
 """
 
 from __future__ import annotations

@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from edgeres.device import IMAGE_SUFFIXES  # noqa: F401 - its public name here too
 from edgeres.errors import DataError, first_line
 from edgeres.names import resolve_data
 from edgeres.preprocess import load_image, pixels_to_input, resize_crop
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm")
 
 
 @dataclass

@@ -4,20 +4,18 @@
 ``metadata.json`` (the record's ``to_json()``, byte for byte as stored in the model; fitted to
 the graph when a tool changed the graph's input size after export, see ``ModelMeta.fitted_to``),
 ``labels.txt``, ``requirements.txt`` (numpy, Pillow and the one runtime, at the oldest versions
-the install test runs), a single-file ``infer.py`` and a README. ``infer.py`` is generated from
-``edgeres/_bundle_template.py`` with edgeres' own ``preprocess.py`` source and the runtime's
-top-k function pasted in, so there is one implementation of each and nothing to keep in sync by
+the install test runs), ``infer.py`` and a README. ``infer.py`` is a thin entry point over
+``edgeres_device/``: edgeres' device package (``edgeres.device``: preprocessing, the record and
+its checks, the runtime, the golden check) and the one runtime module the model needs, copied
+as files, unchanged, so there is one implementation of each and nothing to keep in sync by
 hand. Before the bundle is moved into place its own ``infer.py`` classifies a test image, and
 must agree with ``edgeres.runtime``; it is written atomically: a failure leaves nothing at ``dst``.
 """
 
 from __future__ import annotations
 
-import ast
-import inspect
 import json
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -33,7 +31,7 @@ from edgeres._fs import atomic_dir, atomic_write, check_output, write_errors
 from edgeres.errors import EdgeresError, ModelFileError
 from edgeres.meta import ModelMeta
 
-__all__ = ["TESTED_MINIMUMS", "TESTED_PLATFORMS", "PackageReport", "package", "render_infer"]
+__all__ = ["TESTED_MINIMUMS", "TESTED_PLATFORMS", "PackageReport", "copy_device_code", "package"]
 
 # The oldest releases tests/test_install.py installs (pinned with ==) and runs a bundle's
 # infer.py with; raise one only together with that test. numpy 1.24.4 is the first numpy
@@ -45,12 +43,6 @@ TESTED_MINIMUMS: dict[str, str] = {
 # Platforms on which tests/test_install.py has installed and run a bundle (it fails on a
 # platform missing here, so the claim in requirements.txt stays true).
 TESTED_PLATFORMS: tuple[str, ...] = ("Linux-x86_64 CPython 3.11",)
-_IMPORT_LINE = "from edgeres.errors import DataError"
-_LOCAL_ERROR = (
-    "\nclass DataError(Exception):\n"
-    '    """Raised when an image cannot be read (edgeres.errors.DataError in edgeres)."""\n\n'
-)
-_BEGIN, _END = "# edgeres:begin-copied-code", "# edgeres:end-copied-code"
 _CHECK_TIMEOUT_S = 300  # one image through infer.py; generous for a busy machine
 _TIE = 1e-6  # top-1 probabilities this close may rank two classes either way
 _BUNDLE_MARKS = ("metadata.json", "infer.py")  # files that make a folder or .zip a bundle
@@ -83,102 +75,21 @@ def platform_label() -> str:
             f"{platform.python_implementation()} {sys.version_info[0]}.{sys.version_info[1]}")
 
 
-def _strip_module_header(source: str) -> str:
-    """Drop a module's docstring and its ``from __future__`` line (infer.py has its own)."""
-    tree = ast.parse(source)
-    lines = source.splitlines(keepends=True)
-    first = tree.body[0] if tree.body else None
-    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
-        lines = lines[first.end_lineno:]
-    return "".join(line for line in lines if line.strip() != "from __future__ import annotations")
-
-
-def _copied_preprocess() -> str:
-    """``preprocess.py``'s code with its one edgeres import replaced by a local class."""
-    from edgeres import preprocess
-
-    code = _strip_module_header(inspect.getsource(preprocess))
-    if code.count(_IMPORT_LINE + "\n") != 1:
-        msg = (f"edgeres/preprocess.py must import edgeres exactly once, as '{_IMPORT_LINE}', "
-               "so a bundle can carry it; restore that line")
-        raise EdgeresError(msg)
-    code = code.replace(_IMPORT_LINE + "\n", _LOCAL_ERROR)
-    if re.search(r"^\s*(from|import)\s+edgeres\b", code, flags=re.MULTILINE):
-        msg = "edgeres/preprocess.py imports more of edgeres than DataError; keep it self-contained"
-        raise EdgeresError(msg)
-    return code
-
-
-def _copied_module(module: Any, pasted: tuple[str, ...] = ()) -> str:
-    """A module's code for infer.py: imports of the already ``pasted`` edgeres modules dropped.
-
-    Raises:
-        EdgeresError: if it imports any other part of edgeres (a bundle could not carry it).
-    """
-    source = inspect.getsource(module)
-    drop: set[int] = set()
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.ImportFrom) and node.module in pasted:
-            drop.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
-    kept = "".join(line for i, line in enumerate(source.splitlines(keepends=True), 1)
-                   if i not in drop)
-    code = _strip_module_header(kept)
-    if re.search(r"^\s*(from|import)\s+edgeres\b", code, flags=re.MULTILINE):
-        msg = (f"{module.__name__} imports edgeres beyond {', '.join(pasted) or 'nothing'}; "
-               "keep it stdlib + numpy so bundles can carry it")
-        raise EdgeresError(msg)
-    return code
-
-
-def _copied_hw() -> str:
-    """``_hw.py``'s code (the CPU and runtime rules), which imports nothing from edgeres."""
-    from edgeres import _hw
-
-    return _copied_module(_hw)
-
-
-def _copied_golden() -> str:
-    """``golden.py``'s code (the verify rules); ``_hw`` and ``preprocess`` are pasted before it."""
-    from edgeres import golden
-
-    return _copied_module(golden, ("edgeres._hw", "edgeres.preprocess"))
-
-
-def render_infer() -> str:
-    """The source of a bundle's ``infer.py``.
+def copy_device_code(folder: Path, runtime: str) -> list[str]:
+    """Copy ``infer.py`` and the device package for ``runtime`` into bundle ``folder``.
 
     Returns:
-        The template with its marked import block replaced by ``preprocess.py``'s code, the
-        runtime's ``_softmax_topk``, ``_hw.py`` and ``golden.py``, each copied from the installed
-        edgeres.
-
-    Raises:
-        EdgeresError: if the template or ``preprocess.py`` no longer has the expected shape.
+        The paths written, relative to ``folder``.
     """
-    from edgeres import _bundle_template
-    from edgeres.runtime import _softmax_topk
+    from edgeres.device import bundle_files
 
-    template = inspect.getsource(_bundle_template)
-    lines = [line for line in template.splitlines(keepends=True)
-             if not line.startswith("# template:")]
-    starts = [i for i, line in enumerate(lines) if line.startswith(_BEGIN)]
-    ends = [i for i, line in enumerate(lines) if line.startswith(_END)]
-    if len(starts) != 1 or len(ends) != 1 or starts[0] > ends[0]:
-        msg = f"edgeres/_bundle_template.py must contain one '{_BEGIN}' ... '{_END}' block"
-        raise EdgeresError(msg)
-    copied = (
-        f"# ---- copied from edgeres {__version__}: preprocess.py, then the runtime's "
-        "top-k; edit edgeres, not this file ----\n"
-        + _copied_preprocess().lstrip("\n") + "\n\n" + inspect.getsource(_softmax_topk)
-        + "\n\n# ---- _hw.py: the CPU and runtime rules, as edgeres.runtime applies them ----\n"
-        + _copied_hw().lstrip("\n")
-        + "\n\n# ---- golden.py: the verify rules, as `edgeres verify` runs them ----\n"
-        + _copied_golden().lstrip("\n")
-        + "# ---- end of copied code ----\n"
-    )
-    source = "".join(lines[: starts[0]]) + copied + "".join(lines[ends[0] + 1 :])
-    compile(source, "infer.py", "exec")  # a mismatch fails here, not later on a device
-    return source
+    written = []
+    for src, rel in bundle_files(runtime):
+        dst = folder / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+        written.append(rel)
+    return written
 
 
 def _version(dist: str) -> str:
@@ -225,7 +136,8 @@ python infer.py --verify              # this device vs the packaging host; exit 
 | metadata.json | the model's edgeres record: preprocessing, labels, provenance |
 | labels.txt | one class name per line, in output order |
 | requirements.txt | tested minimum versions and platforms |
-| infer.py | preprocessing + inference in one file |
+| infer.py | the command line; runs the code in edgeres_device/ |
+| edgeres_device/ | edgeres' device code (preprocessing, record, runtime, golden check), unchanged |
 | golden.npz | golden inputs, the packaging host's logits and the tolerances `--verify` checks |
 
 Preprocessing (from metadata.json): resize {pre.resize} ({pre.interpolation}), centre crop
@@ -282,15 +194,20 @@ def _write_bundle(folder: Path, path: Path, meta: ModelMeta, record: str,
     copies, runtime = _model_files(path)
     for src, name in copies:
         shutil.copyfile(src, folder / name)
+    copy_device_code(folder, runtimes.for_file(path).name)
     # The record exactly as the model file stores it (ModelMeta.to_json() wrote it there).
     (folder / "metadata.json").write_bytes(record.encode("utf-8"))
     (folder / "labels.txt").write_text("".join(f"{label}\n" for label in meta.labels), "utf-8")
     (folder / "requirements.txt").write_text(render_requirements(runtime), "utf-8")
-    (folder / "infer.py").write_text(render_infer(), "utf-8")
     (folder / "README.md").write_text(render_readme(meta, [n for _, n in copies], runtime), "utf-8")
     make_golden(folder / "golden.npz", folder / copies[0][1], meta, record, data=golden[0],
                 samples=golden[1])
     return sorted(p.name for p in folder.iterdir()), runtime
+
+
+def _tree(folder: Path) -> list[Path]:
+    """Every file in the bundle ``folder``, sorted."""
+    return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
 def _check_bundle(folder: Path, path: Path) -> str:
@@ -308,9 +225,10 @@ def _check_bundle(folder: Path, path: Path) -> str:
     """
     from PIL import Image
 
+    from edgeres.device.infer import find_model
     from edgeres.runtime import load
 
-    model = folder / ("model.xml" if path.suffix.lower() == ".xml" else "model.onnx")
+    model = find_model(folder)
     meta = ModelMeta.from_json((folder / "metadata.json").read_text("utf-8"))
     h, w = meta.input_size
     with tempfile.TemporaryDirectory(prefix="edgeres.check.") as tmp:
@@ -326,7 +244,7 @@ def _check_bundle(folder: Path, path: Path) -> str:
     tie = abs(want.probabilities[0] - got["probabilities"][0]) <= _TIE
     if found[:2] != expected[:2] or (found[2] != expected[2] and not tie):
         msg = (f"the bundle's infer.py gives (runtime, precision, top class) {found} for a grey "
-               f"image but edgeres.runtime gives {expected}; fix edgeres/_bundle_template.py")
+               f"image but edgeres.runtime gives {expected}; fix edgeres/device")
         raise EdgeresError(msg)
     return want.labels[0]
 
@@ -334,7 +252,8 @@ def _check_bundle(folder: Path, path: Path) -> str:
 def _run_infer(folder: Path, image: Path) -> dict[str, Any]:
     """``python infer.py IMAGE --json --top-k 1`` in the bundle, parsed."""
     folder = folder.absolute()  # run with cwd=folder: a relative path would be joined twice
-    cmd = [sys.executable, str(folder / "infer.py"), str(Path(image).absolute()), "--json",
+    # -B: no __pycache__ written into the bundle's edgeres_device/
+    cmd = [sys.executable, "-B", str(folder / "infer.py"), str(Path(image).absolute()), "--json",
            "--top-k", "1"]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=folder,
@@ -351,13 +270,13 @@ def _run_infer(folder: Path, image: Path) -> dict[str, Any]:
     try:
         return json.loads(out.stdout)
     except json.JSONDecodeError:
-        msg = "the bundle's infer.py --json printed no JSON; fix edgeres/_bundle_template.py"
+        msg = "the bundle's infer.py --json printed no JSON; fix edgeres/device"
         raise EdgeresError(msg) from None
 
 
 def _check_golden(folder: Path) -> None:
     """``python infer.py --verify --json`` in the new bundle must pass on this host."""
-    cmd = [sys.executable, str(folder.absolute() / "infer.py"), "--verify", "--json"]
+    cmd = [sys.executable, "-B", str(folder.absolute() / "infer.py"), "--verify", "--json"]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=folder,
                              timeout=_CHECK_TIMEOUT_S, check=False)
@@ -422,13 +341,13 @@ def package(model: str | Path, dst: str | Path, *, overwrite: bool = False,
             _check_golden(folder)
             with atomic_write(dst) as tmp_zip:
                 with zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_DEFLATED) as z:
-                    for name in files:
-                        z.write(folder / name, f"{dst.stem}/{name}")
-            size = sum((folder / name).stat().st_size for name in files)
+                    for file in _tree(folder):
+                        z.write(file, f"{dst.stem}/{file.relative_to(folder).as_posix()}")
+            size = sum(f.stat().st_size for f in _tree(folder))
     else:
         with atomic_dir(dst) as folder:
             files, runtime = _write_bundle(folder, path, meta, record, (golden, golden_samples))
             label = _check_bundle(folder, path)
             _check_golden(folder)
-            size = sum((folder / name).stat().st_size for name in files)
+            size = sum(f.stat().st_size for f in _tree(folder))
     return PackageReport(dst, tuple(files), runtime, size, meta, label)

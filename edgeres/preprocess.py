@@ -4,8 +4,8 @@ Calibration, evaluation, bench, the runtime and the bundle's ``infer.py`` all go
 module, so a model sees the same pixels everywhere. The recipe is torchvision's ``Resize``
 (shorter side, or exact size) + ``CenterCrop`` + ``Normalize``; resizing uses Pillow, which is
 imported only when an image actually needs resizing or decoding. This file depends on nothing
-but numpy, Pillow and the stdlib besides the ``DataError`` import, so ``edgeres package`` can
-copy it into a bundle unchanged except for that one line.
+but numpy, Pillow, the stdlib and ``edgeres.errors``, so a bundle carries it unchanged in its
+device package (``edgeres.device``).
 """
 
 from __future__ import annotations

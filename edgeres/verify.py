@@ -11,8 +11,8 @@ and the largest difference found, times ``MARGIN``, becomes the logit tolerance,
 benchmarks/results/arm64_verify.md). Required top-1 agreement is the share of inputs whose
 two best logits are further apart than drift within that tolerance could close.
 
-``verify_bundle`` is the host side of ``edgeres verify``; the comparison itself is
-``edgeres.golden.verify``, the same code a bundle's ``infer.py --verify`` runs.
+``verify_bundle`` is the host side of ``edgeres verify``: it runs
+``edgeres.device.infer.verify_folder``, the same code a bundle's ``infer.py --verify`` runs.
 """
 
 from __future__ import annotations
@@ -241,39 +241,10 @@ def verify_bundle(bundle: str | Path, *, golden_file: str | Path | None = None,
     Raises:
         EdgeresError: if the bundle or its golden file is missing or unreadable.
     """
-    from edgeres.runtime import load
+    from edgeres.device.infer import verify_folder
 
     with ExitStack() as stack:
         folder = _bundle_folder(Path(bundle), stack)
-        gpath = Path(golden_file) if golden_file else folder / golden.GOLDEN_FILE
-        if not gpath.is_file():
-            msg = (f"{gpath} does not exist: the bundle was packaged without golden data; "
-                   "re-package it with this edgeres")
-            raise EdgeresError(msg)
-        try:
-            gold = golden.load_golden(gpath)
-        except (ValueError, OSError, zipfile.BadZipFile) as e:
-            msg = f"cannot read golden file {gpath}: {e}"
-            raise EdgeresError(msg) from None
-        record = (folder / "metadata.json").read_text("utf-8")
-        meta = ModelMeta.from_json(record)
-        model = folder / ("model.xml" if (folder / "model.xml").is_file() else "model.onnx")
-        predictor = load(model, meta=meta, threads=threads)
-
-        def to_input(pixels: np.ndarray) -> np.ndarray:
-            return pixels_to_input(pixels, meta).astype(predictor.input_dtype, copy=False)
-
-        q = meta.extra.get("quantization") if meta.extra else None
-        executed = predictor.executed_precision
-        ran = predictor.backend.details.get("inference_precision")
-        if executed == "int8" and predictor.backend.name == "openvino" and ran:
-            executed = golden.int8_execution(str(ran))  # what its float layers run in
-        verdict = golden.verify(
-            gold, predictor.run, to_input, runtime=predictor.runtime,
-            executed=executed, precision=meta.precision,
-            target=q.get("target") if isinstance(q, dict) else None,
-            model_sha256=golden.sha256_file(model),
-            record_sha256=hashlib.sha256(record.encode("utf-8")).hexdigest(),
-            fixed_batch=predictor._batch)
+        verdict = verify_folder(folder, Path(golden_file) if golden_file else None, threads)
         verdict["bundle"] = str(bundle)
         return verdict

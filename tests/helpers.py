@@ -9,10 +9,14 @@ from pathlib import Path
 
 from click.testing import Result
 
-# Runs a bundle's infer.py with edgeres, torch and onnx made unimportable, from outside the repo.
+# Runs a bundle's infer.py with the installed edgeres, torch and onnx made unimportable, from
+# outside the repo: the only edgeres left is the bundle's own copy (edgeres_device/, which
+# infer.py puts first on sys.path).
 _ISOLATED = (
-    "import runpy, sys\n"
-    "for name in ('edgeres', 'torch', 'onnx'): sys.modules[name] = None\n"
+    "import os, runpy, sys\n"
+    "for name in ('torch', 'onnx'): sys.modules[name] = None\n"
+    "sys.path[:] = [p for p in sys.path\n"
+    "               if not os.path.isfile(os.path.join(p or '.', 'edgeres', '__init__.py'))]\n"
     "sys.argv = sys.argv[1:]\n"
     "runpy.run_path(sys.argv[0], run_name='__main__')\n"
 )
@@ -32,6 +36,7 @@ def one_error(result: Result, *words: str, codes: tuple[int, ...] = (1,)) -> str
 
 def run_infer(bundle: Path, *args: str) -> subprocess.CompletedProcess:
     """``python infer.py ARGS`` from inside ``bundle`` in isolated mode (-I: no PYTHONPATH,
-    no cwd on sys.path; edgeres, torch and onnx unimportable)."""
-    return subprocess.run([sys.executable, "-I", "-c", _ISOLATED, str(bundle / "infer.py"), *args],
-                          capture_output=True, text=True, cwd=bundle, timeout=120)
+    no cwd on sys.path; the installed edgeres, torch and onnx unimportable; -B: no
+    __pycache__ left in the bundle)."""
+    return subprocess.run([sys.executable, "-I", "-B", "-c", _ISOLATED, str(bundle / "infer.py"),
+                           *args], capture_output=True, text=True, cwd=bundle, timeout=120)

@@ -515,7 +515,7 @@ def test_bundle_infer_takes_a_folder_like_predict(tmp_path: Path) -> None:
     got = [p["image"] for p in json.loads(infer.stdout)["predictions"]]
     predict = _run("predict", "cifar10-int8", folder, "--json")
     assert got == [p["image"] for p in json.loads(predict.stdout)["predictions"]] and len(got) == 3
-    from edgeres._bundle_template import FOLDER_SUFFIXES
+    from edgeres.device.infer import FOLDER_SUFFIXES
 
     assert FOLDER_SUFFIXES == IMAGE_SUFFIXES
 

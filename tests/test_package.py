@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import json
 import os
-import re
-import sys
+import types
 import zipfile
 from pathlib import Path
 
@@ -25,8 +23,8 @@ from edgeres.meta import METADATA_KEY, ModelMeta, PreprocessSpec
 
 MODEL = names.resolve_model_file("cifar10")
 IMAGES = sorted((names.calibration_dir() / "cifar10-calib").rglob("*.jpg"))[::150][:4]
-BUNDLE_FILES = ("README.md", "golden.npz", "infer.py", "labels.txt", "metadata.json",
-                "requirements.txt")
+BUNDLE_FILES = ("README.md", "edgeres_device", "golden.npz", "infer.py", "labels.txt",
+                "metadata.json", "requirements.txt")
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dst = tmp_path_factory.mktemp("bundle") / "cifar10-bundle"
@@ -155,34 +153,58 @@ def test_ir_bundle_reports_the_precision_openvino_compiled(tmp_path: Path) -> No
 def test_a_broken_infer_py_fails_packaging(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                            bug: tuple[str, str], reason: str,
                                            dst_name: str) -> None:
-    """The check runs the rendered infer.py: a template bug is one error and writes nothing."""
-    good = package.render_infer()
-    assert bug[0] in good
-    monkeypatch.setattr(package, "render_infer", lambda: good.replace(*bug))
+    """The check runs the bundle's infer.py: a bug in the device code it carries (here put in
+    the copied files) is one error and writes nothing."""
+    from edgeres import device
+
+    good = device.bundle_files
+    bugged = tmp_path.parent / f"{tmp_path.name}-bugged"
+    bugged.mkdir()
+
+    def with_bug(runtime: str) -> list[tuple[Path, str]]:
+        out = []
+        for src, rel in good(runtime):
+            copy = bugged / rel.replace("/", "_")
+            copy.write_text(src.read_text("utf-8").replace(*bug), "utf-8")
+            out.append((copy, rel))
+        return out
+
+    assert any(bug[0] in src.read_text("utf-8") for src, _ in good("ort"))
+    monkeypatch.setattr(device, "bundle_files", with_bug)
     with pytest.raises(EdgeresError, match="infer.py") as info:
         package.package(MODEL, tmp_path / dst_name)
     assert reason in str(info.value) and "\n" not in str(info.value)
     assert os.listdir(tmp_path) == []
 
 
+def _bundled_module(bundle: Path, name: str) -> types.ModuleType:
+    """The bundle's copy of ``edgeres/<name>.py``, imported under another name."""
+    spec = importlib.util.spec_from_file_location(
+        f"bundled_{name}", bundle / "edgeres_device" / "edgeres" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_infer_py_carries_preprocess_py_unchanged(bundle: Path) -> None:
-    """Every preprocess.py function is copied verbatim and computes the same tensors."""
+    """The bundle carries preprocess.py (and every device module) byte for byte, and the copy
+    computes the same tensors. (Was: its functions' source pasted into infer.py.)"""
+    from edgeres import device
+
+    for src, rel in device.bundle_files("ort"):
+        assert (bundle / rel).read_bytes() == src.read_bytes(), rel
     text = (bundle / "infer.py").read_text()
-    for name, fn in inspect.getmembers(preprocess, inspect.isfunction):
-        if fn.__module__ == preprocess.__name__:
-            assert inspect.getsource(fn) in text, name
-    assert not re.search(r"^\s*(from|import)\s+edgeres\b", text, flags=re.MULTILINE)
-    spec = importlib.util.spec_from_file_location("bundle_infer", bundle / "infer.py")
-    infer = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(infer)
+    # infer.py imports edgeres only from its own edgeres_device/, put first on sys.path.
+    assert text.index('"edgeres_device"') < text.index("from edgeres.device.infer import")
+    copied = _bundled_module(bundle, "preprocess")
     meta = runtime.load(MODEL).meta
     spec = PreprocessSpec(resize=40, crop=(32, 32), mean=meta.preprocess.mean,
                           std=meta.preprocess.std)
     wide = meta.evolve(preprocess=spec)
     image = np.random.default_rng(0).integers(0, 256, (45, 70, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(infer.prepare(image, wide), preprocess.prepare(image, wide))
-    with pytest.raises(infer.DataError, match="must be uint8"):
-        infer.prepare(image.astype(np.float32), wide)
+    np.testing.assert_array_equal(copied.prepare(image, wide), preprocess.prepare(image, wide))
+    with pytest.raises(copied.DataError, match="must be uint8"):
+        copied.prepare(image.astype(np.float32), wide)
 
 
 # Two CPUs as /proc/cpuinfo describes them, and the OPTIMIZATION_CAPABILITIES OpenVINO reports
@@ -224,70 +246,59 @@ class _FakeOpenVINO:
 def test_infer_py_and_runtime_decide_precision_with_the_same_hw_source(
         bundle: Path, cpu: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On a CPU without FP16 and on one with AVX-512 BF16, infer.py and edgeres.runtime give the
-    same executed precision because infer.py carries _hw.py's functions verbatim (issue 13)."""
+    same executed precision because the bundle carries _hw.py and the runtime modules unchanged
+    and runs them (issue 13). (Was: _hw.py's functions pasted into infer.py.)"""
     from types import SimpleNamespace
 
     from edgeres import _hw
     from edgeres.runtime import backends
+    from edgeres.runtimes import openvino, ort
 
-    text = (bundle / "infer.py").read_text()
-    for name, fn in inspect.getmembers(_hw, inspect.isfunction):
-        if fn.__module__ == _hw.__name__:
-            assert inspect.getsource(fn) in text, name
+    source = Path(_hw.__file__).read_bytes()
+    assert (bundle / "edgeres_device" / "edgeres" / "_hw.py").read_bytes() == source
+    assert (bundle / "edgeres_device" / "edgeres" / "runtimes" / "ort.py").read_bytes() == \
+        Path(ort.__file__).read_bytes()
     for name in ("ort_executed", "ov_precision_hint", "ov_has_device"):
         assert getattr(backends, name) is getattr(_hw, name)  # the runtime calls the source
-    spec = importlib.util.spec_from_file_location("bundle_infer_hw", bundle / "infer.py")
-    infer = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(infer)
+    copied = _bundled_module(bundle, "_hw")
     cpuinfo, caps = _FAKE_CPUS[cpu]
     (tmp_path / "cpuinfo").write_text(cpuinfo)
     flags = _hw.cpu_flags(tmp_path / "cpuinfo")
-    assert infer.cpu_flags(tmp_path / "cpuinfo") == flags
-    assert infer.int8_isa("x86_64", flags) == _hw.int8_isa("x86_64", flags)
+    assert copied.cpu_flags(tmp_path / "cpuinfo") == flags
+    assert copied.int8_isa("x86_64", flags) == _hw.int8_isa("x86_64", flags)
     assert ("avx512_bf16" in flags) == ("BF16" in caps)
     ov = _FakeOpenVINO(caps)
-    monkeypatch.setitem(sys.modules, "openvino", ov)
-    (tmp_path / "model.xml").write_text("<net/>")
     expected = {"fp32": "fp32", "int8": "int8", "fp16": "fp32",
                 "bf16": "bf16" if cpu == "avx512-bf16" else "fp32"}
     for precision, want in expected.items():
-        meta = SimpleNamespace(precision=precision)
-        label, executed, _, _ = infer.load_model(tmp_path, meta, None)
-        hint = backends.OpenVINOBackend._model_hint(ov.Core(), "CPU", precision)
+        hint = openvino.OpenVINOBackend._model_hint(ov.Core(), "CPU", precision)
+        executed = (copied.int8_execution(hint) if precision == "int8"
+                    else copied.ov_precision_name(hint))
         runtime_executed = (_hw.int8_execution(hint) if precision == "int8"
                             else _hw.ov_precision_name(hint))
-        assert ov.configs[-1]["INFERENCE_PRECISION_HINT"] == hint, precision
-        assert label == "openvino-cpu" and executed == runtime_executed == want, precision
+        assert executed == runtime_executed == want, precision
     # ONNX Runtime's CPU provider: fp16 runs as fp32 on x86, as stored elsewhere.
     for machine, want in (("x86_64", "fp32"), ("aarch64", "fp16")):
         monkeypatch.setattr("platform.machine", lambda machine=machine: machine)
         meta = SimpleNamespace(precision="fp16")
-        _, executed, _, _ = infer.load_model(bundle, meta, None)
+        executed = copied.ort_executed("cpu", "model", meta.precision, machine) or "fp16"
         fp16 = runtime.load(MODEL).meta.evolve(precision="fp16")
         assert executed == (backends._ort_executed("cpu", "model", fp16) or "fp16") == want
 
 
-def test_render_refuses_a_module_that_cannot_travel(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A pasted rules module (_hw.py, golden.py) importing more of edgeres fails rendering."""
-    real = inspect.getsource
+def test_a_module_the_bundle_lacks_fails_packaging(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    """A device module missing from the bundle (here golden.py dropped from the list) fails
+    the bundle's own check: one error, nothing written. (Was: rendering refused a pasted
+    module importing more of edgeres.)"""
+    from edgeres import device
 
-    def patched(obj: object) -> str:
-        text = real(obj)
-        if getattr(obj, "__name__", "") == "edgeres._hw":
-            text = text.replace("from pathlib import Path\n",
-                                "from pathlib import Path\n\nfrom edgeres.meta import ModelMeta\n")
-        return text
-
-    monkeypatch.setattr(package.inspect, "getsource", patched)
-    with pytest.raises(EdgeresError, match="edgeres._hw imports edgeres"):
-        package.render_infer()
-
-
-def test_render_refuses_a_preprocess_that_cannot_travel(monkeypatch: pytest.MonkeyPatch) -> None:
-    """If preprocess.py's single edgeres import changes, rendering infer.py fails loudly."""
-    monkeypatch.setattr(package, "_IMPORT_LINE", "from edgeres.errors import SomethingElse")
-    with pytest.raises(EdgeresError, match="must import edgeres exactly once"):
-        package.render_infer()
+    kept = tuple(m for m in device.SHARED_MODULES if m != "golden.py")
+    monkeypatch.setattr(device, "SHARED_MODULES", kept)
+    with pytest.raises(EdgeresError, match="infer.py") as info:
+        package.package(MODEL, tmp_path / "out")
+    assert "golden" in str(info.value) and "\n" not in str(info.value)
+    assert os.listdir(tmp_path) == []
 
 
 @pytest.mark.slow
@@ -296,10 +307,12 @@ def test_zip_bundle_holds_the_same_files(bundle: Path, tmp_path: Path) -> None:
     dst = tmp_path / "cifar.zip"
     report = package.package(MODEL, dst)
     assert report.path == dst and os.listdir(tmp_path) == ["cifar.zip"]
+    # Every file, the copied device package's included (edgeres_device/...).
+    files = {p.relative_to(bundle).as_posix(): p for p in bundle.rglob("*") if p.is_file()}
     with zipfile.ZipFile(dst) as z:
-        assert sorted(z.namelist()) == sorted(f"cifar/{p.name}" for p in bundle.iterdir())
-        for p in bundle.iterdir():
-            assert z.read(f"cifar/{p.name}") == p.read_bytes(), p.name
+        assert sorted(z.namelist()) == sorted(f"cifar/{name}" for name in files)
+        for name, p in files.items():
+            assert z.read(f"cifar/{name}") == p.read_bytes(), name
 
 
 def test_failures_leave_nothing_behind(tmp_path: Path) -> None:

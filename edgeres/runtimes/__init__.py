@@ -12,6 +12,8 @@ its functions) and says so through ``unavailable()``.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -20,7 +22,7 @@ from edgeres.errors import BackendNotAvailable, ModelFileError
 if TYPE_CHECKING:
     from edgeres.runtimes._protocol import Runtime
 
-__all__ = ["MODULES", "RUNTIME_NAMES", "for_file", "get", "readers", "unavailable"]
+__all__ = ["MODULES", "RUNTIME_NAMES", "for_file", "get", "present", "readers", "unavailable"]
 
 # The runtime modules, in the order a file suffix several read is claimed (.onnx: ort first).
 MODULES: tuple[str, ...] = ("ort", "openvino")
@@ -36,14 +38,26 @@ def get(name: str) -> Runtime:
     if name not in MODULES:
         msg = f"unknown backend {name!r}; use one of {', '.join(MODULES)}"
         raise BackendNotAvailable(msg)
+    if name not in present():
+        msg = (f"the {name} runtime is not part of this installation (no "
+               f"edgeres/runtimes/{name}.py; a bundle carries its own runtime only)")
+        raise BackendNotAvailable(msg)
     module = importlib.import_module(f"{__name__}.{name}")
     return cast("Runtime", module.RUNTIME)
 
 
+def present() -> tuple[str, ...]:
+    """The registered runtimes whose module is here: all of them in edgeres, the bundle's own
+    one in a device bundle (which carries one runtime module, see ``edgeres.device``)."""
+    return tuple(name for name in MODULES
+                 if f"{__name__}.{name}" in sys.modules
+                 or importlib.util.find_spec(f"{__name__}.{name}") is not None)
+
+
 def readers(path: Path) -> list[Runtime]:
-    """The runtimes that read ``path``'s kind of file, the one whose format it is first."""
+    """The runtimes here that read ``path``'s kind of file, the one whose format it is first."""
     suffix = Path(path).suffix.lower()
-    found = [get(name) for name in MODULES]
+    found = [get(name) for name in present()]
     own = [rt for rt in found if rt.suffixes[0] == suffix]
     return own + [rt for rt in found if suffix in rt.suffixes[1:]]
 
@@ -64,7 +78,7 @@ def for_file(path: Path) -> Runtime:
 def suffix_list() -> str:
     """The model files edgeres reads, in words: "an .onnx file or an OpenVINO IR .xml"."""
     words = {".onnx": "an .onnx file", ".xml": "an OpenVINO IR .xml"}
-    seen = dict.fromkeys(s for name in MODULES for s in get(name).suffixes)
+    seen = dict.fromkeys(s for name in present() for s in get(name).suffixes)
     parts = [words.get(s, f"a {s} file") for s in seen]
     return ", ".join(parts[:-1]) + (" or " if len(parts) > 1 else "") + parts[-1]
 

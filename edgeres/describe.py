@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeres import runtimes
 from edgeres.errors import ModelFileError, first_line
-from edgeres.meta import METADATA_KEY, ModelMeta, read_ir_meta
+from edgeres.meta import METADATA_KEY, ModelMeta
+from edgeres.modelfile import open_model_file
 
 __all__ = ["ModelFileInfo", "TensorInfo", "describe_model_file"]
 
@@ -35,7 +37,7 @@ class ModelFileInfo:
 
     Attributes:
         path: the model file (the ``.xml`` for an IR).
-        format: "onnx" or "openvino-ir".
+        format: "onnx", "openvino-ir", or the name of the runtime whose format it is.
         size_bytes: bytes on disk (``.xml`` plus ``.bin`` for an IR, the ``.onnx`` plus its
             external data files when read with ``onnx``).
         meta: the edgeres record, None when the file has none.
@@ -188,16 +190,14 @@ def _ir_port(layer: ET.Element, port_parent: str) -> TensorInfo:
 
 
 def _openvino_ir(path: Path) -> ModelFileInfo:
-    meta = read_ir_meta(path)  # raises ModelFileError for unparseable XML
+    opened = open_model_file(path)  # the record and size; ModelFileError for unparseable XML
     root = ET.parse(path).getroot()
     if root.tag != "net":
         msg = f"{path} is XML but not an OpenVINO IR (root <{root.tag}>); give the model's .xml"
         raise ModelFileError(msg)
     layers = root.findall("layers/layer")
-    bin_path = path.with_suffix(".bin")
-    size = path.stat().st_size + (bin_path.stat().st_size if bin_path.is_file() else 0)
     return ModelFileInfo(
-        path=path, format="openvino-ir", size_bytes=size, meta=meta,
+        path=path, format="openvino-ir", size_bytes=opened.size_bytes, meta=opened.meta,
         inputs=tuple(_ir_port(x, "output") for x in layers if x.get("type") == "Parameter"),
         outputs=tuple(_ir_port(x, "input") for x in layers if x.get("type") == "Result"),
         node_counts=dict(Counter(x.get("type", "?") for x in layers).most_common()),
@@ -224,12 +224,17 @@ def describe_model_file(path: Path) -> ModelFileInfo:
         msg = f"model file {path} {what}; give an .onnx or OpenVINO .xml file"
         raise ModelFileError(msg)
     suffix = path.suffix.lower()
+    if not runtimes.readers(path):
+        kind = suffix or "no suffix"
+        msg = (f"{path} is not a model file edgeres reads ({kind}); give "
+               f"{runtimes.suffix_list()}")
+        raise ModelFileError(msg)
     if suffix == ".xml":
         return _openvino_ir(path)
-    if suffix != ".onnx":
-        kind = suffix or "no suffix"
-        msg = f"{path} is not a model file edgeres reads ({kind}); give an .onnx or .xml file"
-        raise ModelFileError(msg)
+    if suffix != ".onnx":  # another runtime's format: what the opener reads
+        opened = open_model_file(path)
+        return ModelFileInfo(path=path, format=opened.runtime, size_bytes=opened.size_bytes,
+                             meta=opened.meta, reader=opened.runtime)
     size = path.stat().st_size
     if importlib.util.find_spec("onnx") is None:  # the light install: ORT alone
         return _onnx_with_ort(path, size)

@@ -110,6 +110,45 @@ class PreprocessSpec:
 
 
 @dataclass(frozen=True)
+class QuantizationInfo:
+    """The record's ``quantization`` section (written by ``edgeres quantize``), typed.
+
+    The section itself stays in ``ModelMeta.extra`` as written, all of it; these are the
+    fields edgeres reads back. ``from_section`` tolerates a section from another tool: a field
+    of the wrong type reads as None.
+
+    Attributes:
+        backend: the quantizer backend ("ort", "openvino").
+        target: the deployment target it was quantized for ("x86", "x86-vnni", "arm", ...).
+        method: the calibration method.
+        calibration_data: the calibration data's name or path.
+        validation_data: the data the ``--max-drop`` budget was checked on, if any.
+    """
+
+    backend: str | None = None
+    target: str | None = None
+    method: str | None = None
+    calibration_data: str | None = None
+    validation_data: str | None = None
+
+    @classmethod
+    def from_section(cls, section: Any) -> QuantizationInfo | None:
+        """The typed view of ``extra["quantization"]``; None when there is no such dict."""
+        if not isinstance(section, dict):
+            return None
+
+        def text(value: Any) -> str | None:
+            return value if isinstance(value, str) and value else None
+
+        validation = section.get("validation")
+        return cls(backend=text(section.get("backend")), target=text(section.get("target")),
+                   method=text(section.get("method")),
+                   calibration_data=text(section.get("calibration_data")),
+                   validation_data=text(validation.get("data"))
+                   if isinstance(validation, dict) else None)
+
+
+@dataclass(frozen=True)
 class ModelMeta:
     """Everything a runtime needs to know about a model besides its graph.
 
@@ -154,6 +193,11 @@ class ModelMeta:
         if self.output is not None:
             return self.output == "probabilities"
         return False if any(p.get("step") == "export" for p in self.provenance) else None
+
+    @property
+    def quantization(self) -> QuantizationInfo | None:
+        """The ``quantization`` section (``edgeres quantize``), typed; None when absent."""
+        return QuantizationInfo.from_section(self.extra.get("quantization"))
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -372,8 +416,8 @@ def write_onnx_meta(model: Any, meta: ModelMeta) -> None:
     model.metadata_props.add(key=METADATA_KEY, value=meta.to_json())
 
 
-def read_ir_meta(xml_path: Path) -> ModelMeta | None:
-    """Read the record from an OpenVINO IR's ``rt_info`` with the stdlib XML parser.
+def ir_record_text(xml_path: Path) -> str | None:
+    """The record's text in an OpenVINO IR's ``rt_info``, read with the stdlib XML parser.
 
     Both places in ``IR_RECORD_PATHS`` are looked at, so an IR that OpenVINO's own tools made
     from an edgeres ONNX file (``ov.save_model(ov.convert_model(onnx))``) is read too.
@@ -391,8 +435,19 @@ def read_ir_meta(xml_path: Path) -> ModelMeta | None:
     for where in IR_RECORD_PATHS:
         node = root.find("rt_info/" + "/".join(where))
         if node is not None and node.get("value") is not None:
-            return ModelMeta.from_json(node.get("value", ""))
+            return node.get("value", "")
     return None
+
+
+def read_ir_meta(xml_path: Path) -> ModelMeta | None:
+    """The record of an OpenVINO IR (``ir_record_text``, checked), or None when it has none.
+
+    Raises:
+        ModelFileError: if the file is not parseable XML.
+        MetadataError: if the record breaks a rule.
+    """
+    text = ir_record_text(xml_path)
+    return ModelMeta.from_json(text) if text is not None else None
 
 
 def custom_meta(

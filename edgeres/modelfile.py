@@ -1,26 +1,74 @@
-"""Opening a model file: read an ONNX file's record, fitted to its graph, or state one.
+"""Opening a model file: which runtime's format it is, its record (checked), its files and size.
 
-The one place a model file is opened for its record outside ``edgeres.runtime``: ``onnx_record``
-reads the record an ONNX file carries (fitted to the graph's batch axis and image size with
-``ModelMeta.fitted_to``), ``model_record`` returns it or builds one from stated preprocessing
-(``edgeres.foreign.stated_record``). An OpenVINO IR's record is read with ``meta.read_ir_meta``
-at the places ``meta.IR_RECORD_PATHS`` names. Layer 2: numpy-free; onnxruntime is imported
-inside the functions. ``calibration.model_record``/``onnx_record`` are aliases of these.
+``open_model_file`` is THE opener every command uses for a model file's facts without running
+it: the runtime registry (``edgeres.runtimes.for_file``) names the format, that runtime reads
+the record (``Runtime.read_record``: ONNX ``metadata_props`` through ONNX Runtime, an IR's
+``rt_info`` with the stdlib XML parser), ``ModelMeta.from_json`` checks it, and the runtime's
+companion files (an IR's ``.bin``) count in the size. ``onnx_record`` reads an ONNX file's
+record fitted to the graph's batch axis and image size (``ModelMeta.fitted_to``);
+``model_record`` returns it or builds one from stated preprocessing
+(``edgeres.foreign.stated_record``). Layer 2: numpy-free; runtimes are imported inside the
+functions. ``calibration.model_record``/``onnx_record`` are aliases of these.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeres.errors import ModelFileError, first_line
+from edgeres import runtimes
+from edgeres.errors import ModelFileError
 from edgeres.meta import METADATA_KEY, ModelMeta
 
 if TYPE_CHECKING:
     from edgeres.foreign import RecordOptions
 
-__all__ = ["model_record", "onnx_record"]
+__all__ = ["ModelFile", "model_record", "onnx_record", "open_model_file"]
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A model file's facts, read without running it.
+
+    Attributes:
+        path: the model file (an IR's ``.xml``).
+        runtime: the registered runtime whose format it is ("ort", "openvino", ...).
+        files: the file and the companions that travel with it (an IR's ``.bin``).
+        size_bytes: their total size.
+        record_text: the stored record, as stored; None when the file has none.
+        meta: that record, checked (``ModelMeta.from_json``); None when the file has none.
+    """
+
+    path: Path
+    runtime: str
+    files: tuple[Path, ...]
+    size_bytes: int
+    record_text: str | None
+    meta: ModelMeta | None
+
+
+def open_model_file(path: str | Path) -> ModelFile:
+    """Identify a model file by the runtime registry and read its record.
+
+    Raises:
+        ModelFileError: if ``path`` is missing, a folder, not a format a runtime reads, or
+            unreadable.
+        MetadataError: if its record breaks a rule.
+        BackendNotAvailable: if reading the record needs a runtime that is not installed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        what = "is a folder, not a model file" if path.is_dir() else "does not exist"
+        msg = f"model file {path} {what}; pass {runtimes.suffix_list()}"
+        raise ModelFileError(msg)
+    rt = runtimes.for_file(path)
+    text = rt.read_record(path)
+    files = (path, *(f for f in rt.companion_files(path) if f.is_file()))
+    return ModelFile(path=path, runtime=rt.name, files=files,
+                     size_bytes=sum(f.stat().st_size for f in files), record_text=text,
+                     meta=ModelMeta.from_json(text) if text is not None else None)
 
 
 def model_record(
@@ -70,17 +118,12 @@ def _session_record(sess: Any) -> ModelMeta | None:
 
 
 def _inspect_session(path: Path) -> Any:
+    """A CPU session with graph optimisation off (``runtimes.ort.inspect_session``)."""
     import onnxruntime as ort
+
+    from edgeres.runtimes.ort import inspect_session
 
     if not Path(path).is_file():
         msg = f"model file {path} does not exist; pass an .onnx file"
         raise ModelFileError(msg)
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 3
-    try:
-        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    except Exception as e:  # ORT raises its own Fail/InvalidGraph/InvalidProtobuf types
-        first = first_line(e)
-        msg = f"{path} is not a readable ONNX model ({first}); pass an exported .onnx file"
-        raise ModelFileError(msg) from None
+    return inspect_session(ort, Path(path))

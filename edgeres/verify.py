@@ -56,11 +56,8 @@ _CIFAR_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
 
 def _default_data(meta: ModelMeta) -> str | None:
     """Validation, else calibration data named in the record; cifar10-val for CIFAR models."""
-    q = meta.extra.get("quantization") if meta.extra else None
-    q = q if isinstance(q, dict) else {}
-    val = q.get("validation")
-    val = val if isinstance(val, dict) else {}
-    for name in (val.get("data"), q.get("calibration_data")):
+    q = meta.quantization
+    for name in (q.validation_data, q.calibration_data) if q else ():
         if isinstance(name, str) and name and not name.endswith("-test"):
             return name
     if tuple(meta.labels) == _CIFAR_LABELS and meta.input_size == (32, 32):
@@ -194,12 +191,11 @@ def make_golden(dst: Path, model: Path, meta: ModelMeta, record: str, *,
     host = _logits(predictor, inputs, kind)
     others = {name: _logits(p, inputs, kind) for name, p in _alternatives(model, meta).items()}
     flags = golden.cpu_flags()
-    q = meta.extra.get("quantization") if meta.extra else None
     info = {
         **_tolerances(host, others, meta.precision), "source": source,
         "precision": meta.precision, "runtime": predictor.runtime,
         "executed_precision": predictor.executed_precision,
-        "target": q.get("target") if isinstance(q, dict) else None,
+        "target": meta.quantization.target if meta.quantization else None,
         "model_sha256": golden.sha256_file(model),
         "record_sha256": hashlib.sha256(record.encode("utf-8")).hexdigest(),
         "host": {"machine": platform.machine(),

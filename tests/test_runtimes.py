@@ -59,6 +59,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> _FakeRuntime:
     monkeypatch.setattr(runtimes, "RUNTIME_NAMES", runtimes.MODULES)
     monkeypatch.setattr(config, "BACKENDS", (*config.BACKENDS, "fake"))
     monkeypatch.setattr(config, "RUNTIMES", (*config.RUNTIMES, "fake-cpu"))
+    monkeypatch.setattr("edgeres.bench._run.RUNTIMES", config.RUNTIMES)
     runners.unavailable_reason.cache_clear()
     yield module.RUNTIME
     runners.unavailable_reason.cache_clear()

@@ -26,7 +26,8 @@ from edgeres.errors import (
     UnknownNameError,
     first_line,
 )
-from edgeres.meta import ModelMeta, read_ir_meta
+from edgeres.meta import ModelMeta
+from edgeres.modelfile import open_model_file
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ def resolve_model(arg: str, cache: Path, *, record: Any = None) -> ModelSource:
             msg = (f"{path} is an OpenVINO IR; preprocessing options apply to .onnx files "
                    "(attach the record with `edgeres attach` before converting)")
             raise ModelFileError(msg)
-        meta = read_ir_meta(path) if kind == "ir" else _onnx_meta(path)
+        meta = open_model_file(path).meta if kind == "ir" else _onnx_meta(path)
         if meta is None and kind == "ir":
             msg = (f"{path} carries no edgeres metadata record, which bench needs for its input "
                    "and labels; attach one to the .onnx it came from with `edgeres attach`")

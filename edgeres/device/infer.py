@@ -144,11 +144,10 @@ def verify_folder(folder: Path, golden_file: Path | None = None,
     def to_input(pixels: np.ndarray) -> np.ndarray:
         return pixels_to_input(pixels, meta).astype(predictor.input_dtype, copy=False)
 
-    q = meta.extra.get("quantization") if meta.extra else None
     return golden.verify(
         gold, predictor.run, to_input, runtime=predictor.runtime,
         executed=predictor.executed_precision, precision=meta.precision,
-        target=q.get("target") if isinstance(q, dict) else None,
+        target=meta.quantization.target if meta.quantization else None,
         model_sha256=golden.sha256_file(model), record_sha256=hashlib.sha256(raw).hexdigest(),
         fixed_batch=predictor._batch)
 

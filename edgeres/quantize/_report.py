@@ -103,10 +103,12 @@ class QuantDetails:
 
 def quant_target(meta: Any) -> str | None:
     """The deployment target a model record says it was quantized for, or None."""
-    extra = getattr(meta, "extra", None)
-    q = extra.get("quantization") if isinstance(extra, dict) else None
-    target = q.get("target") if isinstance(q, dict) else None
-    return target if isinstance(target, str) and target else None
+    from edgeres.meta import QuantizationInfo  # ModelMeta.quantization's type
+
+    extra = getattr(meta, "extra", None)  # a ModelMeta, or any object with its extra dict
+    q = QuantizationInfo.from_section(extra.get("quantization") if isinstance(extra, dict)
+                                      else None)
+    return q.target if q is not None else None
 
 
 @dataclass(frozen=True)

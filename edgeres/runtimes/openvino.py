@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import threading
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +20,7 @@ import numpy as np
 
 from edgeres._hw import int8_execution, ov_has_device, ov_precision_hint, ov_precision_name
 from edgeres.errors import BackendNotAvailable, DataError, ModelFileError, missing_extra
-from edgeres.meta import IR_RECORD_PATHS, ModelMeta
+from edgeres.meta import IR_RECORD_PATHS, ModelMeta, ir_record_text
 from edgeres.runtime.backends import BackendOptions, check_image_input
 
 if TYPE_CHECKING:
@@ -177,25 +176,6 @@ def _ov_record(model: Any, path: Path) -> str | None:
     return None
 
 
-def ir_record_text(xml_path: Path) -> str | None:
-    """The record text in an IR's ``rt_info`` (either place ``IR_RECORD_PATHS`` names), read
-    with the stdlib XML parser, or None.
-
-    Raises:
-        ModelFileError: if the file is not parseable XML.
-    """
-    try:
-        root = ET.parse(xml_path).getroot()
-    except (ET.ParseError, OSError) as e:
-        msg = f"{xml_path} is not a readable OpenVINO IR ({e}); re-create it"
-        raise ModelFileError(msg) from None
-    for where in IR_RECORD_PATHS:
-        node = root.find("rt_info/" + "/".join(where))
-        if node is not None and node.get("value") is not None:
-            return node.get("value", "")
-    return None
-
-
 class OpenVINORuntime:
     """OpenVINO as a ``edgeres.runtimes._protocol.Runtime``."""
 
@@ -236,7 +216,7 @@ class OpenVINORuntime:
             from edgeres.runtimes.ort import RUNTIME as ORT
 
             return ORT.read_record(path)
-        return ir_record_text(path)
+        return ir_record_text(path)  # the stdlib reader, edgeres.meta
 
     def companion_files(self, path: Path) -> list[Path]:
         """An IR's ``.bin`` (its weights), which must sit beside the ``.xml``."""

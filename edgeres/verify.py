@@ -212,8 +212,13 @@ def _bundle_folder(path: Path, stack: ExitStack) -> Path:
     """The bundle folder; a bundle .zip is extracted into a temporary folder first."""
     if path.is_file() and path.suffix.lower() == ".zip":
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edgeres.verify.")))
-        with zipfile.ZipFile(path) as z:
-            z.extractall(tmp)
+        try:
+            with zipfile.ZipFile(path) as z:
+                z.extractall(tmp)
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:  # truncated, corrupt
+            why = str(e).splitlines()[0] if str(e) else repr(e)
+            msg = f"{path} is not a readable bundle .zip ({why}); re-package it or copy it again"
+            raise EdgeresError(msg) from None
         tops = [p for p in tmp.iterdir() if p.is_dir()]
         path = tops[0] if len(tops) == 1 else tmp
     if not (path / "metadata.json").is_file():

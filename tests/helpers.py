@@ -34,9 +34,11 @@ def one_error(result: Result, *words: str, codes: tuple[int, ...] = (1,)) -> str
     return errors[0]
 
 
-def run_infer(bundle: Path, *args: str) -> subprocess.CompletedProcess:
+def run_infer(bundle: Path, *args: str,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``python infer.py ARGS`` from inside ``bundle`` in isolated mode (-I: no PYTHONPATH,
     no cwd on sys.path; the installed edgeres, torch and onnx unimportable; -B: no
     __pycache__ left in the bundle)."""
     return subprocess.run([sys.executable, "-I", "-B", "-c", _ISOLATED, str(bundle / "infer.py"),
-                           *args], capture_output=True, text=True, cwd=bundle, timeout=120)
+                           *args], capture_output=True, text=True, cwd=bundle, timeout=120,
+                          env=env)

@@ -323,8 +323,8 @@ def package(model: str | Path, dst: str | Path, *, overwrite: bool = False,
     from edgeres.runtime import load
 
     path = resolve_model_file(model)
-    if path.suffix.lower() not in (".onnx", ".xml"):
-        msg = f"{path} is not a model file; package an .onnx file or an OpenVINO IR .xml"
+    if not runtimes.readers(path):
+        msg = f"{path} is not a model file; package {runtimes.suffix_list()}"
         raise ModelFileError(msg)
     loaded = load(path)  # loads the graph and its record: a broken model fails here
     meta, record = loaded.meta, loaded.backend.record_text

@@ -11,6 +11,7 @@ import click
 from edgeres.cli._group import cli
 from edgeres.cli._options import _OUT, _CommaList, record_options
 from edgeres.errors import ConfigError, EdgeresError
+from edgeres.runtimes import RUNTIME_NAMES  # --backend: the registered runtimes
 
 
 def _bench_parser(name: str) -> Any:
@@ -159,7 +160,7 @@ def _render_bench(run: Any, json_out: Path | None, csv_out: Path | None, md_out:
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate a seeded subset of N images.")
 @click.option("--batch", type=click.IntRange(min=1), default=100, show_default=True,
               help="Images per inference call.")
-@click.option("--backend", type=click.Choice(["auto", "ort", "openvino"]), default="auto",
+@click.option("--backend", type=click.Choice(["auto", *RUNTIME_NAMES]), default="auto",
               show_default=True, help="auto: OpenVINO for .xml, ONNX Runtime for .onnx.")
 @click.option("--threads", type=click.IntRange(min=1),
               help="Threads per session [default: the runtime's; 1 per worker on a cluster].")

@@ -11,6 +11,7 @@ import click
 
 from edgeres.cli._group import cli
 from edgeres.cli._options import _onnx_only, _stated_meta, record_options
+from edgeres.runtimes import RUNTIME_NAMES  # --backend: the registered runtimes
 
 if TYPE_CHECKING:
     from edgeres.runtime import Backend, Device
@@ -65,7 +66,7 @@ def _expand_folders(images: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
               help="Classes to show per image.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (schema_version 1).")
-@click.option("--backend", type=click.Choice(["auto", "ort", "openvino"]), default="auto",
+@click.option("--backend", type=click.Choice(["auto", *RUNTIME_NAMES]), default="auto",
               show_default=True, help="auto: OpenVINO for .xml, ONNX Runtime for .onnx.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "tensorrt", "gpu"]), default="cpu",
               show_default=True, help="A GPU is used only when asked for.")

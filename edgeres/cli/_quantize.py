@@ -10,6 +10,7 @@ import click
 
 from edgeres.cli._group import cli
 from edgeres.cli._options import _echo_table, record_options
+from edgeres.runtimes import RUNTIME_NAMES as QUANT_BACKENDS  # each has a quantizer
 
 if TYPE_CHECKING:
     from edgeres.quantize._protocol import QuantBackend
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 @cli.command("quantize")
 @click.argument("model")
 @click.option("--calib", required=True, help="Calibration data: folder, .npy/.npz, or cifar10.")
-@click.option("--backend", type=click.Choice(["ort", "openvino"]), default="ort", show_default=True,
+@click.option("--backend", type=click.Choice(QUANT_BACKENDS), default="ort", show_default=True,
               help="ort: ONNX Runtime QDQ .onnx; openvino: NNCF, OpenVINO IR .xml.")
 @click.option("--target", type=click.Choice(["auto", "x86-vnni", "x86", "arm", "tensorrt"]),
               default="auto", show_default=True, help="Deployment hardware (auto: this host).")

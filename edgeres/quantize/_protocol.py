@@ -3,7 +3,8 @@
 ``_ort.OrtQuantizer`` (ONNX Runtime QDQ) and ``_nncf.NncfQuantizer`` (NNCF, OpenVINO IR)
 implement it; a new backend implements it too (CONTRIBUTING, "A quantizer backend"). The
 accuracy-aware loop (``sensitivity.py``) and the publication in ``quantize/__init__.py`` use
-nothing else. Stdlib only: the backends import their libraries themselves.
+nothing else. Stdlib and the runtime registry only: the backends import their libraries
+themselves.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
+from edgeres.runtimes import RUNTIME_NAMES
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -22,7 +25,7 @@ if TYPE_CHECKING:
     from edgeres.quantize._report import QuantDetails
 
 QuantBackend = Literal["ort", "openvino"]  # the quantizer backends (shared vocabulary)
-QUANT_BACKENDS: tuple[str, ...] = ("ort", "openvino")
+QUANT_BACKENDS: tuple[str, ...] = RUNTIME_NAMES  # every runtime module has its quantizer()
 # The temporary folder of the quantize() call in progress: a runtime's quantizer factory
 # (edgeres.runtimes.<name>.RUNTIME.quantizer, whose signature is the runtime contract's) keeps
 # its intermediate files there, and quantize()'s `with` block removes it (CONTRIBUTING R9).

@@ -2,7 +2,7 @@
 
 ONNX Runtime and OpenVINO CPU rows load through ``edgeres.runtime.load``, exactly as users load
 a model; ONNX Runtime GPU rows build the same backend with the GPU options of
-``edgeres.runtime.backends.ort_providers`` (TensorRT engine cache in edgeres's cache). The
+``edgeres.runtimes.ort.ort_providers`` (TensorRT engine cache in edgeres's cache). The
 PyTorch baselines (``torch-cpu``, ``torch-cuda``) run the same weights eagerly under
 ``torch.inference_mode`` and are checked against the fp32 ONNX file first, so they are the same
 network. Whether a runtime exists on this machine is decided once per label; a missing one is
@@ -303,7 +303,8 @@ def _load_ort_gpu(src: ModelSource, precision: str, runtime: str, mode: str, thr
     path = _trt_int8_file(src, calib) if trt and precision == "int8" else \
         model_file(src, precision, calib=calib)
     from edgeres.runtime import Predictor
-    from edgeres.runtime.backends import BackendOptions, OrtBackend
+    from edgeres.runtime.backends import BackendOptions
+    from edgeres.runtimes.ort import OrtBackend
 
     fast = mode == "fast"
     cache = _gpu.engine_dir(src.cache, path, precision, fast) if trt else None

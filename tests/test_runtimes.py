@@ -118,3 +118,17 @@ def test_uninstalled_runtime_is_one_error_elsewhere(fake: _FakeRuntime, tmp_path
     image = sorted((names.calibration_dir() / "cifar10-calib").rglob("*.jpg"))[0]
     result = CliRunner().invoke(cli, ["predict", str(model), str(image)])
     one_error(result, "pip install fake-runtime")
+
+
+def test_a_quantizer_is_made_inside_quantize_only(tmp_path: Path) -> None:
+    """A runtime's quantizer() keeps its files in quantize()'s temporary folder; called on its
+    own it says so in one line instead of writing somewhere else."""
+    from edgeres.errors import QuantizationError
+    from edgeres.quantize._protocol import using_workdir, workdir
+
+    with pytest.raises(QuantizationError, match="inside edgeres.quantize.quantize"):
+        runtimes.get("ort").quantizer(MODEL, None, None, None)  # type: ignore[arg-type]
+    with using_workdir(tmp_path):
+        assert workdir() == tmp_path
+    with pytest.raises(QuantizationError):
+        workdir()

@@ -228,9 +228,10 @@ class OpenVINORuntime:
         from edgeres.quantize._nncf import NncfQuantizer
         from edgeres.quantize._protocol import workdir
 
+        folder = workdir()  # first: outside quantize() there is nowhere to work
         per_channel = spec.per_channel if config.per_channel is None else config.per_channel
         return NncfQuantizer(src, calibration, spec, per_channel=per_channel,
-                             method=config.method, preset=config.preset, workdir=workdir())
+                             method=config.method, preset=config.preset, workdir=folder)
 
 
 RUNTIME = OpenVINORuntime()

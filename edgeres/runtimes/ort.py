@@ -252,9 +252,10 @@ class OrtRuntime:
         from edgeres.quantize._protocol import workdir
         from edgeres.quantize.config import DEFAULT_METHOD
 
+        folder = workdir()  # first: outside quantize() there is nowhere to work
         per_channel = spec.per_channel if config.per_channel is None else config.per_channel
         return OrtQuantizer(src, calibration, spec, per_channel=per_channel,
-                            method=config.method or DEFAULT_METHOD, workdir=workdir())
+                            method=config.method or DEFAULT_METHOD, workdir=folder)
 
 
 RUNTIME = OrtRuntime()

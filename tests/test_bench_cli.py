@@ -125,3 +125,50 @@ def test_help_has_an_example() -> None:
     result = CliRunner().invoke(cli, ["bench", "--help"])
     assert result.exit_code == 0
     assert "--precision" in result.output and "edgeres bench resnet18" in result.output
+
+
+def test_eval_maps_folders_by_name_refuses_strangers_and_takes_a_class_map(
+        tmp_path: Path, folder: Path) -> None:
+    """eval on Dog/TRUCK scores as on dog/truck; folders hound/lorry are refused in one line
+    naming both sides (they were silently classes 0 and 1); --class-map FILE maps them back."""
+    from helpers import one_error
+
+    def top1(root: Path, *extra: str) -> str:
+        result = CliRunner().invoke(cli, ["eval", "cifar10", "--data", str(root), *extra])
+        assert result.exit_code == 0, result.output
+        return result.output.splitlines()[-1]
+
+    reference = top1(folder)
+    cased, strangers = tmp_path / "cased", tmp_path / "strangers"
+    for root, names_ in ((cased, ("Dog", "TRUCK")), (strangers, ("hound", "lorry"))):
+        for cls, new in zip(("dog", "truck"), names_, strict=True):
+            shutil.copytree(folder / cls, root / new)
+    assert top1(cased) == reference and "top-1 " in reference
+    line = one_error(CliRunner().invoke(cli, ["eval", "cifar10", "--data", str(strangers)]),
+                     "hound, lorry", "dog", "--class-map")
+    assert "airplane" in line
+    mapping = tmp_path / "map.json"
+    mapping.write_text(json.dumps({"hound": "dog", "lorry": 9}))
+    assert top1(strangers, "--class-map", str(mapping)) == reference
+
+
+def test_eval_takes_the_record_options_of_the_other_commands(tmp_path: Path,
+                                                              folder: Path) -> None:
+    """A record-less copy of the shipped model scores as the model when eval is told its
+    preprocessing and labels with --mean/--std/--labels, as its error message suggests."""
+    import onnx
+
+    from edgeres.meta import CIFAR10_LABELS, CIFAR10_MEAN, CIFAR10_STD
+
+    bare = onnx.load(str(names.resolve_model_file("cifar10")))
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    (tmp_path / "labels.txt").write_text("\n".join(CIFAR10_LABELS) + "\n")
+    stated = ["--mean", ",".join(map(str, CIFAR10_MEAN)), "--std", ",".join(map(str, CIFAR10_STD)),
+              "--labels", str(tmp_path / "labels.txt")]
+    own = CliRunner().invoke(cli, ["eval", "cifar10", "--data", str(folder)])
+    got = CliRunner().invoke(cli, ["eval", str(tmp_path / "bare.onnx"), "--data", str(folder),
+                                   *stated])
+    assert got.exit_code == 0, got.output
+    score = own.output.splitlines()[-1].split(": top-1 ")[1]
+    assert got.output.splitlines()[-1].split(": top-1 ")[1] == score

@@ -297,6 +297,19 @@ def _rows_are_probabilities(out: np.ndarray) -> bool:
     return bool((z >= -1e-6).all() and (np.abs(z.sum(axis=1) - 1.0) <= 1e-3).all())
 
 
+def _refuse_embeddings(path: Path, out: np.ndarray) -> None:
+    """Refuse rows of unit length (an L2-normalised embedding, e.g. a face model's [N, 128]):
+    they are not class scores, and read as logits they give "class_76 0.0124" and 0% top-1."""
+    z = out.astype(np.float64)
+    norms = np.linalg.norm(z, axis=1)
+    if z.shape[1] < 2 or _rows_are_probabilities(out) or not np.allclose(norms, 1.0, atol=1e-3):
+        return
+    msg = (f"{path} outputs rows of length 1 ([N, {z.shape[1]}], L2-normalised), as embedding "
+           "models do, not class scores; if they are scores, say so with --output-kind "
+           "logits|probabilities")
+    raise ModelFileError(msg)
+
+
 def stated_record(path: Path, options: RecordOptions | None = None) -> ModelMeta:
     """The record of ONNX model ``path``: its own, restated, or built from ``options``.
 
@@ -339,6 +352,8 @@ def _build(path: Path, options: RecordOptions, facts: GraphFacts) -> ModelMeta:
     batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else "batch"
     dims = (channels, h, w) if layout == "NCHW" else (h, w, channels)
     out = _probe(path, facts, (batch if isinstance(batch, int) else 2, *dims))
+    if options.output is None:
+        _refuse_embeddings(path, out)
     output = options.output or (
         "probabilities" if facts.ends_in_softmax or _rows_are_probabilities(out) else "logits")
     classes = int(out.shape[1])

@@ -512,3 +512,40 @@ def test_attach_is_atomic_and_refuses_a_missing_directory(foreign: Path, work: P
         attach(foreign, work / "no-such-dir" / "m.onnx", OPTIONS)
     report = attach(foreign, work / "lib.onnx", OPTIONS)
     assert report.meta.preprocess.channel_order == "BGR" and not report.replaced
+
+
+def _embedding_model(dst: Path) -> Path:
+    """A face-embedding-like graph: Conv → GAP → Gemm to 128 → LpNormalization (unit rows)."""
+    rng = np.random.default_rng(4)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("GlobalAveragePool", ["c"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "fc_w"], ["e"], transB=1),
+             helper.make_node("LpNormalization", ["e"], ["embedding"], axis=1, p=2)]
+    graph = helper.make_graph(
+        nodes, "embedder", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", 128])],
+        [numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "w"),
+         numpy_helper.from_array(rng.standard_normal((128, 8)).astype(np.float32), "fc_w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(dst))
+    return dst
+
+
+def test_an_embedding_model_is_not_taken_for_a_classifier(work: Path, tmp_path: Path) -> None:
+    """[N, 128] unit-length rows with no labels: predict, eval, bench, quantize and attach each
+    refuse in one line saying why (it printed "class_76 0.0124"); --output-kind logits
+    states otherwise and predict then runs."""
+    src = _embedding_model(tmp_path / "faces.onnx")
+    stated = ("--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25")
+    image = _sample_images(1)[0]
+    folder = Path(image).parent.parent
+    for args in (("predict", src, image), ("eval", src, "--data", folder, "--limit", 4),
+                 ("bench", src, "--iterations", 1, "--rounds", 1, "--no-memory"),
+                 ("quantize", src, "--calib", "cifar10", "-o", tmp_path / "q.onnx"),
+                 ("attach", src, "-o", tmp_path / "a.onnx")):
+        line = one_error(_run(*args, *stated), "rows of length 1", "[N, 128]",
+                         "--output-kind logits|probabilities")
+        assert "embedding" in line, args[0]
+    assert not (tmp_path / "q.onnx").exists() and not (tmp_path / "a.onnx").exists()
+    ok = _run("predict", src, image, *stated, "--output-kind", "logits", "--top-k", 1)
+    assert ok.exit_code == 0 and "class_" in ok.output

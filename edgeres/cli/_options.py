@@ -85,9 +85,11 @@ _RECORD_OPTIONS = (
                  help="Input layout (from the graph when unambiguous)."),
     click.option("--labels", "labels_file", type=click.Path(dir_okay=False, path_type=Path),
                  help="Text file, one class name per line, in output order."),
+    click.option("--output-kind", type=click.Choice(["logits", "probabilities"]),
+                 help="What the output rows are (from the graph when it ends in a Softmax)."),
 )
 _RECORD_NAMES = ("mean", "std", "scale", "channels", "resize", "input_size", "interpolation",
-                 "layout", "labels_file")
+                 "layout", "labels_file", "output_kind")
 
 
 def record_options(f: Any) -> Any:
@@ -117,7 +119,8 @@ def _side_or_pair(text: str | None, what: str) -> Any:
 
 def _record(mean: str | None, std: str | None, scale: str | None, channels: str | None,
             resize: str | None, input_size: str | None, interpolation: str | None,
-            layout: str | None, labels_file: Path | None, name: str | None = None) -> Any:
+            layout: str | None, labels_file: Path | None, output_kind: str | None = None,
+            name: str | None = None) -> Any:
     """The stated options as one ``RecordOptions`` (None when nothing was stated)."""
     from edgeres.foreign import RecordOptions
 
@@ -129,7 +132,8 @@ def _record(mean: str | None, std: str | None, scale: str | None, channels: str 
         scale=float(scale) if scale else None, channels=channels,
         resize=(side[0] if len(side) == 1 else side) if side else None,
         input_size=(size * 2)[:2] if size else None, interpolation=interpolation,
-        layout=layout, labels=tuple(labels) if labels is not None else None, name=name)
+        layout=layout, labels=tuple(labels) if labels is not None else None, name=name,
+        output=output_kind)
     return options if options.stated else None
 
 

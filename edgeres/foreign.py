@@ -337,6 +337,12 @@ def stated_record(path: Path, options: RecordOptions | None = None) -> ModelMeta
                "pass --mean R,G,B --std R,G,B --input-size S --layout NCHW|NHWC (or write "
                "a record once with `edgeres attach`)")
         raise MetadataError(msg)
+    if (options.mean is None) != (options.std is None):
+        given, missing = ("mean", "std") if options.std is None else ("std", "mean")
+        msg = (f"--{given} without --{missing}: {path} has no record to take the {missing} "
+               f"from; give both (--std 1,1,1 if the model divides by nothing, --mean 0,0,0 "
+               "if it subtracts nothing)")
+        raise MetadataError(msg)
     return _build(path, options, facts)
 
 
@@ -371,7 +377,25 @@ def _build(path: Path, options: RecordOptions, facts: GraphFacts) -> ModelMeta:
             pixel_scale=float(options.scale or 1.0)),
     )
     _check_channels(meta, options)
+    _check_resize(meta, options)
     return meta.check()
+
+
+def _check_resize(meta: ModelMeta, options: RecordOptions) -> None:
+    """A stated resize smaller than the crop would zero-pad every image (torchvision's rule)."""
+    if options.resize is None:
+        return
+    pre = meta.preprocess
+    small = (pre.resize < min(pre.crop) if isinstance(pre.resize, int)
+             else pre.resize[0] < pre.crop[0] or pre.resize[1] < pre.crop[1])
+    if small:
+        side = options.resize if isinstance(options.resize, int) else "x".join(
+            map(str, options.resize))
+        crop = "x".join(map(str, pre.crop))
+        msg = (f"--resize {side} is smaller than the input size {crop}: the centre crop would "
+               f"pad every image with black; give --resize of at least {max(pre.crop)} (256 "
+               "for a 224 crop is the usual ImageNet recipe) or a smaller --input-size")
+        raise MetadataError(msg)
 
 
 def _labels(labels: tuple[str, ...] | None, classes: int) -> tuple[str, ...]:
@@ -420,6 +444,7 @@ def _restate(path: Path, record: ModelMeta, options: RecordOptions,
             pixel_scale=float(options.scale or pre.pixel_scale)),
     )
     _check_channels(meta, options)
+    _check_resize(meta, options)
     return meta.check()
 
 

@@ -549,3 +549,37 @@ def test_an_embedding_model_is_not_taken_for_a_classifier(work: Path, tmp_path: 
     assert not (tmp_path / "q.onnx").exists() and not (tmp_path / "a.onnx").exists()
     ok = _run("predict", src, image, *stated, "--output-kind", "logits", "--top-k", 1)
     assert ok.exit_code == 0 and "class_" in ok.output
+
+
+def test_a_resize_below_the_input_and_a_mean_without_std_are_refused(foreign: Path,
+                                                                    work: Path) -> None:
+    """--resize 24 for a 32x32 input would zero-pad every image, and --mean alone silently
+    meant std 1: each is one line saying what to give; nothing is written."""
+    out = work / "refused.onnx"
+    line = one_error(_run("attach", foreign, "-o", out, *STATED, "--resize", 24),
+                     "--resize 24", "32x32", "at least 32")
+    assert "pad" in line
+    mean_only = STATED[:2] + STATED[4:]
+    one_error(_run("attach", foreign, "-o", out, *mean_only), "--mean without --std",
+              "--std 1,1,1")
+    one_error(_run("predict", foreign, _sample_images(1)[0], *STATED[2:]),
+              "--std without --mean", "--mean 0,0,0")
+    assert not out.exists()
+    assert _run("attach", foreign, "-o", out, *STATED, "--resize", 36).exit_code == 0
+
+
+def test_export_attach_and_quantize_replace_an_output_only_with_force(foreign: Path,
+                                                                     tmp_path: Path) -> None:
+    """One overwrite rule, package's: an existing output is refused in one line naming
+    --force and left as it was; with --force it is replaced by a valid model."""
+    out = tmp_path / "model.onnx"
+    runs = {"attach": ("attach", foreign, *STATED),
+            "quantize": ("quantize", SHIPPED, "--calib", "cifar10", "--samples", 8),
+            "export": ("export", "cifar_resnet20", "--weights", "cifar10")}
+    for name, args in runs.items():
+        out.write_bytes(b"my notes")
+        one_error(_run(*args, "-o", out), str(out), "already exists", "--force")
+        assert out.read_bytes() == b"my notes", name
+    result = _run(*runs["attach"], "-o", out, "--force")
+    assert result.exit_code == 0, result.output
+    assert runtime.load(out).meta.preprocess.channel_order == "BGR"

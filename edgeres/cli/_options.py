@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from edgeres.errors import ConfigError, DataError
+from edgeres.meta import INTERPOLATIONS
 
 
 def _echo_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
@@ -79,8 +80,9 @@ _RECORD_OPTIONS = (
     click.option("--resize", help="Resize the shorter side to this (or HxW) before the crop."),
     click.option("--input-size", help="Centre crop = model input, side or HxW (from the graph "
                  "when it is fixed)."),
-    click.option("--interpolation", type=click.Choice(["bilinear", "bicubic", "nearest"]),
-                 help="Resize filter [default: bilinear]."),
+    click.option("--interpolation", type=click.Choice(INTERPOLATIONS),
+                 help="Resize filter [default: bilinear]; bilinear-no-antialias matches "
+                 "cv2.resize INTER_LINEAR and tf.image.resize (Keras/OpenCV pipelines)."),
     click.option("--layout", type=click.Choice(["NCHW", "NHWC"]),
                  help="Input layout (from the graph when unambiguous)."),
     click.option("--labels", "labels_file", type=click.Path(dir_okay=False, path_type=Path),
@@ -171,6 +173,27 @@ def _stated_meta(path: Path, record: Any) -> Any:
 
 
 _OUT = click.Path(dir_okay=False, path_type=Path)
+
+# The one overwrite rule of the commands that write a model or a bundle (export, attach,
+# quantize, package): an existing output is replaced only with --force.
+force_option = click.option("--force", is_flag=True,
+                            help="Replace OUTPUT if it exists (refused otherwise).")
+
+
+def _refuse_existing(output: Path, force: bool, inputs: tuple[Path | None, ...] = ()) -> None:
+    """Refuse an existing regular file at ``output`` without ``--force``.
+
+    Anything else at ``output`` (a FIFO, a link, the run's own input) is left to
+    ``_fs.check_output``, whose message names what it is.
+    """
+    from edgeres.errors import EdgeresError
+
+    if force or output.is_symlink() or not output.is_file():
+        return
+    if any(p is not None and p.exists() and output.samefile(p) for p in inputs):
+        return
+    msg = f"{output} already exists; choose another output path or pass --force to replace it"
+    raise EdgeresError(msg)
 
 
 class _CommaList(click.ParamType):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 import click
 
 from edgeres.cli._group import cli
-from edgeres.cli._options import _echo_table, record_options
+from edgeres.cli._options import _echo_table, _refuse_existing, force_option, record_options
 
 if TYPE_CHECKING:
     from edgeres.quantize._protocol import QuantBackend
@@ -42,11 +42,12 @@ if TYPE_CHECKING:
               "edgeres[cluster].")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="int8 model: .onnx (ort) or .xml (openvino, .bin beside it).")
+@force_option
 @record_options
 def quantize_command(model: str, calib: str, backend: str, target: str, method: str | None,
                      samples: int, per_channel: bool | None, exclude: tuple[str, ...],
                      val: str | None, max_drop: float | None, eval_data: str | None, preset: str,
-                     cluster: str | None, output: Path, record: Any) -> None:
+                     cluster: str | None, output: Path, force: bool, record: Any) -> None:
     """Quantize MODEL (.onnx or a registered name) to static int8, calibrated on --calib.
 
     With --val and --max-drop, the most sensitive layers return to float until the top-1
@@ -66,6 +67,7 @@ def quantize_command(model: str, calib: str, backend: str, target: str, method: 
                          exclude=exclude, val=val, max_drop=max_drop, eval=eval_data,
                          preset=cast("Preset", preset), cluster=cluster)
     src = resolve_model_file(model)
+    _refuse_existing(output, force, (src,))
     meta = model_record(src, options=record)
     report = quantize(src, output, CalibrationSet.from_data(calib, meta),
                       backend=cast("QuantBackend", backend), config=config)

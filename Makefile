@@ -34,6 +34,7 @@ demo: setup
 	$(EDGERES) bench $(DEMO)/cifar_resnet20.onnx $(DEMO)/cifar_resnet20-int8.onnx \
 		--eval cifar10-test --batch 1,8 --json $(DEMO)/bench.json --markdown $(DEMO)/bench.md \
 		--plot $(DEMO)/bench.png
+	$(PY) scripts/demo_summary.py $(DEMO)/bench.json
 
 # The cluster tests need ray (edgeres[cluster], ~500 MB, not in `all`): `make test` leaves
 # them out, `make test-cluster` installs the extra and runs only them.

@@ -38,15 +38,15 @@ def models() -> None:
     Example:
         edgeres models
     """
-    from edgeres.models import list_models, model_info
-    from edgeres.models._profile import profile_model
+    from edgeres._zoo_counts import ZOO_COUNTS
+    from edgeres.zoo import PRETRAINED_CFGS
 
     rows = []
-    for name in list_models():
-        info = model_info(name)
-        params, macs = profile_model(name)  # shapes only: no network's weights are allocated
-        size = "x".join(map(str, info.input_size))
-        rows.append([name, info.family, f"{params / 1e6:.2f}M", f"{macs / 1e9:.3f}G", size])
+    for name in sorted(PRETRAINED_CFGS):  # constants checked against the builders by the tests
+        cfg = PRETRAINED_CFGS[name]
+        params, macs = ZOO_COUNTS[name]
+        size = "x".join(map(str, cfg.input_size))
+        rows.append([name, cfg.family, f"{params / 1e6:.2f}M", f"{macs / 1e9:.3f}G", size])
     _echo_table("edgeres model zoo", ["model", "family", "params", "MACs", "input"], rows)
 
 

@@ -176,7 +176,8 @@ def test_attach_writes_the_statement_and_the_graph_facts(attached: Path, foreign
     assert pre.crop == (32, 32) and pre.resize == 32 and meta.name == "r20-tf"
     assert meta.provenance[-1]["step"] == "attach" and meta.provenance[-1]["opset"] == 11
     info = _run("info", attached)
-    assert info.exit_code == 0 and '"channel_order": "BGR"' in info.output
+    assert info.exit_code == 0 and '"channels": "BGR"' in info.output
+    assert '"color"' not in info.output and '"channel_order"' not in info.output
     bare = _run("info", foreign)
     assert "metadata record: none" in bare.output and "edgeres attach" in bare.output
     stated = _run("info", foreign, *STATED)
@@ -583,3 +584,18 @@ def test_export_attach_and_quantize_replace_an_output_only_with_force(foreign: P
     result = _run(*runs["attach"], "-o", out, "--force")
     assert result.exit_code == 0, result.output
     assert runtime.load(out).meta.preprocess.channel_order == "BGR"
+
+
+def test_bench_skips_torch_for_a_foreign_nhwc_model_without_blaming_uint8(
+        foreign: Path, work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The torch row of a float NHWC foreign model is skipped with a reason about the layout
+    and the PyTorch rows, not a suggestion to export without --uint8-input (it has none)."""
+    monkeypatch.setenv("EDGERES_CACHE", str(work / "cache-torch"))
+    out = work / "bench-torch.json"
+    result = _run("bench", foreign, *STATED, "--runtime", "torch-cpu", "--iterations", 1,
+                  "--rounds", 1, "--warmup", 0, "--no-memory", "--json", out)
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["status"] for r in rows] == ["skipped"], result.output
+    reason = rows[0]["reason"]
+    assert "float32 NHWC" in reason and "ONNX runtimes" in reason
+    assert "uint8" not in reason

@@ -166,7 +166,7 @@ def test_max_drop_returns_the_sensitive_layer_to_float(sensitive: Path, tmp_path
     assert report.float_layers == ("conv2",) and fb.budget_met and report.budget_met
     assert fb.ranking[0][0] == "conv2" and fb.ranking[0][1] > 10.0  # dB gained
     assert [c.name for c in fb.costs] == ["conv2"] and fb.costs[0].latency_cost_ms is not None
-    assert set(fb.latency_ms) == {"int8", "chosen"} and report.validation.drop <= 1.0
+    assert set(fb.latency_ms) == {"fp32", "int8", "chosen"} and report.validation.drop <= 1.0
     layers = {row.name: row for row in report.layers}
     assert layers["conv2"].float and not layers["conv1"].float
     assert report.meta.extra["quantization"]["float_layers"] == ["conv2"]
@@ -378,3 +378,25 @@ def test_quantized_models_import_only_the_opsets_they_use(reference) -> None:
         model = onnx.load(str(path))
         used = {"", "ai.onnx"} | {n.domain for n in model.graph.node}
         assert {o.domain for o in model.opset_import} <= used, path
+
+
+@pytest.mark.parametrize(("chosen_ms", "warned"), [(1.1, True), (0.6, False)])
+def test_a_fallback_no_faster_than_fp32_says_so(sensitive: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                chosen_ms: float, warned: bool) -> None:
+    """When the layers left float make the chosen model no faster than fp32 (0.91x here, as
+    0.87x with 29 of 31 layers float on a face model), the report warns in plain words."""
+    import edgeres.quantize as q
+
+    def timed(quantizer: object, paths: dict, sample: object) -> dict:
+        return {k: {"fp32": 1.0, "int8": 0.5}.get(k, chosen_ms) for k in paths}
+
+    monkeypatch.setattr(q, "latency_ms", timed)
+    calib = CalibrationSet.from_data(sensitive.with_name("calib.npz"), model_record(sensitive))
+    config = QuantConfig(val=sensitive.with_name("val.npz"), max_drop=1.0, layer_report_samples=0)
+    report = quantize(sensitive, tmp_path / "m.onnx", calib, config=config)
+    assert report.float_layers == ("conv2",) and report.fallback.latency_ms["fp32"] == 1.0
+    slow = [w for w in report.warnings if "no faster than fp32" in w]
+    assert bool(slow) == warned
+    if warned:
+        assert "1 of 2 layers stay float" in slow[0] and "0.91x fp32's speed" in slow[0]

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from edgeres.cli._group import cli
-from edgeres.cli._options import _OUT, _CommaList, _stated_meta, record_options
+from edgeres.cli._options import _OUT, _CommaList, _count, _stated_meta, record_options
 from edgeres.errors import ConfigError, EdgeresError
 
 
@@ -202,13 +202,16 @@ def eval_command(model: tuple[str, ...], data: str, limit: int | None, batch: in
                           threads=threads, batch_size=batch, limit=limit, metas=metas,
                           class_map=None if class_map is None else read_class_map(class_map))
     where = run.where + (f", {run.workers} workers" if run.workers else "")
-    click.echo(f"{run.data}: {run.results[0].count} images ({run.results[0].skipped} "
-               f"unreadable skipped), {where}, {run.seconds:.1f} s")
-    for r in run.results:
+    click.echo(f"{run.data}: {_count(run.results[0].count, 'image')} "
+               f"({run.results[0].skipped} unreadable skipped), {where}, {run.seconds:.1f} s")
+    for r, rep in zip(run.results, run.reports or [None] * len(run.results), strict=True):
         agree = "" if r.agreement is None else f", agreement with {run.results[0].model} " \
             f"{r.agreement:.2f}%"
+        # top-5 of a model with 5 classes or fewer is 100% by construction: not shown
+        classes = None if rep is None else rep.logits.shape[1]
+        top5 = "" if classes is not None and classes <= 5 else f", top-5 {r.top5:.2f}%"
         click.echo(f"{r.model} ({r.runtime}, {r.executed_precision}): top-1 {r.top1:.2f}% "
-                   f"({r.top1_correct}/{r.count}), top-5 {r.top5:.2f}%{agree}")
+                   f"({r.top1_correct}/{r.count}){top5}{agree}")
     if json_out is not None:
         import json
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import click
 
 from edgeres.cli._group import cli
-from edgeres.cli._options import _onnx_only, _stated_meta, record_options
+from edgeres.cli._options import _count, _onnx_only, _stated_meta, record_options
 
 if TYPE_CHECKING:
     from edgeres.runtime import Backend, Device
@@ -111,14 +111,10 @@ def predict(model: str, images: tuple[str, ...], top_k: int, as_json: bool, back
                 click.echo(f"  {prob:8.4f}  {label}")
     if skipped:
         first = next(i for i in asked if i not in images)
-        click.echo(f"Error: {skipped} of {len(asked)} {_images(len(asked))} could not be read "
+        click.echo(f"Error: {skipped} of {_count(len(asked), 'image')} could not be read "
                    f"and have no result ({first}{', ...' if skipped > 1 else ''}; listed above)",
                    err=True)
         sys.exit(1)
-
-
-def _images(n: int) -> str:
-    return "image" if n == 1 else "images"
 
 
 def _predict_readable(p: Any, images: tuple[str, ...], top_k: int

@@ -184,8 +184,15 @@ _SHOWN_LABELS = 5
 
 def _record_text(meta: Any) -> str:
     """The record as JSON with a long label list cut to a few and the count (1000 ImageNet
-    labels made `info` 1,067 lines); `edgeres info` is for reading, the file keeps them all."""
+    labels made `info` 1,067 lines), and the pixels' colour and channel order as one field
+    ("channels": L, RGB or BGR; "color": "RGB" beside "channel_order": "BGR" read as a
+    contradiction); `edgeres info` is for reading, the file keeps every field."""
     d = meta.to_dict()
+    pre = d.get("preprocess")
+    if isinstance(pre, dict) and "color" in pre:
+        order = pre.pop("channel_order", "RGB")
+        d["preprocess"] = {("channels" if k == "color" else k):
+                           (order if k == "color" and v != "L" else v) for k, v in pre.items()}
     labels = d.get("labels") or []
     if len(labels) > 2 * _SHOWN_LABELS:
         d["labels"] = [*labels[:_SHOWN_LABELS],

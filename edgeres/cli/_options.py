@@ -13,6 +13,11 @@ from edgeres.errors import ConfigError, DataError
 from edgeres.meta import INTERPOLATIONS
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 image``, ``3 images``: a count with its noun in the right number."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _echo_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     """Render a table on stdout (rich when it fits, plain columns when output is piped)."""
     from rich.console import Console

@@ -205,8 +205,9 @@ def _names(values: Any, limit: int = 6) -> str:
     return ", ".join(values[:limit]) + more
 
 
-_MAP_HINT = ("rename the folders to the labels, or map them with --class-map FILE (JSON: "
-             "{\"folder\": label or index}) or --class-map ids (folders named 0, 1, ...)")
+_MAP_HINT = ("rename the folders to the labels (case does not matter), or give `edgeres eval` "
+             "--class-map FILE (JSON: {\"folder\": label or index}) or --class-map ids "
+             "(folders named 0, 1, ...)")
 
 
 def _by_name(name: str, classes: tuple[str, ...], labels: tuple[str, ...]) -> dict[str, int]:

@@ -90,11 +90,13 @@ class ImageSource:
 
         By ``class_map`` when one is set; else by name, case-insensitively, against the
         model's labels; a model with only placeholder labels (``class_<i>``) or none maps
-        folders named by numbers to those indices and other folders in sorted order.
+        folders named by numbers to those indices, and other folders in sorted order when
+        there is one per output.
 
         Raises:
             DataError: if a folder matches no label, a class map misses a folder or names an
-                output the model does not have, or there are more folders than classes.
+                output the model does not have, or folders without names to match are not one
+                per output.
         """
         classes = self.classes or ()
         count = num_classes or (len(labels) if labels else 0)
@@ -105,9 +107,10 @@ class ImageSource:
         elif all(c.isdecimal() for c in classes):
             index = {c: int(c) for c in classes}
         else:
-            if count and len(classes) > count:
-                msg = (f"{self.name}: {len(classes)} class folders for a {count}-class model; "
-                       "evaluate on the folders of its classes only")
+            if count and len(classes) != count:  # sorted order is a guess only when 1:1
+                msg = (f"{self.name}: {len(classes)} class folders for a {count}-class model "
+                       "without class names; state its labels (--labels FILE, one per output "
+                       "in order) or map the folders (eval --class-map FILE)")
                 raise DataError(msg)
             log.warning("%s: the model has no class names; folders map to outputs in sorted "
                         "order (%s = 0, ...)", self.name, classes[0] if classes else "")

@@ -425,3 +425,25 @@ def test_a_model_is_not_scored_on_classes_it_lacks() -> None:
     assert _class_mismatch(cifar, own) is None
     subset = SimpleNamespace(name="folder", classes=["bird", "airplane"])
     assert _class_mismatch(subset, own) is None
+
+
+def test_bench_does_not_score_folders_named_otherwise_than_the_labels(tmp_path: Path) -> None:
+    """Two folders hound/lorry for a model labelled dog/truck: as many folders as classes no
+    longer means "map them in sorted order"; the note names both sides (data.py's rule)."""
+    import shutil
+    from types import SimpleNamespace
+
+    from edgeres.bench._run import _class_mismatch
+    from edgeres.data import open_data
+    from edgeres.names import calibration_dir
+
+    for cls, folder in (("dog", "hound"), ("truck", "lorry")):
+        (tmp_path / folder).mkdir()
+        shutil.copy(next((calibration_dir() / "cifar10-val" / cls).glob("*.jpg")),
+                    tmp_path / folder / "a.jpg")
+    two = SimpleNamespace(num_classes=2, labels=("dog", "truck"))
+    why = _class_mismatch(open_data(tmp_path), two)
+    assert why is not None and "hound, lorry" in why and "dog, truck" in why
+    (tmp_path / "hound").rename(tmp_path / "Dog")
+    (tmp_path / "lorry").rename(tmp_path / "TRUCK")
+    assert _class_mismatch(open_data(tmp_path), two) is None

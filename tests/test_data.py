@@ -221,7 +221,7 @@ def test_class_folders_that_match_no_label_are_refused_naming_both(tmp_path: Pat
 def test_class_map_file_and_ids_map_folders_explicitly(tmp_path: Path) -> None:
     """A JSON map (by label, any case, or by index) and `ids` (folders 3/, 5/) give the labels
     the names would; a map that misses a folder or names an unknown label is refused."""
-    from edgeres.data import read_class_map
+    from edgeres.classmap import read_class_map
 
     mapping = tmp_path / "map.json"
     mapping.write_text(json.dumps({"man": "CAT", "woman": 5}))

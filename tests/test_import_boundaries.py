@@ -38,6 +38,7 @@ def _fresh(code: str) -> list[str]:
     ("edgeres._record_check", HEAVY | {"click", "openvino", "onnxruntime", "numpy", "PIL"}),
     ("edgeres.zoo", HEAVY | {"click", "openvino", "onnxruntime", "numpy", "PIL"}),
     ("edgeres._zoo_counts", HEAVY | {"click", "openvino", "onnxruntime", "numpy", "PIL"}),
+    ("edgeres.classmap", HEAVY | {"click", "openvino", "onnxruntime", "numpy", "PIL"}),
 ])
 def test_light_modules_do_not_import_heavy_deps(module: str, forbidden: set[str]) -> None:
     """Importing device-side modules loads no torch/onnx/nncf (nor the runtimes yet)."""

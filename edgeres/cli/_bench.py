@@ -193,7 +193,7 @@ def eval_command(model: tuple[str, ...], data: str, limit: int | None, batch: in
         from edgeres._fs import check_outputs
 
         check_outputs([json_out], inputs=[Path(m) for m in model if Path(m).is_file()])
-    from edgeres.data import read_class_map
+    from edgeres.classmap import read_class_map
     from edgeres.names import resolve_model_file
 
     metas = None if record is None else [_stated_meta(resolve_model_file(m), record)

@@ -28,12 +28,13 @@ EDGERES := $(VENV)/bin/edgeres
 # validation subset, report fp32 vs int8 on the test split, then benchmark both.
 demo: setup
 	mkdir -p $(DEMO)
-	$(EDGERES) export cifar_resnet20 --weights cifar10 -o $(DEMO)/cifar_resnet20.onnx
+	$(EDGERES) export cifar_resnet20 --weights cifar10 --force -o $(DEMO)/cifar_resnet20.onnx
 	$(EDGERES) quantize $(DEMO)/cifar_resnet20.onnx --calib cifar10 --val cifar10-val \
-		--max-drop 0.5 --eval cifar10-test -o $(DEMO)/cifar_resnet20-int8.onnx
+		--max-drop 0.5 --eval cifar10-test --force -o $(DEMO)/cifar_resnet20-int8.onnx
 	$(EDGERES) bench $(DEMO)/cifar_resnet20.onnx $(DEMO)/cifar_resnet20-int8.onnx \
 		--eval cifar10-test --batch 1,8 --json $(DEMO)/bench.json --markdown $(DEMO)/bench.md \
 		--plot $(DEMO)/bench.png
+	$(PY) scripts/demo_summary.py $(DEMO)/bench.json
 
 # The cluster tests need ray (edgeres[cluster], ~500 MB, not in `all`): `make test` leaves
 # them out, `make test-cluster` installs the extra and runs only them.

@@ -129,7 +129,7 @@ class CalibrationSet:
         """Fixed-size batches with the number of real (not filled-up) samples in each."""
         buffer: list[np.ndarray] = []
         head: np.ndarray | None = None
-        for batch in self.source.batches(self.meta, self.batch_size):
+        for batch in self.source.batches(self.meta, self.batch_size, labelled=False):
             x = np.ascontiguousarray(batch.inputs)
             if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
                 msg = (f"{self.source.name}: calibration inputs contain NaN or Inf; "

@@ -5,6 +5,15 @@ of images, a ``.tar``/``.tar.gz`` of such a tree (a top folder every member shar
 stripped, as ``tar czf val.tar.gz val/`` makes one), a ``.npy``/``.npz`` of preprocessed arrays,
 or a registered name (``cifar10``, ``cifar10-val``, ``cifar10-test``; see ``edgeres.names``).
 Every image goes through ``edgeres.preprocess``; unreadable images are skipped and counted.
+
+What a folder of images is, in every command (``image_files``): every image file under it, at
+any depth. It is labelled (ImageFolder layout, the first sub-folder names the class) only when
+no image lies at its top level; one image at the top makes it a flat, unlabelled folder of all
+of them, so ``quantize --calib`` and ``predict`` use the same images.
+
+Class folders map to the model's outputs by name, case-insensitively (``label_index``); a
+folder no label matches is refused, naming both sides, unless a class map says otherwise
+(``class_map``: ``"ids"`` for folders named by output index, or folder → index or label).
 """
 
 from __future__ import annotations
@@ -14,19 +23,19 @@ import tarfile
 import zipfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgeres.device import IMAGE_SUFFIXES  # noqa: F401 - its public name here too
+from edgeres.classmap import ClassMap, by_name, mapped, placeholders
+from edgeres.device import IMAGE_SUFFIXES
 from edgeres.errors import DataError, first_line
 from edgeres.names import resolve_data
 from edgeres.preprocess import load_image, pixels_to_input, resize_crop
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -47,6 +56,7 @@ class ImageSource:
         items: (source name, class name or None) per image, in a fixed sorted order.
         classes: sorted class names, or None for a flat (unlabelled) folder.
         skipped: images that could not be decoded in the last pass.
+        class_map: how class folders map to outputs when their names are not the labels.
     """
 
     name: str
@@ -54,6 +64,7 @@ class ImageSource:
     classes: tuple[str, ...] | None
     _reader: Any = field(repr=False)
     skipped: int = 0
+    class_map: ClassMap | None = None
 
     def __len__(self) -> int:
         return len(self.items)
@@ -66,18 +77,52 @@ class ImageSource:
             msg = f"sample count must be at least 1, got {n}"
             raise DataError(msg)
         pick = np.sort(np.random.default_rng(seed).choice(len(self.items), n, replace=False))
-        return ImageSource(self.name, [self.items[i] for i in pick], self.classes, self._reader)
+        return replace(self, items=[self.items[i] for i in pick], skipped=0)
 
-    def label_index(self, labels: tuple[str, ...] | None) -> dict[str, int]:
-        """Map class folder names to model output indices (by label name when they all match)."""
+    def label_index(self, labels: tuple[str, ...] | None,
+                    num_classes: int | None = None) -> dict[str, int]:
+        """Map class folder names to model output indices.
+
+        By ``class_map`` when one is set; else by name, case-insensitively, against the
+        model's labels; a model with only placeholder labels (``class_<i>``) or none maps
+        folders named by numbers to those indices, and other folders in sorted order when
+        there is one per output.
+
+        Raises:
+            DataError: if a folder matches no label, a class map misses a folder or names an
+                output the model does not have, or folders without names to match are not one
+                per output.
+        """
         classes = self.classes or ()
-        if labels and all(c in labels for c in classes):
-            return {c: labels.index(c) for c in classes}
-        return {c: i for i, c in enumerate(classes)}
+        count = num_classes or (len(labels) if labels else 0)
+        if self.class_map is not None:
+            index = mapped(self.name, classes, self.class_map, labels, count)
+        elif labels and not placeholders(labels):
+            index = by_name(self.name, classes, labels)
+        elif all(c.isdecimal() for c in classes):
+            index = {c: int(c) for c in classes}
+        else:
+            if count and len(classes) != count:  # sorted order is a guess only when 1:1
+                msg = (f"{self.name}: {len(classes)} class folders for a {count}-class model "
+                       "without class names; state its labels (--labels FILE, one per output "
+                       "in order) or map the folders (eval --class-map FILE)")
+                raise DataError(msg)
+            log.warning("%s: the model has no class names; folders map to outputs in sorted "
+                        "order (%s = 0, ...)", self.name, classes[0] if classes else "")
+            index = {c: i for i, c in enumerate(classes)}
+        bad = sorted(c for c, i in index.items() if count and not 0 <= i < count)
+        if bad:
+            msg = (f"{self.name}: class folder {bad[0]!r} maps to output {index[bad[0]]}, but "
+                   f"the model has {count} outputs (0-{count - 1})")
+            raise DataError(msg)
+        return index
 
-    def batches(self, meta: Any, batch_size: int = 64) -> Iterator[Batch]:
-        """Decode, preprocess (through ``edgeres.preprocess``) and yield batches."""
-        index = self.label_index(meta.labels)
+    def batches(self, meta: Any, batch_size: int = 64, *, labelled: bool = True
+                ) -> Iterator[Batch]:
+        """Decode, preprocess (through ``edgeres.preprocess``) and yield batches; without
+        ``labelled`` (calibration) class folders are not mapped and labels are None."""
+        labelled = labelled and self.classes is not None
+        index = self.label_index(meta.labels, meta.num_classes) if labelled else {}
         spec = meta.preprocess
         self.skipped = 0
         pixels: list[np.ndarray] = []
@@ -90,16 +135,16 @@ class ImageSource:
                 self.skipped += 1
                 log.warning("skipped %s", e)
                 continue
-            labels.append(index[cls] if cls is not None else -1)
+            labels.append(index[cls] if labelled and cls is not None else -1)
             sources.append(src)
             if len(pixels) == batch_size:
-                yield self._batch(pixels, labels, sources, meta)
+                yield self._batch(pixels, labels if labelled else None, sources, meta)
                 pixels, labels, sources = [], [], []
         if pixels:
-            yield self._batch(pixels, labels, sources, meta)
+            yield self._batch(pixels, labels if labelled else None, sources, meta)
 
-    def _batch(self, pixels: list, labels: list, sources: list, meta: Any) -> Batch:
-        lab = np.asarray(labels, dtype=np.int64) if self.classes else None
+    def _batch(self, pixels: list, labels: list | None, sources: list, meta: Any) -> Batch:
+        lab = np.asarray(labels, dtype=np.int64) if labels is not None else None
         return Batch(pixels_to_input(np.stack(pixels), meta), lab, sources)
 
 
@@ -124,7 +169,8 @@ class ArraySource:
         labels = None if self.labels is None else self.labels[pick]
         return ArraySource(self.name, self.inputs[pick], labels, self.classes)
 
-    def batches(self, meta: Any, batch_size: int = 64) -> Iterator[Batch]:
+    def batches(self, meta: Any, batch_size: int = 64, *, labelled: bool = True
+                ) -> Iterator[Batch]:
         """Check the arrays against the model's input and yield them in batches."""
         shape = tuple(meta.input.shape[1:])
         if tuple(self.inputs.shape[1:]) != shape:
@@ -139,15 +185,17 @@ class ArraySource:
             raise DataError(msg)
         for i in range(0, len(self.inputs), batch_size):
             x = np.ascontiguousarray(self.inputs[i : i + batch_size], dtype=want)
-            y = None if self.labels is None else self.labels[i : i + batch_size]
+            y = None if self.labels is None or not labelled else self.labels[i : i + batch_size]
             yield Batch(x, y, [f"{self.name}[{j}]" for j in range(i, i + len(x))])
 
 
 DataSource = ImageSource | ArraySource
 
 
-def open_data(value: str | Path) -> DataSource:
+def open_data(value: str | Path, *, class_map: ClassMap | None = None) -> DataSource:
     """Open a data argument: an existing path, else a registered name.
+
+    ``class_map`` says how class folders map to outputs (see ``ImageSource.label_index``).
 
     Raises:
         UnknownNameError: if ``value`` is neither a path nor a registered name.
@@ -167,6 +215,8 @@ def open_data(value: str | Path) -> DataSource:
     if not len(source):
         msg = f"{value} contains no images; expected <class>/<image> files or a flat folder"
         raise DataError(msg)
+    if class_map is not None and isinstance(source, ImageSource):
+        source.class_map = class_map
     return source
 
 
@@ -178,7 +228,7 @@ def image_files(root: Path) -> list[Path]:
 def _folder(root: Path, name: str) -> ImageSource:
     files = image_files(root)
     nested = [p for p in files if p.parent != root]
-    if nested:  # ImageFolder layout: the top-level folder under root is the class
+    if nested and len(nested) == len(files):  # ImageFolder: the first sub-folder is the class
         items: list[tuple[str, str | None]] = [
             (str(p), p.relative_to(root).parts[0]) for p in nested]
         classes: tuple[str, ...] | None = tuple(sorted({c for _, c in items if c is not None}))
@@ -247,8 +297,8 @@ def _archive_items(names: list[str]) -> list[tuple[str, str | None]]:
     """(member, class) as ``_folder`` would give for the folder the archive was made from.
 
     Folders every member shares (``test/`` in ``tar czf test.tar.gz test/``) are stripped
-    first; then the first remaining folder is the class, and members outside any folder are
-    left out when some are inside one. With no folder left the archive is flat (unlabelled).
+    first; then the first remaining folder is the class when every member is inside one, as
+    for a folder; otherwise the archive is flat (unlabelled) and every image is used.
     """
     parts = [Path(n).parts for n in names]
     depth = 0
@@ -256,7 +306,7 @@ def _archive_items(names: list[str]) -> list[tuple[str, str | None]]:
         depth += 1
     nested: list[tuple[str, str | None]] = [
         (n, p[depth]) for n, p in zip(names, parts, strict=True) if len(p) > depth + 1]
-    return nested if nested else [(n, None) for n in names]
+    return nested if nested and len(nested) == len(names) else [(n, None) for n in names]
 
 
 def _arrays(path: Path, name: str) -> ArraySource:

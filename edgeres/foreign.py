@@ -297,6 +297,19 @@ def _rows_are_probabilities(out: np.ndarray) -> bool:
     return bool((z >= -1e-6).all() and (np.abs(z.sum(axis=1) - 1.0) <= 1e-3).all())
 
 
+def _refuse_embeddings(path: Path, out: np.ndarray) -> None:
+    """Refuse rows of unit length (an L2-normalised embedding, e.g. a face model's [N, 128]):
+    they are not class scores, and read as logits they give "class_76 0.0124" and 0% top-1."""
+    z = out.astype(np.float64)
+    norms = np.linalg.norm(z, axis=1)
+    if z.shape[1] < 2 or _rows_are_probabilities(out) or not np.allclose(norms, 1.0, atol=1e-3):
+        return
+    msg = (f"{path} outputs rows of length 1 ([N, {z.shape[1]}], L2-normalised), as embedding "
+           "models do, not class scores; if they are scores, say so with --output-kind "
+           "logits|probabilities")
+    raise ModelFileError(msg)
+
+
 def stated_record(path: Path, options: RecordOptions | None = None) -> ModelMeta:
     """The record of ONNX model ``path``: its own, restated, or built from ``options``.
 
@@ -324,6 +337,12 @@ def stated_record(path: Path, options: RecordOptions | None = None) -> ModelMeta
                "pass --mean R,G,B --std R,G,B --input-size S --layout NCHW|NHWC (or write "
                "a record once with `edgeres attach`)")
         raise MetadataError(msg)
+    if (options.mean is None) != (options.std is None):
+        given, missing = ("mean", "std") if options.std is None else ("std", "mean")
+        msg = (f"--{given} without --{missing}: {path} has no record to take the {missing} "
+               f"from; give both (--std 1,1,1 if the model divides by nothing, --mean 0,0,0 "
+               "if it subtracts nothing)")
+        raise MetadataError(msg)
     return _build(path, options, facts)
 
 
@@ -339,6 +358,8 @@ def _build(path: Path, options: RecordOptions, facts: GraphFacts) -> ModelMeta:
     batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else "batch"
     dims = (channels, h, w) if layout == "NCHW" else (h, w, channels)
     out = _probe(path, facts, (batch if isinstance(batch, int) else 2, *dims))
+    if options.output is None:
+        _refuse_embeddings(path, out)
     output = options.output or (
         "probabilities" if facts.ends_in_softmax or _rows_are_probabilities(out) else "logits")
     classes = int(out.shape[1])
@@ -356,7 +377,25 @@ def _build(path: Path, options: RecordOptions, facts: GraphFacts) -> ModelMeta:
             pixel_scale=float(options.scale or 1.0)),
     )
     _check_channels(meta, options)
+    _check_resize(meta, options)
     return meta.check()
+
+
+def _check_resize(meta: ModelMeta, options: RecordOptions) -> None:
+    """A stated resize smaller than the crop would zero-pad every image (torchvision's rule)."""
+    if options.resize is None:
+        return
+    pre = meta.preprocess
+    small = (pre.resize < min(pre.crop) if isinstance(pre.resize, int)
+             else pre.resize[0] < pre.crop[0] or pre.resize[1] < pre.crop[1])
+    if small:
+        side = options.resize if isinstance(options.resize, int) else "x".join(
+            map(str, options.resize))
+        crop = "x".join(map(str, pre.crop))
+        msg = (f"--resize {side} is smaller than the input size {crop}: the centre crop would "
+               f"pad every image with black; give --resize of at least {max(pre.crop)} (256 "
+               "for a 224 crop is the usual ImageNet recipe) or a smaller --input-size")
+        raise MetadataError(msg)
 
 
 def _labels(labels: tuple[str, ...] | None, classes: int) -> tuple[str, ...]:
@@ -405,6 +444,7 @@ def _restate(path: Path, record: ModelMeta, options: RecordOptions,
             pixel_scale=float(options.scale or pre.pixel_scale)),
     )
     _check_channels(meta, options)
+    _check_resize(meta, options)
     return meta.check()
 
 

@@ -48,7 +48,9 @@ IR_RECORD_PATHS: tuple[tuple[str, ...], ...] = ((METADATA_KEY,), ("framework", M
 Layout = Literal["NCHW", "NHWC"]
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
-INTERPOLATIONS: tuple[str, ...] = ("nearest", "bilinear", "bicubic")
+# "bilinear-no-antialias": cv2.resize INTER_LINEAR / tf.image.resize (antialias=False), which
+# Keras and OpenCV pipelines train with; the others are Pillow's (antialiased when shrinking).
+INTERPOLATIONS: tuple[str, ...] = ("nearest", "bilinear", "bicubic", "bilinear-no-antialias")
 CHANNEL_ORDERS: tuple[str, ...] = ("RGB", "BGR")
 OUTPUT_KINDS: tuple[str, ...] = ("logits", "probabilities")
 
@@ -88,7 +90,8 @@ class PreprocessSpec:
     Attributes:
         resize: shorter side in pixels, or an exact ``(height, width)``.
         crop: centre crop ``(height, width)``, equal to the model's input size.
-        interpolation: "bilinear", "bicubic" or "nearest".
+        interpolation: "bilinear", "bicubic", "nearest" (Pillow's) or "bilinear-no-antialias"
+            (cv2/TF's, see ``INTERPOLATIONS``).
         mean: per-channel mean, in the model's channel order, on the ``pixel_scale`` scale.
         std: per-channel standard deviation, likewise.
         color: "RGB", or "L" for single-channel models.

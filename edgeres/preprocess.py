@@ -20,6 +20,7 @@ import numpy as np
 from edgeres.errors import DataError
 
 _RESAMPLE = {"nearest": 0, "bilinear": 2, "bicubic": 3}  # Pillow's Image.Resampling values
+MAX_PIXELS_ENV = "EDGERES_MAX_IMAGE_PIXELS"  # raises Pillow's decompression-bomb limit
 
 
 def _convert(img: Any, color: str) -> Any:
@@ -56,6 +57,8 @@ def load_image(source: Any, color: str = "RGB") -> np.ndarray:
                "encoded bytes, a PIL image or an HWC uint8 array")
         raise DataError(msg)
 
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = _pixel_limit(saved)
     try:
         if isinstance(source, Image.Image):
             arr = np.asarray(_convert(source, color))
@@ -71,11 +74,40 @@ def load_image(source: Any, color: str = "RGB") -> np.ndarray:
     except FileNotFoundError:
         msg = f"image {source} does not exist; check the path"
         raise DataError(msg) from None
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as e:
+    except Image.DecompressionBombError as e:
+        name = "image bytes" if isinstance(source, bytes | bytearray) else str(source)
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)  # Pillow refuses above twice its setting
+        msg = (f"{name} exceeds Pillow's limit of {limit:,} pixels ({_bomb_size(e)}), a guard "
+               f"against decompression bombs; shrink the image, or if you trust it set "
+               f"{MAX_PIXELS_ENV} to a larger pixel count")
+        raise DataError(msg) from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
         name = "image bytes" if isinstance(source, bytes | bytearray) else str(source)
         msg = f"{name} is not a readable image ({type(e).__name__}); pass a JPEG/PNG/BMP file"
         raise DataError(msg) from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
     return _not_empty(arr[:, :, None] if arr.ndim == 2 else arr)
+
+
+def _pixel_limit(default: int | None) -> int | None:
+    """Pillow's ``MAX_IMAGE_PIXELS`` for ``EDGERES_MAX_IMAGE_PIXELS`` (a pixel count), else
+    ``default``; Pillow refuses images above twice the setting."""
+    value = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not value:
+        return default
+    if not value.isdecimal() or int(value) < 1:
+        msg = f"{MAX_PIXELS_ENV}={value!r:.40} must be a positive pixel count, e.g. 500000000"
+        raise DataError(msg)
+    return max(1, int(value) // 2)
+
+
+def _bomb_size(e: BaseException) -> str:
+    """The pixel count Pillow's DecompressionBombError names ("Image size (N pixels) ...")."""
+    import re
+
+    found = re.search(r"\((\d+) pixels\)", str(e))
+    return f"{int(found.group(1)):,} pixels" if found else "too many pixels"
 
 
 def _not_empty(arr: np.ndarray) -> np.ndarray:
@@ -133,12 +165,35 @@ def resize_crop(image: np.ndarray, spec: Any) -> np.ndarray:
 
 
 def _resize(image: np.ndarray, size: tuple[int, int], interpolation: str) -> np.ndarray:
+    if interpolation == "bilinear-no-antialias":
+        return _resize_linear(image, size)
     from PIL import Image
 
     squeeze = image.shape[2] == 1
     pil = Image.fromarray(image[:, :, 0] if squeeze else image)
     out = np.asarray(pil.resize((size[1], size[0]), _RESAMPLE.get(interpolation, 2)))
     return out[:, :, None] if squeeze else out
+
+
+def _linear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weight of the second one for each output position: pixel centres
+    aligned (``(i + 0.5) * n_in / n_out - 0.5``), clamped at the edges, two taps whatever
+    the scale, as cv2.resize INTER_LINEAR and tf.image.resize(antialias=False) compute."""
+    src = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0, n_in - 1)
+    lo = np.floor(src).astype(np.intp)
+    hi = np.minimum(lo + 1, n_in - 1)
+    return lo, hi, (src - lo).astype(np.float32)
+
+
+def _resize_linear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize without antialiasing (a shrunk image aliases, as in OpenCV and TF),
+    rounded to uint8."""
+    y0, y1, fy = _linear_taps(image.shape[0], size[0])
+    x0, x1, fx = _linear_taps(image.shape[1], size[1])
+    img = image.astype(np.float32)
+    rows = img[y0] * (1 - fy)[:, None, None] + img[y1] * fy[:, None, None]
+    out = rows[:, x0] * (1 - fx)[None, :, None] + rows[:, x1] * fx[None, :, None]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def _center_crop(image: np.ndarray, crop: tuple[int, int]) -> np.ndarray:

@@ -98,12 +98,13 @@ def main() -> None:
     args = ap.parse_args()
 
     training = _write_weights(args.checkpoint)
-    export_cmd = _edgeres("export", "cifar_resnet20", "--weights", _rel(CKPT), "-o", _rel(FP32))
+    export_cmd = _edgeres("export", "cifar_resnet20", "--weights", _rel(CKPT), "--force", "-o",
+                          _rel(FP32))
     # Target x86 (7-bit weights): the shipped file must stay accurate on every x86 CPU, and
     # plain AVX2 ones (no VNNI) saturate VPMADDUBSW's 16-bit sums with full-range weights.
     quantize_cmd = _edgeres(
         "quantize", _rel(FP32), "--calib", "cifar10", "--val", "cifar10-val",
-        "--max-drop", "0.5", "--target", "x86", "-o", _rel(INT8),
+        "--max-drop", "0.5", "--target", "x86", "--force", "-o", _rel(INT8),
     )
     # The quantize step writes its per-layer report next to the model; the package ships the
     # model files only, and the report's figures are in the manifest and in benchmarks/.

@@ -58,7 +58,8 @@ def test_bench_writes_every_artefact(tmp_path: Path, folder: Path) -> None:
     md = out["md"].read_text()
     assert md.count("| cifar10 |") == 8 and "Conditions: test run" in md
     with Image.open(out["png"]) as img:
-        assert img.size[0] == 1100 and img.size[1] > 400  # bench.plot: panels + scatter
+        # bench.plot: one line per measured row (26 px) below the panels' titles and legend
+        assert img.size[0] == 1100 and img.size[1] >= 150 + 26 * len(ok)
     assert "edgeres bench" in result.output and "wrote" in result.output
 
 
@@ -125,3 +126,99 @@ def test_help_has_an_example() -> None:
     result = CliRunner().invoke(cli, ["bench", "--help"])
     assert result.exit_code == 0
     assert "--precision" in result.output and "edgeres bench resnet18" in result.output
+
+
+def test_eval_maps_folders_by_name_refuses_strangers_and_takes_a_class_map(
+        tmp_path: Path, folder: Path) -> None:
+    """eval on Dog/TRUCK scores as on dog/truck; folders hound/lorry are refused in one line
+    naming both sides (they were silently classes 0 and 1); --class-map FILE maps them back."""
+    from helpers import one_error
+
+    def top1(root: Path, *extra: str) -> str:
+        result = CliRunner().invoke(cli, ["eval", "cifar10", "--data", str(root), *extra])
+        assert result.exit_code == 0, result.output
+        return result.output.splitlines()[-1]
+
+    reference = top1(folder)
+    cased, strangers = tmp_path / "cased", tmp_path / "strangers"
+    for root, names_ in ((cased, ("Dog", "TRUCK")), (strangers, ("hound", "lorry"))):
+        for cls, new in zip(("dog", "truck"), names_, strict=True):
+            shutil.copytree(folder / cls, root / new)
+    assert top1(cased) == reference and "top-1 " in reference
+    line = one_error(CliRunner().invoke(cli, ["eval", "cifar10", "--data", str(strangers)]),
+                     "hound, lorry", "dog", "--class-map")
+    assert "airplane" in line
+    mapping = tmp_path / "map.json"
+    mapping.write_text(json.dumps({"hound": "dog", "lorry": 9}))
+    assert top1(strangers, "--class-map", str(mapping)) == reference
+
+
+def test_eval_takes_the_record_options_of_the_other_commands(tmp_path: Path,
+                                                              folder: Path) -> None:
+    """A record-less copy of the shipped model scores as the model when eval is told its
+    preprocessing and labels with --mean/--std/--labels, as its error message suggests."""
+    import onnx
+
+    from edgeres.meta import CIFAR10_LABELS, CIFAR10_MEAN, CIFAR10_STD
+
+    bare = onnx.load(str(names.resolve_model_file("cifar10")))
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    (tmp_path / "labels.txt").write_text("\n".join(CIFAR10_LABELS) + "\n")
+    stated = ["--mean", ",".join(map(str, CIFAR10_MEAN)), "--std", ",".join(map(str, CIFAR10_STD)),
+              "--labels", str(tmp_path / "labels.txt")]
+    own = CliRunner().invoke(cli, ["eval", "cifar10", "--data", str(folder)])
+    got = CliRunner().invoke(cli, ["eval", str(tmp_path / "bare.onnx"), "--data", str(folder),
+                                   *stated])
+    assert got.exit_code == 0, got.output
+    score = own.output.splitlines()[-1].split(": top-1 ")[1]
+    assert got.output.splitlines()[-1].split(": top-1 ")[1] == score
+
+
+def test_notes_say_a_zoo_model_has_random_weights_and_what_int8_calibrated_on(
+        tmp_path: Path) -> None:
+    """bench resnet50 --precision int8 says the weights are random and the int8 rows were
+    calibrated on --calib; a given fp32 file's int8 rows say what they calibrated on."""
+    from edgeres.bench import BenchConfig, source_notes
+    from edgeres.bench._models import resolve_model
+
+    config = BenchConfig(precisions=("fp32", "int8"), calib="cifar10-val")
+    zoo, file = (resolve_model(m, tmp_path) for m in ("resnet50", "cifar10"))
+    notes = {n.model: n for n in source_notes([zoo, file], config)}
+    assert "random weights" in notes["resnet50"].text and "cifar10-val" in notes["resnet50"].text
+    assert notes["cifar10"].text.endswith("calibrated on cifar10-val")
+    assert source_notes([file], BenchConfig()) == []
+    assert report.note_text(notes["resnet50"]).startswith("resnet50: a zoo name")
+
+
+def test_eval_of_a_two_class_model_prints_no_top5_and_counts_in_words(
+        tmp_path: Path, folder: Path) -> None:
+    """A 2-class model's eval line has no top-5 (100% by construction) and one image is
+    "1 image"; the 10-class line keeps its top-5."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["x"], ["p"]),
+         helper.make_node("Flatten", ["p"], ["f"]),
+         helper.make_node("Gemm", ["f", "w"], ["logits"], transB=1)],
+        "two", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 2])],
+        [numpy_helper.from_array(rng.standard_normal((2, 3)).astype(np.float32), "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
+              str(tmp_path / "two.onnx"))
+    (tmp_path / "labels.txt").write_text("dog\ntruck\n")
+    one = tmp_path / "one"
+    (one / "dog").mkdir(parents=True)
+    shutil.copy(next((folder / "dog").iterdir()), one / "dog" / "a.jpg")
+    result = CliRunner().invoke(cli, ["eval", str(tmp_path / "two.onnx"), "--data", str(one),
+                                      "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5",
+                                      "--labels", str(tmp_path / "labels.txt")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith(f"{one}: 1 image (0 unreadable skipped)")
+    assert "top-1" in lines[1] and "top-5" not in lines[1]
+    ten = CliRunner().invoke(cli, ["eval", "cifar10", "--data", str(one)])
+    assert "top-5 100.00%" in ten.output.splitlines()[-1]

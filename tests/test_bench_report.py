@@ -161,6 +161,43 @@ def test_pareto_front() -> None:
     assert pareto(pts) == [(0.5, 70.0), (1.0, 80.0), (2.0, 85.0), (2.5, 90.0)]
 
 
+def _acc_row(precision: str, runtime: str, ms: float, top1: float, half: float,
+             batch: int = 1) -> BenchRow:
+    r = _row(precision, runtime, ms, batch=batch, top1=top1)
+    acc = Accuracy(top1=top1, top5=99.0, agreement=99.0, count=1000, reference="fp32/ort-cpu",
+                   top1_low=top1 - half, top1_high=top1 + half)
+    return BenchRow(**{**r.__dict__, "accuracy": acc})
+
+
+def test_pareto_front_of_the_plot_treats_accuracy_within_intervals_as_ties() -> None:
+    """Per batch size, by latency: the fastest row, then only rows clearly more accurate (their
+    interval above the last front row's); 0.02 points inside +-0.6 intervals is a tie."""
+    from edgeres.bench.plot import front_rows
+
+    field = ("top1", "top-1 accuracy (%)")
+    fast = _acc_row("int8", "ort-cpu", 0.3, 90.29, 0.6)
+    tie = _acc_row("fp32", "ort-cpu", 0.5, 90.31, 0.6)  # more accurate by noise only
+    better = _acc_row("fp32", "openvino-cpu", 0.9, 92.5, 0.5)  # [92.0, 93.0] above [89.69, 90.89]
+    best = _acc_row("fp32", "torch-cpu", 2.0, 95.0, 0.4)
+    assert front_rows([tie, better, fast, best], field) == [fast, better, best]
+    assert front_rows([tie, fast], field) == [fast]
+    assert front_rows([tie, fast], None) == [fast]
+
+
+def test_plot_lists_every_row_by_name_with_its_accuracy(tmp_path: Path) -> None:
+    """The bottom panel names every configuration (model, precision, runtime), groups them by
+    batch, and writes each row's top-1 and interval beside it; the SVG holds that text."""
+    rows = [_acc_row("fp32", "ort-cpu", 0.5, 90.27, 0.6), _acc_row("int8", "ort-cpu", 0.3, 90.29,
+                                                                     0.6),
+            _acc_row("fp32", "ort-cpu", 2.4, 90.27, 0.6, batch=8)]
+    path = tmp_path / "b.svg"
+    report.write_plot(_run(rows), path)
+    text = path.read_text()
+    for words in ("fp32 · ort-cpu", "int8 · ort-cpu", "batch 1", "batch 8", "◆ Pareto",
+                  "90.29 [89.69, 90.89]", "top-1 % [95% interval]"):
+        assert words in text, words
+
+
 def test_hardware_outlook() -> None:
     """VNNI/AMX expect an int8 speed-up, plain AVX2 does not, CUDA EP does not, ARM dotprod does."""
     amx = Environment(**{**ENV.__dict__, "isa": ("avx512_vnni", "amx_int8")})
@@ -388,3 +425,25 @@ def test_a_model_is_not_scored_on_classes_it_lacks() -> None:
     assert _class_mismatch(cifar, own) is None
     subset = SimpleNamespace(name="folder", classes=["bird", "airplane"])
     assert _class_mismatch(subset, own) is None
+
+
+def test_bench_does_not_score_folders_named_otherwise_than_the_labels(tmp_path: Path) -> None:
+    """Two folders hound/lorry for a model labelled dog/truck: as many folders as classes no
+    longer means "map them in sorted order"; the note names both sides (data.py's rule)."""
+    import shutil
+    from types import SimpleNamespace
+
+    from edgeres.bench._run import _class_mismatch
+    from edgeres.data import open_data
+    from edgeres.names import calibration_dir
+
+    for cls, folder in (("dog", "hound"), ("truck", "lorry")):
+        (tmp_path / folder).mkdir()
+        shutil.copy(next((calibration_dir() / "cifar10-val" / cls).glob("*.jpg")),
+                    tmp_path / folder / "a.jpg")
+    two = SimpleNamespace(num_classes=2, labels=("dog", "truck"))
+    why = _class_mismatch(open_data(tmp_path), two)
+    assert why is not None and "hound, lorry" in why and "dog, truck" in why
+    (tmp_path / "hound").rename(tmp_path / "Dog")
+    (tmp_path / "lorry").rename(tmp_path / "TRUCK")
+    assert _class_mismatch(open_data(tmp_path), two) is None

@@ -189,3 +189,84 @@ def test_subset_is_deterministic() -> None:
     data = open_data("cifar10-val")
     a, b, c = data.subset(20, seed=0), data.subset(20, seed=0), data.subset(20, seed=1)
     assert a.items == b.items and a.items != c.items and len(a) == 20
+
+
+def _renamed(tmp_path: Path, names: dict[str, str]) -> Path:
+    """The two-class folder with its class folders renamed (cat → names["cat"], ...)."""
+    root = _small_folder(tmp_path)
+    for old, new in names.items():
+        (root / old).rename(root / new)
+    return root
+
+
+def test_class_folders_match_labels_case_insensitively(tmp_path: Path) -> None:
+    """Cat/DOG are the model's cat (3) and dog (5), whatever their case or sorted order."""
+    data = open_data(_renamed(tmp_path, {"cat": "Cat", "dog": "DOG"}))
+    assert np.concatenate([b.labels for b in data.batches(META)]).tolist() == [3, 3, 5, 5]
+
+
+def test_class_folders_that_match_no_label_are_refused_naming_both(tmp_path: Path) -> None:
+    """Folders man/woman on a model labelled cat/dog/...: no silent sorted-index mapping (man
+    was class 0); the error names the folders, the labels and the --class-map fix."""
+    data = open_data(_renamed(tmp_path, {"cat": "man", "dog": "woman"}))
+    with pytest.raises(DataError) as info:
+        next(data.batches(META))
+    text = str(info.value)
+    assert "man, woman" in text and "airplane" in text and "--class-map" in text
+    assert "\n" not in text
+    # calibration reads no labels: the same folder calibrates
+    assert next(data.batches(META, labelled=False)).labels is None
+
+
+def test_class_map_file_and_ids_map_folders_explicitly(tmp_path: Path) -> None:
+    """A JSON map (by label, any case, or by index) and `ids` (folders 3/, 5/) give the labels
+    the names would; a map that misses a folder or names an unknown label is refused."""
+    from edgeres.classmap import read_class_map
+
+    mapping = tmp_path / "map.json"
+    mapping.write_text(json.dumps({"man": "CAT", "woman": 5}))
+    data = open_data(_renamed(tmp_path, {"cat": "man", "dog": "woman"}),
+                     class_map=read_class_map(mapping))
+    assert np.concatenate([b.labels for b in data.subset(3).batches(META)]).tolist() == [3, 5, 5]
+    ids = open_data(_renamed(tmp_path / "ids", {"cat": "3", "dog": "5"}), class_map="ids")
+    assert np.concatenate([b.labels for b in ids.batches(META)]).tolist() == [3, 3, 5, 5]
+    mapping.write_text(json.dumps({"man": "cat"}))
+    with pytest.raises(DataError, match="no entry for folders woman"):
+        next(open_data(data.name, class_map=read_class_map(mapping)).batches(META))
+    mapping.write_text(json.dumps({"man": "person", "woman": "cat"}))
+    with pytest.raises(DataError, match="'person', which is not one of the model's labels"):
+        next(open_data(data.name, class_map=read_class_map(mapping)).batches(META))
+    mapping.write_text("[1, 2]")
+    with pytest.raises(DataError, match="expected a JSON object"):
+        read_class_map(mapping)
+
+
+def test_folders_without_class_names_map_by_number_or_sorted_and_never_overflow(
+        tmp_path: Path) -> None:
+    """A model with placeholder labels (class_<i>): folders 0/ 1/ map to those outputs;
+    three folders for a 2-class model are refused rather than one becoming class 2."""
+    meta = ModelMeta(name="two", family="custom", num_classes=2, labels=("class_0", "class_1"),
+                     input=META.input, preprocess=META.preprocess)
+    ids = open_data(_renamed(tmp_path, {"cat": "1", "dog": "0"}))
+    assert np.concatenate([b.labels for b in ids.batches(meta)]).tolist() == [0, 0, 1, 1]
+    root = _renamed(tmp_path / "three", {"cat": "a", "dog": "b"})
+    shutil.copytree(root / "a", root / "c")
+    with pytest.raises(DataError, match="3 class folders for a 2-class model"):
+        next(open_data(root).batches(meta))
+
+
+def test_images_at_the_top_make_a_flat_folder_of_every_image(tmp_path: Path) -> None:
+    """Two images at the top and one in a sub-folder: a flat folder of all 3 (was read as one
+    class folder holding 1 image), as an archive of it and `predict` see it."""
+    root = _small_folder(tmp_path)
+    for f in sorted((root / "cat").iterdir()):
+        shutil.move(f, root / f.name)
+    (root / "cat").rmdir()
+    sorted((root / "dog").iterdir())[0].unlink()
+    data = open_data(root)
+    assert data.classes is None and len(data) == 3
+    archive = tmp_path / "mixed.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(root, arcname="photos")
+    packed = open_data(archive)
+    assert packed.classes is None and len(packed) == 3

@@ -176,7 +176,8 @@ def test_attach_writes_the_statement_and_the_graph_facts(attached: Path, foreign
     assert pre.crop == (32, 32) and pre.resize == 32 and meta.name == "r20-tf"
     assert meta.provenance[-1]["step"] == "attach" and meta.provenance[-1]["opset"] == 11
     info = _run("info", attached)
-    assert info.exit_code == 0 and '"channel_order": "BGR"' in info.output
+    assert info.exit_code == 0 and '"channels": "BGR"' in info.output
+    assert '"color"' not in info.output and '"channel_order"' not in info.output
     bare = _run("info", foreign)
     assert "metadata record: none" in bare.output and "edgeres attach" in bare.output
     stated = _run("info", foreign, *STATED)
@@ -512,3 +513,89 @@ def test_attach_is_atomic_and_refuses_a_missing_directory(foreign: Path, work: P
         attach(foreign, work / "no-such-dir" / "m.onnx", OPTIONS)
     report = attach(foreign, work / "lib.onnx", OPTIONS)
     assert report.meta.preprocess.channel_order == "BGR" and not report.replaced
+
+
+def _embedding_model(dst: Path) -> Path:
+    """A face-embedding-like graph: Conv → GAP → Gemm to 128 → LpNormalization (unit rows)."""
+    rng = np.random.default_rng(4)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("GlobalAveragePool", ["c"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "fc_w"], ["e"], transB=1),
+             helper.make_node("LpNormalization", ["e"], ["embedding"], axis=1, p=2)]
+    graph = helper.make_graph(
+        nodes, "embedder", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", 128])],
+        [numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "w"),
+         numpy_helper.from_array(rng.standard_normal((128, 8)).astype(np.float32), "fc_w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(dst))
+    return dst
+
+
+def test_an_embedding_model_is_not_taken_for_a_classifier(work: Path, tmp_path: Path) -> None:
+    """[N, 128] unit-length rows with no labels: predict, eval, bench, quantize and attach each
+    refuse in one line saying why (it printed "class_76 0.0124"); --output-kind logits
+    states otherwise and predict then runs."""
+    src = _embedding_model(tmp_path / "faces.onnx")
+    stated = ("--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25")
+    image = _sample_images(1)[0]
+    folder = Path(image).parent.parent
+    for args in (("predict", src, image), ("eval", src, "--data", folder, "--limit", 4),
+                 ("bench", src, "--iterations", 1, "--rounds", 1, "--no-memory"),
+                 ("quantize", src, "--calib", "cifar10", "-o", tmp_path / "q.onnx"),
+                 ("attach", src, "-o", tmp_path / "a.onnx")):
+        line = one_error(_run(*args, *stated), "rows of length 1", "[N, 128]",
+                         "--output-kind logits|probabilities")
+        assert "embedding" in line, args[0]
+    assert not (tmp_path / "q.onnx").exists() and not (tmp_path / "a.onnx").exists()
+    ok = _run("predict", src, image, *stated, "--output-kind", "logits", "--top-k", 1)
+    assert ok.exit_code == 0 and "class_" in ok.output
+
+
+def test_a_resize_below_the_input_and_a_mean_without_std_are_refused(foreign: Path,
+                                                                    work: Path) -> None:
+    """--resize 24 for a 32x32 input would zero-pad every image, and --mean alone silently
+    meant std 1: each is one line saying what to give; nothing is written."""
+    out = work / "refused.onnx"
+    line = one_error(_run("attach", foreign, "-o", out, *STATED, "--resize", 24),
+                     "--resize 24", "32x32", "at least 32")
+    assert "pad" in line
+    mean_only = STATED[:2] + STATED[4:]
+    one_error(_run("attach", foreign, "-o", out, *mean_only), "--mean without --std",
+              "--std 1,1,1")
+    one_error(_run("predict", foreign, _sample_images(1)[0], *STATED[2:]),
+              "--std without --mean", "--mean 0,0,0")
+    assert not out.exists()
+    assert _run("attach", foreign, "-o", out, *STATED, "--resize", 36).exit_code == 0
+
+
+def test_export_attach_and_quantize_replace_an_output_only_with_force(foreign: Path,
+                                                                     tmp_path: Path) -> None:
+    """One overwrite rule, package's: an existing output is refused in one line naming
+    --force and left as it was; with --force it is replaced by a valid model."""
+    out = tmp_path / "model.onnx"
+    runs = {"attach": ("attach", foreign, *STATED),
+            "quantize": ("quantize", SHIPPED, "--calib", "cifar10", "--samples", 8),
+            "export": ("export", "cifar_resnet20", "--weights", "cifar10")}
+    for name, args in runs.items():
+        out.write_bytes(b"my notes")
+        one_error(_run(*args, "-o", out), str(out), "already exists", "--force")
+        assert out.read_bytes() == b"my notes", name
+    result = _run(*runs["attach"], "-o", out, "--force")
+    assert result.exit_code == 0, result.output
+    assert runtime.load(out).meta.preprocess.channel_order == "BGR"
+
+
+def test_bench_skips_torch_for_a_foreign_nhwc_model_without_blaming_uint8(
+        foreign: Path, work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The torch row of a float NHWC foreign model is skipped with a reason about the layout
+    and the PyTorch rows, not a suggestion to export without --uint8-input (it has none)."""
+    monkeypatch.setenv("EDGERES_CACHE", str(work / "cache-torch"))
+    out = work / "bench-torch.json"
+    result = _run("bench", foreign, *STATED, "--runtime", "torch-cpu", "--iterations", 1,
+                  "--rounds", 1, "--warmup", 0, "--no-memory", "--json", out)
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["status"] for r in rows] == ["skipped"], result.output
+    reason = rows[0]["reason"]
+    assert "float32 NHWC" in reason and "ONNX runtimes" in reason
+    assert "uint8" not in reason

@@ -41,6 +41,8 @@ def _fresh(code: str) -> list[str]:
     ("edgeres.runtimes.ort", HEAVY | {"click", "openvino", "onnxruntime", "PIL"}),
     ("edgeres.runtimes.openvino", HEAVY | {"click", "openvino", "onnxruntime", "PIL"}),
     ("edgeres.device.infer", HEAVY | {"click", "openvino", "onnxruntime", "PIL"}),  # bundles
+    ("edgeres._zoo_counts", HEAVY | {"click", "openvino", "onnxruntime", "numpy", "PIL"}),
+    ("edgeres.classmap", HEAVY | {"click", "openvino", "onnxruntime", "numpy", "PIL"}),
 ])
 def test_light_modules_do_not_import_heavy_deps(module: str, forbidden: set[str]) -> None:
     """Importing device-side modules loads no torch/onnx/nncf (nor the runtimes yet)."""

@@ -101,11 +101,14 @@ def test_options_reach_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_bad_image_is_one_error_line(tmp_path: Path) -> None:
-    """A file that is not an image: exit 1, one Error line naming it, no traceback."""
+    """A file that is not an image: exit 1, one Error line naming it, no traceback (the
+    readable image beside it still gets its result, and the skip line says why)."""
     bad = tmp_path / "notes.jpg"
     bad.write_text("hello")
-    one_error(_invoke("cifar10", str(IMAGES[0]), str(bad)), "notes.jpg",
-                           "not a readable image")
+    result = _invoke("cifar10", str(IMAGES[0]), str(bad))
+    one_error(result, "notes.jpg", "1 of 2 images")
+    assert "notes.jpg is not a readable image" in result.stderr
+    assert result.stdout.splitlines()[1] == str(IMAGES[0])
     one_error(_invoke("cifar10", str(tmp_path / "gone.jpg")), "does not exist")
 
 
@@ -145,3 +148,24 @@ def test_mode_is_the_new_name_of_precision(monkeypatch: pytest.MonkeyPatch) -> N
     assert _invoke("cifar10", str(IMAGES[0]), "--mode", "fast").exit_code == 0
     assert _invoke("cifar10", str(IMAGES[0])).exit_code == 0
     assert [c["precision"] for c in calls] == ["fast", "model"]
+
+
+def test_unreadable_images_are_skipped_named_counted_and_exit_1(tmp_path: Path) -> None:
+    """A folder with one broken file among three: the two good images get their results (as
+    eval and quantize skip), one stderr line names the bad file, and the exit status is 1."""
+    import shutil
+
+    good = sorted(IMAGES[:2], key=lambda p: p.name)  # the folder's order
+    for image in good:
+        shutil.copy(image, tmp_path / image.name)
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    result = CliRunner().invoke(cli, ["predict", "cifar10", str(tmp_path), "--top-k", "1",
+                                      "--json"])
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert [Path(p["image"]).name for p in doc["predictions"]] == [i.name for i in good]
+    want = runtime.load(MODEL).predict(good, top_k=1)
+    assert [p["labels"] for p in doc["predictions"]] == [list(w.labels) for w in want]
+    errors = result.stderr.splitlines()
+    assert len(errors) == 2 and "broken.jpg" in errors[0] and "Traceback" not in result.output
+    assert errors[1].startswith("Error: 1 of 3 images could not be read")

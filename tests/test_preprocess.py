@@ -73,7 +73,7 @@ def test_a_decompression_bomb_is_a_data_error(monkeypatch: pytest.MonkeyPatch) -
     buf = io.BytesIO()
     Image.new("RGB", (64, 64)).save(buf, format="PNG")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4,096 px is then over twice the limit
-    with pytest.raises(DataError, match="DecompressionBombError"):
+    with pytest.raises(DataError, match="exceeds Pillow.s limit of 2,000 pixels"):
         load_image(buf.getvalue())
 
 
@@ -122,3 +122,62 @@ def test_pad_batch_is_the_one_fill_up_to_a_fixed_batch() -> None:
     np.testing.assert_array_equal(pad_batch(x, 5, fill=head)[2:], head[[0, 1, 0]])
     assert pad_batch(x, 2) is x and pad_batch(x, 0) is x and pad_batch(x, 1) is x
 
+
+
+def _linear_reference(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """cv2.resize INTER_LINEAR / tf.image.resize(antialias=False) written out per pixel: the
+    source point of output (i, j) is ((i + 0.5) * H / out_h - 0.5, ...), clamped to the
+    image, and its four neighbours are blended bilinearly; rounded to uint8."""
+    h, w = image.shape[:2]
+    out = np.zeros((out_h, out_w, image.shape[2]), np.float64)
+    for i in range(out_h):
+        y = min(max((i + 0.5) * h / out_h - 0.5, 0.0), h - 1)
+        y0 = int(np.floor(y))
+        y1, dy = min(y0 + 1, h - 1), y - y0
+        for j in range(out_w):
+            x = min(max((j + 0.5) * w / out_w - 0.5, 0.0), w - 1)
+            x0 = int(np.floor(x))
+            x1, dx = min(x0 + 1, w - 1), x - x0
+            top = image[y0, x0] * (1 - dx) + image[y0, x1] * dx
+            bottom = image[y1, x0] * (1 - dx) + image[y1, x1] * dx
+            out[i, j] = top * (1 - dy) + bottom * dy
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def test_bilinear_without_antialias_matches_cv2_and_tf_resize() -> None:
+    """interpolation "bilinear-no-antialias" (Keras/OpenCV pipelines) equals the per-pixel
+    reference within 1 (float rounding) when shrinking, enlarging and changing the aspect, and
+    hand-computed values exactly; Pillow's antialiased bilinear differs when shrinking."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    for size in [(16, 16), (80, 100), (37, 20), (5, 90)]:
+        spec = PreprocessSpec(resize=size, crop=size, interpolation="bilinear-no-antialias")
+        got = resize_crop(image, spec)
+        want = _linear_reference(image, *size)
+        assert got.shape == (*size, 3) and got.dtype == np.uint8
+        assert np.abs(got.astype(int) - want).max() <= 1
+        assert (got == want).mean() > 0.99
+    square = np.array([[0, 40], [80, 120]], np.uint8)[:, :, None]
+    up = resize_crop(square, PreprocessSpec(resize=(4, 4), crop=(4, 4),
+                                            interpolation="bilinear-no-antialias"))
+    assert up[:, :, 0].tolist() == [[0, 10, 30, 40], [20, 30, 50, 60], [60, 70, 90, 100],
+                                    [80, 90, 110, 120]]
+    down = PreprocessSpec(resize=(16, 16), crop=(16, 16), interpolation="bilinear")
+    assert np.abs(resize_crop(image, down).astype(int) - _linear_reference(image, 16, 16)
+                  ).max() > 10
+
+
+def test_an_image_over_the_pixel_limit_says_so_and_how_to_allow_it(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decompression bomb is named as one (its pixels, Pillow's limit, the variable that
+    raises it), not "not a readable image"; with the limit raised the image loads."""
+    path = tmp_path / "big.png"
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
+    with pytest.raises(DataError) as info:
+        load_image(path)
+    text = str(info.value)
+    assert "2,000 pixels" in text and "limit of 1,000 pixels" in text
+    assert "decompression bomb" in text and "EDGERES_MAX_IMAGE_PIXELS" in text
+    monkeypatch.setenv("EDGERES_MAX_IMAGE_PIXELS", "4000")
+    assert load_image(path).shape == (40, 50, 3) and Image.MAX_IMAGE_PIXELS == 500

@@ -105,12 +105,29 @@ def run_bench(models: Sequence[str], config: BenchConfig | None = None, *,
     link_sources(benches)
     rows = [row for b in benches for row in b.rows.values()]
     metas = {(b.src.arg, c[0]): t.meta for b in benches for c, t in b.targets.items()}
-    notes = ([Note("threads", capped)] if capped else []) + (
+    notes = ([Note("threads", capped)] if capped else []) + source_notes(sources, config) + (
              _dedupe([n for b in benches for n in b.notes])
              + slower_int8_notes(env, rows, metas) + noise_notes(env, rows))
     return BenchRun(rows=tuple(rows), environment=env,
                     settings=config.settings(runtimes, threads), notes=tuple(notes),
                     interrupted=interrupted, created=created)
+
+
+def source_notes(sources: Sequence[Any], config: BenchConfig) -> list[Note]:
+    """What the reader must know about where a row's model came from: a zoo name runs seeded
+    random weights (its top-1 means nothing), and an int8 row of an fp32 file or zoo name is
+    quantized here, calibrated on ``--calib``."""
+    notes = []
+    for src in sources:
+        made = "int8" in (config.precisions or ()) and src.own_precision != "int8"
+        calib = f"; its int8 rows are quantized here, calibrated on {config.calib}" if made else ""
+        if src.kind == "zoo":
+            notes.append(Note("model", "a zoo name: seeded random weights, not a trained model, "
+                              f"so its accuracy means nothing{calib}", model=src.arg))
+        elif made:
+            notes.append(Note("model", f"int8 rows are quantized here from this file, "
+                              f"calibrated on {config.calib}", model=src.arg))
+    return notes
 
 
 def _check_memory(sources: Sequence[Any], config: BenchConfig, runtimes: int) -> None:

@@ -334,11 +334,17 @@ def _class_mismatch(data: Any, meta: Any) -> str | None:
     classes = getattr(data, "classes", None)
     n = meta.num_classes or len(meta.labels)
     if classes:
-        if all(c in meta.labels for c in classes) or len(classes) == n:
-            return None
-        theirs = ", ".join(list(classes)[:3])
-        return (f"it has {n} classes and {data.name} has {len(classes)} ({theirs}, ...), which "
-                "it does not know; evaluate it on data with its own classes")
+        if not (all(c in meta.labels for c in classes) or len(classes) == n):
+            theirs = ", ".join(list(classes)[:3])
+            return (f"it has {n} classes and {data.name} has {len(classes)} ({theirs}, ...), "
+                    "which it does not know; evaluate it on data with its own classes")
+        index = getattr(data, "label_index", None)  # image folders: data.py's one rule
+        try:
+            if index is not None:
+                index(meta.labels, meta.num_classes)
+        except EdgeresError as e:
+            return str(e)
+        return None
     labels = getattr(data, "labels", None)
     if labels is not None and n > 0 and int(np.max(labels)) < n:
         return None

@@ -219,9 +219,11 @@ def _load_torch(src: ModelSource, precision: str, runtime: str, mode: str, threa
     if inp.normalized_in_graph or inp.dtype != "float32" or inp.layout != "NCHW":
         # The timed inputs are the file's own (uint8 NHWC pixels); the PyTorch model takes
         # normalised float32 NCHW, and converting per call would time numpy, not PyTorch.
+        fix = ("bench an export without --uint8-input for the PyTorch baseline"
+               if inp.normalized_in_graph else "the PyTorch rows run edgeres's own NCHW zoo "
+               "exports; compare this file on the ONNX runtimes")
         msg = (f"{runtime} takes float32 NCHW, but {src.arg} takes {inp.dtype} {inp.layout}"
-               f"{' normalised in its graph' if inp.normalized_in_graph else ''}; bench an "
-               "export without --uint8-input for the PyTorch baseline")
+               f"{' normalised in its graph' if inp.normalized_in_graph else ''}; {fix}")
         raise Unavailable(msg)
     import torch
 

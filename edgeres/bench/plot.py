@@ -8,18 +8,24 @@ Three panels, each answering one question:
   the interval lies above 1 (faster), red below (slower), grey when it holds 1.
 - *top-1 drop*, per int8 row: points lost against the fp32 reference on the same images, with
   the Newcombe interval and a line at 0; grey when the interval holds 0 (noise).
-- *latency per image vs accuracy*: every measured row of every model on one shared log axis
-  (p50 / batch, whiskers from the p50 interval; top-1 with its Wilson interval), colour by
-  runtime, marker by precision, and the Pareto front (no other row is both faster and more
-  accurate) drawn as a dashed staircase through ringed, labelled points.
+- *which configuration?*: every measured row on its own line, named (model, precision,
+  runtime), grouped by batch size and fastest first, at its p50 latency per image (p50 /
+  batch, log axis, whisker: the p50's interval; colour: runtime, marker: precision, size:
+  batch, all in the legend below the figure), with its top-1 and Wilson interval in a column
+  on the right. The Pareto front of each batch size is ringed and tagged: the fastest row, then
+  each slower row whose accuracy is clearly higher (interval above), so accuracies that differ
+  by noise count as ties (``front_rows``). A scatter of latency against accuracy was
+  unreadable when int8 loses nothing: every point sat at one height under whiskers that
+  filled the panel, and the front was whichever row was 0.01 points luckier.
 
-Without accuracy the third panel becomes latency-per-image bars. matplotlib is imported only
-when a plot is drawn (the ``[plot]`` extra); the size is known before drawing
+Without accuracy the column says so and the front is the fastest row. matplotlib is imported
+only when a plot is drawn (the ``[plot]`` extra); the size is known before drawing
 (``plot_size``), so tests can check the file.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +34,11 @@ from edgeres.bench.compare import Comparison, comparisons
 from edgeres.bench.results import BenchRow, BenchRun
 from edgeres.errors import missing_extra
 
-__all__ = ["pareto", "plot_size", "write_plot"]
+__all__ = ["front_rows", "pareto", "plot_size", "write_plot"]
 
 DPI = 100
 _WIDTH = 1100
 _ROW = 26  # pixels per bar in the interval panels
-_SCATTER = 520
 _MARKERS = {"fp32": "o", "fp16": "s", "bf16": "D", "int8": "^"}
 _PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
             "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
@@ -69,7 +74,8 @@ def plot_size(run: BenchRun) -> tuple[int, int]:
     rows = _measured(run)
     comps = comparisons(rows)
     top = 0 if not comps else 90 + _ROW * max(len(comps), len(_drops(comps)), 2)
-    bottom = _SCATTER if _field(rows) else 110 + _ROW * max(len(rows), 2)
+    groups = len({r.batch for r in rows})
+    bottom = 150 + _ROW * max(len(rows) + groups, 2)
     return _WIDTH, top + bottom + 40
 
 
@@ -158,79 +164,148 @@ def _per_image(r: BenchRow) -> tuple[float, float, float]:
     return lat.p50_ms / r.batch, lo / r.batch, hi / r.batch
 
 
-def _scatter(ax: Any, rows: list[BenchRow], field: tuple[str, str], several: bool) -> None:
-    key, label = field
+def _accuracy(r: BenchRow, field: tuple[str, str] | None) -> tuple[float, float, float] | None:
+    """(value, low, high) of the plotted accuracy of ``r``; the interval is the value itself
+    where none was measured (agreement has none)."""
+    if field is None or r.accuracy is None:
+        return None
+    y = getattr(r.accuracy, field[0])
+    if y is None:
+        return None
+    lo = r.accuracy.top1_low if field[0] == "top1" else None
+    hi = r.accuracy.top1_high if field[0] == "top1" else None
+    return y, y if lo is None else lo, y if hi is None else hi
+
+
+def front_rows(rows: list[BenchRow], field: tuple[str, str] | None) -> list[BenchRow]:
+    """The Pareto front of one batch size, honest about accuracy noise: by latency per image,
+    the fastest row, then each slower row that is *clearly* more accurate than the last row
+    on the front (its interval lies above that row's). Rows whose accuracies differ by less
+    than their intervals are ties, and among ties only the fastest is on the front; without
+    accuracy the front is the fastest row."""
+    front: list[BenchRow] = []
+    for r in sorted(rows, key=lambda r: _per_image(r)[0]):
+        acc = _accuracy(r, field)
+        if not front:
+            front.append(r)
+            continue
+        last = _accuracy(front[-1], field)
+        if acc is not None and (last is None or acc[1] > last[2]):
+            front.append(r)
+    return front
+
+
+def _label(r: BenchRow, several: bool) -> str:
+    precision = (f"{r.precision}→{r.executed_precision}" if r.executed_precision
+                 and r.executed_precision != r.precision else r.precision)
+    return f"{_name(r.model) + ' · ' if several else ''}{precision} · {r.runtime_label}"
+
+
+def _accuracy_text(acc: tuple[float, float, float] | None) -> str:
+    if acc is None:
+        return "–"
+    y, lo, hi = acc
+    return f"{y:.2f}" + (f" [{lo:.2f}, {hi:.2f}]" if hi > lo else "")
+
+
+def _layout(rows: list[BenchRow]) -> list[tuple[int, list[BenchRow]]]:
+    """Rows grouped by batch (ascending), each group fastest first."""
+    batches = sorted({r.batch for r in rows})
+    return [(b, sorted((r for r in rows if r.batch == b), key=lambda r: _per_image(r)[0]))
+            for b in batches]
+
+
+_DATA_WIDTH = 0.64  # share of the ranked panel's width for the latencies; the rest: accuracy
+
+
+def _ranked(ax: Any, rows: list[BenchRow], field: tuple[str, str] | None,
+            several: bool) -> None:
+    """One line per configuration, grouped by batch and fastest first: latency per image with
+    its interval (colour: runtime, marker: precision, size: batch), and beside it the
+    accuracy with its interval; the Pareto front of each batch ringed and tagged."""
     runtimes = list(dict.fromkeys(r.runtime_label for r in rows))
     colors = {rt: _PALETTE[i % len(_PALETTE)] for i, rt in enumerate(runtimes)}
-    points, ys = [], []
-    for r in rows:
-        acc = r.accuracy
-        y = getattr(acc, key) if acc else None
-        if acc is None or y is None:
-            continue
-        x, xlo, xhi = _per_image(r)
-        ylo = acc.top1_low if key == "top1" and acc.top1_low is not None else y
-        yhi = acc.top1_high if key == "top1" and acc.top1_high is not None else y
-        ax.errorbar(x, y, xerr=[[max(x - xlo, 0)], [max(xhi - x, 0)]],
-                    yerr=[[max(y - ylo, 0)], [max(yhi - y, 0)]],
-                    fmt=_MARKERS.get(r.precision, "o"), color=colors[r.runtime_label],
-                    markersize=7 if r.batch == 1 else 9, markeredgecolor="black",
-                    markeredgewidth=0.5, elinewidth=0.8, capsize=2, alpha=0.75, zorder=3)
-        points.append((x, y, r))
-        ys += [ylo, yhi]
-    front = pareto([(x, y) for x, y, _ in points])
-    if front:
-        fx, fy = zip(*front, strict=True)
-        ax.step(fx, fy, where="post", color="black", linestyle="--", linewidth=1.2, zorder=2,
-                label="Pareto front")
-        ax.scatter(fx, fy, s=260, facecolors="none", edgecolors="black", zorder=2)
-        for i, (x, y) in enumerate(front):
-            r = next(r for px, py, r in points if (px, py) == (x, y))
-            text = f"{r.precision} {r.runtime_label} b{r.batch}"
-            ax.annotate(text, (x, y), xytext=(8, -14 if i % 2 else 8),
-                        textcoords="offset points", fontsize=8, zorder=4,
-                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
-                              "alpha": 0.8})
+    sizes = {b: 6 + 2 * i for i, b in enumerate(sorted({r.batch for r in rows}))}
+    y = 0.0
+    ticks: list[float] = []
+    labels: list[str] = []
+    column = ax.get_yaxis_transform()  # x in axes fraction, y in data
+    what = "top-1 % [95% interval]" if field and field[0] == "top1" else "agreement %"
+    ax.text(_DATA_WIDTH + 0.02, -0.5, what if field else "accuracy not measured\n(bench --eval "
+            "DATA)", fontsize=8, color="dimgray", va="center", transform=column)
+    from matplotlib.patches import Rectangle
+
+    ax.add_patch(Rectangle((_DATA_WIDTH, 0), 1 - _DATA_WIDTH, 1, transform=ax.transAxes,
+                           color="whitesmoke", zorder=0))
+    for batch, group in _layout(rows):
+        y -= 1
+        if ticks:
+            ax.axhline(y + 0.5, color="black", linewidth=0.6, alpha=0.4)
+        ax.text(0.005, y, f"batch {batch}", fontsize=9, fontweight="bold", va="center",
+                transform=column)
+        front = {id(r) for r in front_rows(group, field)}
+        for r in group:
+            y -= 1
+            x, xlo, xhi = _per_image(r)
+            on_front = id(r) in front
+            weight = "bold" if on_front else "normal"
+            ax.errorbar(x, y, xerr=[[max(x - xlo, 0)], [max(xhi - x, 0)]],
+                        fmt=_MARKERS.get(r.precision, "o"), color=colors[r.runtime_label],
+                        markersize=sizes[r.batch], markeredgecolor="black",
+                        markeredgewidth=1.6 if on_front else 0.5, elinewidth=1, capsize=3,
+                        zorder=3)
+            ax.annotate(f"{x:.3g} ms", (xhi, y), xytext=(6, 0), textcoords="offset points",
+                        va="center", fontsize=8, fontweight=weight)
+            ax.text(_DATA_WIDTH + 0.02, y, _accuracy_text(_accuracy(r, field)), va="center",
+                    fontsize=8, fontweight=weight, transform=column)
+            if on_front:
+                ax.text(0.99, y, "◆ Pareto" if field else "◆ fastest", va="center", ha="right",
+                        fontsize=8, fontweight=weight, transform=column)
+            ticks.append(y)
+            labels.append(_label(r, several))
+    ax.set_yticks(ticks, labels, fontsize=8)
+    ax.set_ylim(y - 0.7, -0.1)
     ax.set_xscale("log")
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FixedLocator, FuncFormatter
 
+    xs = [v for r in rows for v in _per_image(r)]
+    lo, hi = math.log10(min(xs) / 1.3), math.log10(max(xs) * 1.8)  # room for each value label
+    ax.set_xlim(10 ** lo, 10 ** (lo + (hi - lo) / _DATA_WIDTH))
+    ax.xaxis.set_major_locator(FixedLocator(_nice_ticks(10 ** lo, 10 ** hi)))
+    ax.xaxis.set_minor_locator(FixedLocator([]))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if _few_decades(ax) else ""))
-    lo, hi = min(ys), max(ys)
-    pad = max(_MIN_SPAN - (hi - lo), 0) / 2 + 0.15 * max(hi - lo, 0.1)
-    ax.set_ylim(max(lo - pad, 0), min(hi + pad, 100))
-    ax.set_xlabel("p50 latency per image (ms, log scale; p50 / batch), whiskers: 95% intervals")
-    ax.set_ylabel(label)
-    ax.set_title("Latency vs accuracy: upper-left is better; dashed: Pareto front", fontsize=10)
-    ax.grid(True, alpha=0.3, which="both")
-    handles = [ax.scatter([], [], color=c, marker="o", label=rt) for rt, c in colors.items()]
-    handles += [ax.scatter([], [], color="white", edgecolors="black", marker=m, label=p)
-                for p, m in _MARKERS.items() if any(r.precision == p for r in rows)]
-    handles.append(ax.plot([], [], color="black", linestyle="--", label="Pareto front")[0])
-    ax.legend(handles=handles, fontsize=8, loc="best", ncol=2)
-
-
-def _few_decades(ax: Any) -> bool:
-    lo, hi = ax.get_xlim()
-    return hi / max(lo, 1e-12) < 30
-
-
-def _bars(ax: Any, rows: list[BenchRow], several: bool) -> None:
-    """Latency per image per row with its interval, when no accuracy was measured."""
-    labels = [f"{_name(r.model) + ' · ' if several else ''}{r.precision}/{r.runtime_label} "
-              f"b{r.batch}" for r in rows]
-    vals = [_per_image(r) for r in rows]
-    ys = list(range(len(rows)))[::-1]
-    ax.barh(ys, [v[0] for v in vals], color="tab:blue", alpha=0.8,
-            xerr=[[v[0] - v[1] for v in vals], [v[2] - v[0] for v in vals]], capsize=3)
-    ax.set_yticks(ys, labels, fontsize=8)
-    ax.set_xscale("log")
-    from matplotlib.ticker import FuncFormatter
-
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.set_xlabel("p50 latency per image (ms, log scale), whisker: 95% interval; no accuracy "
-                  "measured (bench --eval DATA)")
+    ax.set_xlabel("p50 latency per image (ms, log scale; p50 / batch), whisker: 95% interval")
+    ax.set_title("Which configuration? Fastest first per batch size; " + (
+        "◆ Pareto: no faster row is as accurate\n(accuracies inside each other's 95% intervals "
+        "count as ties)" if field else "◆ the fastest"), fontsize=10)
     ax.grid(True, axis="x", alpha=0.3, which="both")
+    _legend(ax, rows, colors, sizes)
+
+
+def _legend(ax: Any, rows: list[BenchRow], colors: dict[str, str], sizes: dict[int, int]
+            ) -> None:
+    """Colour, marker and marker size explained, below the figure where it hides nothing."""
+    from matplotlib.lines import Line2D
+
+    def key(**kw: Any) -> Any:
+        return Line2D([], [], linestyle="none", markeredgecolor="black", **kw)
+
+    handles = [key(marker="o", color=c, markersize=7, label=rt) for rt, c in colors.items()]
+    handles += [key(marker=m, color="white", markersize=7, label=p)
+                for p, m in _MARKERS.items() if any(r.precision == p for r in rows)]
+    handles += [key(marker="o", color="lightgray", markersize=s, label=f"batch {b}")
+                for b, s in sizes.items()]
+    ax.figure.legend(handles=handles, fontsize=8, loc="outside lower center",
+                     ncol=min(len(handles), 9), frameon=False)
+
+
+def _nice_ticks(lo: float, hi: float) -> list[float]:
+    """1-2-5 ticks (1-1.5-2-3-5-7 over less than a decade and a half) between lo and hi."""
+    subs = (1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if hi / lo < 30 else (1.0, 2.0, 5.0)
+    out = []
+    for exp in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1):
+        out += [m * 10.0 ** exp for m in subs if lo <= m * 10.0 ** exp <= hi]
+    return out
 
 
 def write_plot(run: BenchRun, path: Path, fmt: str) -> None:
@@ -256,14 +331,12 @@ def write_plot(run: BenchRun, path: Path, fmt: str) -> None:
     if top:
         _speedups(fig.add_subplot(grid[0, 0]), comps, several_int8)
         _drop_panel(fig.add_subplot(grid[0, 1]), comps, several_int8)
-    bottom = fig.add_subplot(grid[-1, :])
     if not rows:
+        bottom = fig.add_subplot(grid[-1, :])
         bottom.text(0.5, 0.5, "no row was measured", ha="center", transform=bottom.transAxes)
         bottom.set_axis_off()
-    elif field is not None:
-        _scatter(bottom, rows, field, several)
     else:
-        _bars(bottom, rows, several)
+        _ranked(fig.add_subplot(grid[-1, :]), rows, field, several)
     threads = run.settings.threads
     fig.suptitle(f"edgeres bench on {run.environment.cpu}, {threads} threads"
                  + (" (interrupted: partial)" if run.interrupted else ""), fontsize=11)

@@ -370,7 +370,8 @@ def summary_lines(run: BenchRun, *, wide: bool = False) -> list[str]:
                    "drop = points of top-1 lost against the reference on the same images, "
                    "'noise' when its 95% interval holds 0; speedup [95% interval], 'faster' "
                    "only when the interval excludes 1 (unpaired for a separate int8 file, "
-                   "timed in other rounds); * fastest; --wide for all columns")
+                   "timed in other rounds); img/s = batch / mean latency (what back-to-back "
+                   "calls sustain; p50 is the typical call); * fastest; --wide for all columns")
     return out
 
 

@@ -26,9 +26,10 @@ MODE_LABELS = {"fast": "default", "compile": "compile"}  # precision_mode → la
 Status = Literal["ok", "skipped", "failed"]
 # What a note is about: int8 expectations before measuring (outlook, target), an int8 row no
 # faster than fp32, accuracy data that could not be used, the machine's load or noisy rounds,
-# capped threads, memory not measured, a cluster node's facts.
+# capped threads, memory not measured, a cluster node's facts, where a row's model came from
+# (random zoo weights, int8 calibrated here).
 NoteKind = Literal["int8-outlook", "int8-target", "int8-slower", "accuracy", "load", "noisy",
-                   "threads", "memory", "cluster"]
+                   "threads", "memory", "cluster", "model"]
 NOTE_KINDS: tuple[str, ...] = get_args(NoteKind)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from edgeres.cli._group import cli
-from edgeres.cli._options import _OUT, _CommaList, record_options
+from edgeres.cli._options import _OUT, _CommaList, _count, _stated_meta, record_options
 from edgeres.errors import ConfigError, EdgeresError
 from edgeres.runtimes import RUNTIME_NAMES  # --backend: the registered runtimes
 
@@ -169,13 +169,20 @@ def _render_bench(run: Any, json_out: Path | None, csv_out: Path | None, md_out:
 @click.option("--workers", type=click.IntRange(min=1),
               help="With --cluster: inference actors [default: the cluster's CPUs].")
 @click.option("--json", "json_out", type=_OUT, help="Write the accuracies as JSON.")
+@click.option("--class-map", "class_map", metavar="ids|FILE",
+              help="How class folders map to outputs when they are not named by the labels: "
+              "ids (folders 0, 1, ...) or a JSON file {\"folder\": label or index}.")
+@record_options
 def eval_command(model: tuple[str, ...], data: str, limit: int | None, batch: int, backend: str,
                  threads: int | None, cluster: str | None, workers: int | None,
-                 json_out: Path | None) -> None:
+                 json_out: Path | None, class_map: str | None, record: Any) -> None:
     """Top-1/top-5 of MODEL(s) on labelled --data, and top-1 agreement with the first MODEL.
 
-    Without --cluster it runs here (no ray); with it, Ray Data feeds an actor pool of
-    sessions on the cluster's nodes, and the counts are the same, image for image.
+    Class folders are matched to the model's labels by name (case-insensitive); --class-map
+    maps folders named otherwise. --mean/--std/... state the preprocessing of .onnx files
+    without a record, as in the other commands. Without --cluster it runs here (no ray); with
+    it, Ray Data feeds an actor pool of sessions on the cluster's nodes, and the counts are
+    the same, image for image.
 
     \b
     Example:
@@ -187,16 +194,25 @@ def eval_command(model: tuple[str, ...], data: str, limit: int | None, batch: in
         from edgeres._fs import check_outputs
 
         check_outputs([json_out], inputs=[Path(m) for m in model if Path(m).is_file()])
+    from edgeres.classmap import read_class_map
+    from edgeres.names import resolve_model_file
+
+    metas = None if record is None else [_stated_meta(resolve_model_file(m), record)
+                                          for m in model]
     run = evaluate_models(model, data, cluster=cluster, workers=workers, backend=backend,
-                          threads=threads, batch_size=batch, limit=limit)
+                          threads=threads, batch_size=batch, limit=limit, metas=metas,
+                          class_map=None if class_map is None else read_class_map(class_map))
     where = run.where + (f", {run.workers} workers" if run.workers else "")
-    click.echo(f"{run.data}: {run.results[0].count} images ({run.results[0].skipped} "
-               f"unreadable skipped), {where}, {run.seconds:.1f} s")
-    for r in run.results:
+    click.echo(f"{run.data}: {_count(run.results[0].count, 'image')} "
+               f"({run.results[0].skipped} unreadable skipped), {where}, {run.seconds:.1f} s")
+    for r, rep in zip(run.results, run.reports or [None] * len(run.results), strict=True):
         agree = "" if r.agreement is None else f", agreement with {run.results[0].model} " \
             f"{r.agreement:.2f}%"
+        # top-5 of a model with 5 classes or fewer is 100% by construction: not shown
+        classes = None if rep is None else rep.logits.shape[1]
+        top5 = "" if classes is not None and classes <= 5 else f", top-5 {r.top5:.2f}%"
         click.echo(f"{r.model} ({r.runtime}, {r.executed_precision}): top-1 {r.top1:.2f}% "
-                   f"({r.top1_correct}/{r.count}), top-5 {r.top5:.2f}%{agree}")
+                   f"({r.top1_correct}/{r.count}){top5}{agree}")
     if json_out is not None:
         import json
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import click
 
 from edgeres.cli._group import cli
-from edgeres.cli._options import _onnx_only, _stated_meta, record_options
+from edgeres.cli._options import _count, _onnx_only, _stated_meta, record_options
 from edgeres.runtimes import RUNTIME_NAMES  # --backend: the registered runtimes
 
 if TYPE_CHECKING:
@@ -100,15 +100,49 @@ def predict(model: str, images: tuple[str, ...], top_k: int, as_json: bool, back
     p = load(path, backend=cast("Backend", backend), device=cast("Device", device),
              precision=precision, threads=threads,
              meta=_stated_meta(path, record))
-    results = p.predict(list(images), top_k=top_k)
+    asked = images
+    images, results, skipped = _predict_readable(p, images, top_k)
     if as_json:
         click.echo(_predictions_json(p, images, results))
-        return
-    click.echo(f"{p.meta.name} on {p.runtime} ({p.executed_precision})")
-    for image, r in zip(images, results, strict=True):
-        click.echo(image)
-        for label, prob in zip(r.labels, r.probabilities, strict=True):
-            click.echo(f"  {prob:8.4f}  {label}")
+    else:
+        click.echo(f"{p.meta.name} on {p.runtime} ({p.executed_precision})")
+        for image, r in zip(images, results, strict=True):
+            click.echo(image)
+            for label, prob in zip(r.labels, r.probabilities, strict=True):
+                click.echo(f"  {prob:8.4f}  {label}")
+    if skipped:
+        first = next(i for i in asked if i not in images)
+        click.echo(f"Error: {skipped} of {_count(len(asked), 'image')} could not be read "
+                   f"and have no result ({first}{', ...' if skipped > 1 else ''}; listed above)",
+                   err=True)
+        sys.exit(1)
+
+
+def _predict_readable(p: Any, images: tuple[str, ...], top_k: int
+                      ) -> tuple[tuple[str, ...], list[Any], int]:
+    """Predictions for the readable images, with one stderr line per unreadable one.
+
+    The rule of every command that reads images (eval, quantize, bench, predict): an
+    unreadable image is skipped with one line naming it, and the skips are counted; predict,
+    whose output is one result per image asked for, then exits 1.
+    """
+    from edgeres.errors import DataError
+
+    try:
+        return images, p.predict(list(images), top_k=top_k), 0
+    except DataError:
+        if len(images) == 1:
+            raise
+    kept: list[str] = []
+    results: list[Any] = []
+    for image in images:  # one at a time only after a batch failed: find the bad ones
+        try:
+            results.extend(p.predict([image], top_k=top_k))
+        except DataError as e:
+            click.echo(f"skipped {e}", err=True)
+            continue
+        kept.append(image)
+    return tuple(kept), results, len(images) - len(kept)
 
 
 @cli.command("package")

@@ -16,7 +16,9 @@ from edgeres.cli._options import (
     _echo_table,
     _numbers,
     _read_labels,
+    _refuse_existing,
     _stated_meta,
+    force_option,
     record_options,
 )
 from edgeres.errors import MetadataError
@@ -36,15 +38,15 @@ def models() -> None:
     Example:
         edgeres models
     """
-    from edgeres.models import list_models, model_info
-    from edgeres.models._profile import profile_model
+    from edgeres._zoo_counts import ZOO_COUNTS
+    from edgeres.zoo import PRETRAINED_CFGS
 
     rows = []
-    for name in list_models():
-        info = model_info(name)
-        params, macs = profile_model(name)  # shapes only: no network's weights are allocated
-        size = "x".join(map(str, info.input_size))
-        rows.append([name, info.family, f"{params / 1e6:.2f}M", f"{macs / 1e9:.3f}G", size])
+    for name in sorted(PRETRAINED_CFGS):  # constants checked against the builders by the tests
+        cfg = PRETRAINED_CFGS[name]
+        params, macs = ZOO_COUNTS[name]
+        size = "x".join(map(str, cfg.input_size))
+        rows.append([name, cfg.family, f"{params / 1e6:.2f}M", f"{macs / 1e9:.3f}G", size])
     _echo_table("edgeres model zoo", ["model", "family", "params", "MACs", "input"], rows)
 
 
@@ -53,8 +55,9 @@ def models() -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The copy of MODEL with the record inside (.onnx).")
 @click.option("--name", help="The model's name in the record [default: the file's stem].")
+@force_option
 @record_options
-def attach(model: str, output: Path, name: str | None, record: Any) -> None:
+def attach(model: str, output: Path, name: str | None, force: bool, record: Any) -> None:
     """Write a copy of MODEL (.onnx from any exporter) with its preprocessing and labels stated
     once, in an edgeres record; every command then reads it like an edgeres export.
 
@@ -74,7 +77,9 @@ def attach(model: str, output: Path, name: str | None, record: Any) -> None:
     from edgeres.names import resolve_model_file
 
     options = dataclasses.replace(record or RecordOptions(), name=name)
-    r = attach_record(resolve_model_file(model), output, options)
+    src = resolve_model_file(model)
+    _refuse_existing(output, force, (src,))
+    r = attach_record(src, output, options)
     m, pre = r.meta, r.meta.preprocess
     opset = f", opset {r.facts.opset}" if r.facts.opset is not None else ""
     click.echo(f"graph: input {r.facts.input_name} {list(r.facts.input_shape)} "
@@ -102,10 +107,11 @@ def attach(model: str, output: Path, name: str | None, record: Any) -> None:
 @click.option("--simplify", is_flag=True, help="Simplify with onnxslim (verified again).")
 @click.option("--atol", type=float, help="Parity tolerance (default 1e-4, fp16 1e-3).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@force_option
 def export(model: str, weights: str | None, num_classes: int | None, input_size: str | None,
            labels: Path | None, mean: str | None, std: str | None, opset: int, batch: str,
            fp16: bool, uint8_input: bool, simplify: bool, atol: float | None,
-           output: Path) -> None:
+           output: Path, force: bool) -> None:
     """Export MODEL (see `edgeres models`) to ONNX, checked against PyTorch.
 
     \b
@@ -117,6 +123,7 @@ def export(model: str, weights: str | None, num_classes: int | None, input_size:
 
     model_info(model)  # an unknown name fails here, with suggestions, before any work
     _check_outputs([output], inputs=[Path(weights) if weights else None, labels])
+    _refuse_existing(output, force)
     config = ExportConfig(opset=opset, batch=cast("int | Literal['dynamic']", _batch(batch)),
                           fp16=fp16,
                           uint8_input=uint8_input, simplify=simplify, atol=atol)
@@ -177,8 +184,15 @@ _SHOWN_LABELS = 5
 
 def _record_text(meta: Any) -> str:
     """The record as JSON with a long label list cut to a few and the count (1000 ImageNet
-    labels made `info` 1,067 lines); `edgeres info` is for reading, the file keeps them all."""
+    labels made `info` 1,067 lines), and the pixels' colour and channel order as one field
+    ("channels": L, RGB or BGR; "color": "RGB" beside "channel_order": "BGR" read as a
+    contradiction); `edgeres info` is for reading, the file keeps every field."""
     d = meta.to_dict()
+    pre = d.get("preprocess")
+    if isinstance(pre, dict) and "color" in pre:
+        order = pre.pop("channel_order", "RGB")
+        d["preprocess"] = {("channels" if k == "color" else k):
+                           (order if k == "color" and v != "L" else v) for k, v in pre.items()}
     labels = d.get("labels") or []
     if len(labels) > 2 * _SHOWN_LABELS:
         d["labels"] = [*labels[:_SHOWN_LABELS],

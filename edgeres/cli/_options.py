@@ -10,6 +10,12 @@ from typing import Any
 import click
 
 from edgeres.errors import ConfigError, DataError
+from edgeres.meta import INTERPOLATIONS
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 image``, ``3 images``: a count with its noun in the right number."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _echo_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
@@ -79,15 +85,18 @@ _RECORD_OPTIONS = (
     click.option("--resize", help="Resize the shorter side to this (or HxW) before the crop."),
     click.option("--input-size", help="Centre crop = model input, side or HxW (from the graph "
                  "when it is fixed)."),
-    click.option("--interpolation", type=click.Choice(["bilinear", "bicubic", "nearest"]),
-                 help="Resize filter [default: bilinear]."),
+    click.option("--interpolation", type=click.Choice(INTERPOLATIONS),
+                 help="Resize filter [default: bilinear]; bilinear-no-antialias matches "
+                 "cv2.resize INTER_LINEAR and tf.image.resize (Keras/OpenCV pipelines)."),
     click.option("--layout", type=click.Choice(["NCHW", "NHWC"]),
                  help="Input layout (from the graph when unambiguous)."),
     click.option("--labels", "labels_file", type=click.Path(dir_okay=False, path_type=Path),
                  help="Text file, one class name per line, in output order."),
+    click.option("--output-kind", type=click.Choice(["logits", "probabilities"]),
+                 help="What the output rows are (from the graph when it ends in a Softmax)."),
 )
 _RECORD_NAMES = ("mean", "std", "scale", "channels", "resize", "input_size", "interpolation",
-                 "layout", "labels_file")
+                 "layout", "labels_file", "output_kind")
 
 
 def record_options(f: Any) -> Any:
@@ -117,7 +126,8 @@ def _side_or_pair(text: str | None, what: str) -> Any:
 
 def _record(mean: str | None, std: str | None, scale: str | None, channels: str | None,
             resize: str | None, input_size: str | None, interpolation: str | None,
-            layout: str | None, labels_file: Path | None, name: str | None = None) -> Any:
+            layout: str | None, labels_file: Path | None, output_kind: str | None = None,
+            name: str | None = None) -> Any:
     """The stated options as one ``RecordOptions`` (None when nothing was stated)."""
     from edgeres.foreign import RecordOptions
 
@@ -129,7 +139,8 @@ def _record(mean: str | None, std: str | None, scale: str | None, channels: str 
         scale=float(scale) if scale else None, channels=channels,
         resize=(side[0] if len(side) == 1 else side) if side else None,
         input_size=(size * 2)[:2] if size else None, interpolation=interpolation,
-        layout=layout, labels=tuple(labels) if labels is not None else None, name=name)
+        layout=layout, labels=tuple(labels) if labels is not None else None, name=name,
+        output=output_kind)
     return options if options.stated else None
 
 
@@ -167,6 +178,27 @@ def _stated_meta(path: Path, record: Any) -> Any:
 
 
 _OUT = click.Path(dir_okay=False, path_type=Path)
+
+# The one overwrite rule of the commands that write a model or a bundle (export, attach,
+# quantize, package): an existing output is replaced only with --force.
+force_option = click.option("--force", is_flag=True,
+                            help="Replace OUTPUT if it exists (refused otherwise).")
+
+
+def _refuse_existing(output: Path, force: bool, inputs: tuple[Path | None, ...] = ()) -> None:
+    """Refuse an existing regular file at ``output`` without ``--force``.
+
+    Anything else at ``output`` (a FIFO, a link, the run's own input) is left to
+    ``_fs.check_output``, whose message names what it is.
+    """
+    from edgeres.errors import EdgeresError
+
+    if force or output.is_symlink() or not output.is_file():
+        return
+    if any(p is not None and p.exists() and output.samefile(p) for p in inputs):
+        return
+    msg = f"{output} already exists; choose another output path or pass --force to replace it"
+    raise EdgeresError(msg)
 
 
 class _CommaList(click.ParamType):

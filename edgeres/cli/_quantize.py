@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any, cast
 import click
 
 from edgeres.cli._group import cli
-from edgeres.cli._options import _echo_table, record_options
+from edgeres.cli._options import (
+    _count,
+    _echo_table,
+    _refuse_existing,
+    force_option,
+    record_options,
+)
 from edgeres.runtimes import RUNTIME_NAMES as QUANT_BACKENDS  # each has a quantizer
 
 if TYPE_CHECKING:
@@ -43,11 +49,12 @@ if TYPE_CHECKING:
               "edgeres[cluster].")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="int8 model: .onnx (ort) or .xml (openvino, .bin beside it).")
+@force_option
 @record_options
 def quantize_command(model: str, calib: str, backend: str, target: str, method: str | None,
                      samples: int, per_channel: bool | None, exclude: tuple[str, ...],
                      val: str | None, max_drop: float | None, eval_data: str | None, preset: str,
-                     cluster: str | None, output: Path, record: Any) -> None:
+                     cluster: str | None, output: Path, force: bool, record: Any) -> None:
     """Quantize MODEL (.onnx or a registered name) to static int8, calibrated on --calib.
 
     With --val and --max-drop, the most sensitive layers return to float until the top-1
@@ -67,6 +74,7 @@ def quantize_command(model: str, calib: str, backend: str, target: str, method: 
                          exclude=exclude, val=val, max_drop=max_drop, eval=eval_data,
                          preset=cast("Preset", preset), cluster=cluster)
     src = resolve_model_file(model)
+    _refuse_existing(output, force, (src,))
     meta = model_record(src, options=record)
     report = quantize(src, output, CalibrationSet.from_data(calib, meta),
                       backend=cast("QuantBackend", backend), config=config)
@@ -80,22 +88,24 @@ def _echo_accuracy(what: str, acc: Any) -> None:
 
     both = "" if acc.fp32_interval is None or acc.int8_interval is None else (
         f" (95% intervals {ci(acc.fp32_interval)}, {ci(acc.int8_interval)})")
-    click.echo(f"{what} on {acc.data} ({acc.count} images): fp32 top-1 {acc.fp32_top1:.2f}%, "
+    click.echo(f"{what} on {acc.data} ({_count(acc.count, 'image')}): fp32 top-1 "
+               f"{acc.fp32_top1:.2f}%, "
                f"int8 {acc.int8_top1:.2f}%{both}")
     d = acc.paired
     if d is None:
         click.echo(f"  drop {acc.drop:+.2f} points")
         return
     click.echo(f"  drop {d.drop:+.2f} points, 95% interval [{d.low:+.2f}, {d.high:+.2f}] "
-               f"({d.lost} images lost, {d.gained} gained; McNemar p={d.p_value:.2g}): "
+               f"({_count(d.lost, 'image')} lost, {d.gained} gained; McNemar "
+               f"p={d.p_value:.2g}): "
                + ("within noise" if d.noise else "a real difference"))
 
 
 def _render_quant(r: Any) -> None:
     """Print a ``QuantReport``: calibration, types, accuracies, float layers, per-layer SQNR."""
     c, d = r.calibration, r.details
-    click.echo(f"calibration: {c.count} images from {r.calibration_data} ({c.skipped} unreadable "
-               f"skipped), method {r.method}")
+    click.echo(f"calibration: {_count(c.count, 'image')} from {r.calibration_data} "
+               f"({c.skipped} unreadable skipped), method {r.method}")
     click.echo(f"target {r.target}: activations {d.activation_type}"
                f"{' symmetric' if d.activation_symmetric else ''}, weights int8 "
                f"{'per-channel' if d.per_channel else 'per-tensor'}"
@@ -128,7 +138,8 @@ def _render_quant(r: Any) -> None:
         for cost in fb.costs:
             ms = "n/a" if cost.latency_cost_ms is None else f"{cost.latency_cost_ms:+.3f} ms"
             click.echo(f"  {cost.name}: {cost.sqnr_gain_db:+.2f} dB output SQNR, {ms}")
-        click.echo(f"  latency (batch 1, 1 thread): all-int8 {fb.latency_ms['int8']:.3f} ms, "
-                   f"chosen {fb.latency_ms['chosen']:.3f} ms")
+        click.echo(f"  latency (batch 1, 1 thread): fp32 {fb.latency_ms['fp32']:.3f} ms, "
+                   f"all-int8 {fb.latency_ms['int8']:.3f} ms, chosen "
+                   f"{fb.latency_ms['chosen']:.3f} ms")
     click.echo(f"float layers: {', '.join(r.float_layers) if r.float_layers else 'none'}")
     click.echo(f"wrote {r.dst} ({r.seconds:.1f} s); report {r.report_path}")

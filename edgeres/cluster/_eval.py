@@ -98,7 +98,8 @@ class EvalRun:
 
 def evaluate_models(models: Sequence[str | Path], data: str | Path, *, cluster: str | None = None,
                     workers: int | None = None, backend: str = "auto", threads: int | None = None,
-                    batch_size: int = DEFAULT_BATCH, limit: int | None = None) -> EvalRun:
+                    batch_size: int = DEFAULT_BATCH, limit: int | None = None,
+                    metas: Sequence[Any] | None = None, class_map: Any = None) -> EvalRun:
     """top-1/top-5 of every model on ``data``, and top-1 agreement with the first model.
 
     Args:
@@ -111,6 +112,9 @@ def evaluate_models(models: Sequence[str | Path], data: str | Path, *, cluster: 
             actor on a cluster.
         batch_size: images per call (a fixed-batch graph always gets its own batch).
         limit: evaluate a seeded subset of this many images (``DataSource.subset``).
+        metas: one record per model (``runtime.load(meta=...)``: stated preprocessing), None
+            in it or for it uses each model's own.
+        class_map: how class folders map to outputs (``data.ClassMap``); None: by label name.
 
     Returns:
         An ``EvalRun``; a cluster run's counts equal a local run's on the same arguments.
@@ -126,10 +130,11 @@ def evaluate_models(models: Sequence[str | Path], data: str | Path, *, cluster: 
 
     _check(models, workers, threads, batch_size, limit, cluster)
     files = [resolve_model_file(m) for m in models]
-    source = open_data(data).subset(limit)
+    source = open_data(data, class_map=class_map).subset(limit)
+    metas = metas or [None] * len(files)
     # backend: a label load() checks itself ("auto", "ort", "openvino")
-    preds = [load(f, backend=cast("Backend", backend), threads=1 if cluster else threads)
-             for f in files]
+    preds = [load(f, backend=cast("Backend", backend), threads=1 if cluster else threads, meta=m)
+             for f, m in zip(files, metas, strict=True)]
     start = time.perf_counter()
     if cluster is None:
         from edgeres.evaluate import evaluate
@@ -200,7 +205,7 @@ def _chunks(source: Any, meta: Any, batch: int) -> list[dict[str, Any]]:
         raise DataError(msg)
     rows: list[dict[str, Any]] = []
     if hasattr(source, "items"):  # ImageSource: a folder yields paths, an archive bytes
-        index = source.label_index(meta.labels)
+        index = source.label_index(meta.labels, meta.num_classes)
         raws = list(source._reader(source.items))  # noqa: SLF001 - data's own reader, in order
         labels = [index[c] for _, c in source.items]
         for k, start in enumerate(range(0, len(raws), batch)):

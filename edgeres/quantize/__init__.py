@@ -173,7 +173,7 @@ def _run(q: Quantizer, src: Path, dst: Path, spec: TargetSpec, config: QuantConf
         calibration=q.calibration.stats, calibration_data=q.calibration.source.name,
         float_layers=floats, validation=validation, evaluation=evaluation,
         max_drop=config.max_drop, fallback=fallback, layers=layers,
-        warnings=_warnings(fallback, config),
+        warnings=_warnings(fallback, config, len(q.layers)),
     )
     return dataclasses.replace(report, meta=_record(meta, src, report)), chosen
 
@@ -312,26 +312,42 @@ def _accuracy_aware(q: Quantizer, val: DataSource | None, config: QuantConfig, m
 def _with_costs(q: Quantizer, base: tuple[str, ...], floats: tuple[str, ...], met: bool,
                 attempts: list[Attempt], ranking: list[tuple[str, float]],
                 sample: Any) -> Fallback:
-    """Latency of the all-int8 model, the chosen one, and each chosen float layer alone."""
+    """Latency of fp32, the all-int8 model, the chosen one, and each chosen float layer alone."""
     added = [n for n in floats if n not in base]
-    paths = {"int8": q.build(base), "chosen": q.build(floats)}
+    paths = {"fp32": q.fp32_path, "int8": q.build(base), "chosen": q.build(floats)}
     paths.update({n: q.build((*base, n)) for n in added})
     ms = latency_ms(q, paths, sample)
     gains = dict(ranking)
     costs = tuple(LayerCost(n, gains.get(n, 0.0), ms[n] - ms["int8"]) for n in added)
-    latency = {"int8": ms["int8"], "chosen": ms["chosen"]}
+    latency = {"fp32": ms["fp32"], "int8": ms["int8"], "chosen": ms["chosen"]}
     return Fallback(floats, met, tuple(attempts), tuple(ranking), costs, latency)
 
 
-def _warnings(fallback: Fallback | None, config: QuantConfig) -> tuple[str, ...]:
-    if fallback is None or fallback.budget_met:
+# The chosen mix must beat fp32 by this factor, or the int8 file is not worth shipping for
+# speed; 5% is about the round-to-round noise of the batch-1 timing on a quiet machine.
+FASTER_THAN_FP32 = 1.05
+
+
+def _warnings(fallback: Fallback | None, config: QuantConfig,
+              layers: int = 0) -> tuple[str, ...]:
+    if fallback is None:
         return ()
-    best = next(a for a in fallback.attempts if a.float_layers == fallback.floats)
-    msg = (f"no mix of int8 and float layers met the {config.max_drop:g}-point budget; "
-           f"kept the best (drop {best.drop:.2f} points with {len(best.float_layers)} float "
-           "layer(s))")
-    log.warning(msg)
-    return (msg,)
+    out = []
+    if not fallback.budget_met:
+        best = next(a for a in fallback.attempts if a.float_layers == fallback.floats)
+        out.append(f"no mix of int8 and float layers met the {config.max_drop:g}-point budget; "
+                   f"kept the best (drop {best.drop:.2f} points with {len(best.float_layers)} "
+                   "float layer(s))")
+    fp32, chosen = fallback.latency_ms.get("fp32"), fallback.latency_ms.get("chosen")
+    if fallback.floats and fp32 and chosen and fp32 / chosen < FASTER_THAN_FP32:
+        of = f" of {layers}" if layers else ""
+        out.append(f"{len(fallback.floats)}{of} layers stay float to meet the budget, and the "
+                   f"result runs at {fp32 / chosen:.2f}x fp32's speed here (batch 1, 1 thread): "
+                   "this int8 model is likely no faster than fp32; ship fp32, allow a larger "
+                   "--max-drop, or try --backend openvino")
+    for msg in out:
+        log.warning(msg)
+    return tuple(out)
 
 
 def _record(meta: ModelMeta, src: Path, report: QuantReport) -> ModelMeta:

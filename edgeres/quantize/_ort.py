@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,7 @@ class OrtQuantizer:
         self.upgraded = _upgrade_opset(src, workdir / "upgraded.onnx")
         _pre_process(workdir / "upgraded.onnx" if self.upgraded else src, self.pre)
         self.layers, self.op_types = _weighted_layers(self.pre)
+        self.head = output_head(self.pre)
         self._ranges: Ranges | None = None
         self._built: dict[tuple[str, ...], Path] = {}
 
@@ -121,14 +122,14 @@ class OrtQuantizer:
                 str(self.pre), str(dst), None, quant_format=QuantFormat.QDQ,
                 per_channel=self.per_channel, reduce_range=self.spec.reduce_range,
                 activation_type=qtype[self.spec.activation_type], weight_type=QuantType.QInt8,
-                nodes_to_exclude=list(floats), calibrate_method=method,
+                nodes_to_exclude=[*floats, *self.head], calibrate_method=method,
                 extra_options={"ActivationSymmetric": self.spec.activation_symmetric,
                                "WeightSymmetric": True},
                 calibration_cache_path=str(cache),
             )
-        if floats:
+        if floats or self.head:
             proto = onnx.load(str(dst))
-            _float_inputs(proto, set(floats), onnx.load(str(self.pre)))
+            _float_inputs(proto, {*floats, *self.head}, onnx.load(str(self.pre)))
             onnx.save(proto, str(dst))
 
     def load(self, path: Path, threads: int | None = None) -> Any:
@@ -220,9 +221,35 @@ class OrtQuantizer:
         import onnx
 
         proto = onnx.load(str(path))
+        drop_unused_opsets(proto)
         write_onnx_meta(proto, meta)
         with atomic_write(dst) as tmp:
             onnx.save(proto, str(tmp))
+
+
+def drop_unused_opsets(proto: Any) -> None:
+    """Remove opset imports of domains no node uses (the default domain is always kept).
+
+    ``quant_pre_process`` imports every domain ORT knows (``ai.onnx.ml`` 5,
+    ``com.microsoft.nchwc``, ...); onnxruntime 1.17 refuses a model importing ``ai.onnx.ml``
+    opset 5 ("under development") although no node of ours is in that domain.
+    """
+    used = {"", "ai.onnx"} | {n.domain for n in _all_nodes(proto.graph)}
+    for f in proto.functions:
+        used |= {f.domain} | {n.domain for n in f.node}
+    keep = [o for o in proto.opset_import if o.domain in used]
+    if len(keep) != len(proto.opset_import):
+        del proto.opset_import[:]
+        proto.opset_import.extend(keep)
+
+
+def _all_nodes(graph: Any) -> Iterator[Any]:
+    """Every node of ``graph`` and of its subgraphs (If/Loop/Scan bodies)."""
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            for sub in [attr.g, *attr.graphs] if attr.HasField("g") else attr.graphs:
+                yield from _all_nodes(sub)
 
 
 def _check_ort() -> None:
@@ -308,6 +335,39 @@ def _weighted_layers(model: Path) -> tuple[tuple[str, ...], dict[str, str]]:
     graph = onnx.load(str(model), load_external_data=False).graph
     nodes = [n for n in graph.node if n.op_type in WEIGHTED_OPS and n.name]
     return tuple(n.name for n in nodes), {n.name: n.op_type for n in nodes}
+
+
+def output_head(model: Path) -> tuple[str, ...]:
+    """Names of the nodes after the last weighted layer (Softmax, Flatten, Reshape, ...).
+
+    They stay in float for every backend: int8 gains nothing there (no weights, tiny tensors),
+    while a quantized Softmax gives probabilities in steps of 1/255 whose rows do not sum to
+    1 and rounds small ones to exactly 0 (issue 21 §1.1). Their inputs are read before the
+    last layer's output Q/DQ, so the logits reach the head unrounded too.
+    """
+    import onnx
+
+    nodes = list(onnx.load(str(model), load_external_data=False).graph.node)
+    producer = {o: i for i, n in enumerate(nodes) for o in n.output}
+    consumers: dict[str, list[int]] = {}
+    for i, n in enumerate(nodes):
+        for name in n.input:
+            consumers.setdefault(name, []).append(i)
+    weighted = [i for i, n in enumerate(nodes) if n.op_type in WEIGHTED_OPS]
+    feeding = _reach(weighted, lambda i: [producer[x] for x in nodes[i].input if x in producer])
+    after = _reach(weighted, lambda i: [c for o in nodes[i].output for c in consumers.get(o, [])])
+    return tuple(nodes[i].name for i in sorted(after - feeding) if nodes[i].name)
+
+
+def _reach(start: list[int], step: Callable[[int], list[int]]) -> set[int]:
+    """``start`` and every node reachable from it through ``step``."""
+    seen, todo = set(start), list(start)
+    while todo:
+        for j in step(todo.pop()):
+            if j not in seen:
+                seen.add(j)
+                todo.append(j)
+    return seen
 
 
 def _float_inputs(proto: Any, floats: set[str], fp32: Any) -> None:

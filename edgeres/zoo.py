@@ -28,6 +28,7 @@ from edgeres.meta import (
     InputSpec,
     ModelMeta,
     PreprocessSpec,
+    numbered_labels,
 )
 
 __all__ = ["PRETRAINED_CFGS", "PretrainedCfg", "family_labels", "family_preprocess",
@@ -135,7 +136,7 @@ def family_labels(family: str, num_classes: int) -> tuple[str, ...]:
     """CIFAR-10's class names for 10-class CIFAR models, ``class_<i>`` otherwise."""
     if family in ("cifar", "tiny") and num_classes == 10:
         return CIFAR10_LABELS
-    return tuple(f"class_{i}" for i in range(num_classes))
+    return numbered_labels(num_classes)
 
 
 def _normalisation(

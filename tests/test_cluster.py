@@ -305,17 +305,20 @@ def test_quantize_fallback_search_on_the_cluster_chooses_as_locally(cluster: obj
     candidates as Ray tasks: the same counts and the same float layers as the local search (one
     calibration image forces a fallback on 100 val images)."""
     from edgeres.calibration import CalibrationSet, model_record
+    from edgeres.cluster import ray_evaluator
     from edgeres.names import resolve_model_file
     from edgeres.quantize import QuantConfig, quantize
 
     src = resolve_model_file("cifar10")
     meta = model_record(src)
-    reports = {}
-    for where, address in (("local", None), ("cluster", cluster.address)):  # type: ignore[attr-defined]
-        config = QuantConfig(samples=1, val="cifar10-val", val_samples=100, max_drop=0.0,
-                             layer_report_samples=0, cluster=address)
-        reports[where] = quantize(src, tmp_path / f"{where}.onnx",
-                                  CalibrationSet.from_data("cifar10", meta), config=config)
+    config = QuantConfig(samples=1, val="cifar10-val", val_samples=100, max_drop=0.0,
+                         layer_report_samples=0)
+    reports = {"local": quantize(src, tmp_path / "local.onnx",
+                                 CalibrationSet.from_data("cifar10", meta), config=config)}
+    with ray_evaluator(cluster.address) as evaluator:  # type: ignore[attr-defined]
+        reports["cluster"] = quantize(src, tmp_path / "cluster.onnx",
+                                      CalibrationSet.from_data("cifar10", meta), config=config,
+                                      evaluator=evaluator)
     local, remote = reports["local"], reports["cluster"]
     assert local.fallback is not None and len(local.fallback.attempts) > 1  # a search happened
     assert remote.float_layers == local.float_layers and local.float_layers

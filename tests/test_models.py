@@ -259,19 +259,19 @@ def test_zoo_defaults_table_matches_the_registry():
 
 
 def test_zoo_defaults_keep_the_old_names_and_values():
-    """meta.default_preprocess/default_labels and export.zoo_meta delegate to edgeres.zoo."""
+    """zoo_meta's record holds zoo.family_preprocess/family_labels; export.zoo_meta is zoo's."""
     from edgeres import export, meta, zoo
 
     assert export.zoo_meta is zoo.zoo_meta
     for name in list_models():
         info = model_info(name)
         record = zoo.zoo_meta(name)
-        assert record.preprocess == meta.default_preprocess(info.family, info.input_size,
-                                                            info.in_chans)
-        assert record.labels == meta.default_labels(info.family, info.num_classes)
+        assert record.preprocess == zoo.family_preprocess(info.family, info.input_size,
+                                                           info.in_chans)
+        assert record.labels == zoo.family_labels(info.family, info.num_classes)
         assert record.input.shape == ("batch", info.in_chans, *info.input_size)
     cifar = zoo.pretrained_cfg("cifar_resnet20")
-    assert cifar.preprocess() == meta.default_preprocess("cifar", (32, 32))
+    assert cifar.preprocess() == zoo.family_preprocess("cifar", (32, 32))
     assert cifar.labels() == meta.CIFAR10_LABELS and cifar.labels(3) == ("class_0", "class_1",
                                                                          "class_2")
     with pytest.raises(UnknownModelError, match=r"unknown model 'resnet_18'.*resnet18"):

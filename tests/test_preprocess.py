@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from edgeres.errors import DataError
-from edgeres.meta import InputSpec, ModelMeta, PreprocessSpec, default_preprocess
+from edgeres.meta import InputSpec, ModelMeta, PreprocessSpec
 from edgeres.preprocess import load_image, normalize, pad_batch, prepare, resize_crop
+from edgeres.zoo import family_preprocess
 
 
 def _meta(spec: PreprocessSpec, **inp: object) -> ModelMeta:
@@ -43,7 +44,7 @@ def test_resize_shorter_side_then_center_crop_like_torchvision() -> None:
 def test_exact_resize_and_no_op_for_model_sized_images() -> None:
     """Exact (h, w) resizes; an image already at the crop size is passed through untouched."""
     img = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    cifar = default_preprocess("cifar", (32, 32))
+    cifar = family_preprocess("cifar", (32, 32))
     np.testing.assert_array_equal(resize_crop(img, cifar), img)
     ocr = PreprocessSpec(resize=(16, 64), crop=(16, 64))
     assert resize_crop(img, ocr).shape == (16, 64, 3)

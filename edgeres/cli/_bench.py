@@ -180,13 +180,19 @@ def eval_command(model: tuple[str, ...], data: str, limit: int | None, batch: in
     Example:
         edgeres eval cifar10 cifar10-int8 --data cifar10-test --cluster auto
     """
-    from edgeres.cluster import evaluate_models
-
     if json_out is not None:
         from edgeres._fs import check_outputs
 
         check_outputs([json_out], inputs=[Path(m) for m in model if Path(m).is_file()])
-    run = evaluate_models(model, data, cluster=cluster, workers=workers, backend=backend,
+    if cluster is None and workers is None:  # here: the cluster code is never imported
+        from edgeres.evaluation import evaluate_models
+
+        run = evaluate_models(model, data, backend=backend, threads=threads, batch_size=batch,
+                              limit=limit)
+    else:  # builds the cluster's evaluator (and says that --workers needs --cluster)
+        from edgeres.cluster import evaluate_models as evaluate_on
+
+        run = evaluate_on(model, data, cluster=cluster, workers=workers, backend=backend,
                           threads=threads, batch_size=batch, limit=limit)
     where = run.where + (f", {run.workers} workers" if run.workers else "")
     click.echo(f"{run.data}: {run.results[0].count} images ({run.results[0].skipped} "

@@ -112,10 +112,6 @@ class QuantConfig:
         val_samples: validation images drawn with ``seed`` (all when None).
         eval: labelled test data reported only (never used for decisions).
         ranking_samples: calibration images used to rank layer sensitivity.
-        cluster: a Ray address (``auto`` = ``$RAY_ADDRESS``): top-1 on ``val`` and ``eval``
-            is then measured on that cluster (Ray Data and an actor pool) and the fallback
-            search's candidate float-layer sets are scored as parallel Ray tasks
-            (``edgeres[cluster]``); None measures here. Counts and choices are the same.
         layer_report_samples: calibration images used for the per-layer SQNR report (0: none).
             8 by default: every layer's output holds thousands of values per image, so 8
             images settle its SQNR, and the report ran two unoptimised graphs over 64 (a
@@ -136,7 +132,6 @@ class QuantConfig:
     eval: str | Path | None = None
     ranking_samples: int = 64
     layer_report_samples: int = 8
-    cluster: str | None = None
 
     def __post_init__(self) -> None:
         if self.target not in TARGET_NAMES:
@@ -169,10 +164,6 @@ class QuantConfig:
             raise QuantConfigError(msg)
         if isinstance(self.exclude, str) or not all(isinstance(n, str) for n in self.exclude):
             msg = "exclude must be a tuple of node names, e.g. ('/conv1/Conv',)"
-            raise QuantConfigError(msg)
-        if self.cluster is not None and (not isinstance(self.cluster, str)
-                                         or not self.cluster.strip()):
-            msg = f"cluster must be a Ray address or 'auto', got {self.cluster!r}"
             raise QuantConfigError(msg)
         self._check_accuracy_options()
 

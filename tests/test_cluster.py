@@ -327,3 +327,27 @@ def test_quantize_fallback_search_on_the_cluster_chooses_as_locally(cluster: obj
     assert remote.validation.paired == local.validation.paired  # the same images, paired
     assert remote.fallback is not None
     assert len(remote.fallback.attempts) >= len(local.fallback.attempts)  # the whole ladder
+
+
+def test_a_node_runs_the_local_pipeline_on_shipped_files(tmp_path: Path) -> None:
+    """What a node does, without ray: the shipped model file, materialized, goes through
+    bench.bench_models to the local run's rows; a node that never ran gives those rows failed."""
+    from edgeres.bench import BenchConfig, bench_models, resolve_model, run_bench
+    from edgeres.cluster._bench import _failed_rows, _materialize, _ship
+
+    config = BenchConfig(cache=tmp_path / "cache", **FAST)
+    src = resolve_model("cifar10", config.cache_root)
+    origins: dict[str, str] = {}
+    node_src = _materialize(_ship(src, config), tmp_path / "m0", origins)
+    node = bench_models([node_src], config)
+    local = run_bench(["cifar10"], config)
+
+    def keys(rows: object) -> list[tuple[object, ...]]:
+        return [(r.precision, r.runtime, r.precision_mode, r.batch, r.io) for r in rows]  # type: ignore[attr-defined]
+
+    assert keys(node.rows) == keys(local.rows) and all(r.status == "ok" for r in node.rows)
+    assert origins[str(node.rows[0].model_file)] == str(src.path)
+    failed = _failed_rows("orin", "failed", "node orin died", [src], config)
+    assert keys(failed) == keys(local.rows)
+    assert all(r.status == "failed" and r.node == "orin" and r.reason == "node orin died"
+               for r in failed)

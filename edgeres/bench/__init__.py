@@ -15,11 +15,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from edgeres._resources import cap_threads, check_memory, estimate_batch_bytes
-from edgeres.bench._models import resolve_model
+from edgeres.bench._models import ModelSource, Unavailable, model_file, resolve_model
 from edgeres.bench._runners import default_runtimes
 from edgeres.bench.config import (
     RUNTIMES,
@@ -42,16 +42,14 @@ from edgeres.bench.results import (
 from edgeres.bench.stats import LatencyStats
 from edgeres.bench.timing import Timings, measure
 
+if TYPE_CHECKING:  # loaded on first use (__getattr__): they import the runners' helpers
+    from edgeres.bench._run import eval_source, planned_rows
+
 __all__ = ["RUNTIMES", "Accuracy", "BenchConfig", "BenchRow", "BenchRun", "Environment",
-           "LatencyStats", "MemoryUsage", "Note", "RowAccuracy", "RunSettings", "RuntimeLabel",
-           "Timings",
-           "measure", "parse_batches", "parse_precisions", "parse_runtimes", "run_bench"]
-
-
-
-def _settings(config: BenchConfig, runtimes: tuple[str, ...], threads: int) -> RunSettings:
-    """``config.settings(runtimes, threads)``, the name ``edgeres.cluster`` used before."""
-    return config.settings(runtimes, threads)
+           "LatencyStats", "MemoryUsage", "ModelSource", "Note", "RowAccuracy", "RunSettings",
+           "RuntimeLabel", "Timings", "Unavailable", "bench_models", "default_runtimes",
+           "eval_source", "measure", "model_file", "parse_batches", "parse_precisions",
+           "parse_runtimes", "planned_rows", "resolve_model", "run_bench"]
 
 
 def run_bench(models: Sequence[str], config: BenchConfig | None = None, *,
@@ -75,20 +73,43 @@ def run_bench(models: Sequence[str], config: BenchConfig | None = None, *,
         ModelFileError: for a model file that is unreadable or carries no metadata record.
         ConfigError: for invalid settings.
     """
+    config = BenchConfig() if config is None else config
+    created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    env = describe_machine()
+    sources = [resolve_model(m, config.cache_root, record=record)
+               for m in models]  # bad names fail first
+    _check_memory(sources, config, len(config.runtimes or default_runtimes()))
+    return bench_models(sources, config, data=_open_eval(config), env=env, created=created)
+
+
+def bench_models(sources: Sequence[ModelSource], config: BenchConfig, *,
+                 data: Any = None, env: Environment | None = None,
+                 created: str | None = None) -> BenchRun:
+    """THE bench pipeline over resolved models: what ``run_bench`` runs here and what each node
+    of ``edgeres bench --cluster`` runs on its shipped files.
+
+    Args:
+        sources: resolved MODEL arguments (``resolve_model``), benchmarked in order.
+        config: the matrix and measurement settings.
+        data: labelled ``--eval`` data: one source for every model, or a mapping from a
+            model's ``arg`` to its own (preprocessed arrays shipped to a node); None: no
+            accuracy.
+        env: this machine (``describe_machine()`` when None).
+        created: the run's timestamp (now when None).
+
+    Returns:
+        A ``BenchRun``: rows, notes (the hardware outlook once per runtime), settings. On
+        Ctrl-C, what was measured so far (``interrupted``).
+    """
     from edgeres.bench._memory import MemoryProbe
     from edgeres.bench._notes import noise_notes, slower_int8_notes
     from edgeres.bench._run import ModelBench, link_references, link_sources
 
-    config = BenchConfig() if config is None else config
-    created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    env = describe_machine()
+    created = created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    env = describe_machine() if env is None else env
     threads, capped = cap_threads(config.threads)
     threads = threads or default_threads(env.physical_cores)
     runtimes = config.runtimes or default_runtimes()
-    sources = [resolve_model(m, config.cache_root, record=record)
-               for m in models]  # bad names fail first
-    _check_memory(sources, config, len(runtimes))
-    data = _open_eval(config)
     benches: list[ModelBench] = []
     interrupted = False
     probe = MemoryProbe()
@@ -96,7 +117,7 @@ def run_bench(models: Sequence[str], config: BenchConfig | None = None, *,
         for src in sources:
             bench = ModelBench(src, runtimes, threads, config, env)
             benches.append(bench)  # before running: an interrupted model keeps its partial rows
-            bench.run(probe, data)
+            bench.run(probe, data.get(src.arg) if isinstance(data, Mapping) else data)
     except KeyboardInterrupt:
         interrupted = True
         if benches:
@@ -153,3 +174,12 @@ def _open_eval(config: BenchConfig) -> Any:
     from edgeres.data import open_data
 
     return open_data(config.eval_data)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("eval_source", "planned_rows"):
+        from edgeres.bench import _run
+
+        return getattr(_run, name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

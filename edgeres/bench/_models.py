@@ -81,6 +81,16 @@ class ModelSource:
         """The precision the given file stores (fp32 for zoo names)."""
         return "fp32" if self.kind == "zoo" else self.meta.precision
 
+    def fail(self, precision: str, err: Unavailable) -> Unavailable:
+        """Remember that ``precision`` cannot be made here: ``model_file`` raises ``err`` for
+        it from now on (a cluster node is told what failed on the driver). Returns ``err``."""
+        self._failed[precision] = err
+        return err
+
+    def failure(self, precision: str) -> Unavailable | None:
+        """Why ``precision`` cannot be made here, or None when it was not tried or worked."""
+        return self._failed.get(precision)
+
 
 def _onnx_meta(path: Path) -> ModelMeta | None:
     """The record in an ONNX file, read through ONNX Runtime with graph optimisation off."""
@@ -175,20 +185,19 @@ def model_file(src: ModelSource, precision: str, *, calib: str) -> Path:
     """
     if precision in src.files:
         return src.files[precision]
-    if precision in src._failed:
-        raise src._failed[precision]
+    known = src.failure(precision)
+    if known is not None:
+        raise known
     try:
         path = _make(src, precision, calib)
     except Unavailable as e:
-        src._failed[precision] = e
+        src.fail(precision, e)
         raise
     except EdgeresError as e:  # export/quantize refused: the row fails, the matrix goes on
-        src._failed[precision] = Unavailable(str(e), "failed")
-        raise src._failed[precision] from None
+        raise src.fail(precision, Unavailable(str(e), "failed")) from None
     except Exception as e:  # torch/onnx/ORT's own error types: the same, with their first line
         log.debug("making %s %s failed", src.arg, precision, exc_info=True)
-        src._failed[precision] = Unavailable(first_line(e), "failed")
-        raise src._failed[precision] from None
+        raise src.fail(precision, Unavailable(first_line(e), "failed")) from None
     src.files[precision] = path
     return path
 

@@ -38,6 +38,7 @@ from edgeres.meta import (
     PreprocessSpec,
     write_onnx_meta,
 )
+from edgeres.preprocess import rows_are_probabilities
 from edgeres.runtime.backends import check_image_input
 from edgeres.zoo import family_labels
 
@@ -292,11 +293,6 @@ def _probe(path: Path, facts: GraphFacts, shape: tuple[int, ...]) -> np.ndarray:
     return out
 
 
-def _rows_are_probabilities(out: np.ndarray) -> bool:
-    z = out.astype(np.float64)
-    return bool((z >= -1e-6).all() and (np.abs(z.sum(axis=1) - 1.0) <= 1e-3).all())
-
-
 def stated_record(path: Path, options: RecordOptions | None = None) -> ModelMeta:
     """The record of ONNX model ``path``: its own, restated, or built from ``options``.
 
@@ -340,7 +336,7 @@ def _build(path: Path, options: RecordOptions, facts: GraphFacts) -> ModelMeta:
     dims = (channels, h, w) if layout == "NCHW" else (h, w, channels)
     out = _probe(path, facts, (batch if isinstance(batch, int) else 2, *dims))
     output = options.output or (
-        "probabilities" if facts.ends_in_softmax or _rows_are_probabilities(out) else "logits")
+        "probabilities" if facts.ends_in_softmax or rows_are_probabilities(out) else "logits")
     classes = int(out.shape[1])
     meta = ModelMeta(
         name=options.name or path.stem[:200], family="custom", num_classes=classes,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgeres._record_check import normalisation_problem
-from edgeres.errors import ExportConfigError, UnknownModelError
+from edgeres.errors import ConfigError, UnknownModelError
 from edgeres.meta import (
     CIFAR10_LABELS,
     CIFAR10_MEAN,
@@ -147,7 +147,7 @@ def _normalisation(
         return pre
     if mean is None or std is None:
         msg = "give mean and std together (one value per channel each)"
-        raise ExportConfigError(msg)
+        raise ConfigError(msg)
     mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
     problem = normalisation_problem(mean, std, channels)  # the one mean/std rule
     if problem is None:
@@ -160,7 +160,7 @@ def _normalisation(
         msg = f"std {std} must be positive ({want})"
     else:
         msg = f"{field} {value} must be {want}"
-    raise ExportConfigError(msg)
+    raise ConfigError(msg)
 
 
 def zoo_meta(
@@ -203,15 +203,15 @@ def zoo_meta(
     if len(size) != 2:
         msg = (f"input size {'x'.join(map(str, size))} is invalid; give one side or HxW, "
                "e.g. input_size 224 or 32x128")
-        raise ExportConfigError(msg)
+        raise ConfigError(msg)
     if min(size) < 1 or chans < 1 or classes < 0:
         msg = (f"input size {'x'.join(map(str, size))} with {chans} channel(s) and {classes} "
                "classes is invalid; sizes must be positive, e.g. input_size 224")
-        raise ExportConfigError(msg)
+        raise ConfigError(msg)
     labels = cfg.labels(classes) if labels is None else tuple(labels)
     if len(labels) != classes:
         msg = f"{len(labels)} labels given for {classes} classes; give one label per class"
-        raise ExportConfigError(msg)
+        raise ConfigError(msg)
     pre = _normalisation(cfg.preprocess((size[0], size[1]), chans), mean, std, chans)
     return ModelMeta(
         name=name, family=cfg.family, num_classes=classes, labels=labels,

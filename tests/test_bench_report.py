@@ -13,7 +13,7 @@ from PIL import Image
 from edgeres.bench import report
 from edgeres.bench._notes import hardware_outlook, slower_int8_notes, target_mismatch
 from edgeres.bench.env import Environment
-from edgeres.bench.results import Accuracy, BenchRow, BenchRun, MemoryUsage, Note
+from edgeres.bench.results import BenchRow, BenchRun, MemoryUsage, Note, RowAccuracy
 from edgeres.bench.stats import LatencyStats
 from edgeres.errors import ConfigError
 
@@ -29,7 +29,7 @@ SETTINGS = {"runtimes": ["ort-cpu"], "batches": [1], "threads": 2, "warmup": 1, 
 def _row(precision: str, runtime: str, p50_ms: float, batch: int = 1, top1: float | None = 90.0,
          **kw: object) -> BenchRow:
     lat = LatencyStats.from_samples([p50_ms / 1e3] * 3, rounds=[0, 1, 1], batch=batch)
-    acc = Accuracy(top1=top1, top5=99.0, agreement=100.0 if precision == "fp32" else 97.5,
+    acc = RowAccuracy(top1=top1, top5=99.0, agreement=100.0 if precision == "fp32" else 97.5,
                    count=40, reference="fp32/ort-cpu")
     return BenchRow(model="m", source="file", runtime=runtime, precision=precision, batch=batch,
                     threads=2, executed_precision=precision, latency=lat, size_bytes=1_000_000,
@@ -234,16 +234,16 @@ def _eval_run() -> BenchRun:
     from edgeres.intervals import paired_drop
 
     drift = [1.0, 1.2, 0.9, 1.1, 1.0]
-    ref = Accuracy(top1=90.0, top5=99.0, agreement=100.0, count=10_000, reference="fp32/ort-cpu",
+    ref = RowAccuracy(top1=90.0, top5=99.0, agreement=100.0, count=10_000, reference="fp32/ort-cpu",
                    top1_low=89.4, top1_high=90.6)
 
-    def int8(lost: int, gained: int) -> Accuracy:
+    def int8(lost: int, gained: int) -> RowAccuracy:
         top1 = 90.0 - (lost - gained) / 100
-        return Accuracy(top1=top1, top5=99.0, agreement=99.0, count=10_000,
+        return RowAccuracy(top1=top1, top5=99.0, agreement=99.0, count=10_000,
                         reference="fp32/ort-cpu", top1_low=top1 - 0.6, top1_high=top1 + 0.6,
                         drop=paired_drop(*_pairs(lost, gained)))
 
-    def row(precision: str, runtime: str, lat: LatencyStats, acc: Accuracy, **kw: object
+    def row(precision: str, runtime: str, lat: LatencyStats, acc: RowAccuracy, **kw: object
             ) -> BenchRow:
         return BenchRow(model="out/demo/cifar_resnet20.onnx", source="file", runtime=runtime,
                         precision=precision, batch=1, threads=2, latency=lat, accuracy=acc,

@@ -285,8 +285,9 @@ def test_failed_zoo_export_fails_rows_not_the_run(tmp_path: Path, monkeypatch: p
 def test_uint8_input_file_skips_the_torch_row(tmp_path: Path) -> None:
     """A --uint8-input file from registered weights: torch-cpu is skipped with why, ORT runs."""
     pytest.importorskip("torch")
-    from edgeres.export import ExportConfig, export_onnx, zoo_meta
+    from edgeres.export import ExportConfig, export_onnx
     from edgeres.models.weights import load_weights
+    from edgeres.zoo import zoo_meta
 
     loaded = load_weights("cifar_resnet20", "cifar10")
     meta = zoo_meta("cifar_resnet20", num_classes=loaded.num_classes,

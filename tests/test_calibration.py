@@ -11,9 +11,10 @@ import numpy as np
 import onnx
 import pytest
 
-from edgeres.calibration import CalibrationSet, model_record, nncf_dataset, ort_reader
+from edgeres.calibration import CalibrationSet, nncf_dataset, ort_reader
 from edgeres.errors import DataError, MetadataError, ModelFileError, UnknownNameError
 from edgeres.meta import InputSpec, ModelMeta
+from edgeres.modelfile import model_record
 from edgeres.names import calibration_dir, resolve_model_file
 from edgeres.zoo import family_labels, family_preprocess
 

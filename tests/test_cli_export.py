@@ -137,7 +137,7 @@ def test_info_takes_shipped_names_and_notes_a_graph_resized_after_export(reshape
 
 def test_info_reads_openvino_ir_xml(tmp_path):
     """info on an IR .xml prints its record from rt_info, inputs and layer counts."""
-    from edgeres.export import zoo_meta
+    from edgeres.zoo import zoo_meta
 
     record = zoo_meta("cifar_resnet20").to_json()
     xml = tmp_path / "m.xml"

@@ -143,7 +143,7 @@ def test_fleet_rows_land_on_their_nodes_and_match_a_local_run(cluster: object) -
                       nodes=("fake-arm", "fake-x86", "nope"))
     local = run_bench(["cifar10"], config)
     for label in ("fake-arm", "fake-x86"):
-        assert run.settings["node_ids"][label] == _node_of(cluster.address, label)
+        assert run.settings.node_ids[label] == _node_of(cluster.address, label)
         rows = [r for r in run.rows if r.node == label]
         assert {(r.precision, r.runtime, r.precision_mode, r.batch) for r in rows} == {
             (r.precision, r.runtime, r.precision_mode, r.batch) for r in local.rows}
@@ -304,8 +304,9 @@ def test_quantize_fallback_search_on_the_cluster_chooses_as_locally(cluster: obj
     """quantize --cluster measures validation top-1 on the cluster and scores the fallback
     candidates as Ray tasks: the same counts and the same float layers as the local search (one
     calibration image forces a fallback on 100 val images)."""
-    from edgeres.calibration import CalibrationSet, model_record
+    from edgeres.calibration import CalibrationSet
     from edgeres.cluster import ray_evaluator
+    from edgeres.modelfile import model_record
     from edgeres.names import resolve_model_file
     from edgeres.quantize import QuantConfig, quantize
 

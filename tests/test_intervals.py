@@ -147,8 +147,9 @@ def test_budget_verdict(drop: float, high: float | None, budget: float, verdict:
 
 
 def test_quantize_accuracy_is_paired() -> None:
-    """quantize's Accuracy from per-image results: Wilson intervals, the paired drop, JSON."""
-    from edgeres.quantize._report import Accuracy
+    """quantize's QuantAccuracy from per-image results: Wilson intervals, the paired drop,
+    JSON."""
+    from edgeres.quantize._report import QuantAccuracy as Accuracy
 
     fp32, int8 = _pairs(40, 3, 1, 6)
     acc = Accuracy.from_correct("val", fp32, int8)

@@ -259,10 +259,9 @@ def test_zoo_defaults_table_matches_the_registry():
 
 
 def test_zoo_defaults_keep_the_old_names_and_values():
-    """zoo_meta's record holds zoo.family_preprocess/family_labels; export.zoo_meta is zoo's."""
-    from edgeres import export, meta, zoo
+    """zoo_meta's record holds zoo.family_preprocess/family_labels."""
+    from edgeres import meta, zoo
 
-    assert export.zoo_meta is zoo.zoo_meta
     for name in list_models():
         info = model_info(name)
         record = zoo.zoo_meta(name)

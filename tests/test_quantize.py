@@ -12,11 +12,12 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgeres import runtime
 from edgeres._fs import sha256_file
-from edgeres.calibration import CalibrationSet, model_record
+from edgeres.calibration import CalibrationSet
 from edgeres.data import open_data
-from edgeres.errors import QuantizationError
+from edgeres.errors import ConfigError, QuantizationError
 from edgeres.evaluate import evaluate
 from edgeres.meta import custom_meta, read_ir_meta, read_onnx_meta, write_onnx_meta
+from edgeres.modelfile import model_record
 from edgeres.names import resolve_model_file
 from edgeres.quantize import QuantConfig, quantize
 from edgeres.quantize._ranges import _entropy_range, _percentile_range, collect_ranges
@@ -203,15 +204,15 @@ def test_near_chance_fp32_stops_with_a_preprocessing_message(sensitive: Path,
 
 def test_config_is_validated_at_the_boundary() -> None:
     """Bad options fail when the config is built, with what to do instead."""
-    with pytest.raises(QuantizationError, match="needs validation data"):
+    with pytest.raises(ConfigError, match="needs validation data"):
         QuantConfig(max_drop=0.5)
-    with pytest.raises(QuantizationError, match="unknown target"):
+    with pytest.raises(ConfigError, match="unknown target"):
         QuantConfig(target="gpu")  # type: ignore[arg-type]
-    with pytest.raises(QuantizationError, match="samples must be a positive"):
+    with pytest.raises(ConfigError, match="samples must be a positive"):
         QuantConfig(samples=0)
-    with pytest.raises(QuantizationError, match="budget in points"):
+    with pytest.raises(ConfigError, match="budget in points"):
         QuantConfig(val="cifar10-val", max_drop=-1.0)
-    with pytest.raises(QuantizationError, match="seed must be an integer of 0 or more"):
+    with pytest.raises(ConfigError, match="seed must be an integer of 0 or more"):
         QuantConfig(seed=-1)
     with pytest.raises(TypeError):
         QuantConfig(sample=10)  # type: ignore[call-arg]

@@ -91,7 +91,8 @@ def torch_reference() -> object:
 
 
 def _export(tmp_path_factory: pytest.TempPathFactory, model: object, uint8: bool) -> Path:
-    from edgeres.export import ExportConfig, export_onnx, zoo_meta
+    from edgeres.export import ExportConfig, export_onnx
+    from edgeres.zoo import zoo_meta
 
     dst = tmp_path_factory.mktemp("export") / ("u8.onnx" if uint8 else "fp32.onnx")
     export_onnx(model, dst, meta=zoo_meta("cifar_resnet20", num_classes=10),

@@ -18,9 +18,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from edgeres._resources import cap_threads, check_memory, estimate_batch_bytes
-from edgeres.bench._models import ModelSource, Unavailable, model_file, resolve_model
-from edgeres.bench._runners import default_runtimes
 from edgeres.bench.config import (
     RUNTIMES,
     BenchConfig,
@@ -29,27 +26,47 @@ from edgeres.bench.config import (
     parse_precisions,
     parse_runtimes,
 )
-from edgeres.bench.env import Environment, default_threads, describe_machine
-from edgeres.bench.results import (
-    Accuracy,
-    BenchRow,
-    BenchRun,
-    MemoryUsage,
-    Note,
-    RowAccuracy,
-    RunSettings,
-)
-from edgeres.bench.stats import LatencyStats
-from edgeres.bench.timing import Timings, measure
 
-if TYPE_CHECKING:  # loaded on first use (__getattr__): they import the runners' helpers
+if TYPE_CHECKING:  # loaded on first use (__getattr__), so `import edgeres.bench.config` (the
+    # CLI's options) stays stdlib-only
+    from edgeres.bench._models import (
+        ModelSource,
+        RowFailed,
+        RowNotRun,
+        Unavailable,
+        model_file,
+        resolve_model,
+    )
     from edgeres.bench._run import eval_source, planned_rows
+    from edgeres.bench._runners import default_runtimes
+    from edgeres.bench.env import Environment
+    from edgeres.bench.results import (
+        BenchRow,
+        BenchRun,
+        MemoryUsage,
+        Note,
+        RowAccuracy,
+        RunSettings,
+    )
+    from edgeres.bench.stats import LatencyStats
+    from edgeres.bench.timing import Timings, measure
 
-__all__ = ["RUNTIMES", "Accuracy", "BenchConfig", "BenchRow", "BenchRun", "Environment",
-           "LatencyStats", "MemoryUsage", "ModelSource", "Note", "RowAccuracy", "RunSettings",
-           "RuntimeLabel", "Timings", "Unavailable", "bench_models", "default_runtimes",
-           "eval_source", "measure", "model_file", "parse_batches", "parse_precisions",
-           "parse_runtimes", "planned_rows", "resolve_model", "run_bench"]
+__all__ = ["RUNTIMES", "BenchConfig", "BenchRow", "BenchRun", "Environment", "LatencyStats",
+           "MemoryUsage", "ModelSource", "Note", "RowAccuracy", "RowFailed", "RowNotRun",
+           "RunSettings", "RuntimeLabel", "Timings", "Unavailable", "bench_models",
+           "default_runtimes", "eval_source", "measure", "model_file", "parse_batches",
+           "parse_precisions", "parse_runtimes", "planned_rows", "resolve_model", "run_bench"]
+
+# name -> the submodule that defines it, imported on first use
+_LAZY = {
+    "ModelSource": "_models", "RowFailed": "_models", "RowNotRun": "_models",
+    "Unavailable": "_models", "model_file": "_models",
+    "resolve_model": "_models", "eval_source": "_run", "planned_rows": "_run",
+    "default_runtimes": "_runners", "Environment": "env",
+    "BenchRow": "results", "BenchRun": "results", "MemoryUsage": "results", "Note": "results",
+    "RowAccuracy": "results", "RunSettings": "results", "LatencyStats": "stats",
+    "Timings": "timing", "measure": "timing",
+}
 
 
 def run_bench(models: Sequence[str], config: BenchConfig | None = None, *,
@@ -73,6 +90,10 @@ def run_bench(models: Sequence[str], config: BenchConfig | None = None, *,
         ModelFileError: for a model file that is unreadable or carries no metadata record.
         ConfigError: for invalid settings.
     """
+    from edgeres.bench._models import resolve_model
+    from edgeres.bench._runners import default_runtimes
+    from edgeres.bench.env import describe_machine
+
     config = BenchConfig() if config is None else config
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     env = describe_machine()
@@ -101,9 +122,13 @@ def bench_models(sources: Sequence[ModelSource], config: BenchConfig, *,
         A ``BenchRun``: rows, notes (the hardware outlook once per runtime), settings. On
         Ctrl-C, what was measured so far (``interrupted``).
     """
+    from edgeres._resources import cap_threads
     from edgeres.bench._memory import MemoryProbe
     from edgeres.bench._notes import noise_notes, slower_int8_notes
     from edgeres.bench._run import ModelBench, link_references, link_sources
+    from edgeres.bench._runners import default_runtimes
+    from edgeres.bench.env import default_threads, describe_machine
+    from edgeres.bench.results import BenchRun, Note
 
     created = created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     env = describe_machine() if env is None else env
@@ -137,6 +162,8 @@ def bench_models(sources: Sequence[ModelSource], config: BenchConfig, *,
 def _check_memory(sources: Sequence[Any], config: BenchConfig, runtimes: int) -> None:
     """Refuse a batch whose inputs and activations cannot fit in memory, before allocating
     (every configuration of a model is loaded, and keeps its memory, while they are timed)."""
+    from edgeres._resources import check_memory, estimate_batch_bytes
+
     batch = max(config.batches)
     for src in sources:
         loaded = runtimes * len(config.precisions or (src.own_precision,))
@@ -177,9 +204,10 @@ def _open_eval(config: BenchConfig) -> Any:
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("eval_source", "planned_rows"):
-        from edgeres.bench import _run
+    module = _LAZY.get(name)
+    if module is None:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    import importlib
 
-        return getattr(_run, name)
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

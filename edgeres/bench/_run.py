@@ -20,7 +20,7 @@ import numpy as np
 from edgeres._progress import track
 from edgeres.bench._gpu import row_variant, variants
 from edgeres.bench._memory import MemoryProbe, ProbeJob
-from edgeres.bench._models import ModelSource, Unavailable
+from edgeres.bench._models import ModelSource, RowNotRun
 from edgeres.bench._notes import outlook_notes
 from edgeres.bench._runners import Loaded, load_target, unavailable_reason
 from edgeres.bench.config import GPU_RUNTIMES, RUNTIMES, BenchConfig, RuntimeLabel
@@ -84,7 +84,7 @@ class ModelBench:
     def _update(self, key: Key, **changes: Any) -> None:
         self.rows[key] = dataclasses.replace(self.rows[key], **changes)
 
-    def _set_status(self, combo: tuple[str, str, str], err: Unavailable) -> None:
+    def _set_status(self, combo: tuple[str, str, str], err: RowNotRun) -> None:
         for batch in self.config.batches:
             self._update((*combo, batch), status=err.status, reason=err.reason)
 
@@ -107,7 +107,7 @@ class ModelBench:
             try:
                 target = load_target(self.src, precision, runtime, mode,
                                      threads=self.threads, calib=self.config.calib)
-            except Unavailable as e:
+            except RowNotRun as e:
                 self._set_status(combo, e)
                 continue
             self.targets[combo] = target

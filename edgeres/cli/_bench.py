@@ -9,46 +9,13 @@ from typing import Any
 import click
 
 from edgeres.cli._group import cli
-from edgeres.cli._options import _OUT, _CommaList, record_options
+from edgeres.cli._options import _OUT, bench_config_options, record_options
 from edgeres.errors import ConfigError, EdgeresError
-
-
-def _bench_parser(name: str) -> Any:
-    """``edgeres.bench.config``'s parser of that name, imported when an option is parsed."""
-    def parse(text: str) -> Any:
-        from edgeres.bench import config
-
-        return getattr(config, name)(text)
-    return parse
-
-
-_RUNTIMES = _CommaList("runtimes", _bench_parser("parse_runtimes"))
-_PRECISIONS = _CommaList("precisions", _bench_parser("parse_precisions"))
-_BATCHES = _CommaList("batches", _bench_parser("parse_batches"))
 
 
 @cli.command()
 @click.argument("model", nargs=-1, required=True)
-@click.option("--runtime", type=_RUNTIMES, help="Comma list of torch-cpu, torch-cuda, ort-cpu, "
-              "ort-cuda, ort-tensorrt, openvino-cpu, openvino-gpu, or all [default: every CPU "
-              "runtime installed].")
-@click.option("--precision", type=_PRECISIONS, help="Comma list of fp32, fp16, bf16 "
-              "(torch-cuda), int8 [default: the model's own].")
-@click.option("--calib", default="cifar10", show_default=True, help="Calibration data for int8.")
-@click.option("--batch", type=_BATCHES, default="1", show_default=True,
-              help="Comma list of batch sizes.")
-@click.option("--threads", type=int,
-              help="Threads for every runtime [default: physical cores, within CPU affinity].")
-@click.option("--warmup", type=int, default=5, show_default=True, help="Untimed calls per row.")
-@click.option("--iterations", type=int, help="Timed calls per row per round.")
-@click.option("--duration", type=float, help="Timed seconds per row [default: 2].")
-@click.option("--rounds", type=int, default=5, show_default=True, help="Interleaved rounds.")
-@click.option("--eval", "eval_data", help="Labelled data for top-1/top-5 and agreement.")
-@click.option("--limit", type=int, help="Evaluate only this many images.")
-@click.option("--no-memory", is_flag=True, help="Skip the per-row peak-memory subprocesses.")
-@click.option("--torch-compile", is_flag=True,
-              help="Add a torch.compile row beside each torch-cuda row (compiled untimed).")
-@click.option("--conditions", help="Free text recorded with the results (machine load, ...).")
+@bench_config_options
 @click.option("--cluster", help="Run the rows on the devices of this Ray cluster (HOST:PORT of "
               "the head, or auto = $RAY_ADDRESS); needs edgeres[cluster].")
 @click.option("--nodes", help="With --cluster: comma list of device LABELs (nodes advertising "
@@ -60,13 +27,9 @@ _BATCHES = _CommaList("batches", _bench_parser("parse_batches"))
               help="Write a plot: .png, .svg or .pdf (needs edgeres[plot]).")
 @click.option("--wide", is_flag=True, help="Print every column and skipped row (> 80 columns).")
 @record_options
-def bench(model: tuple[str, ...], runtime: tuple[str, ...] | None,
-          precision: tuple[str, ...] | None, calib: str, batch: tuple[int, ...],
-          threads: int | None, warmup: int, iterations: int | None, duration: float | None,
-          rounds: int, eval_data: str | None, limit: int | None,
-          no_memory: bool, torch_compile: bool, conditions: str | None, json_out: Path | None,
-          csv_out: Path | None, md_out: Path | None, plot_out: Path | None, wide: bool,
-          record: Any, cluster: str | None = None, nodes: str | None = None) -> None:
+def bench(model: tuple[str, ...], json_out: Path | None, csv_out: Path | None,
+          md_out: Path | None, plot_out: Path | None, wide: bool, record: Any,
+          cluster: str | None = None, nodes: str | None = None, **settings: Any) -> None:
     """Latency, throughput, size, memory and accuracy of MODEL(s) on every runtime.
 
     MODEL is an .onnx file, an OpenVINO .xml, a registered model file (cifar10) or a zoo
@@ -79,11 +42,7 @@ def bench(model: tuple[str, ...], runtime: tuple[str, ...] | None,
     """
     from edgeres.bench import BenchConfig, report, run_bench
 
-    config = BenchConfig(
-        runtimes=runtime, precisions=precision, batches=batch, threads=threads, warmup=warmup,
-        rounds=rounds,
-        iterations=iterations, duration=duration, calib=calib, eval_data=eval_data,
-        limit=limit, memory=not no_memory, torch_compile=torch_compile, conditions=conditions)
+    config = BenchConfig(**settings)  # the options bench_config_options made from its fields
     report.check_outputs([json_out, csv_out, md_out], plot=plot_out, inputs=_model_files(model))
     if cluster is not None:  # the same rows, measured on each device of a Ray cluster
         from edgeres.cluster import bench_fleet, parse_nodes

@@ -58,7 +58,8 @@ def quantize_command(model: str, calib: str, backend: str, target: str, method: 
         edgeres quantize cifar10 --calib cifar10 --val cifar10-val --max-drop 0.5 \\
             --eval cifar10-test -o resnet20-int8.onnx
     """
-    from edgeres.calibration import CalibrationSet, model_record
+    from edgeres.calibration import CalibrationSet
+    from edgeres.modelfile import model_record
     from edgeres.names import resolve_model_file
     from edgeres.quantize import QuantConfig, quantize
 

@@ -80,14 +80,14 @@ def bench_fleet(models: Sequence[str], config: BenchConfig | None = None, *, add
 
 def _ship(src: Any, config: BenchConfig) -> dict[str, Any]:
     """What a node needs of one MODEL: its record and the bytes of each precision's file."""
-    from edgeres.bench import Unavailable, model_file
+    from edgeres.bench import RowNotRun, model_file
 
     files: dict[str, dict[str, Any]] = {}
     failed: dict[str, tuple[str, str]] = {}
     for precision in config.precisions or (src.own_precision,):
         try:
             path = model_file(src, precision, calib=config.calib)
-        except Unavailable as e:
+        except RowNotRun as e:
             failed[precision] = (e.reason, e.status)
             continue
         from edgeres.cluster._eval import model_payload
@@ -188,7 +188,7 @@ def _node_bench(label: str, payload: list[dict[str, Any]], evals: dict[str, Any]
 
 def _materialize(item: dict[str, Any], folder: Path, origins: dict[str, str]) -> Any:
     """A ``ModelSource`` over the shipped files, written into ``folder``."""
-    from edgeres.bench import ModelSource, Unavailable
+    from edgeres.bench import ModelSource, RowNotRun
 
     folder.mkdir(parents=True)
     files: dict[str, Path] = {}
@@ -206,7 +206,7 @@ def _materialize(item: dict[str, Any], folder: Path, origins: dict[str, str]) ->
                       zoo_name=item["zoo_name"], workdir=folder, sha256=item["sha256"],
                       files=files)
     for precision, (reason, status) in item["failed"].items():
-        src.fail(precision, Unavailable(reason, status))
+        src.fail(precision, RowNotRun(reason, status))
     return src
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from edgeres._fs import atomic_files, check_outputs, sha256_file
 from edgeres.calibration import CalibrationSet
 from edgeres.data import DataSource, open_data
-from edgeres.errors import ModelFileError, QuantConfigError, QuantizationError
+from edgeres.errors import ConfigError, ModelFileError, QuantizationError
 from edgeres.evaluate import Evaluator, LocalEvaluator
 from edgeres.meta import ModelMeta
 from edgeres.quantize._protocol import QUANT_BACKENDS, QuantBackend, Quantizer
@@ -187,7 +187,7 @@ def _auto_batch(meta: ModelMeta) -> int:
 def _check_paths(src: Path, dst: Path, backend: str) -> None:
     if backend not in QUANT_BACKENDS:
         msg = f"unknown quantization backend {backend!r}; use ort or openvino"
-        raise QuantConfigError(msg)
+        raise ConfigError(msg)
     if not src.is_file():
         msg = f"model file {src} does not exist; pass an .onnx file"
         raise ModelFileError(msg)

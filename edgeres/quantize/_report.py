@@ -35,7 +35,7 @@ class QuantAccuracy:
     """fp32 and int8 top-1 on one labelled data set, with 95% intervals.
 
     Not ``bench.results.RowAccuracy`` (one runtime row's top-1/top-5 and agreement): this one
-    pairs the float and the int8 model on the same images. ``Accuracy`` is its old name.
+    pairs the float and the int8 model on the same images.
 
     Attributes:
         data: the data argument (path or registered name).
@@ -82,9 +82,6 @@ class QuantAccuracy:
         for key in ("fp32_interval", "int8_interval"):
             d[key] = None if d[key] is None else list(d[key])
         return d
-
-
-Accuracy = QuantAccuracy  # the name before 0.2; kept for one release
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from edgeres._hw import cpu_flags, host_target
-from edgeres.errors import QuantConfigError
+from edgeres.errors import ConfigError
 
 Target = Literal["auto", "x86-vnni", "x86", "arm", "tensorrt"]
 Method = Literal["minmax", "entropy", "percentile"]
@@ -80,11 +80,11 @@ def resolve_target(name: str) -> TargetSpec:
     """The spec of target ``name`` (``auto`` resolved to this host).
 
     Raises:
-        QuantConfigError: if ``name`` is not a known target (a ``ConfigError``).
+        ConfigError: if ``name`` is not a known target (a ``ConfigError``).
     """
     if name not in TARGET_NAMES:
         msg = f"unknown target {name!r}; use one of {', '.join(TARGET_NAMES)}"
-        raise QuantConfigError(msg)
+        raise ConfigError(msg)
     return TARGETS[detect_target() if name == "auto" else name]
 
 
@@ -136,35 +136,35 @@ class QuantConfig:
     def __post_init__(self) -> None:
         if self.target not in TARGET_NAMES:
             msg = f"unknown target {self.target!r}; use one of {', '.join(TARGET_NAMES)}"
-            raise QuantConfigError(msg)
+            raise ConfigError(msg)
         if self.method is not None and self.method not in METHODS:
             msg = f"unknown calibration method {self.method!r}; use one of {', '.join(METHODS)}"
-            raise QuantConfigError(msg)
+            raise ConfigError(msg)
         if self.preset not in PRESETS:
             msg = f"unknown preset {self.preset!r}; use performance or mixed"
-            raise QuantConfigError(msg)
+            raise ConfigError(msg)
         for name in ("samples", "batch_size", "ranking_samples"):
             value = getattr(self, name)
             if value is None and name == "batch_size":
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 msg = f"{name} must be a positive integer, got {value!r}"
-                raise QuantConfigError(msg)
+                raise ConfigError(msg)
         if self.val_samples is not None and (
             isinstance(self.val_samples, bool) or not isinstance(self.val_samples, int)
             or self.val_samples < 1
         ):
             msg = f"val_samples must be a positive integer or None, got {self.val_samples!r}"
-            raise QuantConfigError(msg)
+            raise ConfigError(msg)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             msg = f"seed must be an integer of 0 or more, got {self.seed!r}"
-            raise QuantConfigError(msg)
+            raise ConfigError(msg)
         if not isinstance(self.layer_report_samples, int) or self.layer_report_samples < 0:
             msg = f"layer_report_samples must be 0 or more, got {self.layer_report_samples!r}"
-            raise QuantConfigError(msg)
+            raise ConfigError(msg)
         if isinstance(self.exclude, str) or not all(isinstance(n, str) for n in self.exclude):
             msg = "exclude must be a tuple of node names, e.g. ('/conv1/Conv',)"
-            raise QuantConfigError(msg)
+            raise ConfigError(msg)
         self._check_accuracy_options()
 
     def _check_accuracy_options(self) -> None:
@@ -172,9 +172,9 @@ class QuantConfig:
             return
         if self.val is None:
             msg = "max_drop needs validation data: pass val DATA (e.g. cifar10-val)"
-            raise QuantConfigError(msg)
+            raise ConfigError(msg)
         if isinstance(self.max_drop, bool) or not isinstance(self.max_drop, int | float) or not (
             0 <= self.max_drop <= 100
         ):
             msg = f"max_drop is a top-1 budget in points from 0 to 100, got {self.max_drop!r}"
-            raise QuantConfigError(msg)
+            raise ConfigError(msg)

@@ -125,3 +125,35 @@ def test_help_has_an_example() -> None:
     result = CliRunner().invoke(cli, ["bench", "--help"])
     assert result.exit_code == 0
     assert "--precision" in result.output and "edgeres bench resnet18" in result.output
+
+
+def test_every_bench_option_comes_from_bench_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each BenchConfig field with help is a bench option with its flag and default, and the
+    values given on the command line reach BenchConfig under the field's name."""
+    import dataclasses
+
+    from edgeres.bench.config import BenchConfig, option_specs
+
+    specs = option_specs()
+    assert [s.name for s in specs] == [f.name for f in dataclasses.fields(BenchConfig)
+                                       if "help" in f.metadata]
+    flags = {s.name: s.flag for s in specs}
+    assert flags["runtimes"] == "--runtime" and flags["eval_data"] == "--eval"
+    assert flags["seed"] == "--seed" and flags["torch_compile"] == "--torch-compile"
+    bench = cli.commands["bench"]
+    options = {p.name: p for p in bench.params}
+    for spec in specs:
+        assert spec.flag in options[spec.name].opts and options[spec.name].help == spec.help
+    seen: list[BenchConfig] = []
+
+    def fake_run_bench(models: object, config: BenchConfig, **kwargs: object) -> None:
+        seen.append(config)
+        raise KeyboardInterrupt  # stop before rendering: only the config is checked
+
+    monkeypatch.setattr("edgeres.bench.run_bench", fake_run_bench)
+    CliRunner().invoke(cli, ["bench", "cifar10", "--runtime", "ort-cpu", "--batch", "1,4",
+                             "--seed", "7", "--no-memory", "--eval", "cifar10-val",
+                             "--limit", "20", "--duration", "0.5"])
+    assert seen == [BenchConfig(runtimes=("ort-cpu",), batches=(1, 4), seed=7, memory=False,
+                                eval_data="cifar10-val", limit=20, duration=0.5)]
+    assert BenchConfig() == BenchConfig(**{s.name: s.default for s in specs})

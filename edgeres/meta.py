@@ -185,7 +185,7 @@ class ModelMeta:
         h, w = (graph_shape[i] for i in spatial)
         if not (_fixed(h) and _fixed(w)) or (h, w) == tuple(self.input_size):
             return fitted
-        return fitted._resized((int(h), int(w)), spatial)
+        return _resized(fitted, (int(h), int(w)), spatial)
 
     def _fitted_batch(self, first: int | str | None) -> ModelMeta:
         batch = first if _fixed(first) else "batch"
@@ -194,20 +194,6 @@ class ModelMeta:
             return self
         shape = (batch, *self.input.shape[1:])
         return self.evolve(input=dataclasses.replace(self.input, shape=shape))
-
-    def _resized(self, size: tuple[int, int], spatial: tuple[int, int]) -> ModelMeta:
-        (h, w), (old_h, old_w) = size, self.input_size
-        resize = self.preprocess.resize
-        if isinstance(resize, int):
-            resize = max(1, round(resize * max(h / old_h, w / old_w)))
-        else:
-            resize = (max(1, round(resize[0] * h / old_h)), max(1, round(resize[1] * w / old_w)))
-        shape = list(self.input.shape)
-        shape[spatial[0]], shape[spatial[1]] = h, w
-        return self.evolve(
-            input=dataclasses.replace(self.input, shape=tuple(shape)),
-            preprocess=dataclasses.replace(self.preprocess, resize=resize, crop=(h, w)),
-        )
 
     def with_step(self, step: str, *, input_sha256: str | None, **details: Any) -> ModelMeta:
         """Return a copy with one more provenance entry for ``step``.
@@ -390,6 +376,22 @@ def custom_meta(
         input=InputSpec(shape=shape, layout=layout),
         preprocess=PreprocessSpec(resize=min(h, w), crop=(h, w), mean=tuple(mean),
                                   std=tuple(std), color="L" if c == 1 else "RGB"),
+    )
+
+
+def _resized(meta: ModelMeta, size: tuple[int, int], spatial: tuple[int, int]) -> ModelMeta:
+    """``meta`` for a graph input of ``size`` (h, w): the crop, and the resize scaled alike."""
+    (h, w), (old_h, old_w) = size, meta.input_size
+    resize = meta.preprocess.resize
+    if isinstance(resize, int):
+        resize = max(1, round(resize * max(h / old_h, w / old_w)))
+    else:
+        resize = (max(1, round(resize[0] * h / old_h)), max(1, round(resize[1] * w / old_w)))
+    shape = list(meta.input.shape)
+    shape[spatial[0]], shape[spatial[1]] = h, w
+    return meta.evolve(
+        input=dataclasses.replace(meta.input, shape=tuple(shape)),
+        preprocess=dataclasses.replace(meta.preprocess, resize=resize, crop=(h, w)),
     )
 
 

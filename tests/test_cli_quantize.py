@@ -82,19 +82,27 @@ def _bare_model(tmp_path: Path, name: str = "cifar10") -> Path:
 
 
 def _bad_input(tmp_path: Path, case: str) -> list[str]:
+    """The quantize arguments of one bad-input ``case`` (files it needs made under tmp_path)."""
     model = str(resolve_model_file("cifar10"))
     out = str(tmp_path / "out" / "m.onnx")
     (tmp_path / "out").mkdir(exist_ok=True)
+    given = {  # nothing to make first
+        "missing-calib": [model, "--calib", str(tmp_path / "nowhere"), "-o", out],
+        "unknown-calib": [model, "--calib", "imagenet", "-o", out],
+        "int8": [str(resolve_model_file("cifar10-int8")), "--calib", "cifar10", "-o", out],
+        "missing-dir": [model, "--calib", "cifar10", "-o", str(tmp_path / "no" / "m.onnx")],
+        "budget-without-val": [model, "--calib", "cifar10", "--max-drop", "0.5", "-o", out],
+    }
+    return given[case] if case in given else _made_input(tmp_path, case, model, out)
+
+
+def _made_input(tmp_path: Path, case: str, model: str, out: str) -> list[str]:
     if case == "not-onnx":
         (tmp_path / "m.txt").write_text("hello")
         return [str(tmp_path / "m.txt"), "--calib", "cifar10", "-o", out]
     if case == "corrupt":
         (tmp_path / "c.onnx").write_bytes(b"\x08\x07garbage")
         return [str(tmp_path / "c.onnx"), "--calib", "cifar10", "-o", out]
-    if case == "missing-calib":
-        return [model, "--calib", str(tmp_path / "nowhere"), "-o", out]
-    if case == "unknown-calib":
-        return [model, "--calib", "imagenet", "-o", out]
     if case == "empty-folder":
         (tmp_path / "empty").mkdir()
         return [model, "--calib", str(tmp_path / "empty"), "-o", out]
@@ -103,19 +111,13 @@ def _bad_input(tmp_path: Path, case: str) -> list[str]:
         return [model, "--calib", str(tmp_path / "x.npz"), "--samples", 4, "-o", out]
     if case == "no-record":
         return [str(_bare_model(tmp_path)), "--calib", "cifar10", "-o", out]
-    if case == "int8":
-        return [str(resolve_model_file("cifar10-int8")), "--calib", "cifar10", "-o", out]
     if case == "int8-no-record":  # found from the graph's QDQ nodes
         return [str(_bare_model(tmp_path, "cifar10-int8")), "--calib", "cifar10",
                 *("--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25"), "-o", out]
-    if case == "fp16":
-        half = tmp_path / "half.onnx"
-        assert _run("export", "cifar_resnet20", "--fp16", "-o", half).exit_code == 0
-        return [str(half), "--calib", "cifar10", "-o", out]
-    if case == "missing-dir":
-        return [model, "--calib", "cifar10", "-o", str(tmp_path / "no" / "m.onnx")]
-    assert case == "budget-without-val"
-    return [model, "--calib", "cifar10", "--max-drop", "0.5", "-o", out]
+    assert case == "fp16"
+    half = tmp_path / "half.onnx"
+    assert _run("export", "cifar_resnet20", "--fp16", "-o", half).exit_code == 0
+    return [str(half), "--calib", "cifar10", "-o", out]
 
 
 BAD = {

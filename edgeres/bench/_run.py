@@ -302,8 +302,8 @@ def link_sources(benches: list[ModelBench]) -> None:
                                      if p.get("step") == "quantize"), {})
         source = by_sha.get(step.get("input_sha256", ""))  # "": no key has it
         if source is not None and source != bench.src.arg:
-            for key in bench.rows:
-                bench._update(key, quantized_from=source)
+            bench.rows = {k: dataclasses.replace(r, quantized_from=source)
+                          for k, r in bench.rows.items()}
 
 
 def _measure(fns: dict[str, Callable[[], object]], config: BenchConfig,

@@ -134,15 +134,7 @@ class QuantConfig:
     layer_report_samples: int = 8
 
     def __post_init__(self) -> None:
-        if self.target not in TARGET_NAMES:
-            msg = f"unknown target {self.target!r}; use one of {', '.join(TARGET_NAMES)}"
-            raise ConfigError(msg)
-        if self.method is not None and self.method not in METHODS:
-            msg = f"unknown calibration method {self.method!r}; use one of {', '.join(METHODS)}"
-            raise ConfigError(msg)
-        if self.preset not in PRESETS:
-            msg = f"unknown preset {self.preset!r}; use performance or mixed"
-            raise ConfigError(msg)
+        self._check_names()
         for name in ("samples", "batch_size", "ranking_samples"):
             value = getattr(self, name)
             if value is None and name == "batch_size":
@@ -166,6 +158,17 @@ class QuantConfig:
             msg = "exclude must be a tuple of node names, e.g. ('/conv1/Conv',)"
             raise ConfigError(msg)
         self._check_accuracy_options()
+
+    def _check_names(self) -> None:
+        if self.target not in TARGET_NAMES:
+            msg = f"unknown target {self.target!r}; use one of {', '.join(TARGET_NAMES)}"
+            raise ConfigError(msg)
+        if self.method is not None and self.method not in METHODS:
+            msg = f"unknown calibration method {self.method!r}; use one of {', '.join(METHODS)}"
+            raise ConfigError(msg)
+        if self.preset not in PRESETS:
+            msg = f"unknown preset {self.preset!r}; use performance or mixed"
+            raise ConfigError(msg)
 
     def _check_accuracy_options(self) -> None:
         if self.max_drop is None:

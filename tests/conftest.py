@@ -38,3 +38,29 @@ def reshaped_shipped(tmp_path: Path) -> Callable[..., Path]:
         return dst
 
     return make
+
+
+# --- tests that should be marked slow --------------------------------------------------------
+# CONTRIBUTING: a test over about 2 s is marked slow, so `make test-fast` stays under a minute.
+# This hook names the unmarked ones after each run (their setup counts: a module fixture is
+# paid by the first test that asks for it). It reports rather than fails: seconds depend on
+# the machine's load, and no test asserts on time (R12).
+SLOW_SECONDS = 2.0
+_unmarked_slow: dict[str, float] = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Add up the setup and call seconds of every test not marked slow."""
+    yield
+    if call.when in ("setup", "call") and item.get_closest_marker("slow") is None:
+        _unmarked_slow[item.nodeid] = _unmarked_slow.get(item.nodeid, 0.0) + call.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """List the unmarked tests that took longer than ``SLOW_SECONDS``, slowest first."""
+    over = sorted(((s, n) for n, s in _unmarked_slow.items() if s > SLOW_SECONDS), reverse=True)
+    if over:
+        terminalreporter.section(f"not marked slow but over {SLOW_SECONDS:g} s (setup + call)")
+        for seconds, nodeid in over:
+            terminalreporter.line(f"{seconds:6.2f} s  {nodeid}")

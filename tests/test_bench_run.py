@@ -45,6 +45,14 @@ def full_run(folder: Path):
                                               eval_data=str(folder), **FAST))
 
 
+@pytest.fixture(scope="module")
+def cpu_run(folder: Path):
+    """The two ONNX CPU runtimes, two batch sizes, accuracy on the tiny folder: ``full_run``'s
+    rows that the accuracy test reads, without the torch and GPU rows the slow tests need."""
+    return run_bench(["cifar10"], BenchConfig(runtimes=("ort-cpu", "openvino-cpu"),
+                                              batches=(1, 2), eval_data=str(folder), **FAST))
+
+
 def _row(run, runtime_label: str, batch: int = 1, mode: str = "model"):
     return next(r for r in run.rows if r.runtime == runtime_label and r.batch == batch
                 and r.precision_mode == mode)
@@ -90,19 +98,19 @@ def test_openvino_default_precision_row(full_run) -> None:
         assert default.executed_precision == "bf16"
 
 
-def test_accuracy_matches_direct_computation(full_run, folder: Path) -> None:
+def test_accuracy_matches_direct_computation(cpu_run, folder: Path) -> None:
     """top-1/top-5 equal a hand computation with the predictor; agreement is vs ort-cpu fp32."""
     p = runtime.load(names.resolve_model_file("cifar10"))
     images = sorted(folder.rglob("*.jpg"))
     labels = np.array([p.meta.labels.index(i.parent.name) for i in images])
     logits = p.run(prepare(images, p.meta))
-    row = _row(full_run, "ort-cpu")
+    row = _row(cpu_run, "ort-cpu")
     assert row.accuracy.count == len(images) == 12
     assert row.accuracy.top1 == pytest.approx(topk_accuracy(logits, labels, 1))
     assert row.accuracy.top5 == pytest.approx(topk_accuracy(logits, labels, 5))
     assert row.accuracy.agreement == 100.0 and row.accuracy.reference == "fp32/ort-cpu"
-    assert _row(full_run, "ort-cpu", 2).accuracy == row.accuracy  # per configuration
-    ov = _row(full_run, "openvino-cpu")
+    assert _row(cpu_run, "ort-cpu", 2).accuracy == row.accuracy  # per configuration
+    ov = _row(cpu_run, "openvino-cpu")
     if ov.status == "ok":
         ovp = runtime.load(names.resolve_model_file("cifar10"), backend="openvino")
         same = ovp.run(prepare(images, p.meta)).argmax(1) == logits.argmax(1)
@@ -128,6 +136,7 @@ def test_int8_file_agrees_with_the_fp32_file_it_came_from(folder: Path) -> None:
     assert alone.rows[0].accuracy.agreement is None and alone.rows[0].accuracy.top1 is not None
 
 
+@pytest.mark.slow  # full_run is the costliest fixture here (torch and every runtime label)
 def test_run_json_validates(full_run, tmp_path: Path) -> None:
     """A real run's JSON validates against the schema."""
     path = tmp_path / "run.json"

@@ -67,6 +67,22 @@ def test_every_model_has_a_reference_count():
     assert sorted(REFERENCE_PARAMS) == list_models()
 
 
+# Built once for both tests that need the real network of these (the build is most of their
+# cost): the forward-and-count test and the meta-device profile test.
+_PROFILED = ("cifar_resnet20", "cifar_preact_resnet20", "resnet18", "resnext50_32x4d",
+             "cspresnet50", "resnet45", "tiny_resnet")
+_built: dict[str, torch.nn.Module] = {}
+
+
+def _model(name: str) -> torch.nn.Module:
+    """``create_model(name)``, shared between the tests for the names in ``_PROFILED``."""
+    if name not in _PROFILED:
+        return create_model(name)
+    if name not in _built:
+        _built[name] = create_model(name)
+    return _built[name]
+
+
 # The largest take about a second each on 2 cores: `make test` builds them, `make test-fast` not.
 _SLOW_BUILDS = {"wide_resnet50_2", "resnet152", "resnet101", "tiny_resnet28"}
 
@@ -76,7 +92,7 @@ _SLOW_BUILDS = {"wide_resnet50_2", "resnet152", "resnet101", "tiny_resnet28"}
 def test_model_builds_runs_and_counts(name):
     """Every zoo model builds, runs forward to the right shape and has its reference size."""
     info = model_info(name)
-    model = create_model(name).eval()
+    model = _model(name).eval()
     h, w = _SMALL.get(info.family, info.input_size)
     with torch.no_grad():
         out = model(torch.randn(2, info.in_chans, h, w))
@@ -235,14 +251,13 @@ def test_count_macs_gives_back_each_submodule_its_mode():
     assert not model.bn1.training
 
 
-@pytest.mark.parametrize("name", ["cifar_resnet20", "cifar_preact_resnet20", "resnet18",
-                                  "resnext50_32x4d", "cspresnet50", "resnet45", "tiny_resnet"])
+@pytest.mark.parametrize("name", _PROFILED)
 def test_profile_on_meta_device_matches_the_built_model(name):
     """`edgeres models` counts on shape-only (meta) networks; the counts are the real ones."""
     from edgeres.models._profile import count_macs, profile_model
 
     info = model_info(name)
-    model = create_model(name)
+    model = _model(name)
     real = (count_params(model), count_macs(model, (info.in_chans, *info.input_size)))
     assert profile_model(name) == real
     assert real[0] > 0 and real[1] > 0

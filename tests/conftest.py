@@ -19,6 +19,41 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="session")
+def shipped_fp16(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped checkpoint exported once per session by `edgeres export --fp16` (float32
+    in and out); tests read it and never change it."""
+    pytest.importorskip("torch")
+    from click.testing import CliRunner
+
+    from edgeres.cli import cli
+
+    dst = tmp_path_factory.mktemp("fp16") / "cifar_resnet20-fp16.onnx"
+    result = CliRunner().invoke(cli, ["export", "cifar_resnet20", "--weights", "cifar10",
+                                      "--fp16", "-o", str(dst)])
+    assert result.exit_code == 0, result.output
+    return dst
+
+
+@pytest.fixture(scope="session")
+def shipped_ir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped fp32 model as an fp32 OpenVINO IR with the record in rt_info, made once per
+    session; tests read it and never change it."""
+    pytest.importorskip("openvino")
+    import openvino as ov
+
+    from edgeres import runtime
+    from edgeres.meta import METADATA_KEY
+    from edgeres.names import resolve_model_file
+
+    src = resolve_model_file("cifar10")
+    model = ov.Core().read_model(str(src))
+    model.set_rt_info(runtime.load(src).meta.to_json(), [METADATA_KEY])
+    dst = tmp_path_factory.mktemp("ir") / "model.xml"
+    ov.save_model(model, str(dst), compress_to_fp16=False)
+    return dst
+
+
 @pytest.fixture
 def reshaped_shipped(tmp_path: Path) -> Callable[..., Path]:
     """Make copies of the shipped fp32 ONNX model whose graph input takes ``size`` x ``size``

@@ -81,7 +81,7 @@ def _bare_model(tmp_path: Path, name: str = "cifar10") -> Path:
     return bare
 
 
-def _bad_input(tmp_path: Path, case: str) -> list[str]:
+def _bad_input(tmp_path: Path, case: str, request: pytest.FixtureRequest) -> list[str]:
     """The quantize arguments of one bad-input ``case`` (files it needs made under tmp_path)."""
     model = str(resolve_model_file("cifar10"))
     out = str(tmp_path / "out" / "m.onnx")
@@ -93,6 +93,8 @@ def _bad_input(tmp_path: Path, case: str) -> list[str]:
         "missing-dir": [model, "--calib", "cifar10", "-o", str(tmp_path / "no" / "m.onnx")],
         "budget-without-val": [model, "--calib", "cifar10", "--max-drop", "0.5", "-o", out],
     }
+    if case == "fp16":  # the session's fp16 export (conftest.shipped_fp16)
+        return [str(request.getfixturevalue("shipped_fp16")), "--calib", "cifar10", "-o", out]
     return given[case] if case in given else _made_input(tmp_path, case, model, out)
 
 
@@ -111,13 +113,9 @@ def _made_input(tmp_path: Path, case: str, model: str, out: str) -> list[str]:
         return [model, "--calib", str(tmp_path / "x.npz"), "--samples", 4, "-o", out]
     if case == "no-record":
         return [str(_bare_model(tmp_path)), "--calib", "cifar10", "-o", out]
-    if case == "int8-no-record":  # found from the graph's QDQ nodes
-        return [str(_bare_model(tmp_path, "cifar10-int8")), "--calib", "cifar10",
-                *("--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25"), "-o", out]
-    assert case == "fp16"
-    half = tmp_path / "half.onnx"
-    assert _run("export", "cifar_resnet20", "--fp16", "-o", half).exit_code == 0
-    return [str(half), "--calib", "cifar10", "-o", out]
+    assert case == "int8-no-record"  # found from the graph's QDQ nodes
+    return [str(_bare_model(tmp_path, "cifar10-int8")), "--calib", "cifar10",
+            *("--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25"), "-o", out]
 
 
 BAD = {
@@ -137,9 +135,10 @@ BAD = {
 
 
 @pytest.mark.parametrize("case", list(BAD))
-def test_bad_input_is_one_line_error_and_leaves_nothing(tmp_path: Path, case: str) -> None:
+def test_bad_input_is_one_line_error_and_leaves_nothing(tmp_path: Path, case: str,
+                                                        request: pytest.FixtureRequest) -> None:
     """Each bad input exits 1 with a single 'Error:' line, no traceback and no output file."""
-    result = _run("quantize", *_bad_input(tmp_path, case))
+    result = _run("quantize", *_bad_input(tmp_path, case, request))
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]

@@ -36,15 +36,9 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ir_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def ir_bundle(tmp_path_factory: pytest.TempPathFactory, shipped_ir: Path) -> Path:
     """A bundle of the shipped model converted to an fp32 OpenVINO IR (record in rt_info)."""
-    import openvino as ov
-
-    folder = tmp_path_factory.mktemp("ir")
-    model = ov.Core().read_model(str(MODEL))
-    model.set_rt_info(runtime.load(MODEL).meta.to_json(), [METADATA_KEY])
-    ov.save_model(model, str(folder / "m.xml"), compress_to_fp16=False)
-    return package.package(folder / "m.xml", folder / "bundle").path
+    return package.package(shipped_ir, tmp_path_factory.mktemp("ir") / "bundle").path
 
 
 @pytest.mark.slow

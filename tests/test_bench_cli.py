@@ -97,13 +97,14 @@ def test_missing_output_directory_fails_before_running(tmp_path: Path,
 def test_interrupted_run_saves_partial_results(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C: the partial results are still written and the exit code is 130."""
-    from edgeres.bench import BenchRow, BenchRun, LatencyStats
+    from edgeres.bench import BenchRow, BenchRun, LatencyStats, RunSettings
     from edgeres.bench.env import describe_machine
 
     row = BenchRow(model="m.onnx", source="file", runtime="ort-cpu", precision="fp32", batch=1,
                    threads=3, partial=True, latency=LatencyStats.from_samples([0.001]))
     run = BenchRun(rows=(row,), environment=describe_machine(), interrupted=True,
-                   settings={"threads": 3, "rounds": 1, "warmup": 0, "iterations": 1})
+                   settings=RunSettings.from_dict({"threads": 3, "rounds": 1, "warmup": 0,
+                                                   "iterations": 1}))
     calls = []
 
     def fake_run_bench(models, config, record=None):

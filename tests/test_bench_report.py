@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -22,8 +23,9 @@ ENV = Environment(cpu="Test CPU", machine="x86_64", isa=("avx2", "avx512f"), phy
                   versions={"numpy": "2.0", "torch": None, "onnxruntime": "1.20",
                             "openvino": None, "nncf": None, "edgeres": "0.1.0"},
                   load_average=(0.5, 0.4, 0.3), busy_others=0.01)
-SETTINGS = {"runtimes": ["ort-cpu"], "batches": [1], "threads": 2, "warmup": 1, "rounds": 2,
-            "iterations": 3, "duration": None, "conditions": "quiet machine"}
+SETTINGS: dict[str, Any] = {"runtimes": ["ort-cpu"], "batches": [1], "threads": 2, "warmup": 1,
+                            "rounds": 2, "iterations": 3, "duration": None,
+                            "conditions": "quiet machine"}
 
 
 def _row(precision: str, runtime: str, p50_ms: float, batch: int = 1, top1: float | None = 90.0,

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import numpy as np
@@ -24,7 +25,7 @@ from edgeres.evaluate import topk_accuracy
 from edgeres.preprocess import prepare
 
 CLASSES = ("airplane", "cat", "ship")
-FAST = {"iterations": 3, "rounds": 2, "warmup": 1, "memory": False}
+FAST: dict[str, Any] = {"iterations": 3, "rounds": 2, "warmup": 1, "memory": False}
 
 
 @pytest.fixture(scope="module")

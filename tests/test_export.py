@@ -32,6 +32,7 @@ def _model(name: str = "cifar_resnet20", **kwargs) -> nn.Module:
     model = create_model(name, **kwargs)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
+            assert m.running_mean is not None and m.running_var is not None
             m.running_mean.uniform_(-0.3, 0.3)
             m.running_var.uniform_(0.5, 1.5)
             m.weight.data.uniform_(0.5, 1.0)
@@ -266,6 +267,7 @@ def test_untraceable_model_still_loses_its_batchnorms():
     """Without an fx trace every BatchNorm becomes an exact per-channel affine."""
     model = _Untraceable().eval()
     with torch.no_grad():
+        assert model.bn.running_mean is not None and model.bn.running_var is not None
         model.bn.running_mean.uniform_(-0.5, 0.5)
         model.bn.running_var.uniform_(0.5, 2.0)
     folded = fold_batchnorm(model)

@@ -29,7 +29,7 @@ from edgeres.bench.stats import LatencyStats
 from edgeres.errors import EdgeresError
 from edgeres.runtime.backends import BackendOptions, OrtBackend, ort_providers
 
-FAST = {"iterations": 2, "rounds": 1, "warmup": 1, "memory": False}
+FAST: dict[str, Any] = {"iterations": 2, "rounds": 1, "warmup": 1, "memory": False}
 NO_GPU = (not torch.cuda.is_available() and shutil.which("nvidia-smi") is None
           and not Path("/proc/driver/nvidia/version").exists())
 CPU = ("CPUExecutionProvider", {})

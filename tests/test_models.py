@@ -196,6 +196,7 @@ def test_checkpoint_reloads_strictly_with_identical_logits(tmp_path):
     src = create_model("cifar_resnet20")
     for m in src.modules():  # non-trivial running statistics, as after training
         if isinstance(m, nn.BatchNorm2d):
+            assert m.running_mean is not None and m.running_var is not None
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
     torch.save(src.state_dict(), tmp_path / "ck.pt")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from edgeres.preprocess import load_image, normalize, pad_batch, prepare, resize
 from edgeres.zoo import family_preprocess
 
 
-def _meta(spec: PreprocessSpec, **inp: object) -> ModelMeta:
+def _meta(spec: PreprocessSpec, **inp: Any) -> ModelMeta:
     h, w = spec.crop
     return ModelMeta(name="m", family="custom", num_classes=2, labels=("a", "b"),
                      input=InputSpec(shape=("batch", 3, h, w), **inp), preprocess=spec)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import typing
+from typing import cast
 
 import pytest
 
-from edgeres.bench.config import RUNTIMES, RuntimeLabel
+from edgeres.bench.config import RUNTIMES, RunSettings, RuntimeLabel
 from edgeres.bench.results import NOTE_KINDS, Note
 from edgeres.errors import ConfigError, ExportError, QuantizationError
 from edgeres.quantize._protocol import Quantizer
@@ -167,7 +168,9 @@ def test_run_settings_keep_a_partial_dict_as_it_came() -> None:
     part = {"threads": 3, "rounds": 1, "warmup": 0, "iterations": 1, "per_model_eval": {"m": None}}
     machine = Environment(cpu="c", machine="x86_64", isa=(), physical_cores=1, logical_cores=1,
                           os="Linux", python="3.12")
-    run = BenchRun(rows=(), environment=machine, settings=part)
+    # A report's settings object as read from JSON: BenchRun types it itself (the dict is the
+    # input under test, so the annotation is overruled here on purpose).
+    run = BenchRun(rows=(), environment=machine, settings=cast("RunSettings", part))
     assert run.settings.threads == 3 and run.settings.duration is None
     assert run.settings.extra == {"per_model_eval": {"m": None}}
     assert run.settings.to_dict() == part and list(run.settings.to_dict()) == list(part)

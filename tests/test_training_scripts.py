@@ -51,6 +51,7 @@ def _train(*args: str | Path) -> subprocess.CompletedProcess:
 def _script(name: str):
     """scripts/<name>.py imported as a module."""
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

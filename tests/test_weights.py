@@ -31,6 +31,7 @@ def _trained_like(name: str = "cifar_resnet20", **kwargs) -> nn.Module:
     model = create_model(name, **kwargs)
     for m in model.modules():  # non-trivial BN statistics, so a wrong load shows in the logits
         if isinstance(m, nn.BatchNorm2d):
+            assert m.running_mean is not None and m.running_var is not None
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
     return model.eval()

@@ -130,11 +130,13 @@ def test_int8_file_agrees_with_the_fp32_file_it_came_from(folder: Path) -> None:
     images = sorted(folder.rglob("*.jpg"))
     x = prepare(images, fp32.meta)
     same = q.run(x).argmax(1) == fp32.run(x).argmax(1)
+    assert int8.accuracy is not None
     assert int8.accuracy.agreement == pytest.approx(100.0 * same.mean())
     assert int8.accuracy.reference == "cifar10 fp32/ort-cpu"
     alone = run_bench(["cifar10-int8"], BenchConfig(runtimes=("ort-cpu",), batches=(1,),
                                                     eval_data=str(folder), **FAST))
-    assert alone.rows[0].accuracy.agreement is None and alone.rows[0].accuracy.top1 is not None
+    acc = alone.rows[0].accuracy
+    assert acc is not None and acc.agreement is None and acc.top1 is not None
 
 
 @pytest.mark.slow  # full_run is the costliest fixture here (torch and every runtime label)
@@ -179,7 +181,8 @@ def test_ctrl_c_returns_partial_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     assert run.interrupted
     assert len(run.rows) == 2  # the second model was never started
     measured, unmeasured = run.rows
-    assert measured.status == "ok" and measured.partial and measured.latency.count >= 1
+    assert measured.status == "ok" and measured.partial and measured.latency is not None
+    assert measured.latency.count >= 1
     assert unmeasured.status == "skipped" and unmeasured.partial
     jsonschema.validate(report.to_json_dict(run), report.schema())
 
@@ -201,7 +204,7 @@ def test_zoo_model_exported_once_with_torch_baseline(tmp_path: Path, folder: Pat
     try:
         from edgeres.quantize import quantize  # noqa: F401
     except ImportError:  # quantize not written yet: the row must say so
-        assert int8.status == "skipped" and "quantize" in int8.reason
+        assert int8.status == "skipped" and "quantize" in (int8.reason or "")
     else:
         assert int8.status == "ok", int8.reason
         assert int8.executed_precision == "int8"
@@ -227,7 +230,7 @@ def test_openvino_ir_runs_on_openvino_only(tmp_path: Path) -> None:
     run = run_bench([str(xml)], BenchConfig(runtimes=("ort-cpu", "openvino-cpu"),
                                             openvino_default_row=False, **FAST))
     rows = {r.runtime: r for r in run.rows}
-    assert rows["ort-cpu"].status == "skipped" and "OpenVINO IR" in rows["ort-cpu"].reason
+    assert rows["ort-cpu"].status == "skipped" and "OpenVINO IR" in (rows["ort-cpu"].reason or "")
     assert rows["openvino-cpu"].status == "ok" and rows["openvino-cpu"].source == "ir"
     assert rows["openvino-cpu"].size_bytes == xml.stat().st_size + xml.with_suffix(
         ".bin").stat().st_size
@@ -236,7 +239,7 @@ def test_openvino_ir_runs_on_openvino_only(tmp_path: Path) -> None:
 def test_int8_file_cannot_be_benched_as_fp32(tmp_path: Path) -> None:
     """A precision a file cannot provide is a skipped row naming the fix."""
     run = run_bench(["cifar10"], BenchConfig(runtimes=("ort-cpu",), precisions=("fp16",), **FAST))
-    assert run.rows[0].status == "skipped" and "fp16" in run.rows[0].reason
+    assert run.rows[0].status == "skipped" and "fp16" in (run.rows[0].reason or "")
 
 
 @pytest.mark.parametrize(("models", "kwargs", "error"), [
@@ -307,6 +310,7 @@ def test_uint8_input_file_skips_the_torch_row(tmp_path: Path) -> None:
     run = run_bench([str(path)], BenchConfig(runtimes=("torch-cpu", "ort-cpu"), **FAST))
     rows = {r.runtime: r for r in run.rows}
     assert rows["torch-cpu"].status == "skipped"
-    assert "takes uint8 NHWC normalised in its graph" in rows["torch-cpu"].reason
-    assert "without --uint8-input" in rows["torch-cpu"].reason
-    assert rows["ort-cpu"].status == "ok" and rows["ort-cpu"].latency.count >= 1
+    assert "takes uint8 NHWC normalised in its graph" in (rows["torch-cpu"].reason or "")
+    assert "without --uint8-input" in (rows["torch-cpu"].reason or "")
+    latency = rows["ort-cpu"].latency
+    assert rows["ort-cpu"].status == "ok" and latency is not None and latency.count >= 1

@@ -94,7 +94,8 @@ def tiny(dst: Path, *, opset: int = 9, inputs: int = 1, out_rank: int = 2, in_ra
     inits = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w"),
              numpy_helper.from_array(rng.standard_normal((5, 4)).astype(np.float32), "fc_w"),
              numpy_helper.from_array(np.zeros(5, np.float32), "fc_b")]
-    shape = ["N", 8, 8, 3][:in_rank] if in_rank <= 4 else ["N", 1, 8, 8, 3]
+    full: list[str | int] = ["N", 8, 8, 3] if in_rank <= 4 else ["N", 1, 8, 8, 3]
+    shape = full[:in_rank] if in_rank <= 4 else full
     nodes = [helper.make_node("Transpose", ["input_1:0"], ["t"], perm=[0, 3, 1, 2]),
              helper.make_node("Conv", ["t", "w"], ["c"], pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["c"], ["r"]),
@@ -113,10 +114,11 @@ def tiny(dst: Path, *, opset: int = 9, inputs: int = 1, out_rank: int = 2, in_ra
         out = "out3:0"
     graph_inputs = [helper.make_tensor_value_info("input_1:0", TensorProto.FLOAT, shape)]
     if inputs == 2:
-        graph_inputs.append(helper.make_tensor_value_info("extra:0", TensorProto.FLOAT, ["N", 5]))
+        extra: list[str | int] = ["N", 5]
+        graph_inputs.append(helper.make_tensor_value_info("extra:0", TensorProto.FLOAT, extra))
         nodes.append(helper.make_node("Add", [out, "extra:0"], ["sum:0"]))
         out = "sum:0"
-    out_shape = ["N", 5] if out_rank == 2 else ["N", 1, 5]
+    out_shape: list[str | int] = ["N", 5] if out_rank == 2 else ["N", 1, 5]
     graph = helper.make_graph(nodes, "keras_model", graph_inputs,
                               [helper.make_tensor_value_info(out, TensorProto.FLOAT, out_shape)],
                               inits)

@@ -11,14 +11,14 @@ from unittest import mock
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from edgeres.cli import cli
 from edgeres.meta import read_onnx_meta
 from edgeres.names import calibration_dir, resolve_model_file
 
 
-def _run(*args: str):
+def _run(*args: str | int | float | Path) -> Result:
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
@@ -39,6 +39,7 @@ def test_quantize_writes_a_checked_int8_model_and_report(tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     onnx.checker.check_model(onnx.load(str(out)), full_check=True)
     meta = read_onnx_meta(onnx.load(str(out)))
+    assert meta is not None
     assert meta.precision == "int8" and meta.extra["quantization"]["samples"] == 32
     assert "calibration: 32 images from cifar10 (0 unreadable skipped)" in result.output
     assert "activations uint8" in result.output and "weights int8 per-channel" in result.output
@@ -81,12 +82,13 @@ def _bare_model(tmp_path: Path, name: str = "cifar10") -> Path:
     return bare
 
 
-def _bad_input(tmp_path: Path, case: str, request: pytest.FixtureRequest) -> list[str]:
+def _bad_input(tmp_path: Path, case: str, request: pytest.FixtureRequest
+               ) -> list[str | int | Path]:
     """The quantize arguments of one bad-input ``case`` (files it needs made under tmp_path)."""
     model = str(resolve_model_file("cifar10"))
     out = str(tmp_path / "out" / "m.onnx")
     (tmp_path / "out").mkdir(exist_ok=True)
-    given = {  # nothing to make first
+    given: dict[str, list[str | int | Path]] = {  # nothing to make first
         "missing-calib": [model, "--calib", str(tmp_path / "nowhere"), "-o", out],
         "unknown-calib": [model, "--calib", "imagenet", "-o", out],
         "int8": [str(resolve_model_file("cifar10-int8")), "--calib", "cifar10", "-o", out],
@@ -98,7 +100,7 @@ def _bad_input(tmp_path: Path, case: str, request: pytest.FixtureRequest) -> lis
     return given[case] if case in given else _made_input(tmp_path, case, model, out)
 
 
-def _made_input(tmp_path: Path, case: str, model: str, out: str) -> list[str]:
+def _made_input(tmp_path: Path, case: str, model: str, out: str) -> list[str | int | Path]:
     if case == "not-onnx":
         (tmp_path / "m.txt").write_text("hello")
         return [str(tmp_path / "m.txt"), "--calib", "cifar10", "-o", out]

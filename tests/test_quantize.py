@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import onnx
@@ -19,7 +20,7 @@ from edgeres.evaluate import evaluate
 from edgeres.meta import custom_meta, read_ir_meta, read_onnx_meta, write_onnx_meta
 from edgeres.modelfile import model_record
 from edgeres.names import resolve_model_file
-from edgeres.quantize import QuantConfig, quantize
+from edgeres.quantize import QuantBackend, QuantConfig, quantize
 from edgeres.quantize._ranges import _entropy_range, _percentile_range, collect_ranges
 from edgeres.quantize.config import detect_target, resolve_target
 
@@ -60,6 +61,7 @@ def test_record_and_provenance_round_trip(reference) -> None:
     backend, out, report = reference
     meta = read_onnx_meta(onnx.load(str(out))) if backend == "ort" else read_ir_meta(out)
     source = model_record(REFERENCE)
+    assert meta is not None
     assert meta == report.meta and meta.labels == source.labels
     assert meta.preprocess == source.preprocess and meta.precision == "int8"
     q = meta.extra["quantization"]
@@ -160,8 +162,9 @@ def test_max_drop_returns_the_sensitive_layer_to_float(sensitive: Path, tmp_path
     out = tmp_path / ("m.onnx" if backend == "ort" else "m.xml")
     calib = CalibrationSet.from_data(sensitive.with_name("calib.npz"), model_record(sensitive))
     config = QuantConfig(val=sensitive.with_name("val.npz"), max_drop=1.0, layer_report_samples=16)
-    report = quantize(sensitive, out, calib, backend=backend, config=config)
+    report = quantize(sensitive, out, calib, backend=cast("QuantBackend", backend), config=config)
     fb = report.fallback
+    assert fb is not None and report.validation is not None and report.meta is not None
     assert fb.attempts[0].float_layers == () and fb.attempts[0].drop > 20.0
     assert report.float_layers == ("conv2",) and fb.budget_met and report.budget_met
     assert fb.ranking[0][0] == "conv2" and fb.ranking[0][1] > 10.0  # dB gained
@@ -182,6 +185,7 @@ def test_exclude_keeps_named_layer_float_and_unknown_name_fails(sensitive: Path,
     config = QuantConfig(exclude=("conv2",), eval=sensitive.with_name("val.npz"),
                          layer_report_samples=0)
     report = quantize(sensitive, tmp_path / "m.onnx", calib, config=config)
+    assert report.evaluation is not None
     assert report.float_layers == ("conv2",) and report.evaluation.drop <= 1.0
     assert report.fallback is None and report.layers == ()
     with pytest.raises(QuantizationError, match="no node named 'conv9'"):
@@ -256,7 +260,8 @@ def _fixed_batch(model_path: Path, batch: int, out: Path) -> Path:
     for value in (*model.graph.input, *model.graph.output):
         value.type.tensor_type.shape.dim[0].dim_value = batch
     onnx.save(model, str(out))
-    assert read_onnx_meta(onnx.load(str(out))).input.shape[0] == "batch"
+    record = read_onnx_meta(onnx.load(str(out)))
+    assert record is not None and record.input.shape[0] == "batch"
     return out
 
 

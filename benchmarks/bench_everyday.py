@@ -72,7 +72,8 @@ R50 = INFO_MODEL.with_name("resnet50.onnx")
 _QUANTIZE = """
 import sys
 from pathlib import Path
-from edgeres.calibration import CalibrationSet, model_record
+from edgeres.calibration import CalibrationSet
+from edgeres.modelfile import model_record
 from edgeres.quantize import QuantConfig, quantize
 src = Path(sys.argv[1])
 calib = CalibrationSet.from_data("cifar10", model_record(src))
@@ -83,7 +84,8 @@ quantize(src, src.with_name("q.onnx"), calib,
 _PLAIN = """
 import sys, tempfile
 from pathlib import Path
-from edgeres.calibration import CalibrationSet, model_record, ort_reader
+from edgeres.calibration import CalibrationSet, ort_reader
+from edgeres.modelfile import model_record
 from onnxruntime.quantization import (QuantFormat, QuantType, quant_pre_process,
                                       quantize_static)
 src = Path(sys.argv[1])

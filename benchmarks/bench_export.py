@@ -28,8 +28,9 @@ import torch  # noqa: E402
 
 from edgeres._fs import atomic_write  # noqa: E402
 from edgeres.bench.env import describe_machine  # noqa: E402
-from edgeres.export import ExportConfig, export_onnx, zoo_meta  # noqa: E402
+from edgeres.export import ExportConfig, export_onnx  # noqa: E402
 from edgeres.models import create_model  # noqa: E402
+from edgeres.zoo import zoo_meta  # noqa: E402
 
 SCHEMA_VERSION = 1
 MODELS = ("resnet18", "resnet50", "cifar_resnet20", "cifar_resnet56", "preact_resnet18",

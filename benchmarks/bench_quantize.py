@@ -44,9 +44,10 @@ from edgeres import runtime  # noqa: E402
 from edgeres._fs import atomic_write  # noqa: E402
 from edgeres.bench.env import describe_machine  # noqa: E402
 from edgeres.bench.timing import measure  # noqa: E402
-from edgeres.calibration import CalibrationSet, model_record, ort_reader  # noqa: E402
+from edgeres.calibration import CalibrationSet, ort_reader  # noqa: E402
 from edgeres.data import open_data  # noqa: E402
 from edgeres.evaluate import evaluate  # noqa: E402
+from edgeres.modelfile import model_record  # noqa: E402
 from edgeres.quantize import QuantConfig, quantize  # noqa: E402
 from edgeres.quantize._ranges import quiet  # noqa: E402
 
@@ -179,8 +180,9 @@ def _accuracy_md(p: dict[str, Any]) -> str:
 def _resnet50(work: Path) -> tuple[Path, Any]:
     import torch
 
-    from edgeres.export import export_onnx, zoo_meta
+    from edgeres.export import export_onnx
     from edgeres.models import create_model
+    from edgeres.zoo import zoo_meta
 
     torch.manual_seed(0)
     path = work / "resnet50.onnx"

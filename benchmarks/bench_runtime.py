@@ -77,8 +77,9 @@ def _resnet18_fp32() -> Path:
     if not dst.exists():
         import torch
 
-        from edgeres.export import export_onnx, zoo_meta
+        from edgeres.export import export_onnx
         from edgeres.models import create_model
+        from edgeres.zoo import zoo_meta
 
         torch.manual_seed(0)
         export_onnx(create_model("resnet18"), dst, meta=zoo_meta("resnet18"))

@@ -2,7 +2,9 @@
 
 A record read from a file is untrusted input (CONTRIBUTING R3): every field is checked here, so
 a bad record is one ``MetadataError`` naming the field, never a crash, NaN predictions or an
-out-of-memory resize later. ``meta.py`` keeps the record itself. Stdlib only.
+out-of-memory resize later. ``meta.py`` keeps the record itself and calls the public names
+here (``record_fields``, ``check_record``); this module imports nothing of it, so the checks
+sit below the schema (the allowed values come from ``vocab``). Stdlib only.
 """
 
 from __future__ import annotations
@@ -10,12 +12,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import unicodedata
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edgeres.errors import MetadataError
-
-if TYPE_CHECKING:
-    from edgeres.meta import InputSpec, ModelMeta, PreprocessSpec
+from edgeres.vocab import CHANNEL_ORDERS, INTERPOLATIONS, OUTPUT_KINDS, PRECISIONS
 
 # Bounds on what a record may say: generous for any image classifier, small enough that a
 # hostile record cannot make edgeres allocate gigabytes (resize 100000 would need 30 GB).
@@ -24,7 +24,8 @@ MAX_CLASSES = 1_000_000
 MAX_TEXT = 256  # characters in a name or label
 MAX_STEPS = 10_000  # provenance entries
 MAX_RECORD_CHARS = 64 << 20
-_NEW_PREPROCESS_FIELDS: dict[str, Any] = {"channel_order": "RGB", "pixel_scale": 1.0}
+# Fields added after schema 1, with the value a record that lacks them means.
+NEW_PREPROCESS_FIELDS: dict[str, Any] = {"channel_order": "RGB", "pixel_scale": 1.0}
 
 
 _CHANNEL_NUMBERS = "a list of 1 to 4 finite numbers, one per channel"
@@ -127,10 +128,12 @@ def _resize(value: Any) -> int | tuple[int, int]:
     return _int(value, "preprocess.resize", 1, MAX_SIDE)
 
 
-def _check_fields(meta: ModelMeta) -> None:
-    """The checks of ``ModelMeta.check``, on an already-built record."""
-    from edgeres.meta import OUTPUT_KINDS, PRECISIONS  # the record's vocabulary lives there
+def check_record(meta: Any) -> None:
+    """The checks of ``ModelMeta.check``, on an already-built record (a ``meta.ModelMeta``).
 
+    Raises:
+        MetadataError: naming the first field that is wrong and what it must be.
+    """
     _text(meta.name, "name")
     _text(meta.family, "family")
     _int(meta.num_classes, "num_classes", 0, MAX_CLASSES)
@@ -152,7 +155,7 @@ def _choice(value: Any, name: str, allowed: tuple[Any, ...]) -> None:
         _bad(name, value, "one of " + ", ".join(map(str, allowed)))
 
 
-def _check_input(spec: InputSpec) -> None:
+def _check_input(spec: Any) -> None:
     _text(spec.name, "input.name")
     _choice(spec.layout, "input.layout", ("NCHW", "NHWC"))
     _choice(spec.dtype, "input.dtype", ("float32", "float16", "uint8"))
@@ -168,9 +171,7 @@ def _check_input(spec: InputSpec) -> None:
         _int(side, "input.shape (height, width)", 1, MAX_SIDE)
 
 
-def _check_preprocess(pre: PreprocessSpec, spec: InputSpec) -> None:
-    from edgeres.meta import CHANNEL_ORDERS, INTERPOLATIONS
-
+def _check_preprocess(pre: Any, spec: Any) -> None:
     resize = pre.resize if isinstance(pre.resize, tuple) else None
     if resize is None:
         _int(pre.resize, "preprocess.resize", 1, MAX_SIDE)
@@ -194,3 +195,40 @@ def _check_preprocess(pre: PreprocessSpec, spec: InputSpec) -> None:
     if problem is not None:
         field, value, want = problem
         _bad(f"preprocess.{field}", value, want)
+
+
+def record_fields(d: dict[str, Any], input_cls: type, preprocess_cls: type) -> dict[str, Any]:
+    """The fields of a record read from JSON, each checked, as ``ModelMeta``'s arguments.
+
+    Args:
+        d: the parsed JSON object (untrusted).
+        input_cls, preprocess_cls: ``meta.InputSpec`` and ``meta.PreprocessSpec`` (passed in,
+            so this module does not import the schema).
+
+    Returns:
+        name, family, num_classes, labels, input, preprocess and provenance.
+
+    Raises:
+        MetadataError: for a field of the wrong type or out of range.
+        KeyError: for a missing field (the caller names it).
+    """
+    inp, pre = _fields(d["input"], input_cls), _fields(d["preprocess"], preprocess_cls)
+    provenance = d.get("provenance", [])
+    if not isinstance(provenance, list) or len(provenance) > MAX_STEPS or not all(
+            isinstance(p, dict) for p in provenance):
+        _bad("provenance", provenance, f"a list of at most {MAX_STEPS} objects")
+    return {
+        "name": _text(d["name"], "name"),
+        "family": _text(d["family"], "family"),
+        "num_classes": _int(d["num_classes"], "num_classes", 0, MAX_CLASSES),
+        "labels": _labels(d["labels"]),
+        "input": input_cls(**{**inp, "shape": _shape(inp["shape"])}),
+        "preprocess": preprocess_cls(**{
+            **pre,
+            "resize": _resize(pre["resize"]),
+            "crop": _pair(pre["crop"], "preprocess.crop"),
+            "mean": _floats(pre["mean"], "preprocess.mean"),
+            "std": _floats(pre["std"], "preprocess.std"),
+        }),
+        "provenance": tuple(provenance),
+    }

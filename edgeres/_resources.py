@@ -33,12 +33,19 @@ def available_memory() -> int | None:
     return None
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, which containers narrow)."""
+def usable_cpus() -> int | None:
+    """Logical CPUs this process may run on (its affinity mask), or None where unknown.
+
+    A container limited by a cpuset (``docker --cpuset-cpus``, ``taskset``) still sees every
+    core of the host in /proc/cpuinfo; only the affinity mask says how many it can use.
+    """
+    getaffinity = getattr(os, "sched_getaffinity", None)  # Linux only
+    if getaffinity is None:
+        return None
     try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        return len(getaffinity(0)) or None
+    except OSError:
+        return None
 
 
 def estimate_batch_bytes(batch: int, sample_bytes: int, runtimes: int = 1) -> int:
@@ -70,7 +77,7 @@ def check_memory(need: int, what: str, fix: str) -> None:
 
 def cap_threads(threads: int | None) -> tuple[int | None, str | None]:
     """``threads`` capped at the usable CPUs, and a note when it was capped."""
-    cpus = usable_cpus()
+    cpus = usable_cpus() or os.cpu_count() or 1
     if threads is None or threads <= cpus:
         return threads, None
     return cpus, (f"--threads {threads} is more than the {cpus} CPUs this process may use; "

@@ -26,10 +26,9 @@ import numpy as np
 from edgeres.data import ArraySource, DataSource, ImageSource, open_data
 from edgeres.errors import DataError
 from edgeres.meta import ModelMeta
-from edgeres.modelfile import model_record, onnx_record  # noqa: F401 - their old home
 from edgeres.preprocess import pad_batch
 
-__all__ = ["CalibrationSet", "CalibrationStats", "model_record", "nncf_dataset", "ort_reader"]
+__all__ = ["CalibrationSet", "CalibrationStats", "nncf_dataset", "ort_reader"]
 
 log = logging.getLogger(__name__)
 

@@ -55,16 +55,6 @@ class ConfigError(EdgeresError, ValueError):
     """
 
 
-# For one release an invalid export or quantize option is also the error those modules raised
-# before (ExportError, QuantizationError), so `except ExportError` written then still catches it.
-class ExportConfigError(ConfigError, ExportError):
-    """An invalid export option (a ``ConfigError``; also an ``ExportError`` until 0.3)."""
-
-
-class QuantConfigError(ConfigError, QuantizationError):
-    """An invalid quantize option (a ``ConfigError``; also a ``QuantizationError`` until 0.3)."""
-
-
 def first_line(e: BaseException, limit: int = 200) -> str:
     """The first line of ``e``'s text, at most ``limit`` characters (its type name if empty).
 

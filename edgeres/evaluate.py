@@ -1,16 +1,21 @@
 """THE top-1/top-5 evaluation loop over labelled data, through any ``run(x) -> logits`` callable.
 
 Quantize (fp32 vs int8 on validation data), bench (``--eval``) and the demo all measure
-accuracy here, so their numbers agree. Images go through ``edgeres.data`` and therefore through
-``edgeres.preprocess``, the same code the runtime uses.
+accuracy here, so their numbers agree. ``Evaluator`` says *where* a model is scored (the way
+NNCF's ``quantize_with_accuracy_control`` takes a ``validation_fn``): ``LocalEvaluator`` runs
+this loop in the process, ``edgeres.cluster.RayEvaluator`` on a Ray cluster with the same
+counts; ``quantize`` and ``edgeres eval`` take one and never import the cluster code. Images
+go through ``edgeres.data`` and therefore through ``edgeres.preprocess``, the same code the
+runtime uses.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import cast
+from pathlib import Path
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 
@@ -19,6 +24,8 @@ from edgeres.data import DataSource
 from edgeres.errors import DataError
 from edgeres.meta import ModelMeta
 from edgeres.preprocess import pad_batch
+
+DEFAULT_BATCH = 100  # images per call; a cluster cuts the same batches (cluster._eval)
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,7 @@ def evaluate(
     data: DataSource,
     meta: ModelMeta,
     *,
-    batch_size: int = 100,
+    batch_size: int = DEFAULT_BATCH,
     limit: int | None = None,
     description: str = "evaluating",
 ) -> EvalReport:
@@ -133,3 +140,54 @@ def evaluate(
         top1=topk_accuracy(logits, truth, 1), top5=topk_accuracy(logits, truth, 5),
         count=len(truth), skipped=data.skipped, logits=logits, labels=truth,
     )
+
+
+@runtime_checkable
+class Evaluator(Protocol):
+    """Where a model is scored: ``LocalEvaluator`` here, ``edgeres.cluster.RayEvaluator`` on a
+    Ray cluster; both give the same ``EvalReport``, image for image.
+
+    Attributes:
+        where: "local", or "cluster ADDRESS".
+        workers: parallel workers (None: this process alone). With workers, ``top1_many``
+            scores several files at once (the fallback search's candidates).
+    """
+
+    @property
+    def where(self) -> str: ...
+
+    @property
+    def workers(self) -> int | None: ...
+
+    def evaluate(self, predictor: Any, data: DataSource, meta: ModelMeta, *,
+                 batch_size: int = DEFAULT_BATCH, description: str = "evaluating",
+                 ) -> EvalReport:
+        """The report of ``predictor`` (a loaded model: ``run`` and ``path``) on ``data``."""
+        ...
+
+    def top1_many(self, paths: Sequence[Path], data: DataSource, meta: ModelMeta,
+                  ) -> list[float]:
+        """top-1 of each model file in ``paths`` on ``data``, in order."""
+        ...
+
+
+class LocalEvaluator:
+    """Scores in this process through ``evaluate`` (the default everywhere)."""
+
+    where = "local"
+    workers: int | None = None
+
+    def evaluate(self, predictor: Any, data: DataSource, meta: ModelMeta, *,
+                 batch_size: int = DEFAULT_BATCH, description: str = "evaluating",
+                 ) -> EvalReport:
+        """``evaluate(predictor.run, data, meta)``."""
+        return evaluate(predictor.run, data, meta, batch_size=batch_size,
+                        description=description)
+
+    def top1_many(self, paths: Sequence[Path], data: DataSource, meta: ModelMeta,
+                  ) -> list[float]:
+        """One file after another, each loaded with ``edgeres.runtime.load``."""
+        from edgeres.runtime import load
+
+        return [evaluate(load(p).run, data, meta, description=f"{Path(p).name}").top1
+                for p in paths]

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from edgeres._fs import atomic_write, check_output
 from edgeres._parity import Parity, check_graph, compare, random_inputs, reference_outputs
 from edgeres._resources import check_memory, estimate_batch_bytes
-from edgeres.errors import ExportConfigError, ExportError, first_line
+from edgeres.errors import ConfigError, ExportError, first_line
 from edgeres.meta import (
     InputSpec,
     ModelMeta,
@@ -37,10 +37,9 @@ from edgeres.meta import (
     write_onnx_meta,
 )
 from edgeres.models.deploy import HalfPrecision, Uint8Input, eval_mode, fold_batchnorm
-from edgeres.zoo import zoo_meta  # its home before 0.2; built without torch in edgeres.zoo
+from edgeres.zoo import zoo_meta  # built without torch in edgeres.zoo
 
-__all__ = ["ExportConfig", "ExportReport", "export_onnx", "seeded_model", "zoo_export",
-           "zoo_meta"]
+__all__ = ["ExportConfig", "ExportReport", "export_onnx", "seeded_model", "zoo_export"]
 
 RANDOM_INIT_SEED = 0  # zoo models exported without weights (`export`, bench): reproducible
 
@@ -90,24 +89,24 @@ class ExportConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.opset, int) or not MIN_OPSET <= self.opset <= MAX_OPSET:
             msg = f"opset {self.opset} is unsupported; use {MIN_OPSET} to {MAX_OPSET} (17 default)"
-            raise ExportConfigError(msg)
+            raise ConfigError(msg)
         if self.batch != "dynamic" and (
             isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1
         ):
             msg = f"batch {self.batch!r} is invalid; use 'dynamic' or a positive batch size"
-            raise ExportConfigError(msg)
+            raise ConfigError(msg)
         for name in ("atol", "rtol"):
             value = getattr(self, name)
             if value is not None and not (
                 _is_number(value) and value >= 0 and math.isfinite(value)
             ):
                 msg = f"{name} {value!r} is invalid; a tolerance is a finite number >= 0"
-                raise ExportConfigError(msg)
+                raise ConfigError(msg)
         for name, least in (("parity_inputs", 1), ("seed", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 msg = f"{name} {value!r} is invalid; use a whole number >= {least}"
-                raise ExportConfigError(msg)
+                raise ConfigError(msg)
 
     @property
     def tolerance(self) -> tuple[float, float]:
@@ -193,7 +192,7 @@ def zoo_export(
         ``(network, record)`` for ``export_onnx``.
 
     Raises:
-        UnknownModelError, CheckpointError, ExportConfigError: as the steps they come from.
+        UnknownModelError, CheckpointError, ConfigError: as the steps they come from.
     """
     import logging
 
@@ -253,7 +252,7 @@ def _export_meta(meta: ModelMeta, config: ExportConfig) -> ModelMeta:
     c, (h, w) = meta.input.channels, meta.input_size
     if min(h, w, c) < 1:
         msg = f"input size {h}x{w} with {c} channel(s) is invalid; sizes must be positive"
-        raise ExportConfigError(msg)
+        raise ConfigError(msg)
     b = "batch" if config.batch == "dynamic" else config.batch
     if config.uint8_input:
         spec = InputSpec(shape=(b, h, w, c), layout="NHWC", dtype="uint8", normalized_in_graph=True)

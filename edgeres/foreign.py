@@ -38,6 +38,7 @@ from edgeres.meta import (
     PreprocessSpec,
     write_onnx_meta,
 )
+from edgeres.preprocess import rows_are_probabilities
 from edgeres.runtime.backends import check_image_input
 from edgeres.zoo import family_labels
 
@@ -292,17 +293,12 @@ def _probe(path: Path, facts: GraphFacts, shape: tuple[int, ...]) -> np.ndarray:
     return out
 
 
-def _rows_are_probabilities(out: np.ndarray) -> bool:
-    z = out.astype(np.float64)
-    return bool((z >= -1e-6).all() and (np.abs(z.sum(axis=1) - 1.0) <= 1e-3).all())
-
-
 def _refuse_embeddings(path: Path, out: np.ndarray) -> None:
     """Refuse rows of unit length (an L2-normalised embedding, e.g. a face model's [N, 128]):
     they are not class scores, and read as logits they give "class_76 0.0124" and 0% top-1."""
     z = out.astype(np.float64)
     norms = np.linalg.norm(z, axis=1)
-    if z.shape[1] < 2 or _rows_are_probabilities(out) or not np.allclose(norms, 1.0, atol=1e-3):
+    if z.shape[1] < 2 or rows_are_probabilities(out) or not np.allclose(norms, 1.0, atol=1e-3):
         return
     msg = (f"{path} outputs rows of length 1 ([N, {z.shape[1]}], L2-normalised), as embedding "
            "models do, not class scores; if they are scores, say so with --output-kind "
@@ -361,7 +357,7 @@ def _build(path: Path, options: RecordOptions, facts: GraphFacts) -> ModelMeta:
     if options.output is None:
         _refuse_embeddings(path, out)
     output = options.output or (
-        "probabilities" if facts.ends_in_softmax or _rows_are_probabilities(out) else "logits")
+        "probabilities" if facts.ends_in_softmax or rows_are_probabilities(out) else "logits")
     classes = int(out.shape[1])
     meta = ModelMeta(
         name=options.name or path.stem[:200], family="custom", num_classes=classes,

@@ -18,26 +18,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeGuard
 
-from edgeres._record_check import (  # noqa: F401 - MAX_* re-exported (their home before 0.2)
-    _NEW_PREPROCESS_FIELDS,
-    MAX_CLASSES,
+from edgeres._record_check import (
     MAX_RECORD_CHARS,
-    MAX_SIDE,
-    MAX_STEPS,
-    MAX_TEXT,
-    _bad,
-    _check_fields,
-    _fields,
-    _floats,
-    _int,
-    _labels,
-    _pair,
-    _resize,
-    _shape,
-    _text,
+    NEW_PREPROCESS_FIELDS,
+    check_record,
     normalisation_problem,
+    record_fields,
 )
 from edgeres.errors import MetadataError
+from edgeres.vocab import (  # the record's vocabulary, defined once there
+    CHANNEL_ORDERS,
+    INTERPOLATIONS,
+    OUTPUT_KINDS,
+    PRECISIONS,
+    Precision,
+)
 
 SCHEMA_VERSION = 1
 METADATA_KEY = "edgeres"  # the single key in ONNX metadata_props / OpenVINO rt_info
@@ -46,13 +41,11 @@ METADATA_KEY = "edgeres"  # the single key in ONNX metadata_props / OpenVINO rt_
 IR_RECORD_PATHS: tuple[tuple[str, ...], ...] = ((METADATA_KEY,), ("framework", METADATA_KEY))
 
 Layout = Literal["NCHW", "NHWC"]
-Precision = Literal["fp32", "fp16", "bf16", "int8"]
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
-# "bilinear-no-antialias": cv2.resize INTER_LINEAR / tf.image.resize (antialias=False), which
-# Keras and OpenCV pipelines train with; the others are Pillow's (antialiased when shrinking).
-INTERPOLATIONS: tuple[str, ...] = ("nearest", "bilinear", "bicubic", "bilinear-no-antialias")
-CHANNEL_ORDERS: tuple[str, ...] = ("RGB", "BGR")
-OUTPUT_KINDS: tuple[str, ...] = ("logits", "probabilities")
+__all__ = ["CHANNEL_ORDERS", "CIFAR10_LABELS", "CIFAR10_MEAN", "CIFAR10_STD", "IMAGENET_MEAN",
+           "IMAGENET_STD", "INTERPOLATIONS", "IR_RECORD_PATHS", "METADATA_KEY", "OUTPUT_KINDS",
+           "PRECISIONS", "SCHEMA_VERSION", "InputSpec", "Layout", "ModelMeta", "Precision",
+           "PreprocessSpec", "custom_meta", "numbered_labels", "read_ir_meta", "read_onnx_meta",
+           "write_onnx_meta"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -237,7 +230,7 @@ class ModelMeta:
         h, w = (graph_shape[i] for i in spatial)
         if not (_fixed(h) and _fixed(w)) or (h, w) == tuple(self.input_size):
             return fitted
-        return fitted._resized((int(h), int(w)), spatial)
+        return _resized(fitted, (int(h), int(w)), spatial)
 
     def _fitted_batch(self, first: int | str | None) -> ModelMeta:
         batch = first if _fixed(first) else "batch"
@@ -246,20 +239,6 @@ class ModelMeta:
             return self
         shape = (batch, *self.input.shape[1:])
         return self.evolve(input=dataclasses.replace(self.input, shape=shape))
-
-    def _resized(self, size: tuple[int, int], spatial: tuple[int, int]) -> ModelMeta:
-        (h, w), (old_h, old_w) = size, self.input_size
-        resize = self.preprocess.resize
-        if isinstance(resize, int):
-            resize = max(1, round(resize * max(h / old_h, w / old_w)))
-        else:
-            resize = (max(1, round(resize[0] * h / old_h)), max(1, round(resize[1] * w / old_w)))
-        shape = list(self.input.shape)
-        shape[spatial[0]], shape[spatial[1]] = h, w
-        return self.evolve(
-            input=dataclasses.replace(self.input, shape=tuple(shape)),
-            preprocess=dataclasses.replace(self.preprocess, resize=resize, crop=(h, w)),
-        )
 
     def with_step(self, step: str, *, input_sha256: str | None, **details: Any) -> ModelMeta:
         """Return a copy with one more provenance entry for ``step``.
@@ -286,7 +265,7 @@ class ModelMeta:
         extra = d.pop("extra")
         # Fields added after schema 1 are written only when set, so a record without them
         # reads back and serialises byte for byte as it was.
-        for key, default in _NEW_PREPROCESS_FIELDS.items():
+        for key, default in NEW_PREPROCESS_FIELDS.items():
             if d["preprocess"][key] == default:
                 del d["preprocess"][key]
         if d["output"] is None:
@@ -343,28 +322,11 @@ class ModelMeta:
             raise MetadataError(msg)
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         try:
-            inp, pre = _fields(d["input"], InputSpec), _fields(d["preprocess"], PreprocessSpec)
-            provenance = d.get("provenance", [])
-            if not isinstance(provenance, list) or len(provenance) > MAX_STEPS or not all(
-                    isinstance(p, dict) for p in provenance):
-                _bad("provenance", provenance, f"a list of at most {MAX_STEPS} objects")
             meta = cls(
-                name=_text(d["name"], "name"),
-                family=_text(d["family"], "family"),
-                num_classes=_int(d["num_classes"], "num_classes", 0, MAX_CLASSES),
-                labels=_labels(d["labels"]),
-                input=InputSpec(**{**inp, "shape": _shape(inp["shape"])}),
-                preprocess=PreprocessSpec(**{
-                    **pre,
-                    "resize": _resize(pre["resize"]),
-                    "crop": _pair(pre["crop"], "preprocess.crop"),
-                    "mean": _floats(pre["mean"], "preprocess.mean"),
-                    "std": _floats(pre["std"], "preprocess.std"),
-                }),
+                **record_fields(d, InputSpec, PreprocessSpec),
                 precision=d["precision"],
                 weights_sha256=d.get("weights_sha256"),
                 edgeres_version=d.get("edgeres_version", ""),
-                provenance=tuple(provenance),
                 extra={k: v for k, v in d.items() if k not in known},
                 schema_version=version,
                 output=d.get("output"),
@@ -381,25 +343,13 @@ class ModelMeta:
         Raises:
             MetadataError: naming the first field that is wrong and what it must be.
         """
-        _check_fields(self)
+        check_record(self)
         return self
 
 
-def default_preprocess(
-    family: str, input_size: tuple[int, int], in_chans: int = 3
-) -> PreprocessSpec:
-    """Deprecated alias of ``edgeres.zoo.family_preprocess`` (zoo defaults live in the zoo),
-    kept for one release."""
-    from edgeres.zoo import family_preprocess
-
-    return family_preprocess(family, input_size, in_chans)
-
-
-def default_labels(family: str, num_classes: int) -> tuple[str, ...]:
-    """Deprecated alias of ``edgeres.zoo.family_labels``, kept for one release."""
-    from edgeres.zoo import family_labels
-
-    return family_labels(family, num_classes)
+def numbered_labels(num_classes: int) -> tuple[str, ...]:
+    """``class_0``, ``class_1``, ...: the labels of a model whose classes have no names."""
+    return tuple(f"class_{i}" for i in range(num_classes))
 
 
 def read_onnx_meta(model: Any) -> ModelMeta | None:
@@ -473,17 +423,31 @@ def custom_meta(
         msg = (f"invalid preprocessing: input size {input_size}, mean {mean}, std {std}; "
                "sizes must be positive and mean/std have one value per channel")
         raise MetadataError(msg)
-    from edgeres.zoo import family_labels  # imports this module: here, not at the top
-
     h, w = input_size
     c = len(mean)
     shape: tuple[int | str, ...] = ("batch", c, h, w) if layout == "NCHW" else ("batch", h, w, c)
     return ModelMeta(
         name=name, family="custom", num_classes=num_classes,
-        labels=labels or family_labels("custom", num_classes),
+        labels=labels or numbered_labels(num_classes),
         input=InputSpec(shape=shape, layout=layout),
         preprocess=PreprocessSpec(resize=min(h, w), crop=(h, w), mean=tuple(mean),
                                   std=tuple(std), color="L" if c == 1 else "RGB"),
+    )
+
+
+def _resized(meta: ModelMeta, size: tuple[int, int], spatial: tuple[int, int]) -> ModelMeta:
+    """``meta`` for a graph input of ``size`` (h, w): the crop, and the resize scaled alike."""
+    (h, w), (old_h, old_w) = size, meta.input_size
+    resize = meta.preprocess.resize
+    if isinstance(resize, int):
+        resize = max(1, round(resize * max(h / old_h, w / old_w)))
+    else:
+        resize = (max(1, round(resize[0] * h / old_h)), max(1, round(resize[1] * w / old_w)))
+    shape = list(meta.input.shape)
+    shape[spatial[0]], shape[spatial[1]] = h, w
+    return meta.evolve(
+        input=dataclasses.replace(meta.input, shape=tuple(shape)),
+        preprocess=dataclasses.replace(meta.preprocess, resize=resize, crop=(h, w)),
     )
 
 

@@ -278,3 +278,15 @@ def pad_batch(x: np.ndarray, size: int, fill: np.ndarray | None = None) -> np.nd
     rows = (size - n, *x.shape[1:])
     extra = np.zeros(rows, x.dtype) if fill is None else np.resize(fill, rows).astype(x.dtype)
     return np.concatenate([x, extra])
+
+
+def rows_are_probabilities(scores: np.ndarray) -> bool:
+    """THE rule for output rows that are already probabilities (never softmax them again):
+    every value at least -1e-6 and every row summing to 1 within 1e-3. An empty batch is not.
+
+    Here beside the input side of the model contract so that the runtime, ``foreign`` (a
+    record's ``output``) and a bundle's copy of this file read outputs alike.
+    """
+    z = np.asarray(scores, dtype=np.float64).reshape(len(scores), -1)
+    return bool(len(z)) and bool((z >= -1e-6).all()) and bool(
+        (np.abs(z.sum(axis=1) - 1.0) <= 1e-3).all())

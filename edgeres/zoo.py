@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgeres._record_check import normalisation_problem
-from edgeres.errors import ExportConfigError, UnknownModelError
+from edgeres.errors import ConfigError, UnknownModelError
 from edgeres.meta import (
     CIFAR10_LABELS,
     CIFAR10_MEAN,
@@ -28,6 +28,7 @@ from edgeres.meta import (
     InputSpec,
     ModelMeta,
     PreprocessSpec,
+    numbered_labels,
 )
 
 __all__ = ["PRETRAINED_CFGS", "PretrainedCfg", "family_labels", "family_preprocess",
@@ -135,7 +136,7 @@ def family_labels(family: str, num_classes: int) -> tuple[str, ...]:
     """CIFAR-10's class names for 10-class CIFAR models, ``class_<i>`` otherwise."""
     if family in ("cifar", "tiny") and num_classes == 10:
         return CIFAR10_LABELS
-    return tuple(f"class_{i}" for i in range(num_classes))
+    return numbered_labels(num_classes)
 
 
 def _normalisation(
@@ -146,7 +147,7 @@ def _normalisation(
         return pre
     if mean is None or std is None:
         msg = "give mean and std together (one value per channel each)"
-        raise ExportConfigError(msg)
+        raise ConfigError(msg)
     mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
     problem = normalisation_problem(mean, std, channels)  # the one mean/std rule
     if problem is None:
@@ -159,7 +160,7 @@ def _normalisation(
         msg = f"std {std} must be positive ({want})"
     else:
         msg = f"{field} {value} must be {want}"
-    raise ExportConfigError(msg)
+    raise ConfigError(msg)
 
 
 def zoo_meta(
@@ -202,15 +203,15 @@ def zoo_meta(
     if len(size) != 2:
         msg = (f"input size {'x'.join(map(str, size))} is invalid; give one side or HxW, "
                "e.g. input_size 224 or 32x128")
-        raise ExportConfigError(msg)
+        raise ConfigError(msg)
     if min(size) < 1 or chans < 1 or classes < 0:
         msg = (f"input size {'x'.join(map(str, size))} with {chans} channel(s) and {classes} "
                "classes is invalid; sizes must be positive, e.g. input_size 224")
-        raise ExportConfigError(msg)
+        raise ConfigError(msg)
     labels = cfg.labels(classes) if labels is None else tuple(labels)
     if len(labels) != classes:
         msg = f"{len(labels)} labels given for {classes} classes; give one label per class"
-        raise ExportConfigError(msg)
+        raise ConfigError(msg)
     pre = _normalisation(cfg.preprocess((size[0], size[1]), chans), mean, std, chans)
     return ModelMeta(
         name=name, family=cfg.family, num_classes=classes, labels=labels,

@@ -35,6 +35,7 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -124,7 +125,8 @@ def lr_at(step: int, total: int, warmup: int, base: float) -> float:
     return 0.5 * base * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The command line of one training stage."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("../shared/datasets/cifar10"))
     ap.add_argument("--out", type=Path, default=Path("runs/cifar_resnet20"))
@@ -145,8 +147,11 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--init", type=Path,
                     help="start from these weights (a run's last.pt or the shipped checkpoint)")
-    args = ap.parse_args()
+    return ap.parse_args()
 
+
+def main() -> None:
+    args = parse_args()
     if args.bf16 and not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
         print("warning: this CPU has no AVX-512, so bf16 autocast runs PyTorch's reference "
               "convolution (about 13x slower than fp32 measured on AVX2); drop --bf16",
@@ -160,40 +165,14 @@ def main() -> None:
     ytr, yte = torch.from_numpy(ytr), torch.from_numpy(yte)
 
     model = create_model("cifar_resnet20").to(memory_format=torch.channels_last)
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    opt = torch.optim.SGD(
-        [{"params": decay, "weight_decay": args.wd}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=args.lr, momentum=0.9, nesterov=True,
-    )
+    opt = make_optimizer(model, args)
     gen = torch.Generator().manual_seed(args.seed)
-    # ``stages`` holds the command of every stage that led here, ``history`` the whole curve;
-    # ``offset`` is how many epochs earlier stages ran, so epochs number on across stages.
-    start, history, stages, offset = 0, [], [], 0
-    if args.init:
-        parent = torch.load(args.init, weights_only=True)
-        if "state_dict" in parent:  # a training checkpoint of this script
-            model.load_state_dict(parent["state_dict"])
-            history = json.loads(parent.get("history", "[]"))
-            stages, offset = stages_of(parent), len(history)
-        else:  # a bare state dict: the shipped checkpoint, whose lineage is in its manifest
-            model.load_state_dict(parent)
-            stages, offset = shipped_lineage(args.init)
+    history, stages, offset = initial_state(args, model)
     stages.append(" ".join(["python", "scripts/train_cifar.py", *sys.argv[1:]]))
     last = args.out / "last.pt"
+    start = 0
     if args.resume and last.exists():
-        ck = torch.load(last, weights_only=True)
-        model.load_state_dict(ck["state_dict"])
-        opt.load_state_dict(ck["optimizer"])
-        gen.set_state(ck["generator"])
-        start, history = ck["epoch"], json.loads(ck["history"])
-        offset = ck.get("offset", 0)
-        stages = json.loads(ck.get("stages", "[]")) or stages
-        planned = json.loads(ck.get("args", "{}")).get("epochs")
-        if planned is not None and int(planned) != args.epochs:
-            # The cosine is stretched or shortened from here on; the record says so.
-            stages[-1] += f" (at epoch {start} resumed with --epochs {args.epochs})"
-        print(f"resumed at epoch {start}", flush=True)
+        start, history, offset, stages = resume(last, args, model, opt, gen, stages)
 
     steps_per_epoch = len(xtr) // args.batch
     total = args.epochs * steps_per_epoch
@@ -237,9 +216,60 @@ def main() -> None:
             "offset": offset, "stages": json.dumps(stages),
             "args": json.dumps({k: str(v) for k, v in vars(args).items()}),
         }
-        torch.save(ck, args.out / "last.tmp")
-        (args.out / "last.tmp").replace(last)
-        (args.out / "history.json").write_text(json.dumps(history, indent=1))
+        save_checkpoint(ck, history, args.out)
+
+
+def save_checkpoint(ck: dict, history: list[dict], out: Path) -> None:
+    """``out/last.pt`` replaced whole (a stopped run resumes from the last full epoch), and
+    the curve as ``history.json``."""
+    torch.save(ck, out / "last.tmp")
+    (out / "last.tmp").replace(out / "last.pt")
+    (out / "history.json").write_text(json.dumps(history, indent=1))
+
+
+def make_optimizer(model: torch.nn.Module, args: argparse.Namespace) -> Any:
+    """Nesterov SGD; weight decay on weights only (not on biases or BN parameters)."""
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    return torch.optim.SGD(
+        [{"params": decay, "weight_decay": args.wd}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.lr, momentum=0.9, nesterov=True,
+    )
+
+
+def initial_state(args: argparse.Namespace, model: torch.nn.Module
+                  ) -> tuple[list[dict], list[str], int]:
+    """(history, stages, offset) of a new stage: ``stages`` holds the command of every stage
+    that led here, ``history`` the whole curve; ``offset`` is how many epochs earlier stages
+    ran, so epochs number on across stages. ``--init`` loads its weights into ``model``."""
+    if not args.init:
+        return [], [], 0
+    parent = torch.load(args.init, weights_only=True)
+    if "state_dict" in parent:  # a training checkpoint of this script
+        model.load_state_dict(parent["state_dict"])
+        history = json.loads(parent.get("history", "[]"))
+        return history, stages_of(parent), len(history)
+    model.load_state_dict(parent)  # a bare state dict: the shipped checkpoint, whose lineage
+    stages, offset = shipped_lineage(args.init)  # is in its manifest
+    return [], stages, offset
+
+
+def resume(last: Path, args: argparse.Namespace, model: torch.nn.Module, opt: Any, gen: Any,
+           stages: list[str]) -> tuple[int, list[dict], int, list[str]]:
+    """Load ``last`` into the model, optimizer and generator: (start epoch, history, offset,
+    stages)."""
+    ck = torch.load(last, weights_only=True)
+    model.load_state_dict(ck["state_dict"])
+    opt.load_state_dict(ck["optimizer"])
+    gen.set_state(ck["generator"])
+    start, history = ck["epoch"], json.loads(ck["history"])
+    stages = json.loads(ck.get("stages", "[]")) or stages
+    planned = json.loads(ck.get("args", "{}")).get("epochs")
+    if planned is not None and int(planned) != args.epochs:
+        # The cosine is stretched or shortened from here on; the record says so.
+        stages[-1] += f" (at epoch {start} resumed with --epochs {args.epochs})"
+    print(f"resumed at epoch {start}", flush=True)
+    return start, history, ck.get("offset", 0), stages
 
 
 def shipped_lineage(weights: Path) -> tuple[list[str], int]:

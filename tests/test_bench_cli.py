@@ -98,13 +98,14 @@ def test_missing_output_directory_fails_before_running(tmp_path: Path,
 def test_interrupted_run_saves_partial_results(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C: the partial results are still written and the exit code is 130."""
-    from edgeres.bench import BenchRow, BenchRun, LatencyStats
+    from edgeres.bench import BenchRow, BenchRun, LatencyStats, RunSettings
     from edgeres.bench.env import describe_machine
 
     row = BenchRow(model="m.onnx", source="file", runtime="ort-cpu", precision="fp32", batch=1,
                    threads=3, partial=True, latency=LatencyStats.from_samples([0.001]))
     run = BenchRun(rows=(row,), environment=describe_machine(), interrupted=True,
-                   settings={"threads": 3, "rounds": 1, "warmup": 0, "iterations": 1})
+                   settings=RunSettings.from_dict({"threads": 3, "rounds": 1, "warmup": 0,
+                                                   "iterations": 1}))
     calls = []
 
     def fake_run_bench(models, config, record=None):
@@ -222,3 +223,33 @@ def test_eval_of_a_two_class_model_prints_no_top5_and_counts_in_words(
     assert "top-1" in lines[1] and "top-5" not in lines[1]
     ten = CliRunner().invoke(cli, ["eval", "cifar10", "--data", str(one)])
     assert "top-5 100.00%" in ten.output.splitlines()[-1]
+def test_every_bench_option_comes_from_bench_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each BenchConfig field with help is a bench option with its flag and default, and the
+    values given on the command line reach BenchConfig under the field's name."""
+    import dataclasses
+
+    from edgeres.bench.config import BenchConfig, option_specs
+
+    specs = option_specs()
+    assert [s.name for s in specs] == [f.name for f in dataclasses.fields(BenchConfig)
+                                       if "help" in f.metadata]
+    flags = {s.name: s.flag for s in specs}
+    assert flags["runtimes"] == "--runtime" and flags["eval_data"] == "--eval"
+    assert flags["seed"] == "--seed" and flags["torch_compile"] == "--torch-compile"
+    bench = cli.commands["bench"]
+    options = {p.name: p for p in bench.params}
+    for spec in specs:
+        assert spec.flag in options[spec.name].opts and options[spec.name].help == spec.help
+    seen: list[BenchConfig] = []
+
+    def fake_run_bench(models: object, config: BenchConfig, **kwargs: object) -> None:
+        seen.append(config)
+        raise KeyboardInterrupt  # stop before rendering: only the config is checked
+
+    monkeypatch.setattr("edgeres.bench.run_bench", fake_run_bench)
+    CliRunner().invoke(cli, ["bench", "cifar10", "--runtime", "ort-cpu", "--batch", "1,4",
+                             "--seed", "7", "--no-memory", "--eval", "cifar10-val",
+                             "--limit", "20", "--duration", "0.5"])
+    assert seen == [BenchConfig(runtimes=("ort-cpu",), batches=(1, 4), seed=7, memory=False,
+                                eval_data="cifar10-val", limit=20, duration=0.5)]
+    assert BenchConfig() == BenchConfig(**{s.name: s.default for s in specs})

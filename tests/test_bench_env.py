@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from edgeres._resources import usable_cpus
 from edgeres.bench.config import (
     RUNTIMES,
     BenchConfig,
@@ -25,7 +26,6 @@ from edgeres.bench.env import (
     default_threads,
     describe_machine,
     physical_cores,
-    usable_cpus,
 )
 from edgeres.errors import ConfigError
 
@@ -158,6 +158,6 @@ def test_run_bench_threads_default_within_affinity(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
     run = run_bench(["cifar10"], BenchConfig(runtimes=("ort-cpu",), iterations=2, rounds=1,
                                              warmup=0, memory=False))
-    assert run.settings["threads"] == 1
+    assert run.settings.threads == 1
     assert [r.threads for r in run.rows] == [1]
     assert run.rows[0].status == "ok" and run.rows[0].details["threads"] == 1  # what ORT got

@@ -17,11 +17,17 @@ def _row(**changes) -> ProbeJob:
     return ProbeJob(**{**job, **changes})
 
 
+def _record(seen: list[ProbeJob], job: ProbeJob) -> int:
+    """A fake probe: remembers the job; 100 MB for a baseline, 250 for a model."""
+    seen.append(job)
+    return 100 if job.file is None else 250
+
+
 def test_baseline_allocates_the_rows_input(monkeypatch: pytest.MonkeyPatch) -> None:
     """The baseline job has the row's batch, shape and dtype, no model; one per distinct input."""
     seen: list[ProbeJob] = []
     monkeypatch.setattr(_memory, "_run_probe",
-                        lambda job: seen.append(job) or (100 if job.file is None else 250))
+                        lambda job: _record(seen, job))
     probe = MemoryProbe()
     mem = probe.measure(_row())
     base = seen[0]

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import numpy as np
@@ -24,7 +25,7 @@ from edgeres.evaluate import topk_accuracy
 from edgeres.preprocess import prepare
 
 CLASSES = ("airplane", "cat", "ship")
-FAST = {"iterations": 3, "rounds": 2, "warmup": 1, "memory": False}
+FAST: dict[str, Any] = {"iterations": 3, "rounds": 2, "warmup": 1, "memory": False}
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,14 @@ def full_run(folder: Path):
     """Every runtime label, two batch sizes, accuracy on the tiny folder."""
     return run_bench(["cifar10"], BenchConfig(runtimes=RUNTIMES, batches=(1, 2),
                                               eval_data=str(folder), **FAST))
+
+
+@pytest.fixture(scope="module")
+def cpu_run(folder: Path):
+    """The two ONNX CPU runtimes, two batch sizes, accuracy on the tiny folder: ``full_run``'s
+    rows that the accuracy test reads, without the torch and GPU rows the slow tests need."""
+    return run_bench(["cifar10"], BenchConfig(runtimes=("ort-cpu", "openvino-cpu"),
+                                              batches=(1, 2), eval_data=str(folder), **FAST))
 
 
 def _row(run, runtime_label: str, batch: int = 1, mode: str = "model"):
@@ -90,19 +99,19 @@ def test_openvino_default_precision_row(full_run) -> None:
         assert default.executed_precision == "bf16"
 
 
-def test_accuracy_matches_direct_computation(full_run, folder: Path) -> None:
+def test_accuracy_matches_direct_computation(cpu_run, folder: Path) -> None:
     """top-1/top-5 equal a hand computation with the predictor; agreement is vs ort-cpu fp32."""
     p = runtime.load(names.resolve_model_file("cifar10"))
     images = sorted(folder.rglob("*.jpg"))
     labels = np.array([p.meta.labels.index(i.parent.name) for i in images])
     logits = p.run(prepare(images, p.meta))
-    row = _row(full_run, "ort-cpu")
+    row = _row(cpu_run, "ort-cpu")
     assert row.accuracy.count == len(images) == 12
     assert row.accuracy.top1 == pytest.approx(topk_accuracy(logits, labels, 1))
     assert row.accuracy.top5 == pytest.approx(topk_accuracy(logits, labels, 5))
     assert row.accuracy.agreement == 100.0 and row.accuracy.reference == "fp32/ort-cpu"
-    assert _row(full_run, "ort-cpu", 2).accuracy == row.accuracy  # per configuration
-    ov = _row(full_run, "openvino-cpu")
+    assert _row(cpu_run, "ort-cpu", 2).accuracy == row.accuracy  # per configuration
+    ov = _row(cpu_run, "openvino-cpu")
     if ov.status == "ok":
         ovp = runtime.load(names.resolve_model_file("cifar10"), backend="openvino")
         same = ovp.run(prepare(images, p.meta)).argmax(1) == logits.argmax(1)
@@ -121,13 +130,16 @@ def test_int8_file_agrees_with_the_fp32_file_it_came_from(folder: Path) -> None:
     images = sorted(folder.rglob("*.jpg"))
     x = prepare(images, fp32.meta)
     same = q.run(x).argmax(1) == fp32.run(x).argmax(1)
+    assert int8.accuracy is not None
     assert int8.accuracy.agreement == pytest.approx(100.0 * same.mean())
     assert int8.accuracy.reference == "cifar10 fp32/ort-cpu"
     alone = run_bench(["cifar10-int8"], BenchConfig(runtimes=("ort-cpu",), batches=(1,),
                                                     eval_data=str(folder), **FAST))
-    assert alone.rows[0].accuracy.agreement is None and alone.rows[0].accuracy.top1 is not None
+    acc = alone.rows[0].accuracy
+    assert acc is not None and acc.agreement is None and acc.top1 is not None
 
 
+@pytest.mark.slow  # full_run is the costliest fixture here (torch and every runtime label)
 def test_run_json_validates(full_run, tmp_path: Path) -> None:
     """A real run's JSON validates against the schema."""
     path = tmp_path / "run.json"
@@ -169,7 +181,8 @@ def test_ctrl_c_returns_partial_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     assert run.interrupted
     assert len(run.rows) == 2  # the second model was never started
     measured, unmeasured = run.rows
-    assert measured.status == "ok" and measured.partial and measured.latency.count >= 1
+    assert measured.status == "ok" and measured.partial and measured.latency is not None
+    assert measured.latency.count >= 1
     assert unmeasured.status == "skipped" and unmeasured.partial
     jsonschema.validate(report.to_json_dict(run), report.schema())
 
@@ -191,7 +204,7 @@ def test_zoo_model_exported_once_with_torch_baseline(tmp_path: Path, folder: Pat
     try:
         from edgeres.quantize import quantize  # noqa: F401
     except ImportError:  # quantize not written yet: the row must say so
-        assert int8.status == "skipped" and "quantize" in int8.reason
+        assert int8.status == "skipped" and "quantize" in (int8.reason or "")
     else:
         assert int8.status == "ok", int8.reason
         assert int8.executed_precision == "int8"
@@ -217,7 +230,7 @@ def test_openvino_ir_runs_on_openvino_only(tmp_path: Path) -> None:
     run = run_bench([str(xml)], BenchConfig(runtimes=("ort-cpu", "openvino-cpu"),
                                             openvino_default_row=False, **FAST))
     rows = {r.runtime: r for r in run.rows}
-    assert rows["ort-cpu"].status == "skipped" and "OpenVINO IR" in rows["ort-cpu"].reason
+    assert rows["ort-cpu"].status == "skipped" and "OpenVINO IR" in (rows["ort-cpu"].reason or "")
     assert rows["openvino-cpu"].status == "ok" and rows["openvino-cpu"].source == "ir"
     assert rows["openvino-cpu"].size_bytes == xml.stat().st_size + xml.with_suffix(
         ".bin").stat().st_size
@@ -226,7 +239,7 @@ def test_openvino_ir_runs_on_openvino_only(tmp_path: Path) -> None:
 def test_int8_file_cannot_be_benched_as_fp32(tmp_path: Path) -> None:
     """A precision a file cannot provide is a skipped row naming the fix."""
     run = run_bench(["cifar10"], BenchConfig(runtimes=("ort-cpu",), precisions=("fp16",), **FAST))
-    assert run.rows[0].status == "skipped" and "fp16" in run.rows[0].reason
+    assert run.rows[0].status == "skipped" and "fp16" in (run.rows[0].reason or "")
 
 
 @pytest.mark.parametrize(("models", "kwargs", "error"), [
@@ -285,8 +298,9 @@ def test_failed_zoo_export_fails_rows_not_the_run(tmp_path: Path, monkeypatch: p
 def test_uint8_input_file_skips_the_torch_row(tmp_path: Path) -> None:
     """A --uint8-input file from registered weights: torch-cpu is skipped with why, ORT runs."""
     pytest.importorskip("torch")
-    from edgeres.export import ExportConfig, export_onnx, zoo_meta
+    from edgeres.export import ExportConfig, export_onnx
     from edgeres.models.weights import load_weights
+    from edgeres.zoo import zoo_meta
 
     loaded = load_weights("cifar_resnet20", "cifar10")
     meta = zoo_meta("cifar_resnet20", num_classes=loaded.num_classes,
@@ -296,6 +310,7 @@ def test_uint8_input_file_skips_the_torch_row(tmp_path: Path) -> None:
     run = run_bench([str(path)], BenchConfig(runtimes=("torch-cpu", "ort-cpu"), **FAST))
     rows = {r.runtime: r for r in run.rows}
     assert rows["torch-cpu"].status == "skipped"
-    assert "takes uint8 NHWC normalised in its graph" in rows["torch-cpu"].reason
-    assert "without --uint8-input" in rows["torch-cpu"].reason
-    assert rows["ort-cpu"].status == "ok" and rows["ort-cpu"].latency.count >= 1
+    assert "takes uint8 NHWC normalised in its graph" in (rows["torch-cpu"].reason or "")
+    assert "without --uint8-input" in (rows["torch-cpu"].reason or "")
+    latency = rows["ort-cpu"].latency
+    assert rows["ort-cpu"].status == "ok" and latency is not None and latency.count >= 1

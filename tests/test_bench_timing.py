@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 
 import pytest
 
 from edgeres.bench.timing import Timings, measure
 
 
-def _recorders(names: str, log: list[str]) -> dict[str, object]:
-    return {n: (lambda n=n: log.append(n)) for n in names}
+def _recorders(names: str, log: list[str]) -> dict[str, Callable[[], object]]:
+    def recorder(name: str) -> Callable[[], object]:
+        return lambda: log.append(name)
+
+    return {n: recorder(n) for n in names}
 
 
 def test_warmup_then_rotating_round_robin_blocks() -> None:
@@ -52,7 +56,7 @@ def test_duration_runs_each_block_until_its_share(monkeypatch: pytest.MonkeyPatc
     def fake_clock() -> float:
         return now[0]
 
-    def tick(dt: float) -> object:
+    def tick(dt: float) -> Callable[[], object]:
         return lambda: now.__setitem__(0, now[0] + dt)
 
     monkeypatch.setattr("edgeres.bench.timing.time.perf_counter", fake_clock)

@@ -11,14 +11,16 @@ import numpy as np
 import onnx
 import pytest
 
-from edgeres.calibration import CalibrationSet, model_record, nncf_dataset, ort_reader
+from edgeres.calibration import CalibrationSet, nncf_dataset, ort_reader
 from edgeres.errors import DataError, MetadataError, ModelFileError, UnknownNameError
-from edgeres.meta import InputSpec, ModelMeta, default_labels, default_preprocess
+from edgeres.meta import InputSpec, ModelMeta
+from edgeres.modelfile import model_record
 from edgeres.names import calibration_dir, resolve_model_file
+from edgeres.zoo import family_labels, family_preprocess
 
 META = ModelMeta(name="cifar_resnet20", family="cifar", num_classes=10,
-                 labels=default_labels("cifar", 10), input=InputSpec(shape=("batch", 3, 32, 32)),
-                 preprocess=default_preprocess("cifar", (32, 32)))
+                 labels=family_labels("cifar", 10), input=InputSpec(shape=("batch", 3, 32, 32)),
+                 preprocess=family_preprocess("cifar", (32, 32)))
 
 
 def _folder(tmp_path: Path, per_class: int = 3) -> Path:

@@ -27,6 +27,7 @@ def checkpoint(tmp_path_factory) -> Path:
     model = create_model("cifar_resnet20", num_classes=7)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
+            assert m.running_mean is not None and m.running_var is not None
             m.running_mean.uniform_(-0.3, 0.3)
             m.running_var.uniform_(0.5, 1.5)
     path = tmp_path_factory.mktemp("ck") / "r20.pt"
@@ -74,7 +75,8 @@ def test_export_without_weights_warns_and_uses_a_fixed_seed(tmp_path, caplog):
     assert "accuracy is meaningless" in caplog.text
     a, b = (onnx.load(str(f)) for f in files)
     assert [i.raw_data for i in a.graph.initializer] == [i.raw_data for i in b.graph.initializer]
-    assert read_onnx_meta(a).weights_sha256 is None
+    record = read_onnx_meta(a)
+    assert record is not None and record.weights_sha256 is None
 
 
 def test_labels_without_weights_set_the_class_count(tmp_path):
@@ -85,6 +87,7 @@ def test_labels_without_weights_set_the_class_count(tmp_path):
     assert result.exit_code == 0, result.output
     proto = onnx.load(str(out))
     meta = read_onnx_meta(proto)
+    assert meta is not None
     assert meta.num_classes == 3 and meta.labels == ("red", "green", "blue")
     dims = proto.graph.output[0].type.tensor_type.shape.dim
     assert dims[-1].dim_value == 3
@@ -98,6 +101,7 @@ def test_export_input_size_mean_std_and_fixed_batch(tmp_path):
                   "--std", "0.25,0.25,0.25", "--batch", "2", "-o", str(out))
     assert result.exit_code == 0, result.output
     meta = read_onnx_meta(onnx.load(str(out)))
+    assert meta is not None
     assert meta.input.shape == (2, 3, 32, 64)
     assert meta.preprocess.mean == (0.5,) * 3 and meta.preprocess.std == (0.25,) * 3
     assert "n/a (feature map)" in result.stdout
@@ -137,7 +141,7 @@ def test_info_takes_shipped_names_and_notes_a_graph_resized_after_export(reshape
 
 def test_info_reads_openvino_ir_xml(tmp_path):
     """info on an IR .xml prints its record from rt_info, inputs and layer counts."""
-    from edgeres.export import zoo_meta
+    from edgeres.zoo import zoo_meta
 
     record = zoo_meta("cifar_resnet20").to_json()
     xml = tmp_path / "m.xml"

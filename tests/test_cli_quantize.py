@@ -11,14 +11,14 @@ from unittest import mock
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from edgeres.cli import cli
 from edgeres.meta import read_onnx_meta
 from edgeres.names import calibration_dir, resolve_model_file
 
 
-def _run(*args: str):
+def _run(*args: str | int | float | Path) -> Result:
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
@@ -39,6 +39,7 @@ def test_quantize_writes_a_checked_int8_model_and_report(tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     onnx.checker.check_model(onnx.load(str(out)), full_check=True)
     meta = read_onnx_meta(onnx.load(str(out)))
+    assert meta is not None
     assert meta.precision == "int8" and meta.extra["quantization"]["samples"] == 32
     assert "calibration: 32 images from cifar10 (0 unreadable skipped)" in result.output
     assert "activations uint8" in result.output and "weights int8 per-channel" in result.output
@@ -81,20 +82,31 @@ def _bare_model(tmp_path: Path, name: str = "cifar10") -> Path:
     return bare
 
 
-def _bad_input(tmp_path: Path, case: str) -> list[str]:
+def _bad_input(tmp_path: Path, case: str, request: pytest.FixtureRequest
+               ) -> list[str | int | Path]:
+    """The quantize arguments of one bad-input ``case`` (files it needs made under tmp_path)."""
     model = str(resolve_model_file("cifar10"))
     out = str(tmp_path / "out" / "m.onnx")
     (tmp_path / "out").mkdir(exist_ok=True)
+    given: dict[str, list[str | int | Path]] = {  # nothing to make first
+        "missing-calib": [model, "--calib", str(tmp_path / "nowhere"), "-o", out],
+        "unknown-calib": [model, "--calib", "imagenet", "-o", out],
+        "int8": [str(resolve_model_file("cifar10-int8")), "--calib", "cifar10", "-o", out],
+        "missing-dir": [model, "--calib", "cifar10", "-o", str(tmp_path / "no" / "m.onnx")],
+        "budget-without-val": [model, "--calib", "cifar10", "--max-drop", "0.5", "-o", out],
+    }
+    if case == "fp16":  # the session's fp16 export (conftest.shipped_fp16)
+        return [str(request.getfixturevalue("shipped_fp16")), "--calib", "cifar10", "-o", out]
+    return given[case] if case in given else _made_input(tmp_path, case, model, out)
+
+
+def _made_input(tmp_path: Path, case: str, model: str, out: str) -> list[str | int | Path]:
     if case == "not-onnx":
         (tmp_path / "m.txt").write_text("hello")
         return [str(tmp_path / "m.txt"), "--calib", "cifar10", "-o", out]
     if case == "corrupt":
         (tmp_path / "c.onnx").write_bytes(b"\x08\x07garbage")
         return [str(tmp_path / "c.onnx"), "--calib", "cifar10", "-o", out]
-    if case == "missing-calib":
-        return [model, "--calib", str(tmp_path / "nowhere"), "-o", out]
-    if case == "unknown-calib":
-        return [model, "--calib", "imagenet", "-o", out]
     if case == "empty-folder":
         (tmp_path / "empty").mkdir()
         return [model, "--calib", str(tmp_path / "empty"), "-o", out]
@@ -103,19 +115,9 @@ def _bad_input(tmp_path: Path, case: str) -> list[str]:
         return [model, "--calib", str(tmp_path / "x.npz"), "--samples", 4, "-o", out]
     if case == "no-record":
         return [str(_bare_model(tmp_path)), "--calib", "cifar10", "-o", out]
-    if case == "int8":
-        return [str(resolve_model_file("cifar10-int8")), "--calib", "cifar10", "-o", out]
-    if case == "int8-no-record":  # found from the graph's QDQ nodes
-        return [str(_bare_model(tmp_path, "cifar10-int8")), "--calib", "cifar10",
-                *("--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25"), "-o", out]
-    if case == "fp16":
-        half = tmp_path / "half.onnx"
-        assert _run("export", "cifar_resnet20", "--fp16", "-o", half).exit_code == 0
-        return [str(half), "--calib", "cifar10", "-o", out]
-    if case == "missing-dir":
-        return [model, "--calib", "cifar10", "-o", str(tmp_path / "no" / "m.onnx")]
-    assert case == "budget-without-val"
-    return [model, "--calib", "cifar10", "--max-drop", "0.5", "-o", out]
+    assert case == "int8-no-record"  # found from the graph's QDQ nodes
+    return [str(_bare_model(tmp_path, "cifar10-int8")), "--calib", "cifar10",
+            *("--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25"), "-o", out]
 
 
 BAD = {
@@ -135,9 +137,10 @@ BAD = {
 
 
 @pytest.mark.parametrize("case", list(BAD))
-def test_bad_input_is_one_line_error_and_leaves_nothing(tmp_path: Path, case: str) -> None:
+def test_bad_input_is_one_line_error_and_leaves_nothing(tmp_path: Path, case: str,
+                                                        request: pytest.FixtureRequest) -> None:
     """Each bad input exits 1 with a single 'Error:' line, no traceback and no output file."""
-    result = _run("quantize", *_bad_input(tmp_path, case))
+    result = _run("quantize", *_bad_input(tmp_path, case, request))
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]

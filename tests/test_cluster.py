@@ -16,8 +16,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pytest
@@ -25,15 +26,21 @@ from click.testing import CliRunner
 
 from edgeres.cli import cli
 
+if TYPE_CHECKING:
+    from edgeres.bench.results import BenchRow, BenchRun
+    from edgeres.cluster import LocalCluster
+    from edgeres.quantize import Quantizer
+
 LIMIT = 300  # eval images: enough for several 100-image batches and a short last one
-FAST = dict(runtimes=("ort-cpu",), warmup=1, rounds=2, iterations=3, memory=False)
+FAST: dict[str, Any] = dict(runtimes=("ort-cpu",), warmup=1, rounds=2, iterations=3,
+                            memory=False)
 # Ray marks a node dead after this many missed health checks of this period (defaults: 5 x 3 s)
 HEALTH = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3",
           "RAY_health_check_initial_delay_ms": "1000"}
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """A head labelled fake-x86 and a second node labelled fake-arm, one CPU each; afterwards
     ``ray stop`` and a check that none of the cluster's processes is left."""
     pytest.importorskip("ray", reason="ray is not installed: `make test-cluster` installs "
@@ -80,11 +87,11 @@ def _node_of(address: str, label: str) -> str:
 
 
 @pytest.mark.cluster
-def test_every_node_of_the_test_cluster_is_on_loopback(cluster: object) -> None:
+def test_every_node_of_the_test_cluster_is_on_loopback(cluster: LocalCluster) -> None:
     """Every node registers 127.0.0.1, so no cluster traffic goes to any other address."""
     import ray
 
-    ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)  # type: ignore[attr-defined]
+    ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
     try:
         addresses = {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
     finally:
@@ -93,7 +100,7 @@ def test_every_node_of_the_test_cluster_is_on_loopback(cluster: object) -> None:
 
 
 @pytest.mark.cluster
-def test_cluster_eval_counts_equal_local_to_the_image(cluster: object) -> None:
+def test_cluster_eval_counts_equal_local_to_the_image(cluster: LocalCluster) -> None:
     """Ray Data + actor pool gives the local loop's top-1/top-5 counts, logits and agreement."""
     from edgeres.cluster import evaluate_models
 
@@ -114,7 +121,7 @@ def test_cluster_eval_counts_equal_local_to_the_image(cluster: object) -> None:
 
 
 @pytest.mark.cluster
-def test_eval_command_on_cluster_matches_local(cluster: object, tmp_path: Path) -> None:
+def test_eval_command_on_cluster_matches_local(cluster: LocalCluster, tmp_path: Path) -> None:
     """`edgeres eval --cluster` writes the same counts as the local command, with exit 0."""
     outs = {}
     for name, extra in (("local", []), ("cluster", ["--cluster", cluster.address])):
@@ -131,7 +138,7 @@ def test_eval_command_on_cluster_matches_local(cluster: object, tmp_path: Path) 
 
 
 @pytest.mark.cluster
-def test_fleet_rows_land_on_their_nodes_and_match_a_local_run(cluster: object) -> None:
+def test_fleet_rows_land_on_their_nodes_and_match_a_local_run(cluster: LocalCluster) -> None:
     """Each label's rows ran on the node with that resource; row set and accuracy equal local;
     a label no node advertises gives skipped rows with the reason."""
     from edgeres.bench import BenchConfig, run_bench
@@ -143,21 +150,23 @@ def test_fleet_rows_land_on_their_nodes_and_match_a_local_run(cluster: object) -
                       nodes=("fake-arm", "fake-x86", "nope"))
     local = run_bench(["cifar10"], config)
     for label in ("fake-arm", "fake-x86"):
-        assert run.settings["node_ids"][label] == _node_of(cluster.address, label)
+        assert run.settings.node_ids[label] == _node_of(cluster.address, label)
         rows = [r for r in run.rows if r.node == label]
         assert {(r.precision, r.runtime, r.precision_mode, r.batch) for r in rows} == {
             (r.precision, r.runtime, r.precision_mode, r.batch) for r in local.rows}
         assert all(r.status == "ok" and r.latency is not None for r in rows)
-        acc = {r.precision: (r.accuracy.count, r.accuracy.top1) for r in rows}
-        assert acc == {r.precision: (r.accuracy.count, r.accuracy.top1) for r in local.rows}
+        acc = {r.precision: (r.accuracy.count, r.accuracy.top1) for r in rows if r.accuracy}
+        assert len(acc) == len({r.precision for r in rows})  # every row was scored
+        assert acc == {r.precision: (r.accuracy.count, r.accuracy.top1) for r in local.rows
+                       if r.accuracy}
         assert run.nodes[label].cpu and run.nodes[label].versions["onnxruntime"]
     nope = [r for r in run.rows if r.node == "nope"]
-    assert nope and all(r.status == "skipped" and "edgeres-device:nope" in r.reason
+    assert nope and all(r.status == "skipped" and "edgeres-device:nope" in (r.reason or "")
                         for r in nope)
 
 
 @pytest.mark.cluster
-def test_bench_command_cluster_writes_node_column(cluster: object, tmp_path: Path) -> None:
+def test_bench_command_cluster_writes_node_column(cluster: LocalCluster, tmp_path: Path) -> None:
     """`bench --cluster --nodes` rows carry the node in JSON (schema-valid), CSV and markdown."""
     import csv
 
@@ -183,7 +192,7 @@ def test_bench_command_cluster_writes_node_column(cluster: object, tmp_path: Pat
 
 
 @pytest.mark.cluster
-def test_fallback_candidates_as_ray_tasks_score_as_locally(cluster: object) -> None:
+def test_fallback_candidates_as_ray_tasks_score_as_locally(cluster: LocalCluster) -> None:
     """Candidates evaluated as parallel Ray tasks get the local loop's top-1, each."""
     import ray
 
@@ -207,7 +216,7 @@ def test_fallback_candidates_as_ray_tasks_score_as_locally(cluster: object) -> N
 
 @pytest.mark.cluster
 def test_node_dying_mid_run_fails_its_rows_and_the_report_is_written(
-        cluster: object, tmp_path: Path) -> None:
+        cluster: LocalCluster, tmp_path: Path) -> None:
     """Killing a node's raylet during its timing gives failed rows saying so; the other node's
     rows are measured and the report is still written."""
     import ray
@@ -226,7 +235,7 @@ def test_node_dying_mid_run_fails_its_rows_and_the_report_is_written(
         assert b"raylet" in Path(f"/proc/{pid}/cmdline").read_bytes()
         config = BenchConfig(runtimes=("ort-cpu",), warmup=1, rounds=2, duration=30.0,
                              memory=False)
-        result: dict[str, object] = {}
+        result: dict[str, BenchRun] = {}
         worker = threading.Thread(target=lambda: result.update(run=bench_fleet(
             ["cifar10"], config, address=cluster.address, nodes=("doomed", "fake-arm"))))
         worker.start()
@@ -238,7 +247,7 @@ def test_node_dying_mid_run_fails_its_rows_and_the_report_is_written(
         ray.shutdown()
     run = result["run"]
     doomed = [r for r in run.rows if r.node == "doomed"]
-    assert doomed and all(r.status == "failed" and "doomed" in r.reason for r in doomed)
+    assert doomed and all(r.status == "failed" and "doomed" in (r.reason or "") for r in doomed)
     assert all(r.status == "ok" for r in run.rows if r.node == "fake-arm")
     report.write_json(run, tmp_path / "r.json")
     report.write_markdown(run, tmp_path / "r.md")
@@ -281,6 +290,8 @@ def test_parallel_fallback_search_chooses_as_one_at_a_time() -> None:
         def build(self, floats: tuple[str, ...]) -> Path:
             return Path("/".join(floats) or "none")
 
+    builder = cast("Quantizer", Builder())  # fit_budget calls build() only
+
     ranking = [(f"l{i}", 1.0) for i in range(11)]
 
     def top1(path: Path) -> float:  # each float layer recovers one point
@@ -288,39 +299,69 @@ def test_parallel_fallback_search_chooses_as_one_at_a_time() -> None:
 
     for budget in (3.0, 12.0, -2.0):  # 7 layers; none; never met (best kept)
         first = Attempt((), 80.0, 10.0)
-        kwargs = dict(base=(), ranking=ranking, measure=top1, fp32_top1=90.0, budget=budget)
-        one = fit_budget(Builder(), first=first, **kwargs)
-        many = fit_budget(Builder(), first=first, measure_many=lambda ps: [top1(p) for p in ps],
+        kwargs: dict[str, Any] = dict(base=(), ranking=ranking, measure=top1, fp32_top1=90.0,
+                                      budget=budget)
+        one = fit_budget(builder, first=first, **kwargs)
+        many = fit_budget(builder, first=first, measure_many=lambda ps: [top1(p) for p in ps],
                           **kwargs)
         assert many[:2] == one[:2]
         assert {a.float_layers for a in one[2]} <= {a.float_layers for a in many[2]}
-    assert one[1] is False and len(fit_budget(Builder(), first=first, **{
+    assert one[1] is False and len(fit_budget(builder, first=first, **{
         **kwargs, "budget": 3.0})[0]) == 7
 
 
 @pytest.mark.cluster
-def test_quantize_fallback_search_on_the_cluster_chooses_as_locally(cluster: object,
+def test_quantize_fallback_search_on_the_cluster_chooses_as_locally(cluster: LocalCluster,
                                                                   tmp_path: Path) -> None:
     """quantize --cluster measures validation top-1 on the cluster and scores the fallback
     candidates as Ray tasks: the same counts and the same float layers as the local search (one
     calibration image forces a fallback on 100 val images)."""
-    from edgeres.calibration import CalibrationSet, model_record
+    from edgeres.calibration import CalibrationSet
+    from edgeres.cluster import ray_evaluator
+    from edgeres.modelfile import model_record
     from edgeres.names import resolve_model_file
     from edgeres.quantize import QuantConfig, quantize
 
     src = resolve_model_file("cifar10")
     meta = model_record(src)
-    reports = {}
-    for where, address in (("local", None), ("cluster", cluster.address)):  # type: ignore[attr-defined]
-        config = QuantConfig(samples=1, val="cifar10-val", val_samples=100, max_drop=0.0,
-                             layer_report_samples=0, cluster=address)
-        reports[where] = quantize(src, tmp_path / f"{where}.onnx",
-                                  CalibrationSet.from_data("cifar10", meta), config=config)
+    config = QuantConfig(samples=1, val="cifar10-val", val_samples=100, max_drop=0.0,
+                         layer_report_samples=0)
+    reports = {"local": quantize(src, tmp_path / "local.onnx",
+                                 CalibrationSet.from_data("cifar10", meta), config=config)}
+    with ray_evaluator(cluster.address) as evaluator:
+        reports["cluster"] = quantize(src, tmp_path / "cluster.onnx",
+                                      CalibrationSet.from_data("cifar10", meta), config=config,
+                                      evaluator=evaluator)
     local, remote = reports["local"], reports["cluster"]
     assert local.fallback is not None and len(local.fallback.attempts) > 1  # a search happened
     assert remote.float_layers == local.float_layers and local.float_layers
+    assert remote.validation is not None and local.validation is not None
     assert remote.validation.int8_top1 == local.validation.int8_top1  # measured on the cluster
     assert remote.validation.fp32_top1 == local.validation.fp32_top1
     assert remote.validation.paired == local.validation.paired  # the same images, paired
     assert remote.fallback is not None
     assert len(remote.fallback.attempts) >= len(local.fallback.attempts)  # the whole ladder
+
+
+def test_a_node_runs_the_local_pipeline_on_shipped_files(tmp_path: Path) -> None:
+    """What a node does, without ray: the shipped model file, materialized, goes through
+    bench.bench_models to the local run's rows; a node that never ran gives those rows failed."""
+    from edgeres.bench import BenchConfig, bench_models, resolve_model, run_bench
+    from edgeres.cluster._bench import _failed_rows, _materialize, _ship
+
+    config = BenchConfig(cache=tmp_path / "cache", **FAST)
+    src = resolve_model("cifar10", config.cache_root)
+    origins: dict[str, str] = {}
+    node_src = _materialize(_ship(src, config), tmp_path / "m0", origins)
+    node = bench_models([node_src], config)
+    local = run_bench(["cifar10"], config)
+
+    def keys(rows: Iterable[BenchRow]) -> list[tuple[object, ...]]:
+        return [(r.precision, r.runtime, r.precision_mode, r.batch, r.io) for r in rows]
+
+    assert keys(node.rows) == keys(local.rows) and all(r.status == "ok" for r in node.rows)
+    assert origins[str(node.rows[0].model_file)] == str(src.path)
+    failed = _failed_rows("orin", "failed", "node orin died", [src], config)
+    assert keys(failed) == keys(local.rows)
+    assert all(r.status == "failed" and r.node == "orin" and r.reason == "node orin died"
+               for r in failed)

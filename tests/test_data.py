@@ -11,14 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeres.data import open_data
+from edgeres.data import ImageSource, open_data
 from edgeres.errors import DataError, UnknownNameError
-from edgeres.meta import InputSpec, ModelMeta, default_labels, default_preprocess
+from edgeres.meta import InputSpec, ModelMeta
 from edgeres.names import calibration_dir, dataset_paths, resolve_data
+from edgeres.zoo import family_labels, family_preprocess
 
 META = ModelMeta(name="cifar_resnet20", family="cifar", num_classes=10,
-                 labels=default_labels("cifar", 10), input=InputSpec(shape=("batch", 3, 32, 32)),
-                 preprocess=default_preprocess("cifar", (32, 32)))
+                 labels=family_labels("cifar", 10), input=InputSpec(shape=("batch", 3, 32, 32)),
+                 preprocess=family_preprocess("cifar", (32, 32)))
 
 
 def _small_folder(tmp_path: Path, per_class: int = 2) -> Path:
@@ -115,6 +116,7 @@ def test_archive_top_folder_is_stripped_and_read_in_order(tmp_path: Path) -> Non
     data = open_data(nested)
     assert data.classes == ("cat", "dog")
     batch = next(data.subset(3, seed=1).batches(META, 8))
+    assert batch.labels is not None
     assert batch.labels.tolist() == [META.labels.index(Path(s).parts[-2]) for s in batch.sources]
 
 
@@ -174,7 +176,7 @@ def test_npz_arrays_checked_for_shape_and_finite_values(tmp_path: Path) -> None:
     data = open_data(tmp_path / "ok.npz")
     batch = next(data.batches(META, 8))
     np.testing.assert_array_equal(batch.inputs, x)
-    assert batch.labels.tolist() == [0, 1, 2, 3, 4]
+    assert batch.labels is not None and batch.labels.tolist() == [0, 1, 2, 3, 4]
     np.save(tmp_path / "wrong.npy", x[:, :, :16])
     with pytest.raises(DataError, match="expects"):
         next(open_data(tmp_path / "wrong.npy").batches(META))
@@ -188,6 +190,7 @@ def test_subset_is_deterministic() -> None:
     """The same seed picks the same images; a different seed picks others."""
     data = open_data("cifar10-val")
     a, b, c = data.subset(20, seed=0), data.subset(20, seed=0), data.subset(20, seed=1)
+    assert isinstance(a, ImageSource) and isinstance(b, ImageSource) and isinstance(c, ImageSource)
     assert a.items == b.items and a.items != c.items and len(a) == 20
 
 

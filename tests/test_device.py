@@ -94,7 +94,7 @@ def _golden_bytes(make: Callable[[bytes], bytes]) -> Callable[[Path], None]:
     return edit
 
 
-_BREAKAGES: dict[str, tuple[Callable[[Path], None], str, bool]] = {
+_BREAKAGES: dict[str, tuple[Callable[[Path], object], str, bool]] = {
     # name: (breakage, words in the error, whether classifying images fails too)
     "golden truncated": (_golden_bytes(lambda b: b[: len(b) // 2]), "golden file", False),
     "golden 0 bytes": (_golden_bytes(lambda b: b""), "golden file", False),
@@ -164,6 +164,7 @@ def test_infer_py_is_quiet_when_its_reader_goes_away(bundle: Path, args: tuple[s
     cmd = [sys.executable, "-B", str(bundle / "infer.py"),
            *(image if a == "IMAGE" else a for a in args)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=bundle)
+    assert proc.stdout is not None
     proc.stdout.close()  # the reader is gone before infer.py prints anything
     _, err = proc.communicate(timeout=120)
     assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()

@@ -11,11 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from edgeres.errors import ExportError
-from edgeres.export import ExportConfig, export_onnx, zoo_meta
+from edgeres.errors import ConfigError, ExportError
+from edgeres.export import ExportConfig, export_onnx
 from edgeres.meta import ModelMeta, read_onnx_meta
 from edgeres.models import create_model, list_models, model_info
 from edgeres.models.deploy import fold_batchnorm
+from edgeres.zoo import zoo_meta
 
 # ImageNet models export at 64x64 here: the graph is the same, the test suite minutes shorter.
 _SIZE = {"imagenet": 64}
@@ -31,6 +32,7 @@ def _model(name: str = "cifar_resnet20", **kwargs) -> nn.Module:
     model = create_model(name, **kwargs)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
+            assert m.running_mean is not None and m.running_var is not None
             m.running_mean.uniform_(-0.3, 0.3)
             m.running_var.uniform_(0.5, 1.5)
             m.weight.data.uniform_(0.5, 1.0)
@@ -200,7 +202,7 @@ def test_opsets_13_and_21_export(tmp_path, opset):
 @pytest.mark.parametrize("opset", [12, 22])
 def test_unsupported_opset_is_a_one_line_error(opset):
     """Opsets outside 13-21 are refused when the config is built, saying the range."""
-    with pytest.raises(ExportError, match="use 13 to 21") as e:
+    with pytest.raises(ConfigError, match="use 13 to 21") as e:
         ExportConfig(opset=opset)
     assert "\n" not in str(e.value)
 
@@ -208,25 +210,25 @@ def test_unsupported_opset_is_a_one_line_error(opset):
 @pytest.mark.parametrize("bad", [{"batch": 0}, {"batch": "auto"}, {"atol": -1.0},
                                  {"parity_inputs": 0}])
 def test_invalid_config_values_are_refused(bad):
-    """Nonsense options fail at the boundary with ExportError, not deep inside the export."""
-    with pytest.raises(ExportError):
+    """Nonsense options fail at the boundary with ConfigError, not deep inside the export."""
+    with pytest.raises(ConfigError):
         ExportConfig(**bad)
 
 
 @pytest.mark.parametrize("size", [0, -8, (32, 0)])
 def test_nonsense_input_size_is_refused(size):
     """Zero or negative input sizes are refused before anything is built."""
-    with pytest.raises(ExportError, match="sizes must be positive"):
+    with pytest.raises(ConfigError, match="sizes must be positive"):
         zoo_meta("cifar_resnet20", input_size=size)
 
 
 def test_labels_and_normalisation_are_checked():
     """Labels must match the class count; mean/std need one value per channel, std > 0."""
-    with pytest.raises(ExportError, match="3 labels given for 10 classes"):
+    with pytest.raises(ConfigError, match="3 labels given for 10 classes"):
         zoo_meta("cifar_resnet20", labels=["a", "b", "c"])
-    with pytest.raises(ExportError, match="one finite value per input channel"):
+    with pytest.raises(ConfigError, match="one finite value per input channel"):
         zoo_meta("cifar_resnet20", mean=(0.5, 0.5), std=(0.2, 0.2))
-    with pytest.raises(ExportError, match="must be positive"):
+    with pytest.raises(ConfigError, match="must be positive"):
         zoo_meta("cifar_resnet20", mean=(0.5,) * 3, std=(0.2, 0.0, 0.2))
     meta = zoo_meta("cifar_resnet20", mean=(0.5,) * 3, std=(0.25,) * 3)
     assert meta.preprocess.mean == (0.5,) * 3 and meta.preprocess.std == (0.25,) * 3
@@ -265,6 +267,7 @@ def test_untraceable_model_still_loses_its_batchnorms():
     """Without an fx trace every BatchNorm becomes an exact per-channel affine."""
     model = _Untraceable().eval()
     with torch.no_grad():
+        assert model.bn.running_mean is not None and model.bn.running_var is not None
         model.bn.running_mean.uniform_(-0.5, 0.5)
         model.bn.running_var.uniform_(0.5, 2.0)
     folded = fold_batchnorm(model)
@@ -316,15 +319,15 @@ def test_non_finite_model_is_blamed_not_onnx_runtime(tmp_path):
 
 def test_three_sided_input_size_says_how_to_write_one():
     """--input-size 32x32x32 is refused as a shape mistake, not as a non-positive size."""
-    with pytest.raises(ExportError, match="32x32x32 is invalid; give one side or HxW"):
+    with pytest.raises(ConfigError, match="32x32x32 is invalid; give one side or HxW"):
         zoo_meta("cifar_resnet20", input_size=(32, 32, 32))
 
 
 @pytest.mark.parametrize("bad", [{"seed": -1}, {"parity_inputs": 2.5}, {"parity_inputs": True},
                                  {"atol": "1e-4"}, {"rtol": float("nan")}])
 def test_mistyped_config_values_are_export_errors(bad):
-    """Wrong types and a negative seed fail when the config is built, as one-line ExportErrors."""
-    with pytest.raises(ExportError, match="is invalid") as e:
+    """Wrong types and a negative seed fail when the config is built, as one-line ConfigErrors."""
+    with pytest.raises(ConfigError, match="is invalid") as e:
         ExportConfig(**bad)
     assert "\n" not in str(e.value)
 

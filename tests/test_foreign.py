@@ -94,7 +94,8 @@ def tiny(dst: Path, *, opset: int = 9, inputs: int = 1, out_rank: int = 2, in_ra
     inits = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w"),
              numpy_helper.from_array(rng.standard_normal((5, 4)).astype(np.float32), "fc_w"),
              numpy_helper.from_array(np.zeros(5, np.float32), "fc_b")]
-    shape = ["N", 8, 8, 3][:in_rank] if in_rank <= 4 else ["N", 1, 8, 8, 3]
+    full: list[str | int] = ["N", 8, 8, 3] if in_rank <= 4 else ["N", 1, 8, 8, 3]
+    shape = full[:in_rank] if in_rank <= 4 else full
     nodes = [helper.make_node("Transpose", ["input_1:0"], ["t"], perm=[0, 3, 1, 2]),
              helper.make_node("Conv", ["t", "w"], ["c"], pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["c"], ["r"]),
@@ -113,10 +114,11 @@ def tiny(dst: Path, *, opset: int = 9, inputs: int = 1, out_rank: int = 2, in_ra
         out = "out3:0"
     graph_inputs = [helper.make_tensor_value_info("input_1:0", TensorProto.FLOAT, shape)]
     if inputs == 2:
-        graph_inputs.append(helper.make_tensor_value_info("extra:0", TensorProto.FLOAT, ["N", 5]))
+        extra: list[str | int] = ["N", 5]
+        graph_inputs.append(helper.make_tensor_value_info("extra:0", TensorProto.FLOAT, extra))
         nodes.append(helper.make_node("Add", [out, "extra:0"], ["sum:0"]))
         out = "sum:0"
-    out_shape = ["N", 5] if out_rank == 2 else ["N", 1, 5]
+    out_shape: list[str | int] = ["N", 5] if out_rank == 2 else ["N", 1, 5]
     graph = helper.make_graph(nodes, "keras_model", graph_inputs,
                               [helper.make_tensor_value_info(out, TensorProto.FLOAT, out_shape)],
                               inits)
@@ -150,14 +152,16 @@ def attached(work: Path, foreign: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def test_images():
+def eval_subset():
+    """A seeded subset of the CIFAR-10 test split, the same for every model scored on it."""
     return open_data("cifar10-test").subset(EVAL_IMAGES, seed=0)
 
 
 @pytest.fixture(scope="module")
-def shipped_eval(test_images):
+def shipped_eval(eval_subset):
+    """The shipped fp32 model's report on ``eval_subset``: the numbers to match."""
     p = runtime.load(SHIPPED)
-    return evaluate(p.run, test_images, p.meta)
+    return evaluate(p.run, eval_subset, p.meta)
 
 
 # --- the foreign-model path, end to end ---------------------------------------------------------
@@ -185,12 +189,12 @@ def test_attach_writes_the_statement_and_the_graph_facts(attached: Path, foreign
 
 
 @pytest.mark.slow
-def test_fp32_foreign_model_scores_exactly_as_the_shipped_model(attached: Path, test_images,
+def test_fp32_foreign_model_scores_exactly_as_the_shipped_model(attached: Path, eval_subset,
                                                                  shipped_eval) -> None:
     """The stated preprocessing is right: same top-1 as the shipped model, same top-1 class on
     every one of the real CIFAR-10 test images."""
     p = runtime.load(attached)
-    got = evaluate(p.run, test_images, p.meta)
+    got = evaluate(p.run, eval_subset, p.meta)
     assert got.count == EVAL_IMAGES
     assert got.top1 == shipped_eval.top1 and got.agreement(shipped_eval) == 100.0
 
@@ -198,7 +202,7 @@ def test_fp32_foreign_model_scores_exactly_as_the_shipped_model(attached: Path, 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["ort", "openvino"])
 def test_quantize_upgrades_the_opset_and_int8_agrees_with_fp32(
-        backend: str, work: Path, foreign: Path, test_images, shipped_eval) -> None:
+        backend: str, work: Path, foreign: Path, eval_subset, shipped_eval) -> None:
     """quantize takes the record-less opset-11 model with the stated options; ORT upgrades it
     to opset 13 and says so; int8 top-1 on real CIFAR images stays within 2 points of fp32."""
     out = work / ("int8.onnx" if backend == "ort" else "int8.xml")
@@ -211,7 +215,7 @@ def test_quantize_upgrades_the_opset_and_int8_agrees_with_fp32(
     if backend == "ort":
         assert p.meta.extra["quantization"]["opset_upgraded"] == [11, 13]
         assert onnx.load(str(out)).opset_import[0].version >= 13
-    int8 = evaluate(p.run, test_images, p.meta)
+    int8 = evaluate(p.run, eval_subset, p.meta)
     agreement = int8.agreement(shipped_eval)
     print(f"\n{backend}: fp32 top-1 {shipped_eval.top1:.2f}%, int8 {int8.top1:.2f}%, "
           f"agreement {agreement:.2f}% on {int8.count} CIFAR-10 test images")

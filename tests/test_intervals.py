@@ -48,7 +48,9 @@ def test_median_interval_small_n() -> None:
 def test_median_interval_large_n_matches_normal_ranks() -> None:
     """n = 400: the exact ranks are within one of n/2 -+ 1.96 sqrt(n)/2 = 180.4 / 220.6."""
     x = np.arange(1, 401, dtype=float)
-    lo, hi = median_interval(x)
+    interval = median_interval(x)
+    assert interval is not None
+    lo, hi = interval
     assert 180 <= lo <= 181 and hi == 401 - lo
 
 
@@ -57,6 +59,7 @@ def test_median_interval_wide_on_noisy_samples() -> None:
     rng = np.random.default_rng(0)
     base = rng.standard_normal(200)
     quiet, noisy = median_interval(5 + 0.01 * base), median_interval(5 + 0.1 * base)
+    assert quiet is not None and noisy is not None
     assert noisy[1] - noisy[0] == pytest.approx(10 * (quiet[1] - quiet[0]))
     assert quiet[0] < 5 < quiet[1]
 
@@ -147,11 +150,13 @@ def test_budget_verdict(drop: float, high: float | None, budget: float, verdict:
 
 
 def test_quantize_accuracy_is_paired() -> None:
-    """quantize's Accuracy from per-image results: Wilson intervals, the paired drop, JSON."""
-    from edgeres.quantize._report import Accuracy
+    """quantize's QuantAccuracy from per-image results: Wilson intervals, the paired drop,
+    JSON."""
+    from edgeres.quantize._report import QuantAccuracy as Accuracy
 
     fp32, int8 = _pairs(40, 3, 1, 6)
     acc = Accuracy.from_correct("val", fp32, int8)
+    assert acc.paired is not None
     assert (acc.count, acc.fp32_top1, acc.int8_top1) == (50, pytest.approx(86.0),
                                                           pytest.approx(82.0))
     assert acc.drop == pytest.approx(acc.paired.drop) == pytest.approx(4.0)

@@ -15,19 +15,18 @@ from edgeres.meta import (
     ModelMeta,
     PreprocessSpec,
     custom_meta,
-    default_labels,
-    default_preprocess,
     read_ir_meta,
     read_onnx_meta,
 )
 from edgeres.names import resolve_model_file
+from edgeres.zoo import family_labels, family_preprocess
 
 
 def _meta(**changes) -> ModelMeta:
     meta = ModelMeta(
         name="cifar_resnet20", family="cifar", num_classes=10,
-        labels=default_labels("cifar", 10), input=InputSpec(shape=("batch", 3, 32, 32)),
-        preprocess=default_preprocess("cifar", (32, 32)), weights_sha256="0" * 64,
+        labels=family_labels("cifar", 10), input=InputSpec(shape=("batch", 3, 32, 32)),
+        preprocess=family_preprocess("cifar", (32, 32)), weights_sha256="0" * 64,
     )
     return meta.evolve(**changes)
 

@@ -65,6 +65,22 @@ def test_every_model_has_a_reference_count():
     assert sorted(REFERENCE_PARAMS) == list_models()
 
 
+# Built once for both tests that need the real network of these (the build is most of their
+# cost): the forward-and-count test and the meta-device profile test.
+_PROFILED = ("cifar_resnet20", "cifar_preact_resnet20", "resnet18", "resnext50_32x4d",
+             "cspresnet50", "resnet45", "tiny_resnet")
+_built: dict[str, torch.nn.Module] = {}
+
+
+def _model(name: str) -> torch.nn.Module:
+    """``create_model(name)``, shared between the tests for the names in ``_PROFILED``."""
+    if name not in _PROFILED:
+        return create_model(name)
+    if name not in _built:
+        _built[name] = create_model(name)
+    return _built[name]
+
+
 # The largest take about a second each on 2 cores: `make test` builds them, `make test-fast` not.
 _SLOW_BUILDS = {"wide_resnet50_2", "resnet152", "resnet101", "tiny_resnet28"}
 
@@ -74,7 +90,7 @@ _SLOW_BUILDS = {"wide_resnet50_2", "resnet152", "resnet101", "tiny_resnet28"}
 def test_model_builds_runs_and_counts(name):
     """Every zoo model builds, runs forward to the right shape and has its reference size."""
     info = model_info(name)
-    model = create_model(name).eval()
+    model = _model(name).eval()
     h, w = _SMALL.get(info.family, info.input_size)
     with torch.no_grad():
         out = model(torch.randn(2, info.in_chans, h, w))
@@ -178,6 +194,7 @@ def test_checkpoint_reloads_strictly_with_identical_logits(tmp_path):
     src = create_model("cifar_resnet20")
     for m in src.modules():  # non-trivial running statistics, as after training
         if isinstance(m, nn.BatchNorm2d):
+            assert m.running_mean is not None and m.running_var is not None
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
     torch.save(src.state_dict(), tmp_path / "ck.pt")
@@ -255,14 +272,13 @@ def test_count_macs_gives_back_each_submodule_its_mode():
     assert not model.bn1.training
 
 
-@pytest.mark.parametrize("name", ["cifar_resnet20", "cifar_preact_resnet20", "resnet18",
-                                  "resnext50_32x4d", "cspresnet50", "resnet45", "tiny_resnet"])
+@pytest.mark.parametrize("name", _PROFILED)
 def test_profile_on_meta_device_matches_the_built_model(name):
     """`edgeres models` counts on shape-only (meta) networks; the counts are the real ones."""
     from edgeres.models._profile import count_macs, profile_model
 
     info = model_info(name)
-    model = create_model(name)
+    model = _model(name)
     real = (count_params(model), count_macs(model, (info.in_chans, *info.input_size)))
     assert profile_model(name) == real
     assert real[0] > 0 and real[1] > 0
@@ -279,19 +295,18 @@ def test_zoo_defaults_table_matches_the_registry():
 
 
 def test_zoo_defaults_keep_the_old_names_and_values():
-    """meta.default_preprocess/default_labels and export.zoo_meta delegate to edgeres.zoo."""
-    from edgeres import export, meta, zoo
+    """zoo_meta's record holds zoo.family_preprocess/family_labels."""
+    from edgeres import meta, zoo
 
-    assert export.zoo_meta is zoo.zoo_meta
     for name in list_models():
         info = model_info(name)
         record = zoo.zoo_meta(name)
-        assert record.preprocess == meta.default_preprocess(info.family, info.input_size,
-                                                            info.in_chans)
-        assert record.labels == meta.default_labels(info.family, info.num_classes)
+        assert record.preprocess == zoo.family_preprocess(info.family, info.input_size,
+                                                           info.in_chans)
+        assert record.labels == zoo.family_labels(info.family, info.num_classes)
         assert record.input.shape == ("batch", info.in_chans, *info.input_size)
     cifar = zoo.pretrained_cfg("cifar_resnet20")
-    assert cifar.preprocess() == meta.default_preprocess("cifar", (32, 32))
+    assert cifar.preprocess() == zoo.family_preprocess("cifar", (32, 32))
     assert cifar.labels() == meta.CIFAR10_LABELS and cifar.labels(3) == ("class_0", "class_1",
                                                                          "class_2")
     with pytest.raises(UnknownModelError, match=r"unknown model 'resnet_18'.*resnet18"):

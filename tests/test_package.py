@@ -34,15 +34,9 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ir_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def ir_bundle(tmp_path_factory: pytest.TempPathFactory, shipped_ir: Path) -> Path:
     """A bundle of the shipped model converted to an fp32 OpenVINO IR (record in rt_info)."""
-    import openvino as ov
-
-    folder = tmp_path_factory.mktemp("ir")
-    model = ov.Core().read_model(str(MODEL))
-    model.set_rt_info(runtime.load(MODEL).meta.to_json(), [METADATA_KEY])
-    ov.save_model(model, str(folder / "m.xml"), compress_to_fp16=False)
-    return package.package(folder / "m.xml", folder / "bundle").path
+    return package.package(shipped_ir, tmp_path_factory.mktemp("ir") / "bundle").path
 
 
 @pytest.mark.slow
@@ -251,15 +245,15 @@ def test_infer_py_and_runtime_decide_precision_with_the_same_hw_source(
     from types import SimpleNamespace
 
     from edgeres import _hw
-    from edgeres.runtime import backends
     from edgeres.runtimes import openvino, ort
 
     source = Path(_hw.__file__).read_bytes()
     assert (bundle / "edgeres_device" / "edgeres" / "_hw.py").read_bytes() == source
     assert (bundle / "edgeres_device" / "edgeres" / "runtimes" / "ort.py").read_bytes() == \
         Path(ort.__file__).read_bytes()
-    for name in ("ort_executed", "ov_precision_hint", "ov_has_device"):
-        assert getattr(backends, name) is getattr(_hw, name)  # the runtime calls the source
+    for module, name in ((ort, "ort_executed"), (openvino, "ov_precision_hint"),
+                         (openvino, "ov_has_device")):
+        assert getattr(module, name) is getattr(_hw, name)  # the runtime calls the source
     copied = _bundled_module(bundle, "_hw")
     cpuinfo, caps = _FAKE_CPUS[cpu]
     (tmp_path / "cpuinfo").write_text(cpuinfo)
@@ -283,7 +277,7 @@ def test_infer_py_and_runtime_decide_precision_with_the_same_hw_source(
         meta = SimpleNamespace(precision="fp16")
         executed = copied.ort_executed("cpu", "model", meta.precision, machine) or "fp16"
         fp16 = runtime.load(MODEL).meta.evolve(precision="fp16")
-        assert executed == (backends._ort_executed("cpu", "model", fp16) or "fp16") == want
+        assert executed == (ort._ort_executed("cpu", "model", fp16) or "fp16") == want
 
 
 def test_a_module_the_bundle_lacks_fails_packaging(monkeypatch: pytest.MonkeyPatch,

@@ -84,7 +84,7 @@ def test_model_path_and_openvino_backend(library: list[runtime.Prediction]) -> N
 
 
 def test_options_reach_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
-    """--backend/--device/--precision/--threads are passed to runtime.load unchanged."""
+    """--backend/--device/--mode/--threads are passed to runtime.load unchanged."""
     calls: list[tuple] = []
     real = runtime.load
 
@@ -94,7 +94,7 @@ def test_options_reach_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(runtime, "load", spy)
     result = _invoke("cifar10", str(IMAGES[0]), "--backend", "openvino", "--device", "cpu",
-                     "--precision", "fast", "--threads", "2")
+                     "--mode", "fast", "--threads", "2")
     assert result.exit_code == 0, result.output
     assert calls == [(MODEL, {"backend": "openvino", "device": "cpu", "precision": "fast",
                               "threads": 2, "meta": None})]

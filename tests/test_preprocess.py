@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import io
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from edgeres.errors import DataError
-from edgeres.meta import InputSpec, ModelMeta, PreprocessSpec, default_preprocess
+from edgeres.meta import InputSpec, ModelMeta, PreprocessSpec
 from edgeres.preprocess import load_image, normalize, pad_batch, prepare, resize_crop
+from edgeres.zoo import family_preprocess
 
 
-def _meta(spec: PreprocessSpec, **inp: object) -> ModelMeta:
+def _meta(spec: PreprocessSpec, **inp: Any) -> ModelMeta:
     h, w = spec.crop
     return ModelMeta(name="m", family="custom", num_classes=2, labels=("a", "b"),
                      input=InputSpec(shape=("batch", 3, h, w), **inp), preprocess=spec)
@@ -43,7 +45,7 @@ def test_resize_shorter_side_then_center_crop_like_torchvision() -> None:
 def test_exact_resize_and_no_op_for_model_sized_images() -> None:
     """Exact (h, w) resizes; an image already at the crop size is passed through untouched."""
     img = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    cifar = default_preprocess("cifar", (32, 32))
+    cifar = family_preprocess("cifar", (32, 32))
     np.testing.assert_array_equal(resize_crop(img, cifar), img)
     ocr = PreprocessSpec(resize=(16, 64), crop=(16, 64))
     assert resize_crop(img, ocr).shape == (16, 64, 3)

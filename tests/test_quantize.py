@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import onnx
@@ -13,13 +14,14 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgeres import runtime
 from edgeres._fs import sha256_file
-from edgeres.calibration import CalibrationSet, model_record
+from edgeres.calibration import CalibrationSet
 from edgeres.data import open_data
-from edgeres.errors import QuantizationError
+from edgeres.errors import ConfigError, QuantizationError
 from edgeres.evaluate import evaluate
 from edgeres.meta import custom_meta, read_ir_meta, read_onnx_meta, write_onnx_meta
+from edgeres.modelfile import model_record
 from edgeres.names import resolve_model_file
-from edgeres.quantize import QuantConfig, quantize
+from edgeres.quantize import QuantBackend, QuantConfig, quantize
 from edgeres.quantize._ranges import _entropy_range, _percentile_range, collect_ranges
 from edgeres.quantize.config import detect_target, resolve_target
 
@@ -60,6 +62,7 @@ def test_record_and_provenance_round_trip(reference) -> None:
     backend, out, report = reference
     meta = read_onnx_meta(onnx.load(str(out))) if backend == "ort" else read_ir_meta(out)
     source = model_record(REFERENCE)
+    assert meta is not None
     assert meta == report.meta and meta.labels == source.labels
     assert meta.preprocess == source.preprocess and meta.precision == "int8"
     q = meta.extra["quantization"]
@@ -160,8 +163,9 @@ def test_max_drop_returns_the_sensitive_layer_to_float(sensitive: Path, tmp_path
     out = tmp_path / ("m.onnx" if backend == "ort" else "m.xml")
     calib = CalibrationSet.from_data(sensitive.with_name("calib.npz"), model_record(sensitive))
     config = QuantConfig(val=sensitive.with_name("val.npz"), max_drop=1.0, layer_report_samples=16)
-    report = quantize(sensitive, out, calib, backend=backend, config=config)
+    report = quantize(sensitive, out, calib, backend=cast("QuantBackend", backend), config=config)
     fb = report.fallback
+    assert fb is not None and report.validation is not None and report.meta is not None
     assert fb.attempts[0].float_layers == () and fb.attempts[0].drop > 20.0
     assert report.float_layers == ("conv2",) and fb.budget_met and report.budget_met
     assert fb.ranking[0][0] == "conv2" and fb.ranking[0][1] > 10.0  # dB gained
@@ -182,6 +186,7 @@ def test_exclude_keeps_named_layer_float_and_unknown_name_fails(sensitive: Path,
     config = QuantConfig(exclude=("conv2",), eval=sensitive.with_name("val.npz"),
                          layer_report_samples=0)
     report = quantize(sensitive, tmp_path / "m.onnx", calib, config=config)
+    assert report.evaluation is not None
     assert report.float_layers == ("conv2",) and report.evaluation.drop <= 1.0
     assert report.fallback is None and report.layers == ()
     with pytest.raises(QuantizationError, match="no node named 'conv9'"):
@@ -204,15 +209,15 @@ def test_near_chance_fp32_stops_with_a_preprocessing_message(sensitive: Path,
 
 def test_config_is_validated_at_the_boundary() -> None:
     """Bad options fail when the config is built, with what to do instead."""
-    with pytest.raises(QuantizationError, match="needs validation data"):
+    with pytest.raises(ConfigError, match="needs validation data"):
         QuantConfig(max_drop=0.5)
-    with pytest.raises(QuantizationError, match="unknown target"):
+    with pytest.raises(ConfigError, match="unknown target"):
         QuantConfig(target="gpu")  # type: ignore[arg-type]
-    with pytest.raises(QuantizationError, match="samples must be a positive"):
+    with pytest.raises(ConfigError, match="samples must be a positive"):
         QuantConfig(samples=0)
-    with pytest.raises(QuantizationError, match="budget in points"):
+    with pytest.raises(ConfigError, match="budget in points"):
         QuantConfig(val="cifar10-val", max_drop=-1.0)
-    with pytest.raises(QuantizationError, match="seed must be an integer of 0 or more"):
+    with pytest.raises(ConfigError, match="seed must be an integer of 0 or more"):
         QuantConfig(seed=-1)
     with pytest.raises(TypeError):
         QuantConfig(sample=10)  # type: ignore[call-arg]
@@ -256,7 +261,8 @@ def _fixed_batch(model_path: Path, batch: int, out: Path) -> Path:
     for value in (*model.graph.input, *model.graph.output):
         value.type.tensor_type.shape.dim[0].dim_value = batch
     onnx.save(model, str(out))
-    assert read_onnx_meta(onnx.load(str(out))).input.shape[0] == "batch"
+    record = read_onnx_meta(onnx.load(str(out)))
+    assert record is not None and record.input.shape[0] == "batch"
     return out
 
 
@@ -357,7 +363,8 @@ def test_the_output_softmax_stays_float(tmp_path: Path, backend: str) -> None:
     np.savez(tmp_path / "calib.npz", inputs=x[:64])
     out = tmp_path / ("int8.onnx" if backend == "ort" else "int8.xml")
     calib = CalibrationSet.from_data(tmp_path / "calib.npz", model_record(src))
-    quantize(src, out, calib, backend=backend, config=QuantConfig(layer_report_samples=0))
+    quantize(src, out, calib, backend=cast("QuantBackend", backend),
+             config=QuantConfig(layer_report_samples=0))
     fp32, int8 = runtime.load(src).run(x[64:]), runtime.load(out).run(x[64:])
     assert int8.dtype == np.float32 and fp32.min() < 1e-2  # small probabilities are tested
     np.testing.assert_allclose(int8.sum(axis=1), 1.0, atol=1e-5)
@@ -395,6 +402,7 @@ def test_a_fallback_no_faster_than_fp32_says_so(sensitive: Path, tmp_path: Path,
     calib = CalibrationSet.from_data(sensitive.with_name("calib.npz"), model_record(sensitive))
     config = QuantConfig(val=sensitive.with_name("val.npz"), max_drop=1.0, layer_report_samples=0)
     report = quantize(sensitive, tmp_path / "m.onnx", calib, config=config)
+    assert report.fallback is not None
     assert report.float_layers == ("conv2",) and report.fallback.latency_ms["fp32"] == 1.0
     slow = [w for w in report.warnings if "no faster than fp32" in w]
     assert bool(slow) == warned

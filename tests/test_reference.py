@@ -69,8 +69,9 @@ def test_reexported_checkpoint_matches_the_shipped_onnx(tmp_path: Path) -> None:
     """Exporting the shipped checkpoint again gives the shipped fp32 model's logits on real
     test images (the two files come from the same weights)."""
     pytest.importorskip("torch")
-    from edgeres.export import export_onnx, zoo_meta
+    from edgeres.export import export_onnx
     from edgeres.models.weights import load_weights
+    from edgeres.zoo import zoo_meta
 
     loaded = load_weights("cifar_resnet20", "cifar10")
     meta = zoo_meta("cifar_resnet20", num_classes=loaded.num_classes,

@@ -27,7 +27,7 @@ from edgeres.errors import (
     ModelFileError,
 )
 from edgeres.evaluate import evaluate
-from edgeres.meta import METADATA_KEY, PreprocessSpec, custom_meta
+from edgeres.meta import PreprocessSpec, custom_meta
 from edgeres.preprocess import prepare
 
 MODEL = names.resolve_model_file("cifar10")
@@ -51,15 +51,9 @@ def ov_predictor() -> runtime.Predictor:
 
 
 @pytest.fixture(scope="module")
-def ir_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def ir_model(shipped_ir: Path) -> Path:
     """The shipped model as an fp32 OpenVINO IR with the record in rt_info."""
-    import openvino as ov
-
-    model = ov.Core().read_model(str(MODEL))
-    model.set_rt_info(runtime.load(MODEL).meta.to_json(), [METADATA_KEY])
-    dst = tmp_path_factory.mktemp("ir") / "model.xml"
-    ov.save_model(model, str(dst), compress_to_fp16=False)
-    return dst
+    return shipped_ir
 
 
 def _edited(tmp_path: Path, name: str, edit) -> Path:
@@ -91,7 +85,8 @@ def torch_reference() -> object:
 
 
 def _export(tmp_path_factory: pytest.TempPathFactory, model: object, uint8: bool) -> Path:
-    from edgeres.export import ExportConfig, export_onnx, zoo_meta
+    from edgeres.export import ExportConfig, export_onnx
+    from edgeres.zoo import zoo_meta
 
     dst = tmp_path_factory.mktemp("export") / ("u8.onnx" if uint8 else "fp32.onnx")
     export_onnx(model, dst, meta=zoo_meta("cifar_resnet20", num_classes=10),
@@ -309,18 +304,9 @@ def test_fast_precision_reports_what_executes(caplog: pytest.LogCaptureFixture) 
 
 
 @pytest.fixture(scope="module")
-def fp16_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def fp16_model(shipped_fp16: Path) -> Path:
     """The shipped checkpoint exported by `edgeres export --fp16` (float32 in and out)."""
-    pytest.importorskip("torch")
-    from click.testing import CliRunner
-
-    from edgeres.cli import cli
-
-    dst = tmp_path_factory.mktemp("fp16") / "x.onnx"
-    result = CliRunner().invoke(cli, ["export", "cifar_resnet20", "--weights", "cifar10",
-                                      "--fp16", "-o", str(dst)])
-    assert result.exit_code == 0, result.output
-    return dst
+    return shipped_fp16
 
 
 def _float_weights_of_compute_nodes(model: Path, tmp_path: Path) -> list[bool]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,7 @@ class _FakeRuntime:
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> _FakeRuntime:
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[_FakeRuntime]:
     """Registers ``edgeres.runtimes.fake`` (one module, one registry entry) and its bench label."""
     module = types.ModuleType("edgeres.runtimes.fake")
     module.RUNTIME = _FakeRuntime()  # type: ignore[attr-defined]

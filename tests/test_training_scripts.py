@@ -51,6 +51,7 @@ def _train(*args: str | Path) -> subprocess.CompletedProcess:
 def _script(name: str):
     """scripts/<name>.py imported as a module."""
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -59,6 +60,8 @@ def _script(name: str):
 @pytest.mark.slow
 def test_a_stage_from_the_shipped_weights_numbers_on_and_keeps_the_lineage(
         tmp_path: Path) -> None:
+    """--init from the shipped weights: epochs number on, the lineage's commands are kept and
+    the weights start from the checkpoint."""
     data, out = _tiny_cifar(tmp_path / "data"), tmp_path / "run"
     _train("--data", data, "--out", out, "--init", SHIPPED, "--epochs", "3", "--lr", "0.01",
            "--eval-every", "2")
@@ -83,6 +86,7 @@ def test_a_stage_from_the_shipped_weights_numbers_on_and_keeps_the_lineage(
 
 @pytest.mark.slow
 def test_a_bare_state_dict_without_a_manifest_entry_is_refused(tmp_path: Path) -> None:
+    """--init with weights whose lineage is unknown stops with one line, no traceback."""
     data = _tiny_cifar(tmp_path / "data")
     bare = tmp_path / "weights.pt"
     torch.save(torch.load(SHIPPED, weights_only=True), bare)
@@ -92,6 +96,7 @@ def test_a_bare_state_dict_without_a_manifest_entry_is_refused(tmp_path: Path) -
 
 
 def test_the_kept_curve_supplies_only_the_epochs_before_the_checkpoint(tmp_path: Path) -> None:
+    """The kept training curve fills in only the epochs before a checkpoint's own history."""
     report = _script("training_report")
     kept = tmp_path / "training_history.json"
     row = {"train_loss": 1.0, "train_acc": 50.0, "test_acc": 40.0, "seconds": None}
@@ -106,6 +111,7 @@ def test_the_kept_curve_supplies_only_the_epochs_before_the_checkpoint(tmp_path:
 
 
 def test_cutout_zeroes_one_clipped_square_in_every_channel() -> None:
+    """Cutout zeroes one square of at most 16 px per image, the same in every channel."""
     cut_out = _script("train_cifar").cut_out
     out = cut_out(torch.ones(200, 3, 32, 32), 16, torch.Generator().manual_seed(0))
     zero = out == 0

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import random
+from typing import cast
 
 import pytest
 import torch
 from torch import nn
 
 from edgeres.errors import CheckpointError
-from edgeres.models import create_model
+from edgeres.models import ResNet, create_model
 from edgeres.models.weights import infer_num_classes, load_checkpoint, load_weights
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -31,6 +32,7 @@ def _trained_like(name: str = "cifar_resnet20", **kwargs) -> nn.Module:
     model = create_model(name, **kwargs)
     for m in model.modules():  # non-trivial BN statistics, so a wrong load shows in the logits
         if isinstance(m, nn.BatchNorm2d):
+            assert m.running_mean is not None and m.running_var is not None
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
     return model.eval()
@@ -77,7 +79,7 @@ def test_num_classes_comes_from_the_checkpoint(tmp_path):
     torch.save(src.state_dict(), tmp_path / "ck.pt")
     loaded = load_weights("cifar_resnet20", tmp_path / "ck.pt")
     assert loaded.num_classes == 7
-    assert loaded.model.fc.out_features == 7
+    assert cast(nn.Linear, loaded.model.fc).out_features == 7
     assert _same_logits(src, loaded.model)
     assert load_weights("cifar_resnet20", tmp_path / "ck.pt", num_classes=7).num_classes == 7
 
@@ -196,7 +198,7 @@ def test_checkpoint_without_classifier_is_a_feature_extractor(tmp_path):
     with torch.no_grad():
         feats = loaded.model(x)
         assert feats.shape == (2, 64, 8, 8)
-        assert torch.equal(feats, src.forward_features(x))
+        assert torch.equal(feats, cast(ResNet, src).forward_features(x))
     with pytest.raises(CheckpointError, match="missing keys fc.weight, fc.bias"):
         load_weights("cifar_resnet20", tmp_path / "backbone.pt", num_classes=10)
 

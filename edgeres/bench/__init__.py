@@ -15,12 +15,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from edgeres._resources import cap_threads, check_memory, estimate_batch_bytes
-from edgeres.bench._models import resolve_model
-from edgeres.bench._runners import default_runtimes
 from edgeres.bench.config import (
     RUNTIMES,
     BenchConfig,
@@ -29,29 +26,47 @@ from edgeres.bench.config import (
     parse_precisions,
     parse_runtimes,
 )
-from edgeres.bench.env import Environment, default_threads, describe_machine
-from edgeres.bench.results import (
-    Accuracy,
-    BenchRow,
-    BenchRun,
-    MemoryUsage,
-    Note,
-    RowAccuracy,
-    RunSettings,
-)
-from edgeres.bench.stats import LatencyStats
-from edgeres.bench.timing import Timings, measure
 
-__all__ = ["RUNTIMES", "Accuracy", "BenchConfig", "BenchRow", "BenchRun", "Environment",
-           "LatencyStats", "MemoryUsage", "Note", "RowAccuracy", "RunSettings", "RuntimeLabel",
-           "Timings",
-           "measure", "parse_batches", "parse_precisions", "parse_runtimes", "run_bench"]
+if TYPE_CHECKING:  # loaded on first use (__getattr__), so `import edgeres.bench.config` (the
+    # CLI's options) stays stdlib-only
+    from edgeres.bench._models import (
+        ModelSource,
+        RowFailed,
+        RowNotRun,
+        Unavailable,
+        model_file,
+        resolve_model,
+    )
+    from edgeres.bench._run import eval_source, planned_rows
+    from edgeres.bench._runners import default_runtimes
+    from edgeres.bench.env import Environment
+    from edgeres.bench.results import (
+        BenchRow,
+        BenchRun,
+        MemoryUsage,
+        Note,
+        RowAccuracy,
+        RunSettings,
+    )
+    from edgeres.bench.stats import LatencyStats
+    from edgeres.bench.timing import Timings, measure
 
+__all__ = ["RUNTIMES", "BenchConfig", "BenchRow", "BenchRun", "Environment", "LatencyStats",
+           "MemoryUsage", "ModelSource", "Note", "RowAccuracy", "RowFailed", "RowNotRun",
+           "RunSettings", "RuntimeLabel", "Timings", "Unavailable", "bench_models",
+           "default_runtimes", "eval_source", "measure", "model_file", "parse_batches",
+           "parse_precisions", "parse_runtimes", "planned_rows", "resolve_model", "run_bench"]
 
-
-def _settings(config: BenchConfig, runtimes: tuple[str, ...], threads: int) -> RunSettings:
-    """``config.settings(runtimes, threads)``, the name ``edgeres.cluster`` used before."""
-    return config.settings(runtimes, threads)
+# name -> the submodule that defines it, imported on first use
+_LAZY = {
+    "ModelSource": "_models", "RowFailed": "_models", "RowNotRun": "_models",
+    "Unavailable": "_models", "model_file": "_models",
+    "resolve_model": "_models", "eval_source": "_run", "planned_rows": "_run",
+    "default_runtimes": "_runners", "Environment": "env",
+    "BenchRow": "results", "BenchRun": "results", "MemoryUsage": "results", "Note": "results",
+    "RowAccuracy": "results", "RunSettings": "results", "LatencyStats": "stats",
+    "Timings": "timing", "measure": "timing",
+}
 
 
 def run_bench(models: Sequence[str], config: BenchConfig | None = None, *,
@@ -75,20 +90,51 @@ def run_bench(models: Sequence[str], config: BenchConfig | None = None, *,
         ModelFileError: for a model file that is unreadable or carries no metadata record.
         ConfigError: for invalid settings.
     """
-    from edgeres.bench._memory import MemoryProbe
-    from edgeres.bench._notes import noise_notes, slower_int8_notes
-    from edgeres.bench._run import ModelBench, link_references, link_sources
+    from edgeres.bench._models import resolve_model
+    from edgeres.bench._runners import default_runtimes
+    from edgeres.bench.env import describe_machine
 
     config = BenchConfig() if config is None else config
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     env = describe_machine()
+    sources = [resolve_model(m, config.cache_root, record=record)
+               for m in models]  # bad names fail first
+    _check_memory(sources, config, len(config.runtimes or default_runtimes()))
+    return bench_models(sources, config, data=_open_eval(config), env=env, created=created)
+
+
+def bench_models(sources: Sequence[ModelSource], config: BenchConfig, *,
+                 data: Any = None, env: Environment | None = None,
+                 created: str | None = None) -> BenchRun:
+    """THE bench pipeline over resolved models: what ``run_bench`` runs here and what each node
+    of ``edgeres bench --cluster`` runs on its shipped files.
+
+    Args:
+        sources: resolved MODEL arguments (``resolve_model``), benchmarked in order.
+        config: the matrix and measurement settings.
+        data: labelled ``--eval`` data: one source for every model, or a mapping from a
+            model's ``arg`` to its own (preprocessed arrays shipped to a node); None: no
+            accuracy.
+        env: this machine (``describe_machine()`` when None).
+        created: the run's timestamp (now when None).
+
+    Returns:
+        A ``BenchRun``: rows, notes (the hardware outlook once per runtime), settings. On
+        Ctrl-C, what was measured so far (``interrupted``).
+    """
+    from edgeres._resources import cap_threads
+    from edgeres.bench._memory import MemoryProbe
+    from edgeres.bench._notes import noise_notes, slower_int8_notes
+    from edgeres.bench._run import ModelBench, link_references, link_sources
+    from edgeres.bench._runners import default_runtimes
+    from edgeres.bench.env import default_threads, describe_machine
+    from edgeres.bench.results import BenchRun, Note
+
+    created = created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    env = describe_machine() if env is None else env
     threads, capped = cap_threads(config.threads)
     threads = threads or default_threads(env.physical_cores)
     runtimes = config.runtimes or default_runtimes()
-    sources = [resolve_model(m, config.cache_root, record=record)
-               for m in models]  # bad names fail first
-    _check_memory(sources, config, len(runtimes))
-    data = _open_eval(config)
     benches: list[ModelBench] = []
     interrupted = False
     probe = MemoryProbe()
@@ -96,7 +142,7 @@ def run_bench(models: Sequence[str], config: BenchConfig | None = None, *,
         for src in sources:
             bench = ModelBench(src, runtimes, threads, config, env)
             benches.append(bench)  # before running: an interrupted model keeps its partial rows
-            bench.run(probe, data)
+            bench.run(probe, data.get(src.arg) if isinstance(data, Mapping) else data)
     except KeyboardInterrupt:
         interrupted = True
         if benches:
@@ -117,6 +163,8 @@ def source_notes(sources: Sequence[Any], config: BenchConfig) -> list[Note]:
     """What the reader must know about where a row's model came from: a zoo name runs seeded
     random weights (its top-1 means nothing), and an int8 row of an fp32 file or zoo name is
     quantized here, calibrated on ``--calib``."""
+    from edgeres.bench.results import Note
+
     notes = []
     for src in sources:
         made = "int8" in (config.precisions or ()) and src.own_precision != "int8"
@@ -133,6 +181,8 @@ def source_notes(sources: Sequence[Any], config: BenchConfig) -> list[Note]:
 def _check_memory(sources: Sequence[Any], config: BenchConfig, runtimes: int) -> None:
     """Refuse a batch whose inputs and activations cannot fit in memory, before allocating
     (every configuration of a model is loaded, and keeps its memory, while they are timed)."""
+    from edgeres._resources import check_memory, estimate_batch_bytes
+
     batch = max(config.batches)
     for src in sources:
         loaded = runtimes * len(config.precisions or (src.own_precision,))
@@ -170,3 +220,13 @@ def _open_eval(config: BenchConfig) -> Any:
     from edgeres.data import open_data
 
     return open_data(config.eval_data)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

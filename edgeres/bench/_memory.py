@@ -105,6 +105,7 @@ def probe_input(job: ProbeJob) -> Any:
     is in both peaks and cancels out of the delta. None when the job has no input shape.
     """
     import numpy as np
+    import numpy.random  # noqa: F401 - numpy loads it lazily: in both peaks, as the input's cost
 
     if not job.input_shape:
         return None

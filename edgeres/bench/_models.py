@@ -34,13 +34,28 @@ log = logging.getLogger(__name__)
 _ZOO_SEED = 0  # random weights of zoo models; the state dict is saved, so only reproducibility
 
 
-class Unavailable(Exception):  # noqa: N818 - reads as the condition, like BackendNotAvailable
-    """Internal: a row cannot run here; ``status`` is "skipped" or "failed", ``reason`` why."""
+class RowNotRun(Exception):  # noqa: N818 - reads as the condition, like BackendNotAvailable
+    """Internal: a row is not measured; ``status`` ("skipped" or "failed") and ``reason`` go
+    into the row. Raise one of the two subclasses; catch this."""
 
     def __init__(self, reason: str, status: str = "skipped") -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
+
+
+class Unavailable(RowNotRun):
+    """The row cannot run here (a runtime, device or package is missing): "skipped".
+
+    ``status`` "failed" is still accepted from ``_runners.py`` until it raises ``RowFailed``.
+    """
+
+
+class RowFailed(RowNotRun):
+    """The row should have run and broke (an export, a quantization, a session): "failed"."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, "failed")
 
 
 @dataclass
@@ -67,20 +82,30 @@ class ModelSource:
     workdir: Path | None = None
     sha256: str | None = None
     files: dict[str, Path] = field(default_factory=dict)
-    _failed: dict[str, Unavailable] = field(default_factory=dict)
+    _failed: dict[str, RowNotRun] = field(default_factory=dict)
 
     @property
     def cache(self) -> Path:
         """``workdir``, where derived files go; every resolved source (zoo, file) has one."""
         if self.workdir is None:
             msg = f"{self.arg} has no cache directory for derived files"
-            raise Unavailable(msg, "failed")
+            raise RowFailed(msg)
         return self.workdir
 
     @property
     def own_precision(self) -> str:
         """The precision the given file stores (fp32 for zoo names)."""
         return "fp32" if self.kind == "zoo" else self.meta.precision
+
+    def fail(self, precision: str, err: RowNotRun) -> RowNotRun:
+        """Remember that ``precision`` cannot be made here: ``model_file`` raises ``err`` for
+        it from now on (a cluster node is told what failed on the driver). Returns ``err``."""
+        self._failed[precision] = err
+        return err
+
+    def failure(self, precision: str) -> RowNotRun | None:
+        """Why ``precision`` cannot be made here, or None when it was not tried or worked."""
+        return self._failed.get(precision)
 
 
 def _onnx_meta(path: Path) -> ModelMeta | None:
@@ -137,8 +162,10 @@ def resolve_model(arg: str, cache: Path, *, record: Any = None) -> ModelSource:
         if meta is None or stated:
             path, meta = _attached(path, workdir, record)
         return ModelSource(arg, kind, meta, path=path, sha256=sha, workdir=workdir)
-    try:
-        from edgeres.export import zoo_meta
+    from edgeres.zoo import zoo_meta
+
+    try:  # a zoo model is exported from PyTorch
+        import torch  # noqa: F401
     except ImportError:
         msg = (f"{arg!r} is not a model file, and zoo names need torch; "
                "pip install 'edgeres[torch]' or pass an .onnx file")
@@ -172,24 +199,23 @@ def model_file(src: ModelSource, precision: str, *, calib: str) -> Path:
     """The model file of ``src`` in ``precision``, exporting or quantizing into the cache.
 
     Raises:
-        Unavailable: when that precision cannot be produced here (the reason says why).
+        RowNotRun: when that precision cannot be produced here (the reason says why).
     """
     if precision in src.files:
         return src.files[precision]
-    if precision in src._failed:
-        raise src._failed[precision]
+    known = src.failure(precision)
+    if known is not None:
+        raise known
     try:
         path = _make(src, precision, calib)
-    except Unavailable as e:
-        src._failed[precision] = e
+    except RowNotRun as e:
+        src.fail(precision, e)
         raise
     except EdgeresError as e:  # export/quantize refused: the row fails, the matrix goes on
-        src._failed[precision] = Unavailable(str(e), "failed")
-        raise src._failed[precision] from None
+        raise src.fail(precision, RowFailed(str(e))) from None
     except Exception as e:  # torch/onnx/ORT's own error types: the same, with their first line
         log.debug("making %s %s failed", src.arg, precision, exc_info=True)
-        src._failed[precision] = Unavailable(first_line(e), "failed")
-        raise src._failed[precision] from None
+        raise src.fail(precision, RowFailed(first_line(e))) from None
     src.files[precision] = path
     return path
 
@@ -214,7 +240,7 @@ def weights_file(src: ModelSource) -> Path:
     the same reason without exporting again.
 
     Raises:
-        Unavailable: with status "failed" when the export fails.
+        RowFailed: when the export fails.
     """
     model_file(src, "fp32", calib="")  # fp32 of a zoo model needs no calibration data
     return src.cache / "weights.pt"

@@ -20,7 +20,7 @@ import numpy as np
 from edgeres._progress import track
 from edgeres.bench._gpu import row_variant, variants
 from edgeres.bench._memory import MemoryProbe, ProbeJob
-from edgeres.bench._models import ModelSource, Unavailable
+from edgeres.bench._models import ModelSource, RowNotRun
 from edgeres.bench._notes import outlook_notes
 from edgeres.bench._runners import Loaded, load_target, unavailable_reason
 from edgeres.bench.config import GPU_RUNTIMES, RUNTIMES, BenchConfig, RuntimeLabel
@@ -49,6 +49,23 @@ def _combos(precisions: tuple[str, ...], runtimes: tuple[str, ...],
                 yield precision, runtime, mode
 
 
+def planned_rows(src: ModelSource, runtimes: tuple[str, ...], threads: int,
+                 config: BenchConfig) -> list[BenchRow]:
+    """Every row ``src``'s benchmark gives under ``config``, in report order, not yet run
+    (status "ok", no numbers): what a node that never ran would have given."""
+    return [row for _, row in _planned(src, runtimes, threads, config)]
+
+
+def _planned(src: ModelSource, runtimes: tuple[str, ...], threads: int,
+             config: BenchConfig) -> Iterator[tuple[Key, BenchRow]]:
+    for precision, runtime, mode in _combos(config.precisions or (src.own_precision,),
+                                            runtimes, config):
+        for batch in config.batches:
+            yield (precision, runtime, mode, batch), BenchRow(
+                model=src.arg, source=src.kind, runtime=runtime, precision=precision,
+                batch=batch, threads=threads, **row_variant(runtime, mode))
+
+
 class ModelBench:
     """All rows of one MODEL, filled phase by phase."""
 
@@ -58,21 +75,16 @@ class ModelBench:
         self.precisions = config.precisions or (src.own_precision,)
         self.combos = list(_combos(self.precisions, runtimes, config))
         self.targets: dict[tuple[str, str, str], Loaded] = {}
-        self.rows: dict[Key, BenchRow] = {}
+        self.rows: dict[Key, BenchRow] = dict(_planned(src, runtimes, threads, config))
         self.notes: list[Note] = []
         self.measured: set[Key] = set()
         self.reports: dict[tuple[str, str, str], Any] = {}  # evaluation results (see accuracy)
         self.reference: tuple[str, str, str] | None = None  # the fp32 combo agreement is against
-        for precision, runtime, mode in self.combos:
-            for batch in config.batches:
-                self.rows[(precision, runtime, mode, batch)] = BenchRow(
-                    model=src.arg, source=src.kind, runtime=runtime, precision=precision,
-                    batch=batch, threads=threads, **row_variant(runtime, mode))
 
     def _update(self, key: Key, **changes: Any) -> None:
         self.rows[key] = dataclasses.replace(self.rows[key], **changes)
 
-    def _set_status(self, combo: tuple[str, str, str], err: Unavailable) -> None:
+    def _set_status(self, combo: tuple[str, str, str], err: RowNotRun) -> None:
         for batch in self.config.batches:
             self._update((*combo, batch), status=err.status, reason=err.reason)
 
@@ -95,7 +107,7 @@ class ModelBench:
             try:
                 target = load_target(self.src, precision, runtime, mode,
                                      threads=self.threads, calib=self.config.calib)
-            except Unavailable as e:
+            except RowNotRun as e:
                 self._set_status(combo, e)
                 continue
             self.targets[combo] = target
@@ -206,7 +218,7 @@ class ModelBench:
             self.notes.append(Note("accuracy", f"accuracy not measured for {self.src.arg}: "
                                    f"{mismatch}", model=self.src.arg))
             return
-        source = _eval_source(data, self.src.meta, self.config.limit)
+        source = eval_source(data, self.src.meta, self.config.limit)
         reports = {}
         for combo in combos:
             target = self.targets[combo]
@@ -290,8 +302,8 @@ def link_sources(benches: list[ModelBench]) -> None:
                                      if p.get("step") == "quantize"), {})
         source = by_sha.get(step.get("input_sha256", ""))  # "": no key has it
         if source is not None and source != bench.src.arg:
-            for key in bench.rows:
-                bench._update(key, quantized_from=source)
+            bench.rows = {k: dataclasses.replace(r, quantized_from=source)
+                          for k, r in bench.rows.items()}
 
 
 def _measure(fns: dict[str, Callable[[], object]], config: BenchConfig,
@@ -351,8 +363,9 @@ def _class_mismatch(data: Any, meta: Any) -> str | None:
     return f"{data.name}'s labels do not fit its {n} classes"
 
 
-def _eval_source(data: Any, meta: Any, limit: int | None) -> Any:
-    """The evaluation images decoded and preprocessed once, when they fit in memory."""
+def eval_source(data: Any, meta: Any, limit: int | None) -> Any:
+    """The evaluation images decoded and preprocessed once, when they fit in memory (an
+    ``ArraySource``; ``data`` itself otherwise)."""
     from edgeres.data import ArraySource
 
     data = data.subset(limit)

@@ -13,21 +13,22 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 from edgeres import runtimes as _runtimes
 from edgeres.errors import ConfigError
+from edgeres.vocab import (  # the shared vocabulary (CONTRIBUTING, "Vocabulary")
+    BACKENDS,
+    DEVICES,
+    PRECISIONS,
+    BackendName,
+    DeviceName,
+    Precision,
+)
 
-__all__ = ["BENCH_PRECISIONS", "RUNTIMES", "BackendName", "BenchConfig", "DeviceName",
-           "Precision", "RunSettings", "RuntimeLabel", "cache_dir", "parse_batches",
-           "parse_precisions", "parse_runtimes"]
-
-# The shared vocabulary (CONTRIBUTING, "Vocabulary").
-BackendName = Literal["ort", "openvino", "torch"]
-DeviceName = Literal["cpu", "cuda", "tensorrt", "gpu"]
-Precision = Literal["fp32", "fp16", "bf16", "int8"]
-BACKENDS: tuple[str, ...] = (*_runtimes.RUNTIME_NAMES, "torch")  # registered ones + PyTorch
-DEVICES: tuple[str, ...] = ("cpu", "cuda", "tensorrt", "gpu")
+__all__ = ["BACKENDS", "BENCH_PRECISIONS", "DEVICES", "RUNTIMES", "BackendName", "BenchConfig",
+           "DeviceName", "OptionSpec", "Precision", "RunSettings", "RuntimeLabel", "cache_dir",
+           "option_specs", "parse_batches", "parse_precisions", "parse_runtimes"]
 
 
 class RuntimeLabel(NamedTuple):
@@ -68,7 +69,7 @@ CPU_RUNTIMES: tuple[str, ...] = tuple(r for r in RUNTIMES if r.endswith("-cpu"))
 GPU_RUNTIMES: tuple[str, ...] = tuple(r for r in RUNTIMES if not r.endswith("-cpu"))
 # Precisions a user may request. bf16 is requestable for torch-cuda (weights and inputs cast
 # to bfloat16); on ONNX runtimes it is only ever *executed* (OpenVINO's default on AMX).
-BENCH_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
+BENCH_PRECISIONS: tuple[str, ...] = PRECISIONS  # every one, on some runtime
 DEFAULT_WARMUP = 5
 DEFAULT_ROUNDS = 5
 DEFAULT_DURATION = 2.0  # seconds of timed calls per row when neither iterations nor duration
@@ -136,6 +137,47 @@ def cache_dir() -> Path:
 
 
 @dataclass(frozen=True)
+class OptionSpec:
+    """A ``BenchConfig`` field as a command-line option (the CLI builds the click option).
+
+    Attributes:
+        name: the field (and the click parameter); flag: ``--batch``; help: its help text.
+        default: the field's default; kind: "int", "float", "str", "bool" or "list".
+        parser: for a "list", the name of this module's parser of the comma list.
+    """
+
+    name: str
+    flag: str
+    help: str
+    default: Any
+    kind: str
+    parser: str | None = None
+
+
+def _option(default: Any, help: str, *, flag: str | None = None,  # noqa: A002 - click's word
+            parser: str | None = None) -> Any:
+    """A field that is also a ``bench`` option: its help, and flag and parser where the flag is
+    not ``--`` + the name with dashes, or the value is a comma list."""
+    return dataclasses.field(default=default,
+                             metadata={"help": help, "flag": flag, "parser": parser})
+
+
+def option_specs() -> list[OptionSpec]:
+    """The ``bench`` options, in ``BenchConfig``'s field order: THE list the CLI's options and
+    its messages' flag names (``cli._as_flags``) come from."""
+    specs = []
+    for f in dataclasses.fields(BenchConfig):
+        if "help" not in f.metadata:
+            continue
+        parser = f.metadata["parser"]
+        kind = ("list" if parser else "bool" if f.type == "bool"
+                else str(f.type).split(" ")[0] if str(f.type)[:3] in ("int", "flo") else "str")
+        specs.append(OptionSpec(f.name, f.metadata["flag"] or "--" + f.name.replace("_", "-"),
+                                f.metadata["help"], f.default, kind, parser))
+    return specs
+
+
+@dataclass(frozen=True)
 class BenchConfig:
     """One benchmark matrix's settings; validated when built.
 
@@ -165,24 +207,37 @@ class BenchConfig:
         seed: seed of the random benchmark inputs.
     """
 
-    runtimes: tuple[str, ...] | None = None
-    precisions: tuple[str, ...] | None = None
-    batches: tuple[int, ...] = (1,)
-    threads: int | None = None
-    warmup: int = DEFAULT_WARMUP
-    rounds: int = DEFAULT_ROUNDS
-    iterations: int | None = None
-    duration: float | None = None
-    calib: str = "cifar10"
-    eval_data: str | None = None
-    limit: int | None = None
-    memory: bool = True
+    # Each field with help is also a `bench` option (cli/_options.bench_config_options): its
+    # flag, type, default and help come from here; RunSettings records it in the JSON.
+    runtimes: tuple[str, ...] | None = _option(
+        None, f"Comma list of {', '.join(RUNTIMES)}, or all [default: every CPU runtime "
+        "installed].", flag="--runtime", parser="parse_runtimes")
+    precisions: tuple[str, ...] | None = _option(
+        None, "Comma list of fp32, fp16, bf16 (torch-cuda), int8 [default: the model's own].",
+        flag="--precision", parser="parse_precisions")
+    batches: tuple[int, ...] = _option((1,), "Comma list of batch sizes.", flag="--batch",
+                                       parser="parse_batches")
+    threads: int | None = _option(
+        None, "Threads for every runtime [default: physical cores, within CPU affinity].")
+    warmup: int = _option(DEFAULT_WARMUP, "Untimed calls per row.")
+    rounds: int = _option(DEFAULT_ROUNDS, "Interleaved rounds.")
+    iterations: int | None = _option(None, "Timed calls per row per round.")
+    duration: float | None = _option(
+        None, f"Timed seconds per row [default: {DEFAULT_DURATION:g}].")
+    calib: str = _option("cifar10", "Calibration data for int8.")
+    eval_data: str | None = _option(None, "Labelled data for top-1/top-5 and agreement.",
+                                    flag="--eval")
+    limit: int | None = _option(None, "Evaluate only this many images.")
+    memory: bool = _option(True, "Measure peak memory, one subprocess per row (--no-memory "
+                           "skips them).")
     openvino_default_row: bool = True
-    torch_compile: bool = False
+    torch_compile: bool = _option(
+        False, "Add a torch.compile row beside each torch-cuda row (compiled untimed).")
     host_io: bool = True
     cache: Path | None = None
-    conditions: str | None = None
-    seed: int = 0
+    conditions: str | None = _option(
+        None, "Free text recorded with the results (machine load, ...).")
+    seed: int = _option(0, "Seed of the random benchmark inputs.")
 
     def __post_init__(self) -> None:
         checks = [
@@ -232,9 +287,6 @@ class BenchConfig:
         return self.cache if self.cache is not None else cache_dir()
 
 
-_AS_LISTS = frozenset({"runtimes", "precisions", "batches", "nodes"})  # tuples here, JSON lists
-
-
 @dataclass(frozen=True)
 class RunSettings:
     """The settings a run was made with: ``BenchRun.settings``, written as the JSON's ``settings``.
@@ -243,9 +295,7 @@ class RunSettings:
     ``--cluster`` run adds ``cluster``, ``nodes`` and ``node_ids`` (``evolve``). Read it by
     attribute. ``to_dict`` writes exactly the keys it was built from, in their order, so a
     partial record (``from_dict`` of the few keys a test or an older report has) writes back
-    the same object; keys this version does not model are kept in ``extra``. Item access
-    (``settings["threads"]``, ``{**settings}``) reads ``to_dict()``: the dict of before 0.2,
-    kept for one release.
+    the same object; keys this version does not model are kept in ``extra``.
 
     Attributes:
         runtimes, precisions, batches, threads, warmup, rounds, iterations, duration, calib,
@@ -316,20 +366,12 @@ class RunSettings:
         return dataclasses.replace(self, **_settings_fields(changes), extra=extra,
                                    written=written)
 
-    def __getitem__(self, key: str) -> Any:
-        return self.to_dict()[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """``to_dict().get(key, default)``: the dict reading of before 0.2."""
-        return self.to_dict().get(key, default)
-
-    def keys(self) -> tuple[str, ...]:
-        """The keys ``to_dict`` writes (so ``{**settings}`` still works)."""
-        return self.written
-
 
 _SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(RunSettings)) - {"extra",
                                                                                  "written"}
+# tuples here, JSON lists
+_AS_LISTS = frozenset(f for f in _SETTINGS_FIELDS
+                      if str(RunSettings.__dataclass_fields__[f].type).startswith("tuple"))
 
 
 def _settings_fields(d: dict[str, Any]) -> dict[str, Any]:

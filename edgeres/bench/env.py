@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from edgeres._hw import parse_cpu_flags, read_cpuinfo
+from edgeres._resources import usable_cpus
 
 __all__ = ["ISA_FEATURES", "Environment", "busy_fraction", "default_threads", "describe_machine",
-           "gpu_info", "parse_nvidia_smi", "physical_cores", "usable_cpus"]
+           "gpu_info", "parse_nvidia_smi", "physical_cores"]
 
 # x86 features that decide fp32/bf16/int8 speed, and the ARM ones that matter for int8
 # (dotprod = "asimddp", i8mm) and fp16 ("asimdhp"), as /proc/cpuinfo spells them.
@@ -114,21 +115,6 @@ def physical_cores(text: str | None = None) -> int:
         elif key == "core id":
             pairs.add((package, value))
     return len(pairs) or os.cpu_count() or 1
-
-
-def usable_cpus() -> int | None:
-    """Logical CPUs this process may run on (its affinity mask), or None where unknown.
-
-    A container limited by a cpuset (``docker --cpuset-cpus``, ``taskset``) still sees every
-    core of the host in /proc/cpuinfo; only the affinity mask says how many it can use.
-    """
-    getaffinity = getattr(os, "sched_getaffinity", None)  # Linux only
-    if getaffinity is None:
-        return None
-    try:
-        return len(getaffinity(0)) or None
-    except OSError:
-        return None
 
 
 def default_threads(physical: int | None = None) -> int:

@@ -18,7 +18,7 @@ from edgeres.bench.env import Environment
 from edgeres.bench.stats import LatencyStats
 from edgeres.intervals import PairedDrop
 
-__all__ = ["SCHEMA_VERSION", "Accuracy", "BenchRow", "BenchRun", "MemoryUsage", "Note",
+__all__ = ["SCHEMA_VERSION", "BenchRow", "BenchRun", "MemoryUsage", "Note",
            "NoteKind", "RowAccuracy", "RunSettings"]
 
 SCHEMA_VERSION = 1
@@ -58,7 +58,7 @@ class RowAccuracy:
     """Accuracy of one row on labelled images.
 
     Not ``quantize.QuantAccuracy`` (fp32 and int8 paired on one data set): this is one runtime
-    row's top-1/top-5 and its agreement with the reference row. ``Accuracy`` is its old name.
+    row's top-1/top-5 and its agreement with the reference row.
 
     Attributes:
         top1, top5: percent; None when the model's classes are not the data's (a 1000-class
@@ -80,9 +80,6 @@ class RowAccuracy:
     top1_low: float | None = None
     top1_high: float | None = None
     drop: PairedDrop | None = None
-
-
-Accuracy = RowAccuracy  # the name before 0.2; kept for one release
 
 
 @dataclass(frozen=True)
@@ -218,5 +215,5 @@ class BenchRun:
     nodes: dict[str, Environment] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if isinstance(self.settings, dict):  # the plain dict of before 0.2, or a report's part
+        if isinstance(self.settings, dict):  # a report's settings object, or part of one
             object.__setattr__(self, "settings", RunSettings.from_dict(self.settings))

@@ -9,47 +9,14 @@ from typing import Any
 import click
 
 from edgeres.cli._group import cli
-from edgeres.cli._options import _OUT, _CommaList, _count, _stated_meta, record_options
+from edgeres.cli._options import _OUT, _count, _stated_meta, bench_config_options, record_options
 from edgeres.errors import ConfigError, EdgeresError
 from edgeres.runtimes import RUNTIME_NAMES  # --backend: the registered runtimes
 
 
-def _bench_parser(name: str) -> Any:
-    """``edgeres.bench.config``'s parser of that name, imported when an option is parsed."""
-    def parse(text: str) -> Any:
-        from edgeres.bench import config
-
-        return getattr(config, name)(text)
-    return parse
-
-
-_RUNTIMES = _CommaList("runtimes", _bench_parser("parse_runtimes"))
-_PRECISIONS = _CommaList("precisions", _bench_parser("parse_precisions"))
-_BATCHES = _CommaList("batches", _bench_parser("parse_batches"))
-
-
 @cli.command()
 @click.argument("model", nargs=-1, required=True)
-@click.option("--runtime", type=_RUNTIMES, help="Comma list of torch-cpu, torch-cuda, ort-cpu, "
-              "ort-cuda, ort-tensorrt, openvino-cpu, openvino-gpu, or all [default: every CPU "
-              "runtime installed].")
-@click.option("--precision", type=_PRECISIONS, help="Comma list of fp32, fp16, bf16 "
-              "(torch-cuda), int8 [default: the model's own].")
-@click.option("--calib", default="cifar10", show_default=True, help="Calibration data for int8.")
-@click.option("--batch", type=_BATCHES, default="1", show_default=True,
-              help="Comma list of batch sizes.")
-@click.option("--threads", type=int,
-              help="Threads for every runtime [default: physical cores, within CPU affinity].")
-@click.option("--warmup", type=int, default=5, show_default=True, help="Untimed calls per row.")
-@click.option("--iterations", type=int, help="Timed calls per row per round.")
-@click.option("--duration", type=float, help="Timed seconds per row [default: 2].")
-@click.option("--rounds", type=int, default=5, show_default=True, help="Interleaved rounds.")
-@click.option("--eval", "eval_data", help="Labelled data for top-1/top-5 and agreement.")
-@click.option("--limit", type=int, help="Evaluate only this many images.")
-@click.option("--no-memory", is_flag=True, help="Skip the per-row peak-memory subprocesses.")
-@click.option("--torch-compile", is_flag=True,
-              help="Add a torch.compile row beside each torch-cuda row (compiled untimed).")
-@click.option("--conditions", help="Free text recorded with the results (machine load, ...).")
+@bench_config_options
 @click.option("--cluster", help="Run the rows on the devices of this Ray cluster (HOST:PORT of "
               "the head, or auto = $RAY_ADDRESS); needs edgeres[cluster].")
 @click.option("--nodes", help="With --cluster: comma list of device LABELs (nodes advertising "
@@ -61,13 +28,9 @@ _BATCHES = _CommaList("batches", _bench_parser("parse_batches"))
               help="Write a plot: .png, .svg or .pdf (needs edgeres[plot]).")
 @click.option("--wide", is_flag=True, help="Print every column and skipped row (> 80 columns).")
 @record_options
-def bench(model: tuple[str, ...], runtime: tuple[str, ...] | None,
-          precision: tuple[str, ...] | None, calib: str, batch: tuple[int, ...],
-          threads: int | None, warmup: int, iterations: int | None, duration: float | None,
-          rounds: int, eval_data: str | None, limit: int | None,
-          no_memory: bool, torch_compile: bool, conditions: str | None, json_out: Path | None,
-          csv_out: Path | None, md_out: Path | None, plot_out: Path | None, wide: bool,
-          record: Any, cluster: str | None = None, nodes: str | None = None) -> None:
+def bench(model: tuple[str, ...], json_out: Path | None, csv_out: Path | None,
+          md_out: Path | None, plot_out: Path | None, wide: bool, record: Any,
+          cluster: str | None = None, nodes: str | None = None, **settings: Any) -> None:
     """Latency, throughput, size, memory and accuracy of MODEL(s) on every runtime.
 
     MODEL is an .onnx file, an OpenVINO .xml, a registered model file (cifar10) or a zoo
@@ -80,11 +43,7 @@ def bench(model: tuple[str, ...], runtime: tuple[str, ...] | None,
     """
     from edgeres.bench import BenchConfig, report, run_bench
 
-    config = BenchConfig(
-        runtimes=runtime, precisions=precision, batches=batch, threads=threads, warmup=warmup,
-        rounds=rounds,
-        iterations=iterations, duration=duration, calib=calib, eval_data=eval_data,
-        limit=limit, memory=not no_memory, torch_compile=torch_compile, conditions=conditions)
+    config = BenchConfig(**settings)  # the options bench_config_options made from its fields
     report.check_outputs([json_out, csv_out, md_out], plot=plot_out, inputs=_model_files(model))
     if cluster is not None:  # the same rows, measured on each device of a Ray cluster
         from edgeres.cluster import bench_fleet, parse_nodes
@@ -188,8 +147,6 @@ def eval_command(model: tuple[str, ...], data: str, limit: int | None, batch: in
     Example:
         edgeres eval cifar10 cifar10-int8 --data cifar10-test --cluster auto
     """
-    from edgeres.cluster import evaluate_models
-
     if json_out is not None:
         from edgeres._fs import check_outputs
 
@@ -199,9 +156,17 @@ def eval_command(model: tuple[str, ...], data: str, limit: int | None, batch: in
 
     metas = None if record is None else [_stated_meta(resolve_model_file(m), record)
                                           for m in model]
-    run = evaluate_models(model, data, cluster=cluster, workers=workers, backend=backend,
-                          threads=threads, batch_size=batch, limit=limit, metas=metas,
-                          class_map=None if class_map is None else read_class_map(class_map))
+    options: dict[str, Any] = {
+        "backend": backend, "threads": threads, "batch_size": batch, "limit": limit,
+        "metas": metas, "class_map": None if class_map is None else read_class_map(class_map)}
+    if cluster is None and workers is None:  # here: the cluster code is never imported
+        from edgeres.evaluation import evaluate_models
+
+        run = evaluate_models(model, data, **options)
+    else:  # builds the cluster's evaluator (and says that --workers needs --cluster)
+        from edgeres.cluster import evaluate_models as evaluate_on
+
+        run = evaluate_on(model, data, cluster=cluster, workers=workers, **options)
     where = run.where + (f", {run.workers} workers" if run.workers else "")
     click.echo(f"{run.data}: {_count(run.results[0].count, 'image')} "
                f"({run.results[0].skipped} unreadable skipped), {where}, {run.seconds:.1f} s")

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
 from edgeres.cli._group import cli
 from edgeres.cli._options import _count, _onnx_only, _stated_meta, record_options
 from edgeres.runtimes import RUNTIME_NAMES  # --backend: the registered runtimes
+from edgeres.vocab import DEVICES, MODES
 
 if TYPE_CHECKING:
     from edgeres.runtime import Backend, Device
+    from edgeres.vocab import Mode
 
 # click.Choice hands commands plain str; the casts to the library's Literal names below mark
 # that boundary (the library checks its options again and names a bad value, CONTRIBUTING R5).
@@ -68,17 +70,15 @@ def _expand_folders(images: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (schema_version 1).")
 @click.option("--backend", type=click.Choice(["auto", *RUNTIME_NAMES]), default="auto",
               show_default=True, help="auto: OpenVINO for .xml, ONNX Runtime for .onnx.")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "tensorrt", "gpu"]), default="cpu",
+@click.option("--device", type=click.Choice(DEVICES), default="cpu",
               show_default=True, help="A GPU is used only when asked for.")
-@click.option("--mode", type=click.Choice(["model", "fast"]), default=None,
-              help="model: run the model's own precision [default]; fast: let the runtime "
-              "lower fp32 (bf16 on AMX).")
-@click.option("--precision", "precision_alias", type=click.Choice(["model", "fast"]),
-              hidden=True, help="Old name of --mode (until 0.3).")
+@click.option("--mode", type=click.Choice(MODES), default="model", show_default=True,
+              help="model: run the model's own precision; fast: let the runtime lower fp32 "
+              "(bf16 on AMX).")
 @click.option("--threads", type=click.IntRange(min=1), help="Inference threads.")
 @record_options
 def predict(model: str, images: tuple[str, ...], top_k: int, as_json: bool, backend: str,
-            device: str, mode: str | None, precision_alias: str | None, threads: int | None,
+            device: str, mode: str, threads: int | None,
             record: Any) -> None:
     """Classify IMAGE(s) with MODEL: an .onnx or OpenVINO .xml file, or a registered name.
 
@@ -96,9 +96,9 @@ def predict(model: str, images: tuple[str, ...], top_k: int, as_json: bool, back
     images = _expand_folders(images)
     threads = _capped_threads(threads)
     path = resolve_model_file(model)
-    precision = cast("Literal['model', 'fast']", mode or precision_alias or "model")
+    # runtime.load still calls the mode "precision" (runtime/__init__.py, the runtime issue)
     p = load(path, backend=cast("Backend", backend), device=cast("Device", device),
-             precision=precision, threads=threads,
+             precision=cast("Mode", mode), threads=threads,
              meta=_stated_meta(path, record))
     asked = images
     images, results, skipped = _predict_readable(p, images, top_k)

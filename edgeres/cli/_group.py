@@ -60,12 +60,12 @@ def _stdout_failed(e: OSError) -> None:
 
 
 # Library messages name parameters (``max_drop must be ...``); the CLI says the flag instead.
-# Parameter -> flag where the two differ in more than "_" vs "-" (QuantConfig.eval is --eval).
+# Parameter -> flag where the two differ in more than "_" vs "-" (QuantConfig.eval is --eval);
+# bench's parameters and flags are added from BenchConfig (bench.config.option_specs).
 _FLAG_NAMES = {"eval_data": "--eval", "calibration": "--calib"}
 _PARAMS = ("max_drop", "eval_data", "per_channel", "input_size", "num_classes", "uint8_input",
-           "samples", "opset", "atol", "rtol", "threads", "warmup", "rounds", "iterations",
-           "duration", "limit", "mean", "std", "target", "method", "preset", "val", "eval",
-           "exclude", "weights", "labels", "batch", "calibration", "runtimes", "precisions")
+           "samples", "opset", "atol", "rtol", "mean", "std", "target", "method", "preset", "val",
+           "eval", "exclude", "weights", "labels", "batch", "calibration")
 _PARAM_RE = None
 
 
@@ -74,12 +74,18 @@ def _as_flags(message: str) -> str:
     opens the message, or follows "give"/"pass"/"and", or has an underscore, becomes its flag."""
     import re
 
+    from edgeres.bench.config import option_specs
+
     global _PARAM_RE
     if _PARAM_RE is None:
-        names = "|".join(sorted(_PARAMS, key=len, reverse=True))
+        _FLAG_NAMES.update({s.name: s.flag for s in option_specs()
+                            if s.flag != "--" + s.name.replace("_", "-")})
+        params = (*_PARAMS, *(s.name for s in option_specs()  # numbers and lists: "x must be"
+                              if s.kind not in ("bool", "str") and s.name not in _PARAMS))
+        names = "|".join(sorted(params, key=len, reverse=True))
         _PARAM_RE = re.compile(rf"(?:^|(?<=\bgive )|(?<=\bpass )|(?<=\band ))(?<![-\w])"
                                rf"({names})(?![-\w])|(?<![-\w])"
-                               rf"({'|'.join(p for p in _PARAMS if '_' in p)})(?![-\w])")
+                               rf"({'|'.join(p for p in params if '_' in p)})(?![-\w])")
 
     def flag(m: re.Match[str]) -> str:
         name = m.group(1) or m.group(2)

@@ -212,3 +212,28 @@ class _CommaList(click.ParamType):
                 ) -> Any:
         return value if value is None or isinstance(value, tuple) else self._parse(value)
 
+
+
+def bench_config_options(f: Any) -> Any:
+    """Add one option per ``BenchConfig`` field that has help (``bench.config.option_specs``):
+    flag, type, default and help all come from the dataclass, so a new bench setting is a
+    field there and nothing here. The command receives them by field name."""
+    from edgeres.bench import config
+
+    def parser(name: str) -> Any:
+        return getattr(config, name)
+
+    for spec in reversed(config.option_specs()):
+        kwargs: dict[str, Any] = {"help": spec.help}
+        if spec.kind == "bool":
+            decl = f"{spec.flag}/--no-{spec.flag[2:]}" if spec.default else spec.flag
+            kwargs.update(default=spec.default, is_flag=True)
+        else:
+            decl = spec.flag
+            kwargs["type"] = ({"int": int, "float": float, "str": str}.get(spec.kind)
+                              or _CommaList(spec.name, parser(spec.parser or "")))
+            if spec.default is not None:
+                kwargs.update(show_default=True, default=(
+                    ",".join(map(str, spec.default)) if spec.kind == "list" else spec.default))
+        f = click.option(decl, spec.name, **kwargs)(f)
+    return f

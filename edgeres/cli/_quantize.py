@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -65,19 +66,27 @@ def quantize_command(model: str, calib: str, backend: str, target: str, method: 
         edgeres quantize cifar10 --calib cifar10 --val cifar10-val --max-drop 0.5 \\
             --eval cifar10-test -o resnet20-int8.onnx
     """
-    from edgeres.calibration import CalibrationSet, model_record
+    from edgeres.calibration import CalibrationSet
+    from edgeres.modelfile import model_record
     from edgeres.names import resolve_model_file
     from edgeres.quantize import QuantConfig, quantize
 
     config = QuantConfig(target=cast("Target", target), method=cast("Method | None", method),
                          samples=samples, per_channel=per_channel,
                          exclude=exclude, val=val, max_drop=max_drop, eval=eval_data,
-                         preset=cast("Preset", preset), cluster=cluster)
+                         preset=cast("Preset", preset))
     src = resolve_model_file(model)
     _refuse_existing(output, force, (src,))
     meta = model_record(src, options=record)
-    report = quantize(src, output, CalibrationSet.from_data(calib, meta),
-                      backend=cast("QuantBackend", backend), config=config)
+    with contextlib.ExitStack() as stack:
+        evaluator = None
+        if cluster is not None and (val is not None or eval_data is not None):
+            from edgeres.cluster import ray_evaluator
+
+            evaluator = stack.enter_context(ray_evaluator(cluster))
+        report = quantize(src, output, CalibrationSet.from_data(calib, meta),
+                          backend=cast("QuantBackend", backend), config=config,
+                          evaluator=evaluator)
     _render_quant(report)
 
 

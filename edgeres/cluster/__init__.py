@@ -4,9 +4,10 @@ Two things outgrow one machine: a fleet of different devices, each of which must
 *on itself*, and evaluation on large labelled sets. Both go through Ray (``pip install
 'edgeres[cluster]'``); nothing here schedules or talks to another machine by itself.
 
-- ``evaluate_models``: top-1/top-5 and agreement of model files on labelled data, locally
-  through ``edgeres.evaluate`` (no ray) or, with ``cluster=``, with Ray Data feeding an actor
-  pool (``_eval``); both give the same counts, image for image.
+- ``RayEvaluator`` / ``ray_evaluator``: the cluster's ``edgeres.evaluate.Evaluator`` (Ray Data
+  feeding an actor pool, and candidates as parallel tasks: ``_eval``), which ``quantize`` and
+  ``edgeres.evaluation.evaluate_models`` take; ``evaluate_models`` here runs the latter with
+  it when given ``cluster=``. Both give the local counts, image for image.
 - ``bench_fleet``: ``edgeres bench --cluster`` (``_bench``): one Ray task per device label,
   scheduled on the node that advertises the custom resource ``edgeres-device:LABEL``, running
   bench's own per-model rows there on model files shipped through the object store.
@@ -29,11 +30,18 @@ from edgeres.errors import ConfigError, EdgeresError, first_line, missing_extra
 
 if TYPE_CHECKING:  # what __getattr__ loads on first use, for the type checker
     from edgeres.cluster._bench import bench_fleet
-    from edgeres.cluster._eval import candidate_top1, evaluate_models, evaluate_on_cluster
+    from edgeres.cluster._eval import (
+        RayEvaluator,
+        candidate_top1,
+        evaluate_models,
+        evaluate_on_cluster,
+        ray_evaluator,
+    )
     from edgeres.cluster._local import LocalCluster
 
-__all__ = ["RESOURCE_PREFIX", "ClusterError", "LocalCluster", "bench_fleet", "candidate_top1",
-           "connect", "device_labels", "evaluate_models", "evaluate_on_cluster", "import_ray"]
+__all__ = ["RESOURCE_PREFIX", "ClusterError", "LocalCluster", "RayEvaluator", "bench_fleet",
+           "candidate_top1", "connect", "device_labels", "evaluate_models", "evaluate_on_cluster",
+           "import_ray", "ray_evaluator"]
 
 log = logging.getLogger(__name__)
 
@@ -132,19 +140,15 @@ def parse_nodes(text: str | None) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(labels))
 
 
+_EVAL_NAMES = ("RayEvaluator", "candidate_top1", "evaluate_models", "evaluate_on_cluster",
+               "ray_evaluator")
+
+
 def __getattr__(name: str) -> Any:  # the heavier halves load on first use
-    if name == "evaluate_models":
-        from edgeres.cluster._eval import evaluate_models
+    if name in _EVAL_NAMES:
+        from edgeres.cluster import _eval
 
-        return evaluate_models
-    if name == "evaluate_on_cluster":
-        from edgeres.cluster._eval import evaluate_on_cluster
-
-        return evaluate_on_cluster
-    if name == "candidate_top1":
-        from edgeres.cluster._eval import candidate_top1
-
-        return candidate_top1
+        return getattr(_eval, name)
     if name == "bench_fleet":
         from edgeres.cluster._bench import bench_fleet
 

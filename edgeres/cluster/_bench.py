@@ -5,9 +5,9 @@ unit). The driver resolves every MODEL here (zoo names are exported and int8 fil
 here, so a device needs only the torch-free runtime), puts the model files into Ray's object
 store once, and starts one task per label that needs that resource: Ray runs it on that
 node, and since the node has one unit, never two of edgeres' timings there at once. The task
-writes the files into a temporary folder and runs bench's own per-model pipeline
-(``bench._run.ModelBench``: load, interleaved timing rounds, memory, accuracy) exactly as a
-local ``edgeres bench`` does, then returns its rows and that node's ``Environment``. The
+writes the files into a temporary folder and runs bench's own pipeline (``bench.bench_models``:
+load, interleaved timing rounds, memory, accuracy, notes, Ctrl-C) exactly as a local
+``edgeres bench`` does, then returns its rows and that node's ``Environment``. The
 driver merges them into one ``BenchRun`` whose rows carry the node label (``BenchRow.node``)
 and whose ``nodes`` hold each node's machine and versions.
 
@@ -56,7 +56,7 @@ def bench_fleet(models: Sequence[str], config: BenchConfig | None = None, *, add
         ClusterError: if the cluster cannot be reached.
         BackendNotAvailable: if ray is not installed.
     """
-    from edgeres.bench._models import resolve_model
+    from edgeres.bench import resolve_model
     from edgeres.bench.env import describe_machine
     from edgeres.cluster import RESOURCE_PREFIX, connect, device_labels
 
@@ -80,14 +80,14 @@ def bench_fleet(models: Sequence[str], config: BenchConfig | None = None, *, add
 
 def _ship(src: Any, config: BenchConfig) -> dict[str, Any]:
     """What a node needs of one MODEL: its record and the bytes of each precision's file."""
-    from edgeres.bench._models import Unavailable, model_file
+    from edgeres.bench import RowNotRun, model_file
 
     files: dict[str, dict[str, Any]] = {}
     failed: dict[str, tuple[str, str]] = {}
     for precision in config.precisions or (src.own_precision,):
         try:
             path = model_file(src, precision, calib=config.calib)
-        except Unavailable as e:
+        except RowNotRun as e:
             failed[precision] = (e.reason, e.status)
             continue
         from edgeres.cluster._eval import model_payload
@@ -104,13 +104,13 @@ def _eval_payload(sources: list[Any], config: BenchConfig) -> dict[str, Any] | N
     """--eval images decoded and preprocessed here once per model, to ship as arrays."""
     if config.eval_data is None:
         return None
-    from edgeres.bench._run import _eval_source
+    from edgeres.bench import eval_source
     from edgeres.data import ArraySource, open_data
 
     data = open_data(config.eval_data)
     out: dict[str, Any] = {}
     for src in sources:
-        arrays = _eval_source(data, src.meta, config.limit)
+        arrays = eval_source(data, src.meta, config.limit)
         if not isinstance(arrays, ArraySource) or arrays.inputs.nbytes > _EVAL_SHIP_BYTES:
             msg = (f"--eval {config.eval_data} is too large to ship to the devices as arrays; "
                    "evaluate with `edgeres eval --cluster` or pass --limit")
@@ -167,58 +167,28 @@ def _reason(e: BaseException) -> str:
 
 def _node_bench(label: str, payload: list[dict[str, Any]], evals: dict[str, Any] | None,
                 config: BenchConfig) -> dict[str, Any]:
-    """Runs ON THE DEVICE NODE: bench's per-model pipeline on the shipped files."""
-    from edgeres._resources import cap_threads
-    from edgeres.bench import _settings
-    from edgeres.bench._memory import MemoryProbe
-    from edgeres.bench._notes import noise_notes, slower_int8_notes
-    from edgeres.bench._run import ModelBench, link_references
-    from edgeres.bench._runners import default_runtimes
-    from edgeres.bench.env import default_threads, describe_machine
+    """Runs ON THE DEVICE NODE: bench's own pipeline (``bench_models``) on the shipped files."""
+    from edgeres.bench import bench_models
 
     with tempfile.TemporaryDirectory(prefix="edgeres-fleet-") as tmp:
         root = Path(tmp)
         cfg = dataclasses.replace(config, cache=root / "cache", limit=None)
-        env = describe_machine()
-        threads, capped = cap_threads(cfg.threads)
-        threads = threads or default_threads(env.physical_cores)
-        runtimes = cfg.runtimes or default_runtimes()
         origins: dict[str, str] = {}
         sources = [_materialize(item, root / f"m{i}", origins) for i, item in enumerate(payload)]
-        benches = []
-        probe = MemoryProbe()
-        for src in sources:
-            bench = ModelBench(src, runtimes, threads, cfg, env)
-            benches.append(bench)
-            bench.run(probe, None if evals is None else evals[src.arg])
-        link_references(benches)
-        _link_sources(benches)
+        run = bench_models(sources, cfg, data=evals)
         rows = [dataclasses.replace(r, node=label, model_file=origins.get(
-            str(r.model_file), r.model_file)) for b in benches for r in b.rows.values()]
-        metas = {(b.src.arg, c[0]): t.meta for b in benches for c, t in b.targets.items()}
-        notes = ([Note("threads", capped)] if capped else []) + [
-            n for b in benches for n in b.notes] + slower_int8_notes(env, rows, metas) + \
-            noise_notes(env, rows)
+            str(r.model_file), r.model_file)) for r in run.rows]
         import ray
 
-        return {"rows": [r.to_dict() for r in rows], "environment": env.to_dict(),
+        return {"rows": [r.to_dict() for r in rows], "environment": run.environment.to_dict(),
                 "node_id": ray.get_runtime_context().get_node_id(),
-                "notes": [dataclasses.asdict(n) for n in notes],
-                "settings": _settings(cfg, runtimes, threads).to_dict()}
-
-
-def _link_sources(benches: list[Any]) -> None:
-    """``_run.link_sources`` where this version of bench has it (the quantized_from mark)."""
-    from edgeres.bench import _run
-
-    link = getattr(_run, "link_sources", None)
-    if link is not None:
-        link(benches)
+                "notes": [dataclasses.asdict(n) for n in run.notes],
+                "settings": run.settings.to_dict(), "interrupted": run.interrupted}
 
 
 def _materialize(item: dict[str, Any], folder: Path, origins: dict[str, str]) -> Any:
     """A ``ModelSource`` over the shipped files, written into ``folder``."""
-    from edgeres.bench._models import ModelSource, Unavailable
+    from edgeres.bench import ModelSource, RowNotRun
 
     folder.mkdir(parents=True)
     files: dict[str, Path] = {}
@@ -231,36 +201,29 @@ def _materialize(item: dict[str, Any], folder: Path, origins: dict[str, str]) ->
         origins[str(files[precision])] = f["origin"]
     if item["weights"] is not None:
         (folder / "weights.pt").write_bytes(item["weights"])
-    failed = {p: Unavailable(reason, status) for p, (reason, status) in item["failed"].items()}
     own = item["meta"].precision if item["kind"] != "zoo" else "fp32"
-    return ModelSource(item["arg"], item["kind"], item["meta"], path=files.get(own),
-                       zoo_name=item["zoo_name"], workdir=folder, sha256=item["sha256"],
-                       files=files, _failed=failed)
+    src = ModelSource(item["arg"], item["kind"], item["meta"], path=files.get(own),
+                      zoo_name=item["zoo_name"], workdir=folder, sha256=item["sha256"],
+                      files=files)
+    for precision, (reason, status) in item["failed"].items():
+        src.fail(precision, RowNotRun(reason, status))
+    return src
 
 
 def _failed_rows(label: str, status: Status, reason: str, sources: list[Any],
                  config: BenchConfig) -> list[BenchRow]:
     """The rows a node would have given, each ``status`` with ``reason``."""
-    from edgeres.bench._run import _combos
-    from edgeres.bench._runners import default_runtimes
+    from edgeres.bench import default_runtimes, planned_rows
 
     runtimes = config.runtimes or default_runtimes()
-    rows = []
-    for src in sources:
-        for precision, runtime, mode in _combos(config.precisions or (src.own_precision,),
-                                                runtimes, config):
-            for batch in config.batches:
-                rows.append(BenchRow(model=src.arg, source=src.kind, runtime=runtime,
-                                     precision=precision, batch=batch,
-                                     threads=config.threads or 1, status=status,
-                                     reason=reason, precision_mode=mode, node=label))
-    return rows
+    return [dataclasses.replace(row, status=status, reason=reason, node=label)
+            for src in sources
+            for row in planned_rows(src, runtimes, config.threads or 1, config)]
 
 
 def _merge(labels: Sequence[str], results: dict[str, Any], sources: list[Any],
            config: BenchConfig, env: Any, created: str, interrupted: bool,
            address: str) -> BenchRun:
-    from edgeres.bench import _settings
     from edgeres.bench.env import Environment
 
     rows: list[BenchRow] = []
@@ -282,10 +245,11 @@ def _merge(labels: Sequence[str], results: dict[str, Any], sources: list[Any],
             note = Note(**{**n, "causes": tuple(n["causes"])})
             notes.append(dataclasses.replace(note, text=f"node {label}: {note.text}"))
         settings = settings or RunSettings.from_dict(result["settings"])
+        interrupted = interrupted or bool(result.get("interrupted"))
     if settings is None:
-        from edgeres.bench._runners import default_runtimes
+        from edgeres.bench import default_runtimes
 
-        settings = _settings(config, config.runtimes or default_runtimes(), config.threads or 1)
+        settings = config.settings(config.runtimes or default_runtimes(), config.threads or 1)
     settings = settings.evolve(cluster=address, nodes=tuple(labels), node_ids=node_ids)
     return BenchRun(rows=tuple(rows), environment=env, settings=settings, notes=tuple(notes),
                     interrupted=interrupted, created=created, nodes=nodes)

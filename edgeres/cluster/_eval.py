@@ -1,7 +1,8 @@
-"""``edgeres eval``: accuracy of model files on labelled data, here or on a Ray cluster.
+"""``edgeres eval --cluster`` and ``quantize --cluster``: top-1 measured on a Ray cluster.
 
-Locally every model goes through ``edgeres.evaluate.evaluate`` (THE top-1 loop) and ray is
-never imported. On a cluster the same images are cut into the same batches the local loop
+``RayEvaluator`` is the cluster's ``edgeres.evaluate.Evaluator``; ``edgeres.evaluation``
+(the local ``edgeres eval``) and ``quantize`` take it and never import this module. On a
+cluster the same images are cut into the same batches the local loop
 uses (``batch_size`` consecutive images of ``data.subset(limit)``), and Ray Data runs two
 stages over them: a task stage that decodes and preprocesses each batch with
 ``edgeres.preprocess`` (the one numpy implementation), and an actor pool where each actor
@@ -17,104 +18,44 @@ a tar archive are read once by the driver and shipped; ``.npy``/``.npz`` arrays 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import tempfile
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from edgeres.errors import ConfigError, DataError
+from edgeres.evaluate import DEFAULT_BATCH  # the local loop's, so batches coincide
 from edgeres.preprocess import pad_batch
 
 if TYPE_CHECKING:
+    from edgeres.evaluation import EvalRun
     from edgeres.runtime import Backend
 
 log = logging.getLogger(__name__)
-
-DEFAULT_BATCH = 100  # the local loop's default (evaluate.evaluate), so batches coincide
 # Each stage asks for half a CPU: an actor pool that took every CPU slot would leave none for
 # the preprocessing tasks and the dataset would hang (ray-project/ray#44687).
 _STAGE_CPUS = 0.5
 
 
-@dataclass(frozen=True)
-class ModelAccuracy:
-    """One model's accuracy on the data.
-
-    Attributes:
-        model: the MODEL argument; file: the model file.
-        top1, top5: percent; top1_correct, top5_correct: the counts behind them.
-        count: images evaluated; skipped: unreadable images left out.
-        agreement: percent of images whose top-1 class equals the first model's (None for
-            the first model, or when the counts differ).
-        runtime, executed_precision: what ran (as ``Predictor`` reports it on the driver).
-    """
-
-    model: str
-    file: str
-    top1: float
-    top5: float
-    top1_correct: int
-    top5_correct: int
-    count: int
-    skipped: int
-    agreement: float | None
-    runtime: str
-    executed_precision: str
-
-
-@dataclass(frozen=True)
-class EvalRun:
-    """An ``edgeres eval`` run.
-
-    Attributes:
-        data: the data argument; results: one entry per model, in order.
-        where: "local" or "cluster ADDRESS"; workers: actors in the pool (None locally).
-        batch_size: images per inference call; seconds: wall time of the evaluation.
-        reports: the full ``EvalReport``s (logits included), for callers that need them.
-    """
-
-    data: str
-    results: tuple[ModelAccuracy, ...]
-    where: str
-    workers: int | None
-    batch_size: int
-    seconds: float
-    reports: tuple[Any, ...] = field(default=(), repr=False, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON types (no logits)."""
-        from dataclasses import asdict
-
-        return {"schema_version": 1, "tool": "edgeres eval", "data": self.data,
-                "where": self.where, "workers": self.workers, "batch_size": self.batch_size,
-                "seconds": self.seconds, "results": [asdict(r) for r in self.results]}
-
-
-def evaluate_models(models: Sequence[str | Path], data: str | Path, *, cluster: str | None = None,
-                    workers: int | None = None, backend: str = "auto", threads: int | None = None,
-                    batch_size: int = DEFAULT_BATCH, limit: int | None = None,
-                    metas: Sequence[Any] | None = None, class_map: Any = None) -> EvalRun:
-    """top-1/top-5 of every model on ``data``, and top-1 agreement with the first model.
+def evaluate_models(  # noqa: PLR0913 - one keyword per `edgeres eval` option
+        models: Sequence[str | Path], data: str | Path, *, cluster: str | None = None,
+        workers: int | None = None, backend: str = "auto", threads: int | None = None,
+        batch_size: int = DEFAULT_BATCH, limit: int | None = None,
+        metas: Sequence[Any] | None = None, class_map: Any = None) -> EvalRun:
+    """``edgeres.evaluation.evaluate_models``, here or (with ``cluster=``) on a Ray cluster.
 
     Args:
-        models: model files (``.onnx``, OpenVINO ``.xml``) or registered names (``cifar10``).
-        data: labelled data: a path or a registered name (``cifar10-test``).
+        models, data, backend, batch_size, limit, metas, class_map: as
+            ``edgeres.evaluation.evaluate_models``.
         cluster: a Ray address (``auto`` = ``$RAY_ADDRESS``); None evaluates here without ray.
         workers: actors in the cluster's pool; None = the cluster's CPUs.
-        backend: ``auto``, ``ort`` or ``openvino`` (each actor holds one such session).
         threads: intra-op threads per session; None = the runtime's default locally, 1 per
             actor on a cluster.
-        batch_size: images per call (a fixed-batch graph always gets its own batch).
-        limit: evaluate a seeded subset of this many images (``DataSource.subset``).
-        metas: one record per model (``runtime.load(meta=...)``: stated preprocessing), None
-            in it or for it uses each model's own.
-        class_map: how class folders map to outputs (``data.ClassMap``); None: by label name.
 
     Returns:
         An ``EvalRun``; a cluster run's counts equal a local run's on the same arguments.
@@ -124,68 +65,67 @@ def evaluate_models(models: Sequence[str | Path], data: str | Path, *, cluster: 
         UnknownNameError/ModelFileError: for a bad model or data argument; ClusterError: if
         the cluster cannot be reached.
     """
-    from edgeres.data import open_data
-    from edgeres.names import resolve_model_file
-    from edgeres.runtime import load
+    from edgeres.evaluation import check_eval_options
+    from edgeres.evaluation import evaluate_models as evaluate_here
 
-    _check(models, workers, threads, batch_size, limit, cluster)
-    files = [resolve_model_file(m) for m in models]
-    source = open_data(data, class_map=class_map).subset(limit)
-    metas = metas or [None] * len(files)
-    # backend: a label load() checks itself ("auto", "ort", "openvino")
-    preds = [load(f, backend=cast("Backend", backend), threads=1 if cluster else threads, meta=m)
-             for f, m in zip(files, metas, strict=True)]
-    start = time.perf_counter()
-    if cluster is None:
-        from edgeres.evaluate import evaluate
-
-        reports = [evaluate(p.run, source, p.meta, batch_size=batch_size,
-                            description=f"{m}: evaluating") for m, p in zip(models, preds,
-                                                                           strict=True)]
-        where, used = "local", None
-    else:
-        from edgeres.cluster import connect
-
-        with connect(cluster) as ray:
-            used = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-            reports = [evaluate_on_cluster(ray, f, source, p.meta, workers=used,
-                                           backend=backend, threads=threads or 1,
-                                           batch_size=batch_size)
-                       for f, p in zip(files, preds, strict=True)]
-        where = f"cluster {cluster}"
-    seconds = time.perf_counter() - start
-    results = tuple(_accuracy(str(m), f, r, reports[0] if i else None, p)
-                    for i, (m, f, r, p) in enumerate(zip(models, files, reports, preds,
-                                                         strict=True)))
-    return EvalRun(str(data), results, where, used, batch_size, seconds, tuple(reports))
-
-
-def _check(models: Sequence[Any], workers: int | None, threads: int | None, batch_size: int,
-           limit: int | None, cluster: str | None) -> None:
-    checks = [(bool(models), "give at least one MODEL"),
-              (workers is None or workers >= 1, "--workers must be at least 1"),
-              (workers is None or cluster is not None, "--workers needs --cluster ADDRESS"),
-              (threads is None or threads >= 1, "--threads must be at least 1"),
-              (batch_size >= 1, "--batch must be at least 1"),
-              (limit is None or limit >= 1, "--limit must be at least 1")]
-    for ok, msg in checks:
+    check_eval_options(models, threads, batch_size, limit)
+    for ok, msg in ((workers is None or workers >= 1, "--workers must be at least 1"),
+                    (workers is None or cluster is not None, "--workers needs --cluster ADDRESS")):
         if not ok:
             raise ConfigError(msg)
+    options: dict[str, Any] = {"backend": backend, "batch_size": batch_size, "limit": limit,
+                               "metas": metas, "class_map": class_map}
+    if cluster is None:
+        return evaluate_here(models, data, threads=threads, **options)
+    with ray_evaluator(cluster, workers=workers, backend=backend,
+                       threads=threads or 1) as evaluator:
+        return evaluate_here(models, data, evaluator=evaluator, **options)
 
 
-def _accuracy(model: str, file: Path, report: Any, first: Any, pred: Any) -> ModelAccuracy:
-    agreement = None
-    if first is not None and first.logits.shape == report.logits.shape:
-        agreement = report.agreement(first)
-    return ModelAccuracy(
-        model=model, file=str(file), top1=report.top1, top5=report.top5,
-        top1_correct=round(report.top1 * report.count / 100),
-        top5_correct=round(report.top5 * report.count / 100), count=report.count,
-        skipped=report.skipped, agreement=agreement, runtime=pred.runtime,
-        executed_precision=pred.executed_precision)
+@contextlib.contextmanager
+def ray_evaluator(address: str, *, workers: int | None = None, backend: str = "auto",
+                  threads: int = 1) -> Iterator[RayEvaluator]:
+    """Connect to the Ray cluster at ``address`` and yield a ``RayEvaluator`` on it.
+
+    Args:
+        address: a Ray address (``auto`` = ``$RAY_ADDRESS``).
+        workers: actors in the pool; None = the cluster's CPUs.
+        backend, threads: each actor's session.
+
+    Raises:
+        BackendNotAvailable: if ray is not installed; ConfigError: for a bad address;
+        ClusterError: if no cluster answers there.
+    """
+    from edgeres.cluster import connect
+
+    with connect(address) as ray:
+        used = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        yield RayEvaluator(ray, address, workers=used, backend=backend, threads=threads)
 
 
-# --- the cluster path ---------------------------------------------------------------------------
+class RayEvaluator:
+    """An ``evaluate.Evaluator`` on a connected Ray cluster: Ray Data and an actor pool for
+    one model (``evaluate_on_cluster``), parallel Ray tasks for several (``candidate_top1``).
+    """
+
+    def __init__(self, ray: Any, address: str, *, workers: int, backend: str = "auto",
+                 threads: int = 1) -> None:
+        self.ray, self.where, self.workers = ray, f"cluster {address}", workers
+        self.backend, self.threads = backend, threads
+
+    def evaluate(self, predictor: Any, data: Any, meta: Any, *,
+                 batch_size: int = DEFAULT_BATCH, description: str = "evaluating") -> Any:
+        """``evaluate_on_cluster`` of ``predictor``'s file."""
+        log.info("%s on the cluster (%d workers)", description, self.workers)
+        return evaluate_on_cluster(self.ray, predictor.path, data, meta, workers=self.workers,
+                                   backend=self.backend, threads=self.threads,
+                                   batch_size=batch_size)
+
+    def top1_many(self, paths: Sequence[Path], data: Any, meta: Any) -> list[float]:
+        """``candidate_top1``: the files as parallel Ray tasks."""
+        return candidate_top1(self.ray, paths, data, meta, backend=self.backend,
+                              threads=self.threads)
+
 
 
 def model_payload(path: Path) -> dict[str, bytes]:
@@ -205,7 +145,7 @@ def _chunks(source: Any, meta: Any, batch: int) -> list[dict[str, Any]]:
         raise DataError(msg)
     rows: list[dict[str, Any]] = []
     if hasattr(source, "items"):  # ImageSource: a folder yields paths, an archive bytes
-        index = source.label_index(meta.labels, meta.num_classes)
+        index = source.label_index(meta.labels)
         raws = list(source._reader(source.items))  # noqa: SLF001 - data's own reader, in order
         labels = [index[c] for _, c in source.items]
         for k, start in enumerate(range(0, len(raws), batch)):

@@ -149,7 +149,7 @@ def verify_folder(folder: Path, golden_file: Path | None = None,
         executed=predictor.executed_precision, precision=meta.precision,
         target=meta.quantization.target if meta.quantization else None,
         model_sha256=golden.sha256_file(model), record_sha256=hashlib.sha256(raw).hexdigest(),
-        fixed_batch=predictor._batch)
+        fixed_batch=predictor.fixed_batch or 0)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -6,12 +6,13 @@ Runtime QDQ ``.onnx``, or OpenVINO IR ``.xml`` + ``.bin`` through NNCF) and retu
 means the preprocessing does not match), measures fp32 vs int8, and with a ``max_drop`` budget
 returns the most sensitive layers to float until the drop on the validation data fits. The
 report (accuracies, float layers with their latency cost, per-layer SQNR) also goes to JSON
-beside the model. Backends are imported only inside the branch that uses them.
+beside the model. Backends are imported only inside the branch that uses them. Every top-1 is
+measured by an ``evaluate.Evaluator`` (here by default; ``edgeres.cluster.RayEvaluator`` when
+the caller passes one), so this package never imports the cluster code.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
@@ -25,10 +26,10 @@ from edgeres import runtimes
 from edgeres._fs import atomic_files, check_outputs, sha256_file
 from edgeres.calibration import CalibrationSet
 from edgeres.data import DataSource, open_data
-from edgeres.errors import ModelFileError, QuantConfigError, QuantizationError
-from edgeres.evaluate import evaluate
+from edgeres.errors import ConfigError, ModelFileError, QuantizationError
+from edgeres.evaluate import Evaluator, LocalEvaluator
 from edgeres.meta import ModelMeta
-from edgeres.quantize._protocol import QUANT_BACKENDS, QuantBackend, Quantizer, using_workdir
+from edgeres.quantize._protocol import QuantBackend, Quantizer, using_workdir
 from edgeres.quantize._report import (
     QuantAccuracy,
     QuantDetails,
@@ -73,6 +74,7 @@ def quantize(
     *,
     backend: QuantBackend = "ort",
     config: QuantConfig | None = None,
+    evaluator: Evaluator | None = None,
 ) -> QuantReport:
     """Quantize ONNX model ``src`` to int8 at ``dst``, calibrated on ``calibration``.
 
@@ -83,6 +85,9 @@ def quantize(
             ``config.samples`` of it are drawn with ``config.seed``.
         backend: "ort" (ONNX Runtime QDQ) or "openvino" (NNCF, OpenVINO IR).
         config: options; ``QuantConfig()`` when None.
+        evaluator: where top-1 on ``config.val``/``config.eval`` and the fallback candidates
+            are measured: ``LocalEvaluator()`` (here) when None, or a cluster's
+            (``edgeres.cluster.ray_evaluator``: the same counts, to the image).
 
     Returns:
         A ``QuantReport``; the same report is written to ``<dst name>.quant.json``, and the
@@ -107,15 +112,10 @@ def quantize(
         val = val.subset(config.val_samples, config.seed)
     calib = calibration.select(config.samples, config.seed,
                                config.batch_size or _auto_batch(calibration.meta))
-    with tempfile.TemporaryDirectory(prefix="edgeres.quant.") as tmp, \
-            contextlib.ExitStack() as stack:
-        ray = None
-        if config.cluster is not None and (val is not None or test is not None):
-            from edgeres.cluster import connect
-
-            ray = stack.enter_context(connect(config.cluster))
+    evaluator = LocalEvaluator() if evaluator is None else evaluator
+    with tempfile.TemporaryDirectory(prefix="edgeres.quant.") as tmp:
         q = _backend(backend, src, calib, spec, config, Path(tmp))
-        report, chosen = _run(q, src, dst, spec, config, val, test, ray)
+        report, chosen = _run(q, src, dst, spec, config, val, test, evaluator)
         report = dataclasses.replace(report, seconds=time.perf_counter() - start)
         _publish(q, chosen, report)
     return report
@@ -138,27 +138,28 @@ def _companions(dst: Path) -> list[Path]:
 
 def _run(q: Quantizer, src: Path, dst: Path, spec: TargetSpec, config: QuantConfig,
          val: DataSource | None, test: DataSource | None,
-         ray: Any = None) -> tuple[QuantReport, Path]:
+         evaluator: Evaluator) -> tuple[QuantReport, Path]:
     """Check fp32, calibrate, fit the budget, evaluate, report; return the report and model.
 
-    With ``ray`` (a connected cluster, ``QuantConfig.cluster``) every top-1 on the validation
-    and test data is measured there (``edgeres.cluster``: the same counts, to the image).
+    Every top-1 on the validation and test data is measured by ``evaluator``.
     """
     meta = q.meta
     q.check_names(config.exclude)
     labelled = [(d, str(v)) for d, v in ((val, config.val), (test, config.eval)) if d]
     correct: dict[tuple[str, str], Any] = {}  # (data, "fp32" or model path) -> per image
     fp32 = q.load(q.fp32_path) if labelled else None  # a session only when it is scored
-    fp32_top1 = {name: _guard(fp32, data, meta, name, correct, ray) for data, name in labelled}
+    fp32_top1 = {name: _guard(fp32, data, meta, name, correct, evaluator)
+                 for data, name in labelled}
     q.calibrate()
     base = tuple(config.exclude)
     validation, fallback, floats = _accuracy_aware(q, val, config, meta, fp32_top1, base,
-                                                   correct, ray)
+                                                   correct, evaluator)
     chosen = q.build(floats)
     evaluation = None
     if test is not None:
         name = str(config.eval)
-        _top1(q.load(chosen), test, meta, "int8 on eval data", correct, (name, "int8"), ray)
+        _top1(q.load(chosen), test, meta, "int8 on eval data", correct, (name, "int8"),
+              evaluator)
         evaluation = QuantAccuracy.from_correct(name, correct[name, "fp32"], correct[name, "int8"])
     # One sample per run: two models' layer outputs of a batch stay small (ResNet-50: 50 MB).
     batches = list(q.calibration.select(None, batch_size=1).first(config.layer_report_samples))
@@ -185,9 +186,9 @@ def _auto_batch(meta: ModelMeta) -> int:
 
 
 def _check_paths(src: Path, dst: Path, backend: str) -> None:
-    if backend not in QUANT_BACKENDS:
+    if backend not in runtimes.RUNTIME_NAMES:  # each runtime module has its quantizer()
         msg = f"unknown quantization backend {backend!r}; use ort or openvino"
-        raise QuantConfigError(msg)
+        raise ConfigError(msg)
     if not src.is_file():
         msg = f"model file {src} does not exist; pass an .onnx file"
         raise ModelFileError(msg)
@@ -232,26 +233,21 @@ def _backend(backend: str, src: Path, calib: CalibrationSet, spec: TargetSpec,
 
 def _top1(predictor: Any, data: DataSource, meta: ModelMeta, what: str,
           correct: dict[tuple[str, str], Any] | None = None,
-          key: tuple[str, str] | None = None, ray: Any = None) -> float:
-    """top-1 in percent, here or on the connected Ray cluster ``ray``; the per-image results go
+          key: tuple[str, str] | None = None,
+          evaluator: Evaluator | None = None) -> float:
+    """top-1 in percent, measured by ``evaluator`` (here when None); the per-image results go
     to ``correct[key]`` for paired statistics."""
-    if ray is None:
-        report = evaluate(predictor.run, data, meta, description=what)
-    else:
-        from edgeres.cluster import evaluate_on_cluster
-
-        workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        log.info("%s on the cluster (%d workers)", what, workers)
-        report = evaluate_on_cluster(ray, predictor.path, data, meta, workers=workers)
+    evaluator = LocalEvaluator() if evaluator is None else evaluator
+    report = evaluator.evaluate(predictor, data, meta, description=what)
     if correct is not None and key is not None:
         correct[key] = report.correct
     return report.top1
 
 
 def _guard(fp32: Any, data: DataSource, meta: ModelMeta, name: str,
-           correct: dict[tuple[str, str], Any], ray: Any = None) -> float:
+           correct: dict[tuple[str, str], Any], evaluator: Evaluator | None = None) -> float:
     """fp32 top-1 on ``data``; near chance means the preprocessing or labels do not fit."""
-    top1 = _top1(fp32, data, meta, f"fp32 on {name}", correct, (name, "fp32"), ray)
+    top1 = _top1(fp32, data, meta, f"fp32 on {name}", correct, (name, "fp32"), evaluator)
     classes = meta.num_classes or len(meta.labels)
     chance = 100.0 / classes if classes > 1 else 0.0
     if classes > 1 and top1 < CHANCE_FACTOR * chance:
@@ -264,12 +260,12 @@ def _guard(fp32: Any, data: DataSource, meta: ModelMeta, name: str,
 
 def _accuracy_aware(q: Quantizer, val: DataSource | None, config: QuantConfig, meta: ModelMeta,
                     fp32_top1: dict[str, float], base: tuple[str, ...],
-                    correct: dict[tuple[str, str], Any], ray: Any = None,
+                    correct: dict[tuple[str, str], Any], evaluator: Evaluator,
                     ) -> tuple[QuantAccuracy | None, Fallback | None, tuple[str, ...]]:
     """Measure int8 on the validation data; with a budget, return layers to float until it fits.
 
-    With ``ray`` each top-1 is measured on the cluster, and the fallback search's candidates
-    are scored there as parallel tasks (``fit_budget(measure_many=...)``): the same choice.
+    An ``evaluator`` with workers (a cluster's) scores the fallback search's candidates in
+    parallel (``fit_budget(measure_many=...)``): the same choice.
     """
     if val is None:
         return None, None, base
@@ -278,7 +274,7 @@ def _accuracy_aware(q: Quantizer, val: DataSource | None, config: QuantConfig, m
 
     def measure(path: Path) -> float:
         return _top1(q.load(path), val, meta, "int8 on val data", correct, (name, str(path)),
-                     ray)
+                     evaluator)
 
     def accuracy(path: Path) -> QuantAccuracy:
         if (name, str(path)) not in correct:  # a backend that did not cache the build
@@ -294,13 +290,12 @@ def _accuracy_aware(q: Quantizer, val: DataSource | None, config: QuantConfig, m
     batches = list(q.calibration.first(config.ranking_samples))
     ranking = rank_layers(q, base, batches, reference_outputs(q, batches))
     measure_many: Callable[[list[Path]], list[float]] | None = None
-    if ray is not None:  # candidates as parallel Ray tasks, same choice
-        from edgeres.cluster import candidate_top1
+    if evaluator.workers is not None:  # candidates in parallel, same choice
 
-        def on_cluster(paths: list[Path]) -> list[float]:
-            return candidate_top1(ray, paths, val, meta)
+        def in_parallel(paths: list[Path]) -> list[float]:
+            return evaluator.top1_many(paths, val, meta)
 
-        measure_many = on_cluster
+        measure_many = in_parallel
     floats, met, attempts = fit_budget(q, base=base, ranking=ranking, measure=measure,
                                        fp32_top1=fp32, budget=config.max_drop, first=first,
                                        measure_many=measure_many)

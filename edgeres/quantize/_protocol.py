@@ -3,29 +3,27 @@
 ``_ort.OrtQuantizer`` (ONNX Runtime QDQ) and ``_nncf.NncfQuantizer`` (NNCF, OpenVINO IR)
 implement it; a new backend implements it too (CONTRIBUTING, "A quantizer backend"). The
 accuracy-aware loop (``sensitivity.py``) and the publication in ``quantize/__init__.py`` use
-nothing else. Stdlib and the runtime registry only: the backends import their libraries
-themselves.
+nothing else. ``QuantDetails`` is what a backend's ``details()`` returns (the report holds
+it). Stdlib only: the backends import their libraries themselves.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
-
-from edgeres.runtimes import RUNTIME_NAMES
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import numpy as np
 
     from edgeres.calibration import CalibrationSet
     from edgeres.meta import ModelMeta
-    from edgeres.quantize._report import QuantDetails
 
 QuantBackend = Literal["ort", "openvino"]  # the quantizer backends (shared vocabulary)
-QUANT_BACKENDS: tuple[str, ...] = RUNTIME_NAMES  # every runtime module has its quantizer()
 # The temporary folder of the quantize() call in progress: a runtime's quantizer factory
 # (edgeres.runtimes.<name>.RUNTIME.quantizer, whose signature is the runtime contract's) keeps
 # its intermediate files there, and quantize()'s `with` block removes it (CONTRIBUTING R9).
@@ -55,6 +53,86 @@ def workdir() -> Path:
         msg = "a quantizer is made inside edgeres.quantize.quantize(); call that instead"
         raise QuantizationError(msg)
     return path
+
+
+@dataclass(frozen=True)
+class QuantDetails:
+    """Types and options of an int8 model: what a quantizer backend wrote, read by the CLI,
+    the report and bench's notes (``_notes.py``) by field, never by string key.
+
+    In JSON (the report, and ``extra["quantization"]`` of the model's record) the fields are
+    flat keys; a field that is None is left out, so each backend writes the keys it did before.
+
+    Attributes:
+        format: "QDQ" (ONNX Runtime) or "OpenVINO IR (FakeQuantize)".
+        activation_type: "uint8", "int8", or NNCF's "uint8/int8 (by sign)".
+        activation_symmetric: symmetric activation ranges.
+        weight_type: always "int8".
+        weight_symmetric: symmetric weight ranges.
+        reduce_range: 7-bit weights (ORT on x86 without VNNI); None for NNCF.
+        per_channel: one weight scale per output channel.
+        pre_processed: ``quant_pre_process`` ran first (ORT); None for NNCF.
+        opset_upgraded: (old, new) opset when the float model was upgraded first (ORT).
+        preset: NNCF's preset; None for ORT.
+        target_device: NNCF's target device; None for ORT.
+        target_why: why the target was chosen (report only, not in the record).
+        layer_report_images: calibration images behind the per-layer SQNR (report only).
+    """
+
+    format: str
+    activation_type: str
+    activation_symmetric: bool
+    weight_type: str = "int8"
+    weight_symmetric: bool = True
+    reduce_range: bool | None = None
+    per_channel: bool = True
+    pre_processed: bool | None = None
+    opset_upgraded: tuple[int, int] | None = None
+    preset: str | None = None
+    target_device: str | None = None
+    target_why: str | None = None
+    layer_report_images: int | None = None
+
+    REPORT_ONLY: ClassVar[tuple[str, ...]] = ("target_why", "layer_report_images")
+
+    def to_dict(self, *, record: bool = False) -> dict[str, Any]:
+        """Flat JSON keys, None fields left out; ``record=True`` drops the report-only ones."""
+        d = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        if self.opset_upgraded is not None:
+            d["opset_upgraded"] = list(self.opset_upgraded)
+        if record:
+            for key in self.REPORT_ONLY:
+                d.pop(key, None)
+        return d
+
+    @classmethod
+    def from_record(cls, meta: Any) -> QuantDetails | None:
+        """The details in a model record's ``extra["quantization"]`` (untrusted JSON), or None
+        when the record has none. Keys of the wrong type read as unknown (None)."""
+        extra = getattr(meta, "extra", None)
+        q = extra.get("quantization") if isinstance(extra, dict) else None
+        if not isinstance(q, dict):
+            return None
+
+        def text(key: str, default: str = "") -> str:
+            v = q.get(key)
+            return v if isinstance(v, str) else default
+
+        def flag(key: str) -> bool | None:
+            v = q.get(key)
+            return v if isinstance(v, bool) else None
+
+        up = q.get("opset_upgraded")
+        upgraded = (tuple(up) if isinstance(up, list) and len(up) == 2
+                    and all(isinstance(x, int) for x in up) else None)
+        return cls(format=text("format"), activation_type=text("activation_type"),
+                   activation_symmetric=bool(flag("activation_symmetric")),
+                   weight_type=text("weight_type", "int8"),
+                   weight_symmetric=flag("weight_symmetric") is not False,
+                   per_channel=flag("per_channel") is not False,
+                   reduce_range=flag("reduce_range"), pre_processed=flag("pre_processed"),
+                   opset_upgraded=upgraded,
+                   preset=text("preset") or None, target_device=text("target_device") or None)
 
 
 @runtime_checkable

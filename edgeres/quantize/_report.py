@@ -10,95 +10,16 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from edgeres._fs import json_safe
 from edgeres.calibration import CalibrationStats
 from edgeres.intervals import PairedDrop, budget_verdict, paired_drop, wilson
 from edgeres.meta import ModelMeta
+from edgeres.quantize._protocol import QuantDetails
 from edgeres.quantize.sensitivity import Fallback, LayerError
 
 REPORT_SCHEMA_VERSION = 1
-
-
-@dataclass(frozen=True)
-class QuantDetails:
-    """Types and options of an int8 model: what a quantizer backend wrote, read by the CLI,
-    the report and bench's notes (``_notes.py``) by field, never by string key.
-
-    In JSON (the report, and ``extra["quantization"]`` of the model's record) the fields are
-    flat keys; a field that is None is left out, so each backend writes the keys it did before.
-
-    Attributes:
-        format: "QDQ" (ONNX Runtime) or "OpenVINO IR (FakeQuantize)".
-        activation_type: "uint8", "int8", or NNCF's "uint8/int8 (by sign)".
-        activation_symmetric: symmetric activation ranges.
-        weight_type: always "int8".
-        weight_symmetric: symmetric weight ranges.
-        reduce_range: 7-bit weights (ORT on x86 without VNNI); None for NNCF.
-        per_channel: one weight scale per output channel.
-        pre_processed: ``quant_pre_process`` ran first (ORT); None for NNCF.
-        opset_upgraded: (old, new) opset when the float model was upgraded first (ORT).
-        preset: NNCF's preset; None for ORT.
-        target_device: NNCF's target device; None for ORT.
-        target_why: why the target was chosen (report only, not in the record).
-        layer_report_images: calibration images behind the per-layer SQNR (report only).
-    """
-
-    format: str
-    activation_type: str
-    activation_symmetric: bool
-    weight_type: str = "int8"
-    weight_symmetric: bool = True
-    reduce_range: bool | None = None
-    per_channel: bool = True
-    pre_processed: bool | None = None
-    opset_upgraded: tuple[int, int] | None = None
-    preset: str | None = None
-    target_device: str | None = None
-    target_why: str | None = None
-    layer_report_images: int | None = None
-
-    REPORT_ONLY: ClassVar[tuple[str, ...]] = ("target_why", "layer_report_images")
-
-    def to_dict(self, *, record: bool = False) -> dict[str, Any]:
-        """Flat JSON keys, None fields left out; ``record=True`` drops the report-only ones."""
-        d = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
-        if self.opset_upgraded is not None:
-            d["opset_upgraded"] = list(self.opset_upgraded)
-        if record:
-            for key in self.REPORT_ONLY:
-                d.pop(key, None)
-        return d
-
-    @classmethod
-    def from_record(cls, meta: Any) -> QuantDetails | None:
-        """The details in a model record's ``extra["quantization"]`` (untrusted JSON), or None
-        when the record has none. Keys of the wrong type read as unknown (None)."""
-        extra = getattr(meta, "extra", None)
-        q = extra.get("quantization") if isinstance(extra, dict) else None
-        if not isinstance(q, dict):
-            return None
-
-        def text(key: str, default: str = "") -> str:
-            v = q.get(key)
-            return v if isinstance(v, str) else default
-
-        def flag(key: str) -> bool | None:
-            v = q.get(key)
-            return v if isinstance(v, bool) else None
-
-        up = q.get("opset_upgraded")
-        upgraded = (tuple(up) if isinstance(up, list) and len(up) == 2
-                    and all(isinstance(x, int) for x in up) else None)
-        return cls(format=text("format"), activation_type=text("activation_type"),
-                   activation_symmetric=bool(flag("activation_symmetric")),
-                   weight_type=text("weight_type", "int8"),
-                   weight_symmetric=flag("weight_symmetric") is not False,
-                   per_channel=flag("per_channel") is not False,
-                   reduce_range=flag("reduce_range"), pre_processed=flag("pre_processed"),
-                   opset_upgraded=upgraded,
-                   preset=text("preset") or None, target_device=text("target_device") or None)
 
 
 def quant_target(meta: Any) -> str | None:
@@ -116,7 +37,7 @@ class QuantAccuracy:
     """fp32 and int8 top-1 on one labelled data set, with 95% intervals.
 
     Not ``bench.results.RowAccuracy`` (one runtime row's top-1/top-5 and agreement): this one
-    pairs the float and the int8 model on the same images. ``Accuracy`` is its old name.
+    pairs the float and the int8 model on the same images.
 
     Attributes:
         data: the data argument (path or registered name).
@@ -163,9 +84,6 @@ class QuantAccuracy:
         for key in ("fp32_interval", "int8_interval"):
             d[key] = None if d[key] is None else list(d[key])
         return d
-
-
-Accuracy = QuantAccuracy  # the name before 0.2; kept for one release
 
 
 @dataclass(frozen=True)

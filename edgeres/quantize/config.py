@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from edgeres._hw import cpu_flags, host_target
-from edgeres.errors import QuantConfigError
+from edgeres.errors import ConfigError
 
 Target = Literal["auto", "x86-vnni", "x86", "arm", "tensorrt"]
 Method = Literal["minmax", "entropy", "percentile"]
@@ -80,11 +80,11 @@ def resolve_target(name: str) -> TargetSpec:
     """The spec of target ``name`` (``auto`` resolved to this host).
 
     Raises:
-        QuantConfigError: if ``name`` is not a known target (a ``ConfigError``).
+        ConfigError: if ``name`` is not a known target (a ``ConfigError``).
     """
     if name not in TARGET_NAMES:
         msg = f"unknown target {name!r}; use one of {', '.join(TARGET_NAMES)}"
-        raise QuantConfigError(msg)
+        raise ConfigError(msg)
     return TARGETS[detect_target() if name == "auto" else name]
 
 
@@ -112,10 +112,6 @@ class QuantConfig:
         val_samples: validation images drawn with ``seed`` (all when None).
         eval: labelled test data reported only (never used for decisions).
         ranking_samples: calibration images used to rank layer sensitivity.
-        cluster: a Ray address (``auto`` = ``$RAY_ADDRESS``): top-1 on ``val`` and ``eval``
-            is then measured on that cluster (Ray Data and an actor pool) and the fallback
-            search's candidate float-layer sets are scored as parallel Ray tasks
-            (``edgeres[cluster]``); None measures here. Counts and choices are the same.
         layer_report_samples: calibration images used for the per-layer SQNR report (0: none).
             8 by default: every layer's output holds thousands of values per image, so 8
             images settle its SQNR, and the report ran two unoptimised graphs over 64 (a
@@ -136,54 +132,52 @@ class QuantConfig:
     eval: str | Path | None = None
     ranking_samples: int = 64
     layer_report_samples: int = 8
-    cluster: str | None = None
 
     def __post_init__(self) -> None:
-        if self.target not in TARGET_NAMES:
-            msg = f"unknown target {self.target!r}; use one of {', '.join(TARGET_NAMES)}"
-            raise QuantConfigError(msg)
-        if self.method is not None and self.method not in METHODS:
-            msg = f"unknown calibration method {self.method!r}; use one of {', '.join(METHODS)}"
-            raise QuantConfigError(msg)
-        if self.preset not in PRESETS:
-            msg = f"unknown preset {self.preset!r}; use performance or mixed"
-            raise QuantConfigError(msg)
+        self._check_names()
         for name in ("samples", "batch_size", "ranking_samples"):
             value = getattr(self, name)
             if value is None and name == "batch_size":
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 msg = f"{name} must be a positive integer, got {value!r}"
-                raise QuantConfigError(msg)
+                raise ConfigError(msg)
         if self.val_samples is not None and (
             isinstance(self.val_samples, bool) or not isinstance(self.val_samples, int)
             or self.val_samples < 1
         ):
             msg = f"val_samples must be a positive integer or None, got {self.val_samples!r}"
-            raise QuantConfigError(msg)
+            raise ConfigError(msg)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             msg = f"seed must be an integer of 0 or more, got {self.seed!r}"
-            raise QuantConfigError(msg)
+            raise ConfigError(msg)
         if not isinstance(self.layer_report_samples, int) or self.layer_report_samples < 0:
             msg = f"layer_report_samples must be 0 or more, got {self.layer_report_samples!r}"
-            raise QuantConfigError(msg)
+            raise ConfigError(msg)
         if isinstance(self.exclude, str) or not all(isinstance(n, str) for n in self.exclude):
             msg = "exclude must be a tuple of node names, e.g. ('/conv1/Conv',)"
-            raise QuantConfigError(msg)
-        if self.cluster is not None and (not isinstance(self.cluster, str)
-                                         or not self.cluster.strip()):
-            msg = f"cluster must be a Ray address or 'auto', got {self.cluster!r}"
-            raise QuantConfigError(msg)
+            raise ConfigError(msg)
         self._check_accuracy_options()
+
+    def _check_names(self) -> None:
+        if self.target not in TARGET_NAMES:
+            msg = f"unknown target {self.target!r}; use one of {', '.join(TARGET_NAMES)}"
+            raise ConfigError(msg)
+        if self.method is not None and self.method not in METHODS:
+            msg = f"unknown calibration method {self.method!r}; use one of {', '.join(METHODS)}"
+            raise ConfigError(msg)
+        if self.preset not in PRESETS:
+            msg = f"unknown preset {self.preset!r}; use performance or mixed"
+            raise ConfigError(msg)
 
     def _check_accuracy_options(self) -> None:
         if self.max_drop is None:
             return
         if self.val is None:
             msg = "max_drop needs validation data: pass val DATA (e.g. cifar10-val)"
-            raise QuantConfigError(msg)
+            raise ConfigError(msg)
         if isinstance(self.max_drop, bool) or not isinstance(self.max_drop, int | float) or not (
             0 <= self.max_drop <= 100
         ):
             msg = f"max_drop is a top-1 budget in points from 0 to 100, got {self.max_drop!r}"
-            raise QuantConfigError(msg)
+            raise ConfigError(msg)

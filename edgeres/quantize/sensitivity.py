@@ -197,29 +197,41 @@ def fit_budget(q: Quantizer, *, base: tuple[str, ...], ranking: list[tuple[str, 
             tried[k] = Attempt((*base, *order[:k]), top1, fp32_top1 - top1)
             attempts.append(tried[k])
 
-    ladder, k = [], 1
-    while k <= len(order):
-        ladder.append(k)
-        k = len(order) if k * 2 > len(order) and k < len(order) else k * 2
+    ladder = _ladder(len(order))
     prefetch(ladder)
     low, high = 0, None  # low fails; high passes
-    k = 1
-    while k <= len(order):
+    for k in ladder:
         if attempt(k).drop <= budget:
             high = k
             break
-        low, k = k, (len(order) if k * 2 > len(order) and k < len(order) else k * 2)
+        low = k
     if high is None:
         best = max(attempts, key=lambda a: (a.top1, -len(a.float_layers)))
         return best.float_layers, False, attempts
     prefetch(range(low + 1, high))
+    high = _bisect(lambda k: attempt(k).drop <= budget, low, high)
+    return tried[high].float_layers, True, attempts
+
+
+def _bisect(passes: Callable[[int], bool], low: int, high: int) -> int:
+    """The smallest count in (low, high] that passes, given that ``low`` fails and ``high``
+    passes."""
     while high - low > 1:
         mid = (low + high) // 2
-        if attempt(mid).drop <= budget:
+        if passes(mid):
             high = mid
         else:
             low = mid
-    return tried[high].float_layers, True, attempts
+    return high
+
+
+def _ladder(n: int) -> list[int]:
+    """1, 2, 4, ... up to ``n``, ending at ``n`` itself."""
+    counts, k = [], 1
+    while k <= n:
+        counts.append(k)
+        k = n if k * 2 > n and k < n else k * 2
+    return counts
 
 
 def latency_ms(q: Quantizer, paths: dict[str, Path], sample: np.ndarray) -> dict[str, float]:

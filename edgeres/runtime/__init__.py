@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -102,6 +103,11 @@ class Predictor:
         file on ONNX Runtime's x86 CPU provider runs fp32 kernels between Casts: "fp32").
         """
         return self.backend.executed_precision or self.meta.precision
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch size the graph is fixed to, or None when it takes any batch."""
+        return self._batch or None
 
     @property
     def input_dtype(self) -> np.dtype:
@@ -387,13 +393,9 @@ def load(
         msg = (f"session_options must be an onnxruntime.SessionOptions, got "
                f"{type(session_options).__name__}")
         raise BackendNotAvailable(msg)
-    impl: Any
     if session_options is not None:  # an ONNX Runtime object: only its backend takes it
-        from edgeres.runtimes.ort import OrtBackend
-
-        impl = OrtBackend(path, options, meta=meta, session_options=session_options)
-    else:
-        impl = rt.load(path, options, meta)
+        options = dataclasses.replace(options, session_options=session_options)
+    impl: Any = rt.load(path, options, meta)
     if impl.meta is None:
         raise _missing_record(path, impl)
     predictor = Predictor(impl, impl.meta, path)

@@ -18,11 +18,8 @@ import numpy as np
 
 from edgeres.errors import BackendNotAvailable, EdgeresError, ModelFileError
 from edgeres.meta import ModelMeta
-from edgeres.runtimes import RUNTIME_NAMES
+from edgeres.vocab import DEVICES, MODES
 
-BACKENDS = ("auto", *RUNTIME_NAMES)  # "auto" picks the runtime of the file's format
-DEVICES = ("cpu", "cuda", "tensorrt", "gpu")
-PRECISIONS = ("model", "fast")
 _INPUT_DTYPES = ("float32", "float16", "uint8")  # what an image classifier's input can be
 # cuDNN convolution algorithm search of ONNX Runtime's CUDA EP (OrtCudnnConvAlgoSearch).
 # EXHAUSTIVE (ORT's default) times every algorithm once per input shape and keeps the fastest:
@@ -44,6 +41,8 @@ class BackendOptions:
             also used by the CUDA EP behind TensorRT.
         engine_cache: directory for TensorRT engines (``trt_engine_cache_path``), so a second
             session loads the engine instead of building it; None = build every time.
+        session_options: an ``onnxruntime.SessionOptions`` to start from (ONNX Runtime only;
+            ``runtime.load`` refuses it for another runtime).
     """
 
     device: Literal["cpu", "cuda", "tensorrt", "gpu"] = "cpu"
@@ -51,12 +50,13 @@ class BackendOptions:
     threads: int | None = None
     cudnn_conv_algo_search: str = "EXHAUSTIVE"
     engine_cache: Path | None = None
+    session_options: Any = None
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
             msg = f"unknown device {self.device!r}; use one of {', '.join(DEVICES)}"
             raise BackendNotAvailable(msg)
-        if self.precision not in PRECISIONS:
+        if self.precision not in MODES:
             msg = f"unknown precision {self.precision!r}; use 'model' (as stored) or 'fast'"
             raise EdgeresError(msg)
         if self.threads is not None and (
@@ -117,23 +117,3 @@ def check_image_input(path: Path, names: Sequence[str], shape: tuple[Any, ...] |
     if dtype not in _INPUT_DTYPES:
         msg = f"{path} takes {dtype} input; edgeres handles float32, float16 or uint8 images"
         raise ModelFileError(msg)
-
-
-# Names whose home is now their runtime's module (edgeres/runtimes/), kept importable here.
-_MOVED = {
-    "OrtBackend": "edgeres.runtimes.ort", "ort_providers": "edgeres.runtimes.ort",
-    "Providers": "edgeres.runtimes.ort", "_ort_executed": "edgeres.runtimes.ort",
-    "OpenVINOBackend": "edgeres.runtimes.openvino",
-    "ort_executed": "edgeres._hw", "ov_precision_hint": "edgeres._hw",
-    "ov_has_device": "edgeres._hw",
-}
-
-
-def __getattr__(name: str) -> Any:
-    """The runtimes' classes at their old address (imported on first use: no cycle)."""
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)

@@ -228,7 +228,7 @@ class OrtRuntime:
     def load(self, path: Path, options: BackendOptions,
              meta: ModelMeta | None = None) -> OrtBackend:
         """An ``OrtBackend`` for ``path``."""
-        return OrtBackend(path, options, meta=meta)
+        return OrtBackend(path, options, meta=meta, session_options=options.session_options)
 
     def read_record(self, path: Path) -> str | None:
         """The record text in the file's ``metadata_props`` (read by ONNX Runtime), or None.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import onnx
@@ -26,7 +27,7 @@ _FAST = ExportConfig(parity_inputs=4)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _model(name: str = "cifar_resnet20", **kwargs) -> nn.Module:
+def _model(name: str = "cifar_resnet20", **kwargs: Any) -> Any:  # submodules by attribute
     """A zoo model with random, non-trivial BN statistics (so folding errors would show)."""
     torch.manual_seed(0)
     model = create_model(name, **kwargs)
@@ -105,7 +106,7 @@ def test_fixed_batch(tmp_path):
     """batch=4 gives a graph and a record with a fixed first axis of 4."""
     report = export_onnx(_model(), tmp_path / "m.onnx", meta=zoo_meta("cifar_resnet20"),
                          config=ExportConfig(batch=4, parity_inputs=4))
-    assert report.meta.input.shape == (4, 3, 32, 32)
+    assert report.meta is not None and report.meta.input.shape == (4, 3, 32, 32)
     assert _session(tmp_path / "m.onnx").get_inputs()[0].shape == [4, 3, 32, 32]
 
 
@@ -117,7 +118,7 @@ def test_metadata_round_trips_with_export_provenance(tmp_path):
     model = onnx.load(str(tmp_path / "m.onnx"))
     assert [p.key for p in model.metadata_props] == ["edgeres"]
     stored = read_onnx_meta(model)
-    assert stored == report.meta
+    assert stored is not None and stored == report.meta
     assert stored.to_json() == ModelMeta.from_json(stored.to_json()).to_json()
     assert stored.labels == tuple(f"l{i}" for i in range(10))
     step = stored.provenance[-1]
@@ -133,13 +134,15 @@ def test_uint8_input_graph_normalises_pixels(tmp_path):
     model = _model()
     report = export_onnx(model, tmp_path / "m.onnx", meta=zoo_meta("cifar_resnet20"),
                          config=ExportConfig(uint8_input=True, parity_inputs=4))
+    assert report.meta is not None
     spec = report.meta.input
     assert (spec.shape, spec.layout, spec.dtype) == (("batch", 32, 32, 3), "NHWC", "uint8")
     assert spec.normalized_in_graph
     pixels = np.random.default_rng(7).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     out = _session(tmp_path / "m.onnx").run(None, {"input": pixels})[0]
     pre = report.meta.preprocess
-    x = (pixels.astype(np.float32) / 255 - np.float32(pre.mean)) / np.float32(pre.std)
+    mean, std = np.asarray(pre.mean, np.float32), np.asarray(pre.std, np.float32)
+    x = (pixels.astype(np.float32) / 255 - mean) / std
     with torch.no_grad():
         ref = model.eval()(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
     assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
@@ -151,7 +154,7 @@ def test_fp16_export_within_its_tolerance(tmp_path):
     report = export_onnx(_model("resnet18"), tmp_path / "m.onnx",
                          meta=zoo_meta("resnet18", input_size=64),
                          config=ExportConfig(fp16=True, parity_inputs=4))
-    assert report.meta.precision == "fp16"
+    assert report.meta is not None and report.meta.precision == "fp16"
     assert 0 < report.max_rel_err <= 1e-2
     model = onnx.load(str(tmp_path / "m.onnx"))
     conv_weights = {n.input[1] for n in model.graph.node if n.op_type == "Conv"}
@@ -168,7 +171,7 @@ def test_wrong_graph_fails_parity_and_writes_nothing(tmp_path, monkeypatch):
     def broken(model):
         folded = fold_batchnorm(model)
         with torch.no_grad():
-            folded.get_submodule("layer2.1.conv1").weight.mul_(1.5)  # a wrong layer
+            cast(nn.Conv2d, folded.get_submodule("layer2.1.conv1")).weight.mul_(1.5)  # wrong
         return folded
 
     monkeypatch.setattr(export_mod, "fold_batchnorm", broken)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from torch import nn
@@ -65,6 +67,12 @@ def test_every_model_has_a_reference_count():
     assert sorted(REFERENCE_PARAMS) == list_models()
 
 
+def _net(name: str, **kwargs: Any) -> Any:
+    """``create_model``, typed Any for tests that walk submodules by attribute (torch types
+    ``Module.__getattr__`` as ``Tensor | Module``)."""
+    return create_model(name, **kwargs)
+
+
 # Built once for both tests that need the real network of these (the build is most of their
 # cost): the forward-and-count test and the meta-device profile test.
 _PROFILED = ("cifar_resnet20", "cifar_preact_resnet20", "resnet18", "resnext50_32x4d",
@@ -125,7 +133,7 @@ def test_option_a_pads_channels_with_zeros():
 @pytest.mark.parametrize(("name", "size"), [("tiny_resnet", 32), ("tiny_resnet28", 28)])
 def test_single_channel_input(name, size):
     """The tiny models take grayscale input with in_chans=1."""
-    model = create_model(name, in_chans=1).eval()
+    model = _net(name, in_chans=1).eval()
     with torch.no_grad():
         assert model(torch.randn(2, 1, size, size)).shape == (2, 10)
     assert model.layer1[0].conv1.in_channels == 1
@@ -133,7 +141,7 @@ def test_single_channel_input(name, size):
 
 def test_weighted_residual_scalars_init_to_one_and_weigh_the_branches():
     """alpha and beta exist in every weighted block, start at 1, and scale F(x) and x."""
-    model = create_model("cifar_wrc_resnet20").eval()
+    model = _net("cifar_wrc_resnet20").eval()
     blocks = [m for m in model.modules() if hasattr(m, "alpha") and m.alpha is not None]
     assert len(blocks) == 9
     assert all(b.alpha.item() == 1.0 and b.beta.item() == 1.0 for b in blocks)
@@ -143,14 +151,14 @@ def test_weighted_residual_scalars_init_to_one_and_weigh_the_branches():
         block.alpha.zero_()
         block.beta.fill_(2.0)
         assert torch.allclose(block(x), torch.relu(2.0 * x))
-    assert create_model("resnet18").layer1[0].alpha is None  # plain blocks keep torchvision keys
+    assert _net("resnet18").layer1[0].alpha is None  # plain blocks keep torchvision keys
 
 
 def test_csp_stage_splits_channels():
     """A CSP stage runs its blocks on half the channels and passes the other half through."""
-    stage = CSPStage(type(create_model("resnet50").layer1[0]), 64, 128, 2).eval()
+    stage: Any = CSPStage(type(_net("resnet50").layer1[0]), 64, 128, 2).eval()
     assert stage.blocks[0].conv1.in_channels == 64
-    seen = {}
+    seen: dict[str, torch.Tensor] = {}
     stage.transition.register_forward_hook(lambda m, inp, out: seen.setdefault("in", inp[0]))
     x = torch.randn(1, 64, 8, 8)
     with torch.no_grad():
@@ -175,7 +183,7 @@ def _torchvision_resnet50_keys() -> list[str]:
 
 def test_resnet50_follows_torchvision_naming_and_strides():
     """resnet50's state dict has torchvision's keys, and v1.5 strides sit on conv2."""
-    model = create_model("resnet50")
+    model = _net("resnet50")
     sd = model.state_dict()
     assert sorted(sd) == sorted(_torchvision_resnet50_keys())
     assert sd["layer1.0.downsample.0.weight"].shape == (256, 64, 1, 1)
@@ -191,14 +199,14 @@ def test_resnet50_follows_torchvision_naming_and_strides():
 def test_checkpoint_reloads_strictly_with_identical_logits(tmp_path):
     """A state dict saved from one model loads into a fresh one (strict) with equal logits."""
     torch.manual_seed(1)
-    src = create_model("cifar_resnet20")
+    src = _net("cifar_resnet20")
     for m in src.modules():  # non-trivial running statistics, as after training
         if isinstance(m, nn.BatchNorm2d):
             assert m.running_mean is not None and m.running_var is not None
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
     torch.save(src.state_dict(), tmp_path / "ck.pt")
-    dst = create_model("cifar_resnet20")
+    dst = _net("cifar_resnet20")
     dst.load_state_dict(torch.load(tmp_path / "ck.pt", weights_only=True), strict=True)
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
@@ -263,7 +271,7 @@ def test_count_macs_gives_back_each_submodule_its_mode():
     """Counting MACs leaves a BN frozen in eval mode frozen, and the rest training."""
     from edgeres.models._profile import count_macs
 
-    model = create_model("cifar_resnet20").train()
+    model = _net("cifar_resnet20").train()
     model.bn1.eval()
     # conv MACs: stem 27*16*1024, 6 convs of 9*16*16*1024, then 9*16*32*256 + 5 of
     # 9*32*32*256, 9*32*64*64 + 5 of 9*64*64*64; fc 64*10.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import onnx
@@ -177,6 +177,41 @@ def test_max_drop_returns_the_sensitive_layer_to_float(sensitive: Path, tmp_path
     p = runtime.load(out)  # what was written is the chosen model
     val = open_data(sensitive.with_name("val.npz"))
     assert evaluate(p.run, val, p.meta).top1 == report.validation.int8_top1
+
+
+def test_quantize_measures_through_the_evaluator_it_is_given(sensitive: Path,
+                                                           tmp_path: Path) -> None:
+    """quantize(evaluator=...) scores fp32, int8 and every candidate through that evaluator
+    (one with workers gets the candidates in batches, as a cluster's does); the choice and the
+    counts are the local ones."""
+    from edgeres.evaluate import LocalEvaluator
+
+    class Parallel(LocalEvaluator):
+        workers = 2  # as a cluster's evaluator: candidates come as lists
+
+        def __init__(self) -> None:
+            self.one: list[str] = []
+            self.many: list[int] = []
+
+        def evaluate(self, predictor: Any, data: Any, meta: Any, **kw: Any) -> Any:
+            self.one.append(kw.get("description", ""))
+            return super().evaluate(predictor, data, meta, **kw)
+
+        def top1_many(self, paths: Any, data: Any, meta: Any) -> list[float]:
+            self.many.append(len(paths))
+            return super().top1_many(paths, data, meta)
+
+    calib = CalibrationSet.from_data(sensitive.with_name("calib.npz"), model_record(sensitive))
+    config = QuantConfig(val=sensitive.with_name("val.npz"), max_drop=1.0,
+                         layer_report_samples=0)
+    here = quantize(sensitive, tmp_path / "here.onnx", calib, config=config)
+    evaluator = Parallel()
+    there = quantize(sensitive, tmp_path / "there.onnx", calib, config=config,
+                     evaluator=evaluator)
+    assert there.float_layers == here.float_layers == ("conv2",)
+    assert there.validation == here.validation  # the same images, counted alike
+    assert evaluator.one[0].startswith("fp32 on") and len(evaluator.one) >= 2
+    assert evaluator.many and all(n >= 1 for n in evaluator.many)  # the ladder, in batches
 
 
 def test_exclude_keeps_named_layer_float_and_unknown_name_fails(sensitive: Path,

@@ -105,7 +105,6 @@ def probe_input(job: ProbeJob) -> Any:
     is in both peaks and cancels out of the delta. None when the job has no input shape.
     """
     import numpy as np
-    import numpy.random  # noqa: F401 - numpy loads it lazily: in both peaks, as the input's cost
 
     # The generator first: numpy.random's import and state are in every peak, input or not.
     rng = np.random.default_rng(0)

@@ -27,7 +27,7 @@ import numpy as np
 from edgeres import runtimes
 from edgeres.errors import BackendNotAvailable, DataError, MetadataError, ModelFileError
 from edgeres.meta import ModelMeta
-from edgeres.preprocess import pad_batch, prepare
+from edgeres.preprocess import pad_batch, prepare, rows_are_probabilities
 from edgeres.runtime.backends import BackendOptions
 
 if TYPE_CHECKING:
@@ -202,15 +202,13 @@ def _softmax_topk(scores: np.ndarray, k: int,
     Softmax): they are then ranked as they are, never softmaxed a second time. None means
     unknown: rows that are all non-negative and sum to 1 are taken as probabilities. Logits
     are softmaxed in float64 after subtracting the row maximum (no overflow); ties keep the
-    lower class index first. ``edgeres package`` copies this function's source into a
-    bundle's ``infer.py``, so bundles rank exactly as the runtime does.
+    lower class index first. A bundle carries this module, so it ranks exactly as the runtime
+    does.
     """
     z = np.asarray(scores, dtype=np.float64).reshape(len(scores), -1)
     k = max(1, min(int(k), z.shape[1]))
     if probabilities is None:
-        sums = z.sum(axis=1)
-        probabilities = bool(len(z)) and bool((z >= -1e-6).all()) and bool(
-            (np.abs(sums - 1.0) <= 1e-3).all())
+        probabilities = rows_are_probabilities(z)
     if probabilities:
         probs = z
     else:

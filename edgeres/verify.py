@@ -6,10 +6,14 @@ pixels, runs them through the bundled model here and stores the logits, the labe
 tolerances. The tolerances are measured for each bundle, not guessed: the same inputs also run
 through other kernels of the same model (ONNX Runtime with graph optimisation off, i.e. QDQ as
 float reference math instead of fused int8 kernels, and OpenVINO's CPU plugin when installed),
-and the largest difference found, times ``MARGIN``, becomes the logit tolerance, never below
-``FLOOR`` (the precision's cross-machine spread measured on x86 vs emulated arm64, see
-benchmarks/results/arm64_verify.md). Required top-1 agreement is the share of inputs whose
-two best logits are further apart than drift within that tolerance could close.
+and the largest difference found, times ``MARGIN``, becomes the tolerance, never below
+``FLOOR`` (a share of the output's scale: probabilities are compared as probabilities, logits
+relative to their spread; the shares come from the precision's cross-machine spread measured
+on x86 vs emulated arm64, see benchmarks/results/arm64_verify.md). Required top-1 agreement is
+the share of inputs whose two best outputs are further apart than drift within that tolerance
+could close, never below what a model ignoring its input would meet
+(``golden.required_agreement``). ``edgeres verify`` re-checks both against the device's own
+outputs, so an edited golden file cannot loosen them.
 
 ``verify_bundle`` is the host side of ``edgeres verify``: it runs
 ``edgeres.device.infer.verify_folder``, the same code a bundle's ``infer.py --verify`` runs.
@@ -39,16 +43,18 @@ log = logging.getLogger(__name__)
 
 GOLDEN_SAMPLES = 64
 MAX_PIXEL_BYTES = 2 << 20  # fewer samples for big inputs: 64 CIFAR images are 196 kB
-MARGIN = 2.0  # measured kernel spread x this = logit tolerance
-# (atol, rtol) never gone below, from measurements on the reference model (cifar_resnet20):
-# fp32 logits differed by at most 4.5e-6 between x86 and emulated arm64 ONNX Runtime
-# (benchmarks/results/arm64_verify.md) and 3.8e-6 between ORT and OpenVINO. int8 logits move
-# in output quantization steps (0.046 there): x86 vs arm64 differed by up to 3 steps (0.138,
-# the S8 'arm' target), ORT fused vs unfused QDQ by 3 steps, ORT vs OpenVINO by up to 11
-# (0.51 on 682 validation images). 0.5 covers the cross-ISA figure 3.6 times over; fp16/bf16
-# floors scale fp32's by their mantissa (unmeasured here: no fp16 CPU kernels to compare).
+MARGIN = 2.0  # measured kernel spread x this = output tolerance
+# (atol, rtol) never gone below; atol is a share of the output's scale (``golden.output_scale``:
+# 1 for probabilities, the median spread of a row's logits otherwise), so probabilities are
+# compared as probabilities and logits relative to their spread. From measurements on the
+# reference model (cifar_resnet20, logits spanning ~10): fp32 logits differed by at most 4.5e-6
+# between x86 and emulated arm64 ONNX Runtime (benchmarks/results/arm64_verify.md) and 3.8e-6
+# between ORT and OpenVINO. int8 logits move in output quantization steps (0.046 there): x86
+# vs arm64 differed by up to 3 steps (0.138, the S8 'arm' target), ORT fused vs unfused QDQ by
+# 3 steps, ORT vs OpenVINO by up to 11 (0.51 on 682 validation images), i.e. 5% of the scale;
+# fp16/bf16 floors scale fp32's by their mantissa (unmeasured here: no fp16 CPU kernels).
 FLOOR: dict[str, tuple[float, float]] = {
-    "fp32": (1e-3, 1e-3), "fp16": (2e-2, 1e-2), "bf16": (1e-1, 2e-2), "int8": (0.5, 0.02),
+    "fp32": (1e-4, 1e-3), "fp16": (2e-3, 1e-2), "bf16": (1e-2, 2e-2), "int8": (0.05, 0.02),
 }
 _CIFAR_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                  "ship", "truck")
@@ -135,29 +141,48 @@ def _alternatives(path: Path, meta: ModelMeta) -> dict[str, Any]:
     return out
 
 
-def _tolerances(host: np.ndarray, others: dict[str, np.ndarray],
-                precision: str) -> dict[str, Any]:
-    """Tolerances from the measured spread between kernels, with ``MARGIN`` and ``FLOOR``."""
+def _tolerances(host: np.ndarray, others: dict[str, np.ndarray], precision: str,
+                probabilities: bool | None = None) -> dict[str, Any]:
+    """Tolerances from the measured spread between kernels, with ``MARGIN`` and ``FLOOR``.
+
+    The floor is a share of the output's scale (``golden.output_scale``); the required top-1
+    agreement is the share of inputs without a near-tie, never below what a model ignoring its
+    input meets (``golden.required_agreement``: a binomial bound from the number of classes
+    and inputs).
+    """
     measured = {}
     for name, logits in others.items():
         delta = np.abs(logits - host)
         measured[name] = {"max_abs_dlogit": float(delta.max()),
                           "agreement": float((logits.argmax(1) == host.argmax(1)).mean())}
     spread = max((m["max_abs_dlogit"] for m in measured.values()), default=0.0)
-    floor_atol, rtol = FLOOR.get(precision, FLOOR["fp32"])
+    scale = golden.output_scale(host, probabilities)
+    floor_share, rtol = FLOOR.get(precision, FLOOR["fp32"])
+    floor_atol = floor_share * scale
     atol = max(floor_atol, MARGIN * spread)
-    # Two logits each drifting by the largest measured amount, in opposite directions, swap
+    if atol > golden.MAX_ATOL_SHARE * scale:
+        log.warning("golden: the kernels measured disagree by up to %.3g, more than %.0f%% of "
+                    "the output's scale (%.3g) once doubled: verify will fail this bundle; "
+                    "re-quantize for this CPU's target", spread,
+                    100 * golden.MAX_ATOL_SHARE, scale)
+    # Two outputs each drifting by the largest measured amount, in opposite directions, swap
     # the top class only where they were at most twice that apart.
     tie_gap = 2 * max(spread, floor_atol / MARGIN)
     ties = golden.ambiguous(host, tie_gap)
+    random = golden.required_agreement(host.shape[1], len(host))
+    share = float(np.floor((1 - ties.mean()) * 1000) / 1000)
     return {
         "tolerances": {"atol": atol, "rtol": rtol, "tie_gap": tie_gap,
-                       "min_agreement": float(np.floor((1 - ties.mean()) * 1000) / 1000)},
+                       "min_agreement": max(share, random)},
         "tolerance_derivation": {
             "measured": measured, "margin": MARGIN, "floor": [floor_atol, rtol],
-            "rule": "atol = max(floor, margin x largest |delta logit| between the kernels "
-                    "measured); tie_gap = 2 x max(that delta, floor / margin); min_agreement = "
-                    "share of inputs whose top-2 logit gap exceeds tie_gap",
+            "scale": scale, "random_agreement": random,
+            "rule": "scale = 1 for probabilities, else the median of each row's max - min "
+                    "output; atol = max(floor share x scale, margin x largest |delta| between "
+                    "the kernels measured); tie_gap = 2 x max(that delta, floor / margin); "
+                    "min_agreement = max(share of inputs whose top-2 gap exceeds tie_gap, the "
+                    f"agreement a model ignoring its input meets with chance <= "
+                    f"{golden.RANDOM_PASS:g} (binomial, 1/classes per input))",
         },
     }
 
@@ -192,7 +217,8 @@ def make_golden(dst: Path, model: Path, meta: ModelMeta, record: str, *,
     others = {name: _logits(p, inputs, kind) for name, p in _alternatives(model, meta).items()}
     flags = golden.cpu_flags()
     info = {
-        **_tolerances(host, others, meta.precision), "source": source,
+        **_tolerances(host, others, meta.precision, meta.outputs_probabilities),
+        "source": source,
         "precision": meta.precision, "runtime": predictor.runtime,
         "executed_precision": predictor.executed_precision,
         "target": meta.quantization.target if meta.quantization else None,

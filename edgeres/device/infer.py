@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import sys
 import zipfile
@@ -149,7 +150,7 @@ def verify_folder(folder: Path, golden_file: Path | None = None,
         executed=predictor.executed_precision, precision=meta.precision,
         target=meta.quantization.target if meta.quantization else None,
         model_sha256=golden.sha256_file(model), record_sha256=hashlib.sha256(raw).hexdigest(),
-        fixed_batch=predictor._batch)
+        fixed_batch=predictor._batch, probabilities=meta.outputs_probabilities)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -201,6 +202,8 @@ def main(argv: list[str] | None = None, folder: Path | None = None) -> int:
     if not args.verify and args.top_k < 1:
         parser.error("--top-k must be at least 1")
     folder = folder or Path(sys.argv[0]).resolve().parent
+    if not logging.getLogger().handlers:  # warnings (a target this CPU runs wrongly) on stderr
+        logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     try:
         out, code = _run(args, folder)
     except EdgeresError as e:

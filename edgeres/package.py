@@ -26,7 +26,7 @@ from importlib import metadata as _metadata
 from pathlib import Path
 from typing import Any
 
-from edgeres import __version__, runtimes
+from edgeres import __version__, _model_needs, runtimes
 from edgeres._fs import atomic_dir, atomic_write, check_output, write_errors
 from edgeres.errors import EdgeresError, ModelFileError
 from edgeres.meta import ModelMeta
@@ -99,13 +99,43 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
-def render_requirements(runtime: str) -> str:
-    """``requirements.txt``: the tested minimum versions and where they were tested."""
-    pins = [(name, TESTED_MINIMUMS[name]) for name in ("numpy", "Pillow", runtime)]
+def runtime_minimum(model: Path) -> tuple[str, str]:
+    """The oldest release of ``model``'s runtime that reads it, and why (``_model_needs``):
+    from its IR version and opset imports for ONNX, its layers' opsets for an OpenVINO IR;
+    never below the runtime's tested ``min_version``.
+
+    Raises:
+        ModelFileError: if the model file cannot be read.
+    """
+    rt = runtimes.for_file(model)
+    try:
+        if rt.name == "ort":
+            ir, imports, _ = _model_needs.onnx_needs(model.read_bytes())
+            return _model_needs.ort_minimum(ir, imports, rt.min_version, _version(rt.dist))
+        if rt.name == "openvino":
+            return _model_needs.ir_needs(model, rt.min_version)
+    except (OSError, ValueError) as e:
+        msg = f"cannot read {model} to find the runtime version it needs ({e}); re-export it"
+        raise ModelFileError(msg) from None
+    return rt.min_version, "the runtime's tested minimum"
+
+
+def render_requirements(runtime: str, minimum: tuple[str, str] | None = None) -> str:
+    """``requirements.txt``: the minimum versions and where they were tested.
+
+    Args:
+        runtime: the runtime's pip distribution.
+        minimum: (version, why) the model needs of it (``runtime_minimum``); None: the
+            tested minimum.
+    """
+    need, why = minimum or (TESTED_MINIMUMS[runtime], "the runtime's tested minimum")
+    pins = [("numpy", TESTED_MINIMUMS["numpy"]), ("Pillow", TESTED_MINIMUMS["Pillow"]),
+            (runtime, need)]
     checked = ", ".join(f"{name} {_version(name)}" for name, _ in pins)
     return (
         "# Python >= 3.10. Install: pip install -r requirements.txt\n"
-        "# Minimum versions: the oldest releases edgeres' install test runs infer.py with.\n"
+        "# Minimum versions: the oldest releases edgeres' install test runs infer.py with; "
+        f"{runtime} {need} for this model ({why}).\n"
         f"# Tested on: {'; '.join(TESTED_PLATFORMS)}\n"
         f"# Packaged and checked on {platform_label()} with {checked} (edgeres {__version__})\n"
         + "".join(f"{name}>={version}\n" for name, version in pins)
@@ -194,13 +224,21 @@ def _write_bundle(folder: Path, path: Path, meta: ModelMeta, record: str,
     copies, runtime = _model_files(path)
     for src, name in copies:
         shutil.copyfile(src, folder / name)
+    model = folder / copies[0][1]
+    if runtimes.for_file(path).name == "ort":  # imports no node uses would raise the minimum
+        try:
+            model.write_bytes(_model_needs.drop_unused_opsets(model.read_bytes()))
+        except ValueError as e:
+            msg = f"{path} is not a readable ONNX model ({e}); re-export it"
+            raise ModelFileError(msg) from None
     copy_device_code(folder, runtimes.for_file(path).name)
     # The record exactly as the model file stores it (ModelMeta.to_json() wrote it there).
     (folder / "metadata.json").write_bytes(record.encode("utf-8"))
     (folder / "labels.txt").write_text("".join(f"{label}\n" for label in meta.labels), "utf-8")
-    (folder / "requirements.txt").write_text(render_requirements(runtime), "utf-8")
+    (folder / "requirements.txt").write_text(
+        render_requirements(runtime, runtime_minimum(model)), "utf-8")
     (folder / "README.md").write_text(render_readme(meta, [n for _, n in copies], runtime), "utf-8")
-    make_golden(folder / "golden.npz", folder / copies[0][1], meta, record, data=golden[0],
+    make_golden(folder / "golden.npz", model, meta, record, data=golden[0],
                 samples=golden[1])
     return sorted(p.name for p in folder.iterdir()), runtime
 

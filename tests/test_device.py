@@ -108,6 +108,9 @@ _BREAKAGES: dict[str, tuple[Callable[[Path], None], str, bool]] = {
     "std 0": (_edit_record(lambda r: r["preprocess"].__setitem__("std", [0.0, 0.0, 0.0])),
               "std", True),
     "missing key": (_edit_record(lambda r: r.pop("preprocess")), "preprocess", True),
+    "runtime older than the model needs": (lambda f: (f / "requirements.txt").write_text(
+        (f / "requirements.txt").read_text().replace("onnxruntime>=", "onnxruntime>=99.0\n#")),
+        "needs onnxruntime >= 99.0 but", True),
 }
 
 
@@ -168,3 +171,23 @@ def test_infer_py_is_quiet_when_its_reader_goes_away(bundle: Path, args: tuple[s
     _, err = proc.communicate(timeout=120)
     assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
     assert err == b"" and proc.returncode == 1
+
+
+def test_infer_py_checks_the_runtime_version_before_loading(
+        bundle: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """An installed onnxruntime older than requirements.txt states (faked: 1.16.3 against the
+    bundle's 1.17.0) is one Error line naming both versions, before the model is loaded."""
+    from edgeres.device import infer
+
+    need = infer.needed_version(bundle, "onnxruntime")
+    assert need and (bundle / "requirements.txt").read_text().count(f"onnxruntime>={need}") == 1
+    loaded = []
+    monkeypatch.setattr(infer, "_installed_version", lambda dist: "1.16.3")
+    monkeypatch.setattr(infer, "load", lambda *a, **k: loaded.append(a))
+    assert infer.main(["--verify"], folder=bundle) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"Error: this bundle's model needs onnxruntime >= {need} but 1.16.3 is "
+                   "installed; run pip install -r requirements.txt"] and loaded == []
+    for enough in (need, "99.0"):  # as new or newer: let through (no exception)
+        monkeypatch.setattr(infer, "_installed_version", lambda dist, v=enough: v)
+        infer.check_runtime_version(bundle, bundle / "model.onnx")

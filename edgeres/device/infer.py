@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -24,16 +25,25 @@ from typing import Any
 import numpy as np
 
 from edgeres import golden, runtimes
+from edgeres._model_needs import version_tuple
 from edgeres.device import IMAGE_SUFFIXES
-from edgeres.errors import DataError, EdgeresError, MetadataError, ModelFileError
+from edgeres.errors import (
+    BackendNotAvailable,
+    DataError,
+    EdgeresError,
+    MetadataError,
+    ModelFileError,
+)
 from edgeres.meta import ModelMeta
 from edgeres.preprocess import pixels_to_input
 from edgeres.runtime import Predictor, load
 
-__all__ = ["FOLDER_SUFFIXES", "classify", "find_model", "main", "read_record", "verify_folder"]
+__all__ = ["FOLDER_SUFFIXES", "check_runtime_version", "classify", "find_model", "main",
+           "needed_version", "read_record", "verify_folder"]
 
 SCHEMA_VERSION = 1  # of the --json output, the same as `edgeres predict --json`
 RECORD_FILE = "metadata.json"
+REQUIREMENTS_FILE = "requirements.txt"
 FOLDER_SUFFIXES = IMAGE_SUFFIXES  # the files `edgeres predict` takes from a folder
 
 
@@ -72,9 +82,46 @@ def find_model(folder: Path) -> Path:
     raise ModelFileError(msg)
 
 
+def _installed_version(dist: str) -> str | None:
+    """The installed version of pip distribution ``dist``, or None."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def needed_version(folder: Path, dist: str) -> str | None:
+    """The ``dist>=VERSION`` the bundle's ``requirements.txt`` states, or None."""
+    try:
+        lines = (folder / REQUIREMENTS_FILE).read_text("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        name, sep, version = line.split("#", 1)[0].strip().partition(">=")
+        if sep and name.strip().lower() == dist.lower() and version_tuple(version.strip()):
+            return version.strip()
+    return None
+
+
+def check_runtime_version(folder: Path, model: Path) -> None:
+    """Refuse, before loading, a runtime older than the model needs (``requirements.txt``,
+    which ``edgeres package`` derives from the model: ``edgeres._model_needs``).
+
+    Raises:
+        BackendNotAvailable: naming both versions and the install line.
+    """
+    dist = runtimes.for_file(model).dist
+    need, have = needed_version(folder, dist), _installed_version(dist)
+    if need and have and version_tuple(have) < version_tuple(need):
+        msg = (f"this bundle's model needs {dist} >= {need} but {have} is installed; run "
+               "pip install -r requirements.txt")
+        raise BackendNotAvailable(msg)
+
+
 def _load(folder: Path, threads: int | None) -> tuple[Predictor, bytes, Path]:
     meta, raw = read_record(folder)
     model = find_model(folder)
+    check_runtime_version(folder, model)
     return load(model, meta=meta, threads=threads), raw, model
 
 

@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import platform
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from edgeres._hw import (  # noqa: F401 - VNNI_FLAGS and int8_execution: golden'
     is_arm,
     is_x86,
 )
+from edgeres._resources import check_memory
 from edgeres.preprocess import pad_batch
 
 log = logging.getLogger(__name__)
@@ -184,8 +186,41 @@ def save_golden(path: str | Path, *, data: np.ndarray, kind: str, logits: np.nda
         np.savez_compressed(f, **arrays)
 
 
+def _declared_sizes(path: str | Path) -> dict[str, tuple[tuple[int, ...], int]]:
+    """Each array's (shape, bytes) as its .npy header declares it, read without loading it.
+
+    Raises:
+        ValueError: a header that is not .npy, or declares more bytes than its member holds
+            (a header bomb: numpy would allocate the declared size before reading).
+    """
+    out = {}
+    with zipfile.ZipFile(path) as z:
+        for item in z.infolist():
+            with z.open(item) as f:
+                major, _ = np.lib.format.read_magic(f)
+                read = (np.lib.format.read_array_header_1_0 if major == 1
+                        else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read(f)
+                header = f.tell()
+            size = math.prod(int(d) for d in shape) * dtype.itemsize
+            if size > item.file_size - header:
+                msg = (f"{path}: array {item.filename!r} declares shape {tuple(shape)} "
+                       f"({size:.3g} bytes) but holds {item.file_size - header} bytes")
+                raise ValueError(msg)
+            out[item.filename.removesuffix(".npy")] = (tuple(shape), size)
+    return out
+
+
 def load_golden(path: str | Path) -> dict[str, Any]:
-    """Read a golden file (no pickles); ``ValueError`` when it is not one."""
+    """Read a golden file (no pickles); ``ValueError`` when it is not one.
+
+    Declared sizes are checked before anything is allocated: against what the file holds
+    and against the memory available (``_resources.check_memory``, a ``ConfigError``).
+    """
+    sizes = _declared_sizes(path)
+    check_memory(sum(b for _, b in sizes.values()),
+                 f"golden file {path} ({', '.join(f'{k} {s}' for k, (s, _) in sizes.items())})"
+                 [:300], "pass a golden file made by edgeres package")
     with np.load(path, allow_pickle=False) as z:
         names = set(z.files)
         if not {"logits", "info"} <= names or not names & {"pixels", "inputs"}:

@@ -14,6 +14,8 @@ must agree with ``edgeres.runtime``; it is written atomically: a failure leaves 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import platform
 import shutil
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata as _metadata
 from pathlib import Path
@@ -46,6 +49,38 @@ TESTED_PLATFORMS: tuple[str, ...] = ("Linux-x86_64 CPython 3.11",)
 _CHECK_TIMEOUT_S = 300  # one image through infer.py; generous for a busy machine
 _TIE = 1e-6  # top-1 probabilities this close may rank two classes either way
 _BUNDLE_MARKS = ("metadata.json", "infer.py")  # files that make a folder or .zip a bundle
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a file-size limit
+
+
+def tmp_problem(e: OSError, tmp: Path | None, doing: str) -> str:
+    """The message for an ``OSError`` in the temporary folder ``tmp`` (None: not made yet):
+    it names that folder and TMPDIR, not the output or the input."""
+    where = tmp.parent if tmp is not None else Path(tempfile.gettempdir())
+    why = e.strerror or type(e).__name__
+    room = " (no room)" if e.errno in NO_ROOM else ""
+    return (f"cannot {doing} in the temporary folder {where}{room}: {why}; free space there "
+            "or set TMPDIR to a folder with room")
+
+
+@contextlib.contextmanager
+def _room_errors(dst: Path, tmp: Path | None = None) -> Iterator[None]:
+    """A full disk (or quota, or size limit) while the block writes: in ``tmp`` (the
+    temporary folder) it names TMPDIR; otherwise the free space beside ``dst``."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in (*NO_ROOM, errno.EROFS):
+            raise
+        if tmp is not None:
+            raise EdgeresError(tmp_problem(e, tmp, f"build {dst.name}")) from None
+        parent = dst.parent if str(dst.parent) else Path(".")
+        try:
+            free = f"{shutil.disk_usage(parent).free / 1e6:.1f} MB free"
+        except OSError:
+            free = "free space unknown"
+        msg = (f"no room to write {dst} ({e.strerror or e}; {free} on the file system that "
+               f"holds {parent.absolute()}): free space there or choose another output path")
+        raise EdgeresError(msg) from None
 
 
 @dataclass(frozen=True)
@@ -371,19 +406,25 @@ def package(model: str | Path, dst: str | Path, *, overwrite: bool = False,
     dst = Path(dst)
     _check_destination(dst, [p for p, _ in _model_files(path)[0]], overwrite)
     if dst.suffix.lower() == ".zip":
-        with write_errors(dst), tempfile.TemporaryDirectory(prefix="edgeres.package.") as tmp:
+        try:
+            work = tempfile.TemporaryDirectory(prefix="edgeres.package.")
+        except OSError as e:
+            raise EdgeresError(tmp_problem(e, None, f"build {dst.name}")) from None
+        with write_errors(dst), work as tmp:
             folder = Path(tmp) / dst.stem
-            folder.mkdir()
-            files, runtime = _write_bundle(folder, path, meta, record, (golden, golden_samples))
+            with _room_errors(dst, Path(tmp)):
+                folder.mkdir()
+                files, runtime = _write_bundle(folder, path, meta, record,
+                                               (golden, golden_samples))
             label = _check_bundle(folder, path)
             _check_golden(folder)
-            with atomic_write(dst) as tmp_zip:
+            with atomic_write(dst) as tmp_zip, _room_errors(dst):
                 with zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_DEFLATED) as z:
                     for file in _tree(folder):
                         z.write(file, f"{dst.stem}/{file.relative_to(folder).as_posix()}")
             size = sum(f.stat().st_size for f in _tree(folder))
     else:
-        with atomic_dir(dst) as folder:
+        with atomic_dir(dst) as folder, _room_errors(dst):
             files, runtime = _write_bundle(folder, path, meta, record, (golden, golden_samples))
             label = _check_bundle(folder, path)
             _check_golden(folder)

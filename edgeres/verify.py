@@ -35,6 +35,7 @@ import numpy as np
 from edgeres import __version__, golden
 from edgeres.errors import DataError, EdgeresError
 from edgeres.meta import ModelMeta
+from edgeres.package import NO_ROOM, tmp_problem
 from edgeres.preprocess import load_image, pad_batch, pixels_to_input, resize_crop
 
 __all__ = ["FLOOR", "MARGIN", "make_golden", "verify_bundle"]
@@ -61,11 +62,23 @@ _CIFAR_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
 
 
 def _default_data(meta: ModelMeta) -> str | None:
-    """Validation, else calibration data named in the record; cifar10-val for CIFAR models."""
+    """Validation, else calibration data the record names when it is a registered data set
+    (``names.DATASETS``); cifar10-val for CIFAR models.
+
+    A path in a record is never followed (the record is untrusted input: it could name any
+    folder on this machine, or one relative to wherever ``package`` runs); it is logged with
+    the option that takes it.
+    """
+    from edgeres.names import DATASETS
+
     q = meta.quantization
     for name in (q.validation_data, q.calibration_data) if q else ():
-        if isinstance(name, str) and name and not name.endswith("-test"):
+        if not isinstance(name, str) or not name or name.endswith("-test"):
+            continue
+        if name in DATASETS:
             return name
+        log.warning("golden: the record names data %r, a path, which is not read unless you "
+                    "pass it: --golden %r", name[:200], name[:200])
     if tuple(meta.labels) == _CIFAR_LABELS and meta.input_size == (32, 32):
         return "cifar10-val"
     return None
@@ -235,20 +248,43 @@ def make_golden(dst: Path, model: Path, meta: ModelMeta, record: str, *,
 
 
 def _bundle_folder(path: Path, stack: ExitStack) -> Path:
-    """The bundle folder; a bundle .zip is extracted into a temporary folder first."""
-    if path.is_file() and path.suffix.lower() == ".zip":
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edgeres.verify.")))
-        try:
-            with zipfile.ZipFile(path) as z:
-                z.extractall(tmp)
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:  # truncated, corrupt
-            why = str(e).splitlines()[0] if str(e) else repr(e)
-            msg = f"{path} is not a readable bundle .zip ({why}); re-package it or copy it again"
-            raise EdgeresError(msg) from None
-        tops = [p for p in tmp.iterdir() if p.is_dir()]
-        path = tops[0] if len(tops) == 1 else tmp
-    if not (path / "metadata.json").is_file():
-        msg = f"{path} is not an edgeres bundle (no metadata.json); pass a bundle folder or .zip"
+    """The bundle folder; a bundle .zip is extracted into a temporary folder (TMPDIR) first.
+
+    Raises:
+        EdgeresError: for every way the path, the .zip or the temporary folder fails.
+    """
+    try:
+        is_zip = path.is_file() and path.suffix.lower() == ".zip"
+        if is_zip:
+            try:
+                tmp = Path(stack.enter_context(
+                    tempfile.TemporaryDirectory(prefix="edgeres.verify.")))
+            except OSError as e:  # TMPDIR missing, read-only or full
+                raise EdgeresError(tmp_problem(e, None, f"extract {path}")) from None
+            try:
+                with zipfile.ZipFile(path) as z:
+                    z.extractall(tmp)
+            except OSError as e:
+                if e.errno in NO_ROOM or (e.filename and str(e.filename).startswith(str(tmp))):
+                    raise EdgeresError(tmp_problem(e, tmp, f"extract {path}")) from None
+                why = e.strerror or type(e).__name__
+                msg = f"{path} cannot be read ({why}); copy it again"
+                raise EdgeresError(msg) from None
+            except (zipfile.BadZipFile, EOFError, ValueError, RuntimeError,
+                    NotImplementedError, KeyError) as e:  # truncated, corrupt, encrypted
+                why = str(e).splitlines()[0] if str(e) else repr(e)
+                msg = (f"{path} is not a readable bundle .zip ({why[:200]}); re-package it or "
+                       "copy it again")
+                raise EdgeresError(msg) from None
+            tops = [p for p in tmp.iterdir() if p.is_dir()]
+            path = tops[0] if len(tops) == 1 else tmp
+        has_record = (path / "metadata.json").is_file()
+    except OSError as e:  # a name too long, a folder without permission
+        msg = f"cannot read bundle {str(path)[:200]} ({e.strerror or type(e).__name__})"
+        raise EdgeresError(msg) from None
+    if not has_record:
+        msg = (f"{str(path)[:200]} is not an edgeres bundle (no metadata.json); pass a bundle "
+               "folder or .zip")
         raise EdgeresError(msg)
     return path
 
@@ -270,8 +306,14 @@ def verify_bundle(bundle: str | Path, *, golden_file: str | Path | None = None,
     """
     from edgeres.device.infer import verify_folder
 
-    with ExitStack() as stack:
-        folder = _bundle_folder(Path(bundle), stack)
-        verdict = verify_folder(folder, Path(golden_file) if golden_file else None, threads)
-        verdict["bundle"] = str(bundle)
-        return verdict
+    try:
+        with ExitStack() as stack:
+            folder = _bundle_folder(Path(bundle), stack)
+            verdict = verify_folder(folder, Path(golden_file) if golden_file else None,
+                                    threads)
+    except OSError as e:  # anything the bundle's files do that the checks above did not name
+        name = e.filename if e.filename else bundle
+        msg = f"cannot read {str(name)[:200]} ({e.strerror or type(e).__name__}); copy it again"
+        raise EdgeresError(msg) from None
+    verdict["bundle"] = str(bundle)
+    return verdict

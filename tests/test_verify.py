@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
-from helpers import run_infer
+from helpers import one_error, run_infer
 
 from edgeres import golden, names, package, runtime
 from edgeres.cli import cli
@@ -406,3 +406,120 @@ def test_isa_counts_only_this_architectures_flags() -> None:
     assert golden.int8_isa("aarch64", host) == []
     assert golden.int8_isa("x86_64", host) == ["avx2", "avx512_vnni"]
     assert golden.int8_isa("aarch64", {"asimd", "asimddp"}) == ["asimd", "asimddp"]
+
+
+# --- a golden file and a bundle are untrusted input (issue 22 §1, §4) ---------------------------
+
+
+def _header_bomb(dst: Path, bundle: Path, samples: int = 10**12) -> Path:
+    """The bundle's golden file with its pixels array's header declaring ``samples`` images
+    (the data itself is the 64 real ones): numpy would allocate the declared size."""
+    import zipfile
+
+    with zipfile.ZipFile(bundle / golden.GOLDEN_FILE) as src, zipfile.ZipFile(dst, "w") as out:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "pixels.npy":
+                import io
+
+                head = io.BytesIO()
+                np.lib.format.write_array_header_1_0(head, {
+                    "descr": "|u1", "fortran_order": False, "shape": (samples, 32, 32, 3)})
+                data = head.getvalue() + data[len(head.getvalue()):]
+            out.writestr(item.filename, data)
+    return dst
+
+
+def test_golden_header_bomb_is_refused_with_the_figure_before_allocating(
+        fp32_bundle: Path, tmp_path: Path) -> None:
+    """A golden file whose header declares 10^12 images: edgeres verify --golden and infer.py
+    --golden say so in one line with the declared shape (numpy would try 2.7 PiB first)."""
+    bomb = _header_bomb(tmp_path / "bomb.npz", fp32_bundle)
+    result = CliRunner().invoke(cli, ["verify", str(fp32_bundle), "--golden", str(bomb)])
+    line = one_error(result, "bomb.npz", "(1000000000000, 32, 32, 3)")
+    assert "holds" in line
+    out = infer_verify(fp32_bundle, "--golden", str(bomb))
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert "(1000000000000, 32, 32, 3)" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_golden_file_larger_than_memory_is_refused_with_both_figures(
+        fp32_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A golden file whose declared arrays exceed the memory available (faked: 100 kB) is
+    refused before loading, naming the need and what is available."""
+    from edgeres import _resources
+
+    monkeypatch.setattr(_resources, "available_memory", lambda: 100_000)
+    result = CliRunner().invoke(cli, ["verify", str(fp32_bundle)])
+    line = one_error(result, "golden file", "of memory but 0 MB is available")
+    assert "pixels (64, 32, 32, 3)" in line
+
+
+def _encrypted(zip_bytes: bytes) -> bytes:
+    """The zip with every member flagged as encrypted (general purpose bit 0)."""
+    data = bytearray(zip_bytes)
+    for sig, flag_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        start = 0
+        while (at := data.find(sig, start)) >= 0:
+            data[at + flag_at] |= 1
+            start = at + 4
+    return bytes(data)
+
+
+@pytest.mark.parametrize("case", ["not a zip", "encrypted", "path too long", "not a bundle",
+                                  "header bomb inside", "a FIFO"])
+def test_verify_bundle_raises_only_edgeres_errors(fp32_bundle: Path, tmp_path: Path,
+                                                 case: str) -> None:
+    """verify_bundle on a broken bundle or path raises an EdgeresError naming it, never
+    BadZipFile, RuntimeError ('is encrypted'), OSError (name too long) or MemoryError."""
+    from edgeres.errors import EdgeresError
+    from edgeres.verify import verify_bundle
+
+    good = tmp_path / "good.zip"
+    shutil.make_archive(str(good.with_suffix("")), "zip", fp32_bundle.parent, fp32_bundle.name)
+    path = tmp_path / "b.zip"
+    if case == "not a zip":
+        path.write_bytes(b"PK\x03\x04 not really a zip")
+    elif case == "encrypted":
+        path.write_bytes(_encrypted(good.read_bytes()))
+    elif case == "path too long":
+        path = tmp_path / ("x" * 10_000 + ".zip")
+    elif case == "not a bundle":
+        path = tmp_path / "folder"
+        path.mkdir()
+    elif case == "header bomb inside":
+        copy = tmp_path / "bundle"
+        shutil.copytree(fp32_bundle, copy)
+        _header_bomb(tmp_path / "bomb.npz", fp32_bundle).replace(copy / golden.GOLDEN_FILE)
+        path = copy
+    else:
+        path = tmp_path / "fifo.zip"
+        os.mkfifo(path)
+    with pytest.raises(EdgeresError) as caught:
+        verify_bundle(path)
+    assert type(caught.value).__module__ == "edgeres.errors"
+    assert len(str(caught.value).splitlines()) == 1
+
+
+def test_verify_zip_with_a_full_or_missing_tmpdir_names_tmpdir(
+        fp32_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`edgeres verify b.zip` extracts into TMPDIR: a full one (ENOSPC injected) or a missing
+    one is one Error line naming the temporary folder and TMPDIR, not the bundle or stdout."""
+    import errno
+    import tempfile
+    import zipfile
+
+    bundle = tmp_path / "b.zip"
+    shutil.make_archive(str(bundle.with_suffix("")), "zip", fp32_bundle.parent, fp32_bundle.name)
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(zipfile.ZipFile, "extractall", full)
+    result = CliRunner().invoke(cli, ["verify", str(bundle)])
+    line = one_error(result, "temporary folder", "TMPDIR", "No space left on device")
+    assert "standard output" not in line and "b.zip is not" not in line
+    monkeypatch.undo()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    result = CliRunner().invoke(cli, ["verify", str(bundle)])
+    one_error(result, "temporary folder", str(tmp_path / "missing"), "TMPDIR")

@@ -162,15 +162,23 @@ def classify(folder: Path, images: list[str], top_k: int,
                             for image, p in zip(images, found, strict=True)]}
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for this file system, ...
+        return False
+
+
 def _read_golden(path: Path) -> dict[str, Any]:
     """``golden.load_golden``, every way a file can be broken made one ``EdgeresError``."""
-    if not path.is_file():
+    if not _is_file(path):
         msg = (f"{path} does not exist: the bundle was packaged without golden data; "
                "re-package it with this edgeres")
         raise EdgeresError(msg)
     try:
         return golden.load_golden(path)
-    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as e:
+    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile, RuntimeError,
+            NotImplementedError) as e:
         msg = f"cannot read golden file {path}: {str(e).splitlines()[0] if str(e) else e!r}"
         raise EdgeresError(msg) from None
 

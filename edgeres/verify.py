@@ -62,23 +62,11 @@ _CIFAR_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
 
 
 def _default_data(meta: ModelMeta) -> str | None:
-    """Validation, else calibration data the record names when it is a registered data set
-    (``names.DATASETS``); cifar10-val for CIFAR models.
-
-    A path in a record is never followed (the record is untrusted input: it could name any
-    folder on this machine, or one relative to wherever ``package`` runs); it is logged with
-    the option that takes it.
-    """
-    from edgeres.names import DATASETS
-
+    """Validation, else calibration data named in the record; cifar10-val for CIFAR models."""
     q = meta.quantization
     for name in (q.validation_data, q.calibration_data) if q else ():
-        if not isinstance(name, str) or not name or name.endswith("-test"):
-            continue
-        if name in DATASETS:
+        if isinstance(name, str) and name and not name.endswith("-test"):
             return name
-        log.warning("golden: the record names data %r, a path, which is not read unless you "
-                    "pass it: --golden %r", name[:200], name[:200])
     if tuple(meta.labels) == _CIFAR_LABELS and meta.input_size == (32, 32):
         return "cifar10-val"
     return None

@@ -453,32 +453,3 @@ def test_package_zip_on_a_full_disk_names_free_space_or_tmpdir(
     result = CliRunner().invoke(cli, ["package", "cifar10", "-o", str(dst)])
     one_error(result, "temporary folder", "(no room)", "TMPDIR")
     assert list(dst.parent.iterdir()) == []
-
-
-@pytest.mark.slow
-def test_package_never_follows_a_data_path_from_the_record(tmp_path: Path,
-                                                           caplog: pytest.LogCaptureFixture
-                                                           ) -> None:
-    """A record whose calibration and validation data name an absolute folder of images: the
-    golden file is not drawn from it (the CIFAR default is), and the log says how to pass it."""
-    import shutil
-
-    private = tmp_path / "private"
-    private.mkdir()
-    for f in IMAGES:
-        shutil.copyfile(f, private / f.name)
-    m = onnx.load(str(names.resolve_model_file("cifar10-int8")))
-    entry = next(p for p in m.metadata_props if p.key == METADATA_KEY)
-    record = json.loads(entry.value)
-    record["quantization"]["calibration_data"] = str(private)
-    record["quantization"]["validation"]["data"] = str(private)
-    entry.value = json.dumps(record)
-    onnx.save(m, str(tmp_path / "m.onnx"))
-    with caplog.at_level("WARNING"):
-        dst = package.package(tmp_path / "m.onnx", tmp_path / "b").path
-    from edgeres import golden
-
-    source = golden.load_golden(dst / golden.GOLDEN_FILE)["info"]["source"]
-    assert str(private) not in source and "cifar10-val" in source
-    assert any("--golden" in r.getMessage() and str(private) in r.getMessage()
-               for r in caplog.records)

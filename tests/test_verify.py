@@ -18,7 +18,7 @@ from helpers import one_error, run_infer
 
 from edgeres import golden, names, package, runtime
 from edgeres.cli import cli
-from edgeres.preprocess import pixels_to_input
+from edgeres.preprocess import pixels_to_input, prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 def infer_verify(bundle: Path, *args: str) -> subprocess.CompletedProcess:
@@ -233,8 +233,8 @@ def test_required_agreement_is_the_binomial_bound_a_random_model_misses(classes:
 
 
 def _two_class_probability_model(dst: Path) -> Path:
-    """The shipped CIFAR-10 model with a 2-class head (vehicle, animal: the mean logit of each
-    group) and a Softmax, as a foreign exporter would give it, attached with its record."""
+    """The shipped CIFAR-10 model with a 2-class head (vehicle, animal: 3x the mean logit of
+    each group) and a Softmax, as a foreign exporter would give it, attached with its record."""
     from onnx import helper, numpy_helper
 
     from edgeres.foreign import RecordOptions, attach
@@ -246,7 +246,7 @@ def _two_class_probability_model(dst: Path) -> Path:
     vehicles = {0, 1, 8, 9}  # airplane, automobile, ship, truck
     w = np.zeros((10, 2), np.float32)
     for i in range(10):
-        w[i, 0 if i in vehicles else 1] = 1 / (4 if i in vehicles else 6)
+        w[i, 0 if i in vehicles else 1] = 3 / (4 if i in vehicles else 6)
     g.initializer.append(numpy_helper.from_array(w, "head_w"))
     old = g.output[0].name
     g.node.extend([helper.make_node("MatMul", [old, "head_w"], ["head"]),
@@ -523,3 +523,25 @@ def test_verify_zip_with_a_full_or_missing_tmpdir_names_tmpdir(
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
     result = CliRunner().invoke(cli, ["verify", str(bundle)])
     one_error(result, "temporary folder", str(tmp_path / "missing"), "TMPDIR")
+
+
+def test_probability_bundle_prints_the_models_probabilities_unchanged(tmp_path: Path) -> None:
+    """A bundle of a model ending in Softmax prints the model's own probabilities (never a
+    softmax of them, which would squash 0.99/0.01 towards 0.73/0.27), in infer.py and
+    edgeres predict alike."""
+    import onnxruntime as ort
+
+    model = _two_class_probability_model(tmp_path / "fp32.onnx")
+    bundle = package.package(model, tmp_path / "bundle").path
+    images = sorted((names.calibration_dir() / "cifar10-val").rglob("*.jpg"))[::100][:6]
+    out = run_infer(bundle, *map(str, images), "--top-k", "2", "--json")
+    assert out.returncode == 0, out.stderr
+    p = runtime.load(model)
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    raw = session.run(None, {p.meta.input.name: prepare(images, p.meta)})[0]
+    got = json.loads(out.stdout)["predictions"]
+    for row, item in zip(raw, got, strict=True):
+        assert item["indices"] == np.argsort(-row, kind="stable").tolist()
+        np.testing.assert_allclose(item["probabilities"], np.sort(row)[::-1], atol=1e-6)
+    assert max(max(item["probabilities"]) for item in got) > 0.9  # confident: a 2nd softmax
+    # would have capped it at e / (1 + e) = 0.731

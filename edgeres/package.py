@@ -362,6 +362,11 @@ def _check_golden(folder: Path) -> None:
         msg = (f"the bundle's infer.py --verify printed no verdict "
                f"({lines[-1][:200] if lines else out.returncode}); fix edgeres")
         raise EdgeresError(msg) from None
+    target = [str(f) for f in verdict.get("failures", []) if str(f).startswith("target: ")]
+    if target:  # golden logits made here would be the wrong ones (golden.target_fails)
+        msg = (f"this host cannot make the golden file: {target[0][len('target: '):]}; "
+               "package it on a CPU the quantization target suits")
+        raise EdgeresError(msg)
     if not verdict.get("passed"):
         msg = (f"the new bundle fails its own golden check on this host "
                f"({'; '.join(verdict.get('failures', []))[:300]}); report this with the model")

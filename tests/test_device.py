@@ -191,3 +191,33 @@ def test_infer_py_checks_the_runtime_version_before_loading(
     for enough in (need, "99.0"):  # as new or newer: let through (no exception)
         monkeypatch.setattr(infer, "_installed_version", lambda dist, v=enough: v)
         infer.check_runtime_version(bundle, bundle / "model.onnx")
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="needs an x86-64 host")
+def test_infer_py_warns_before_running_an_x86_vnni_model_without_vnni(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Classifying with an int8 bundle quantized for x86-vnni on a CPU without VNNI (flags
+    faked: AVX2 only) logs the risk before the model is loaded; with VNNI it says nothing."""
+    from edgeres import package
+    from edgeres.device import infer
+
+    bundle = package.package("cifar10-int8", tmp_path / "b").path
+    record = json.loads((bundle / "metadata.json").read_text("utf-8"))
+    record["quantization"]["target"] = "x86-vnni"
+    (bundle / "metadata.json").write_text(json.dumps(record), "utf-8")
+    image = str(sorted((names.calibration_dir() / "cifar10-calib").rglob("*.jpg"))[0])
+    real_load, order = infer.load, []
+
+    def load(*args: object, **kwargs: object) -> object:
+        order.append([r.getMessage() for r in caplog.records])
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(infer, "load", load)
+    for flags, warned in (({"avx2", "fma"}, True), ({"avx2", "avx512_vnni"}, False)):
+        caplog.clear()
+        order.clear()
+        monkeypatch.setattr(infer.golden, "cpu_flags", lambda *a, f=flags: set(f))
+        with caplog.at_level("WARNING"):
+            assert infer.main([image, "--json"], folder=bundle) == 0
+        assert any("no VNNI" in m for m in order[0]) == warned, order

@@ -17,6 +17,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import platform
 import sys
 import zipfile
 from pathlib import Path
@@ -40,6 +41,8 @@ from edgeres.runtime import Predictor, load
 
 __all__ = ["FOLDER_SUFFIXES", "check_runtime_version", "classify", "find_model", "main",
            "needed_version", "read_record", "verify_folder"]
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1  # of the --json output, the same as `edgeres predict --json`
 RECORD_FILE = "metadata.json"
@@ -118,10 +121,19 @@ def check_runtime_version(folder: Path, model: Path) -> None:
         raise BackendNotAvailable(msg)
 
 
-def _load(folder: Path, threads: int | None) -> tuple[Predictor, bytes, Path]:
+def _load(folder: Path, threads: int | None,
+          warn: bool = True) -> tuple[Predictor, bytes, Path]:
+    """The bundle's predictor, record bytes and model file; ``warn`` logs, before loading,
+    what running an int8 model quantized for another CPU risks here (``golden.target_risk``;
+    ``golden.verify`` logs it itself)."""
     meta, raw = read_record(folder)
     model = find_model(folder)
     check_runtime_version(folder, model)
+    target = meta.quantization.target if meta.quantization else None
+    if warn and meta.precision == "int8":
+        risk = golden.target_risk(target, platform.machine(), golden.cpu_flags())
+        if risk:
+            log.warning("%s", risk)
     return load(model, meta=meta, threads=threads), raw, model
 
 
@@ -194,7 +206,7 @@ def verify_folder(folder: Path, golden_file: Path | None = None,
         EdgeresError: if the bundle, its record, model or golden file is missing or unreadable.
     """
     gold = _read_golden(golden_file or folder / golden.GOLDEN_FILE)
-    predictor, raw, model = _load(folder, threads)
+    predictor, raw, model = _load(folder, threads, warn=False)
     meta = predictor.meta
 
     def to_input(pixels: np.ndarray) -> np.ndarray:

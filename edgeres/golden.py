@@ -6,9 +6,10 @@ a device's runtime and returns a verdict: top-1 agreement, max |delta logit|, th
 runtime reports executing, the CPU's int8-relevant ISA flags and whether the model's quantization
 ``--target`` suits this CPU. ``edgeres verify`` and a bundle's ``infer.py --verify`` both call
 this module: a bundle carries it as a file of its device package (``edgeres.device``), so it
-imports nothing but the stdlib, numpy, ``edgeres._hw`` (the CPU rules) and
-``preprocess.pad_batch``, both carried too. The target-risk rule lives here, and
-``bench._notes`` uses it, so a device states it exactly as edgeres.
+imports nothing but the stdlib, numpy, ``edgeres._hw`` (the CPU rules),
+``edgeres._resources`` (the memory check) and ``preprocess.pad_batch``, all carried too. The
+target-risk rule lives here, and ``bench._notes`` uses it, so a device states it exactly as
+edgeres.
 
 Inputs are stored as model-sized uint8 pixels (after resize and centre crop) whenever the data
 are images: 4x smaller than float32 input (196 kB for 64 CIFAR images) and the device runs its

@@ -12,6 +12,7 @@ turn an ``OSError`` while writing (disk full, read-only file system) into a one-
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import shutil
@@ -258,3 +259,16 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a file-size limit
+
+
+def tmp_problem(e: OSError, tmp: Path | None, doing: str) -> str:
+    """The message for an ``OSError`` in the temporary folder ``tmp`` (None: not made yet):
+    it names that folder and TMPDIR, not the output or the input."""
+    where = tmp.parent if tmp is not None else Path(tempfile.gettempdir())
+    why = e.strerror or type(e).__name__
+    room = " (no room)" if e.errno in NO_ROOM else ""
+    return (f"cannot {doing} in the temporary folder {where}{room}: {why}; free space there "
+            "or set TMPDIR to a folder with room")

@@ -14,6 +14,8 @@ must agree with ``edgeres.runtime``; it is written atomically: a failure leaves 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import platform
 import shutil
@@ -21,13 +23,14 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata as _metadata
 from pathlib import Path
 from typing import Any
 
-from edgeres import __version__, runtimes
-from edgeres._fs import atomic_dir, atomic_write, check_output, write_errors
+from edgeres import __version__, _model_needs, runtimes
+from edgeres._fs import NO_ROOM, atomic_dir, atomic_write, check_output, tmp_problem, write_errors
 from edgeres.errors import EdgeresError, ModelFileError
 from edgeres.meta import ModelMeta
 
@@ -46,6 +49,25 @@ TESTED_PLATFORMS: tuple[str, ...] = ("Linux-x86_64 CPython 3.11",)
 _CHECK_TIMEOUT_S = 300  # one image through infer.py; generous for a busy machine
 _TIE = 1e-6  # top-1 probabilities this close may rank two classes either way
 _BUNDLE_MARKS = ("metadata.json", "infer.py")  # files that make a folder or .zip a bundle
+@contextlib.contextmanager
+def _room_errors(dst: Path, tmp: Path | None = None) -> Iterator[None]:
+    """A full disk (or quota, or size limit) while the block writes: in ``tmp`` (the
+    temporary folder) it names TMPDIR; otherwise the free space beside ``dst``."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in (*NO_ROOM, errno.EROFS):
+            raise
+        if tmp is not None:
+            raise EdgeresError(tmp_problem(e, tmp, f"build {dst.name}")) from None
+        parent = dst.parent if str(dst.parent) else Path(".")
+        try:
+            free = f"{shutil.disk_usage(parent).free / 1e6:.1f} MB free"
+        except OSError:
+            free = "free space unknown"
+        msg = (f"no room to write {dst} ({e.strerror or e}; {free} on the file system that "
+               f"holds {parent.absolute()}): free space there or choose another output path")
+        raise EdgeresError(msg) from None
 
 
 @dataclass(frozen=True)
@@ -99,13 +121,43 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
-def render_requirements(runtime: str) -> str:
-    """``requirements.txt``: the tested minimum versions and where they were tested."""
-    pins = [(name, TESTED_MINIMUMS[name]) for name in ("numpy", "Pillow", runtime)]
+def runtime_minimum(model: Path) -> tuple[str, str]:
+    """The oldest release of ``model``'s runtime that reads it, and why (``_model_needs``):
+    from its IR version and opset imports for ONNX, its layers' opsets for an OpenVINO IR;
+    never below the runtime's tested ``min_version``.
+
+    Raises:
+        ModelFileError: if the model file cannot be read.
+    """
+    rt = runtimes.for_file(model)
+    try:
+        if rt.name == "ort":
+            ir, imports, _ = _model_needs.onnx_needs(model.read_bytes())
+            return _model_needs.ort_minimum(ir, imports, rt.min_version, _version(rt.dist))
+        if rt.name == "openvino":
+            return _model_needs.ir_needs(model, rt.min_version)
+    except (OSError, ValueError) as e:
+        msg = f"cannot read {model} to find the runtime version it needs ({e}); re-export it"
+        raise ModelFileError(msg) from None
+    return rt.min_version, "the runtime's tested minimum"
+
+
+def render_requirements(runtime: str, minimum: tuple[str, str] | None = None) -> str:
+    """``requirements.txt``: the minimum versions and where they were tested.
+
+    Args:
+        runtime: the runtime's pip distribution.
+        minimum: (version, why) the model needs of it (``runtime_minimum``); None: the
+            tested minimum.
+    """
+    need, why = minimum or (TESTED_MINIMUMS[runtime], "the runtime's tested minimum")
+    pins = [("numpy", TESTED_MINIMUMS["numpy"]), ("Pillow", TESTED_MINIMUMS["Pillow"]),
+            (runtime, need)]
     checked = ", ".join(f"{name} {_version(name)}" for name, _ in pins)
     return (
         "# Python >= 3.10. Install: pip install -r requirements.txt\n"
-        "# Minimum versions: the oldest releases edgeres' install test runs infer.py with.\n"
+        "# Minimum versions: the oldest releases edgeres' install test runs infer.py with; "
+        f"{runtime} {need} for this model ({why}).\n"
         f"# Tested on: {'; '.join(TESTED_PLATFORMS)}\n"
         f"# Packaged and checked on {platform_label()} with {checked} (edgeres {__version__})\n"
         + "".join(f"{name}>={version}\n" for name, version in pins)
@@ -194,13 +246,21 @@ def _write_bundle(folder: Path, path: Path, meta: ModelMeta, record: str,
     copies, runtime = _model_files(path)
     for src, name in copies:
         shutil.copyfile(src, folder / name)
+    model = folder / copies[0][1]
+    if runtimes.for_file(path).name == "ort":  # imports no node uses would raise the minimum
+        try:
+            model.write_bytes(_model_needs.drop_unused_opsets(model.read_bytes()))
+        except ValueError as e:
+            msg = f"{path} is not a readable ONNX model ({e}); re-export it"
+            raise ModelFileError(msg) from None
     copy_device_code(folder, runtimes.for_file(path).name)
     # The record exactly as the model file stores it (ModelMeta.to_json() wrote it there).
     (folder / "metadata.json").write_bytes(record.encode("utf-8"))
     (folder / "labels.txt").write_text("".join(f"{label}\n" for label in meta.labels), "utf-8")
-    (folder / "requirements.txt").write_text(render_requirements(runtime), "utf-8")
+    (folder / "requirements.txt").write_text(
+        render_requirements(runtime, runtime_minimum(model)), "utf-8")
     (folder / "README.md").write_text(render_readme(meta, [n for _, n in copies], runtime), "utf-8")
-    make_golden(folder / "golden.npz", folder / copies[0][1], meta, record, data=golden[0],
+    make_golden(folder / "golden.npz", model, meta, record, data=golden[0],
                 samples=golden[1])
     return sorted(p.name for p in folder.iterdir()), runtime
 
@@ -289,6 +349,11 @@ def _check_golden(folder: Path) -> None:
         msg = (f"the bundle's infer.py --verify printed no verdict "
                f"({lines[-1][:200] if lines else out.returncode}); fix edgeres")
         raise EdgeresError(msg) from None
+    target = [str(f) for f in verdict.get("failures", []) if str(f).startswith("target: ")]
+    if target:  # golden logits made here would be the wrong ones (golden.target_fails)
+        msg = (f"this host cannot make the golden file: {target[0][len('target: '):]}; "
+               "package it on a CPU the quantization target suits")
+        raise EdgeresError(msg)
     if not verdict.get("passed"):
         msg = (f"the new bundle fails its own golden check on this host "
                f"({'; '.join(verdict.get('failures', []))[:300]}); report this with the model")
@@ -333,19 +398,25 @@ def package(model: str | Path, dst: str | Path, *, overwrite: bool = False,
     dst = Path(dst)
     _check_destination(dst, [p for p, _ in _model_files(path)[0]], overwrite)
     if dst.suffix.lower() == ".zip":
-        with write_errors(dst), tempfile.TemporaryDirectory(prefix="edgeres.package.") as tmp:
+        try:
+            work = tempfile.TemporaryDirectory(prefix="edgeres.package.")
+        except OSError as e:
+            raise EdgeresError(tmp_problem(e, None, f"build {dst.name}")) from None
+        with write_errors(dst), work as tmp:
             folder = Path(tmp) / dst.stem
-            folder.mkdir()
-            files, runtime = _write_bundle(folder, path, meta, record, (golden, golden_samples))
+            with _room_errors(dst, Path(tmp)):
+                folder.mkdir()
+                files, runtime = _write_bundle(folder, path, meta, record,
+                                               (golden, golden_samples))
             label = _check_bundle(folder, path)
             _check_golden(folder)
-            with atomic_write(dst) as tmp_zip:
+            with atomic_write(dst) as tmp_zip, _room_errors(dst):
                 with zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_DEFLATED) as z:
                     for file in _tree(folder):
                         z.write(file, f"{dst.stem}/{file.relative_to(folder).as_posix()}")
             size = sum(f.stat().st_size for f in _tree(folder))
     else:
-        with atomic_dir(dst) as folder:
+        with atomic_dir(dst) as folder, _room_errors(dst):
             files, runtime = _write_bundle(folder, path, meta, record, (golden, golden_samples))
             label = _check_bundle(folder, path)
             _check_golden(folder)

@@ -6,10 +6,14 @@ pixels, runs them through the bundled model here and stores the logits, the labe
 tolerances. The tolerances are measured for each bundle, not guessed: the same inputs also run
 through other kernels of the same model (ONNX Runtime with graph optimisation off, i.e. QDQ as
 float reference math instead of fused int8 kernels, and OpenVINO's CPU plugin when installed),
-and the largest difference found, times ``MARGIN``, becomes the logit tolerance, never below
-``FLOOR`` (the precision's cross-machine spread measured on x86 vs emulated arm64, see
-benchmarks/results/arm64_verify.md). Required top-1 agreement is the share of inputs whose
-two best logits are further apart than drift within that tolerance could close.
+and the largest difference found, times ``MARGIN``, becomes the tolerance, never below
+``FLOOR`` (a share of the output's scale: probabilities are compared as probabilities, logits
+relative to their spread; the shares come from the precision's cross-machine spread measured
+on x86 vs emulated arm64, see benchmarks/results/arm64_verify.md). Required top-1 agreement is
+the share of inputs whose two best outputs are further apart than drift within that tolerance
+could close, never below what a model ignoring its input would meet
+(``golden.required_agreement``). ``edgeres verify`` re-checks both against the device's own
+outputs, so an edited golden file cannot loosen them.
 
 ``verify_bundle`` is the host side of ``edgeres verify``: it runs
 ``edgeres.device.infer.verify_folder``, the same code a bundle's ``infer.py --verify`` runs.
@@ -29,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from edgeres import __version__, golden
+from edgeres._fs import NO_ROOM, tmp_problem
 from edgeres.errors import DataError, EdgeresError
 from edgeres.meta import ModelMeta
 from edgeres.preprocess import load_image, pad_batch, pixels_to_input, resize_crop
@@ -39,16 +44,18 @@ log = logging.getLogger(__name__)
 
 GOLDEN_SAMPLES = 64
 MAX_PIXEL_BYTES = 2 << 20  # fewer samples for big inputs: 64 CIFAR images are 196 kB
-MARGIN = 2.0  # measured kernel spread x this = logit tolerance
-# (atol, rtol) never gone below, from measurements on the reference model (cifar_resnet20):
-# fp32 logits differed by at most 4.5e-6 between x86 and emulated arm64 ONNX Runtime
-# (benchmarks/results/arm64_verify.md) and 3.8e-6 between ORT and OpenVINO. int8 logits move
-# in output quantization steps (0.046 there): x86 vs arm64 differed by up to 3 steps (0.138,
-# the S8 'arm' target), ORT fused vs unfused QDQ by 3 steps, ORT vs OpenVINO by up to 11
-# (0.51 on 682 validation images). 0.5 covers the cross-ISA figure 3.6 times over; fp16/bf16
-# floors scale fp32's by their mantissa (unmeasured here: no fp16 CPU kernels to compare).
+MARGIN = 2.0  # measured kernel spread x this = output tolerance
+# (atol, rtol) never gone below; atol is a share of the output's scale (``golden.output_scale``:
+# 1 for probabilities, the median spread of a row's logits otherwise), so probabilities are
+# compared as probabilities and logits relative to their spread. From measurements on the
+# reference model (cifar_resnet20, logits spanning ~10): fp32 logits differed by at most 4.5e-6
+# between x86 and emulated arm64 ONNX Runtime (benchmarks/results/arm64_verify.md) and 3.8e-6
+# between ORT and OpenVINO. int8 logits move in output quantization steps (0.046 there): x86
+# vs arm64 differed by up to 3 steps (0.138, the S8 'arm' target), ORT fused vs unfused QDQ by
+# 3 steps, ORT vs OpenVINO by up to 11 (0.51 on 682 validation images), i.e. 5% of the scale;
+# fp16/bf16 floors scale fp32's by their mantissa (unmeasured here: no fp16 CPU kernels).
 FLOOR: dict[str, tuple[float, float]] = {
-    "fp32": (1e-3, 1e-3), "fp16": (2e-2, 1e-2), "bf16": (1e-1, 2e-2), "int8": (0.5, 0.02),
+    "fp32": (1e-4, 1e-3), "fp16": (2e-3, 1e-2), "bf16": (1e-2, 2e-2), "int8": (0.05, 0.02),
 }
 _CIFAR_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                  "ship", "truck")
@@ -104,14 +111,14 @@ def _draw(meta: ModelMeta, data: str | Path | None, samples: int, seed: int,
 
 def _logits(predictor: Any, data: np.ndarray, kind: str) -> np.ndarray:
     """Logits of ``data`` through ``predictor``, 32 at a time (padded for fixed batches)."""
-    step = predictor._batch or 32
+    step = predictor.fixed_batch or 32
     rows = []
     for start in range(0, len(data), step):
         chunk = data[start : start + step]
         x = pixels_to_input(chunk, predictor.meta) if kind == "pixels" else chunk
         x = x.astype(predictor.input_dtype, copy=False)
         n = len(x)
-        x = pad_batch(x, predictor._batch)
+        x = pad_batch(x, predictor.fixed_batch or 0)
         rows.append(np.asarray(predictor.run(x))[:n].reshape(n, -1))
     return np.concatenate(rows).astype(np.float64)
 
@@ -135,29 +142,48 @@ def _alternatives(path: Path, meta: ModelMeta) -> dict[str, Any]:
     return out
 
 
-def _tolerances(host: np.ndarray, others: dict[str, np.ndarray],
-                precision: str) -> dict[str, Any]:
-    """Tolerances from the measured spread between kernels, with ``MARGIN`` and ``FLOOR``."""
+def _tolerances(host: np.ndarray, others: dict[str, np.ndarray], precision: str,
+                probabilities: bool | None = None) -> dict[str, Any]:
+    """Tolerances from the measured spread between kernels, with ``MARGIN`` and ``FLOOR``.
+
+    The floor is a share of the output's scale (``golden.output_scale``); the required top-1
+    agreement is the share of inputs without a near-tie, never below what a model ignoring its
+    input meets (``golden.required_agreement``: a binomial bound from the number of classes
+    and inputs).
+    """
     measured = {}
     for name, logits in others.items():
         delta = np.abs(logits - host)
         measured[name] = {"max_abs_dlogit": float(delta.max()),
                           "agreement": float((logits.argmax(1) == host.argmax(1)).mean())}
     spread = max((m["max_abs_dlogit"] for m in measured.values()), default=0.0)
-    floor_atol, rtol = FLOOR.get(precision, FLOOR["fp32"])
+    scale = golden.output_scale(host, probabilities)
+    floor_share, rtol = FLOOR.get(precision, FLOOR["fp32"])
+    floor_atol = floor_share * scale
     atol = max(floor_atol, MARGIN * spread)
-    # Two logits each drifting by the largest measured amount, in opposite directions, swap
+    if atol > golden.MAX_ATOL_SHARE * scale:
+        log.warning("golden: the kernels measured disagree by up to %.3g, more than %.0f%% of "
+                    "the output's scale (%.3g) once doubled: verify will fail this bundle; "
+                    "re-quantize for this CPU's target", spread,
+                    100 * golden.MAX_ATOL_SHARE, scale)
+    # Two outputs each drifting by the largest measured amount, in opposite directions, swap
     # the top class only where they were at most twice that apart.
     tie_gap = 2 * max(spread, floor_atol / MARGIN)
     ties = golden.ambiguous(host, tie_gap)
+    random = golden.required_agreement(host.shape[1], len(host))
+    share = float(np.floor((1 - ties.mean()) * 1000) / 1000)
     return {
         "tolerances": {"atol": atol, "rtol": rtol, "tie_gap": tie_gap,
-                       "min_agreement": float(np.floor((1 - ties.mean()) * 1000) / 1000)},
+                       "min_agreement": max(share, random)},
         "tolerance_derivation": {
             "measured": measured, "margin": MARGIN, "floor": [floor_atol, rtol],
-            "rule": "atol = max(floor, margin x largest |delta logit| between the kernels "
-                    "measured); tie_gap = 2 x max(that delta, floor / margin); min_agreement = "
-                    "share of inputs whose top-2 logit gap exceeds tie_gap",
+            "scale": scale, "random_agreement": random,
+            "rule": "scale = 1 for probabilities, else the median of each row's max - min "
+                    "output; atol = max(floor share x scale, margin x largest |delta| between "
+                    "the kernels measured); tie_gap = 2 x max(that delta, floor / margin); "
+                    "min_agreement = max(share of inputs whose top-2 gap exceeds tie_gap, the "
+                    f"agreement a model ignoring its input meets with chance <= "
+                    f"{golden.RANDOM_PASS:g} (binomial, 1/classes per input))",
         },
     }
 
@@ -192,7 +218,8 @@ def make_golden(dst: Path, model: Path, meta: ModelMeta, record: str, *,
     others = {name: _logits(p, inputs, kind) for name, p in _alternatives(model, meta).items()}
     flags = golden.cpu_flags()
     info = {
-        **_tolerances(host, others, meta.precision), "source": source,
+        **_tolerances(host, others, meta.precision, meta.outputs_probabilities),
+        "source": source,
         "precision": meta.precision, "runtime": predictor.runtime,
         "executed_precision": predictor.executed_precision,
         "target": meta.quantization.target if meta.quantization else None,
@@ -209,20 +236,43 @@ def make_golden(dst: Path, model: Path, meta: ModelMeta, record: str, *,
 
 
 def _bundle_folder(path: Path, stack: ExitStack) -> Path:
-    """The bundle folder; a bundle .zip is extracted into a temporary folder first."""
-    if path.is_file() and path.suffix.lower() == ".zip":
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edgeres.verify.")))
-        try:
-            with zipfile.ZipFile(path) as z:
-                z.extractall(tmp)
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:  # truncated, corrupt
-            why = str(e).splitlines()[0] if str(e) else repr(e)
-            msg = f"{path} is not a readable bundle .zip ({why}); re-package it or copy it again"
-            raise EdgeresError(msg) from None
-        tops = [p for p in tmp.iterdir() if p.is_dir()]
-        path = tops[0] if len(tops) == 1 else tmp
-    if not (path / "metadata.json").is_file():
-        msg = f"{path} is not an edgeres bundle (no metadata.json); pass a bundle folder or .zip"
+    """The bundle folder; a bundle .zip is extracted into a temporary folder (TMPDIR) first.
+
+    Raises:
+        EdgeresError: for every way the path, the .zip or the temporary folder fails.
+    """
+    try:
+        is_zip = path.is_file() and path.suffix.lower() == ".zip"
+        if is_zip:
+            try:
+                tmp = Path(stack.enter_context(
+                    tempfile.TemporaryDirectory(prefix="edgeres.verify.")))
+            except OSError as e:  # TMPDIR missing, read-only or full
+                raise EdgeresError(tmp_problem(e, None, f"extract {path}")) from None
+            try:
+                with zipfile.ZipFile(path) as z:
+                    z.extractall(tmp)
+            except OSError as e:
+                if e.errno in NO_ROOM or (e.filename and str(e.filename).startswith(str(tmp))):
+                    raise EdgeresError(tmp_problem(e, tmp, f"extract {path}")) from None
+                why = e.strerror or type(e).__name__
+                msg = f"{path} cannot be read ({why}); copy it again"
+                raise EdgeresError(msg) from None
+            except (zipfile.BadZipFile, EOFError, ValueError, RuntimeError,
+                    NotImplementedError, KeyError) as e:  # truncated, corrupt, encrypted
+                why = str(e).splitlines()[0] if str(e) else repr(e)
+                msg = (f"{path} is not a readable bundle .zip ({why[:200]}); re-package it or "
+                       "copy it again")
+                raise EdgeresError(msg) from None
+            tops = [p for p in tmp.iterdir() if p.is_dir()]
+            path = tops[0] if len(tops) == 1 else tmp
+        has_record = (path / "metadata.json").is_file()
+    except OSError as e:  # a name too long, a folder without permission
+        msg = f"cannot read bundle {str(path)[:200]} ({e.strerror or type(e).__name__})"
+        raise EdgeresError(msg) from None
+    if not has_record:
+        msg = (f"{str(path)[:200]} is not an edgeres bundle (no metadata.json); pass a bundle "
+               "folder or .zip")
         raise EdgeresError(msg)
     return path
 
@@ -244,8 +294,14 @@ def verify_bundle(bundle: str | Path, *, golden_file: str | Path | None = None,
     """
     from edgeres.device.infer import verify_folder
 
-    with ExitStack() as stack:
-        folder = _bundle_folder(Path(bundle), stack)
-        verdict = verify_folder(folder, Path(golden_file) if golden_file else None, threads)
-        verdict["bundle"] = str(bundle)
-        return verdict
+    try:
+        with ExitStack() as stack:
+            folder = _bundle_folder(Path(bundle), stack)
+            verdict = verify_folder(folder, Path(golden_file) if golden_file else None,
+                                    threads)
+    except OSError as e:  # anything the bundle's files do that the checks above did not name
+        name = e.filename if e.filename else bundle
+        msg = f"cannot read {str(name)[:200]} ({e.strerror or type(e).__name__}); copy it again"
+        raise EdgeresError(msg) from None
+    verdict["bundle"] = str(bundle)
+    return verdict

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -108,6 +109,9 @@ _BREAKAGES: dict[str, tuple[Callable[[Path], object], str, bool]] = {
     "std 0": (_edit_record(lambda r: r["preprocess"].__setitem__("std", [0.0, 0.0, 0.0])),
               "std", True),
     "missing key": (_edit_record(lambda r: r.pop("preprocess")), "preprocess", True),
+    "runtime older than the model needs": (lambda f: (f / "requirements.txt").write_text(
+        (f / "requirements.txt").read_text().replace("onnxruntime>=", "onnxruntime>=99.0\n#")),
+        "needs onnxruntime >= 99.0 but", True),
 }
 
 
@@ -169,3 +173,53 @@ def test_infer_py_is_quiet_when_its_reader_goes_away(bundle: Path, args: tuple[s
     _, err = proc.communicate(timeout=120)
     assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
     assert err == b"" and proc.returncode == 1
+
+
+def test_infer_py_checks_the_runtime_version_before_loading(
+        bundle: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """An installed onnxruntime older than requirements.txt states (faked: 1.16.3 against the
+    bundle's 1.17.0) is one Error line naming both versions, before the model is loaded."""
+    from edgeres.device import infer
+
+    need = infer.needed_version(bundle, "onnxruntime")
+    assert need and (bundle / "requirements.txt").read_text().count(f"onnxruntime>={need}") == 1
+    loaded = []
+    monkeypatch.setattr(infer, "_installed_version", lambda dist: "1.16.3")
+    monkeypatch.setattr(infer, "load", lambda *a, **k: loaded.append(a))
+    assert infer.main(["--verify"], folder=bundle) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"Error: this bundle's model needs onnxruntime >= {need} but 1.16.3 is "
+                   "installed; run pip install -r requirements.txt"] and loaded == []
+    for enough in (need, "99.0"):  # as new or newer: let through (no exception)
+        monkeypatch.setattr(infer, "_installed_version", lambda dist, v=enough: v)
+        infer.check_runtime_version(bundle, bundle / "model.onnx")
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="needs an x86-64 host")
+def test_infer_py_warns_before_running_an_x86_vnni_model_without_vnni(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Classifying with an int8 bundle quantized for x86-vnni on a CPU without VNNI (flags
+    faked: AVX2 only) logs the risk before the model is loaded; with VNNI it says nothing."""
+    from edgeres import package
+    from edgeres.device import infer
+
+    bundle = package.package("cifar10-int8", tmp_path / "b").path
+    record = json.loads((bundle / "metadata.json").read_text("utf-8"))
+    record["quantization"]["target"] = "x86-vnni"
+    (bundle / "metadata.json").write_text(json.dumps(record), "utf-8")
+    image = str(sorted((names.calibration_dir() / "cifar10-calib").rglob("*.jpg"))[0])
+    real_load, order = infer.load, []
+
+    def load(*args: Any, **kwargs: Any) -> Any:
+        order.append([r.getMessage() for r in caplog.records])
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(infer, "load", load)
+    for flags, warned in (({"avx2", "fma"}, True), ({"avx2", "avx512_vnni"}, False)):
+        caplog.clear()
+        order.clear()
+        monkeypatch.setattr(infer.golden, "cpu_flags", lambda *a, f=flags: set(f))
+        with caplog.at_level("WARNING"):
+            assert infer.main([image, "--json"], folder=bundle) == 0
+        assert any("no VNNI" in m for m in order[0]) == warned, order

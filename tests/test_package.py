@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
-from helpers import run_infer
+from helpers import one_error, run_infer
 
 from edgeres import names, package, preprocess, runtime
 from edgeres.cli import cli
@@ -76,6 +76,69 @@ def test_bundle_holds_model_record_labels_and_tested_requirements(bundle: Path) 
     assert "python infer.py" in readme and "pip install -r requirements.txt" in readme
 
 
+def _with_opsets(src: Path, dst: Path, *, ir: int | None = None, **opsets: int) -> Path:
+    """A copy of ``src`` whose IR version and opset imports are changed: ``ai_onnx_ml=5``
+    imports ai.onnx.ml opset 5, ``onnx=21`` stamps the default domain 21."""
+    m = onnx.load(str(src))
+    for key, version in opsets.items():
+        domain = "" if key == "onnx" else key.replace("_", ".")
+        entry = next((o for o in m.opset_import if o.domain == domain), None)
+        if entry is None:
+            entry = m.opset_import.add()
+            entry.domain = domain
+        entry.version = version
+    if ir is not None:
+        m.ir_version = ir
+    onnx.save(m, str(dst))
+    return dst
+
+
+@pytest.mark.parametrize(("changes", "want"), [
+    ({}, "1.17.0"),                                   # opset 17, IR 8: the tested floor
+    ({"onnx": 21}, "1.18.0"),                         # opset 21 arrived in ORT 1.18
+    ({"ir": 10}, "1.18.0"),                           # IR 10 likewise
+    ({"onnx": 22}, "host"),                           # beyond ORT's table: what packaged it
+    ({"ai_onnx_ml": 5, "com_microsoft_nchwc": 1}, "1.17.0"),  # imported, no node uses them
+])
+def test_requirements_state_the_runtime_version_the_model_needs(tmp_path: Path, changes: dict,
+                                                                want: str) -> None:
+    """runtime_minimum reads the IR version and opset imports of the bundled copy, after the
+    imports no node uses are dropped (graph, weights and record kept byte for byte)."""
+    import onnxruntime as ort
+
+    from edgeres import _model_needs
+
+    src = _with_opsets(MODEL, tmp_path / "m.onnx", **changes)
+    data = _model_needs.drop_unused_opsets(src.read_bytes())
+    (tmp_path / "bundled.onnx").write_bytes(data)
+    m = onnx.load(str(tmp_path / "bundled.onnx"))
+    onnx.checker.check_model(m)
+    assert {o.domain for o in m.opset_import} == {""}
+    assert m.graph == onnx.load(str(src)).graph and m.metadata_props == onnx.load(
+        str(src)).metadata_props
+    need, why = package.runtime_minimum(tmp_path / "bundled.onnx")
+    assert need == (ort.__version__ if want == "host" else want), why
+    assert f"ai.onnx opset {changes.get('onnx', 17)}" in why
+
+
+@pytest.mark.slow
+def test_int8_bundle_drops_unused_opset_imports_and_declares_its_minimum(
+        tmp_path: Path) -> None:
+    """The shipped cifar10-int8 imports ai.onnx.ml 5 and seven other unused domains (ORT
+    1.17.x refused it): its bundle's model imports only what its nodes use, requirements.txt
+    says the onnxruntime that reads it and why, and the bundle still passes its own check."""
+    from edgeres import _model_needs
+
+    shipped = names.resolve_model_file("cifar10-int8")
+    assert "ai.onnx.ml" in _model_needs.onnx_needs(shipped.read_bytes())[1]
+    dst = package.package("cifar10-int8", tmp_path / "b").path
+    ir, imports, used = _model_needs.onnx_needs((dst / "model.onnx").read_bytes())
+    assert set(imports) == used == {""}
+    need, _ = _model_needs.ort_minimum(ir, imports, package.TESTED_MINIMUMS["onnxruntime"], "x")
+    req = (dst / "requirements.txt").read_text()
+    assert f"onnxruntime>={need}\n" in req and f"ai.onnx opset {imports['']}" in req
+
+
 def test_infer_py_runs_without_edgeres_and_matches_predict(bundle: Path) -> None:
     """infer.py --json (no edgeres/torch/onnx importable) equals Predictor.predict."""
     out = run_infer(bundle, *map(str, IMAGES), "--top-k", "3", "--json")
@@ -107,7 +170,8 @@ def test_ir_bundle_runs_with_openvino(ir_bundle: Path) -> None:
     assert names_ == sorted((*BUNDLE_FILES, "model.xml", "model.bin"))
     pins = [line for line in (ir_bundle / "requirements.txt").read_text().splitlines()
             if line and not line.startswith("#")]
-    assert pins[-1] == f"openvino>={package.TESTED_MINIMUMS['openvino']}" and len(pins) == 3
+    need, why = package.runtime_minimum(ir_bundle / "model.xml")
+    assert pins[-1] == f"openvino>={need}" and len(pins) == 3 and "layers up to opset" in why
     out = run_infer(ir_bundle, *map(str, IMAGES), "--top-k", "3", "--json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
@@ -359,3 +423,50 @@ def test_package_command(tmp_path: Path) -> None:
     missing = CliRunner().invoke(cli, ["package", "nosuch", "-o", str(tmp_path / "x.zip")])
     assert missing.exit_code == 1 and "Traceback" not in missing.output
     assert not (tmp_path / "x.zip").exists()
+
+
+def test_package_zip_on_a_full_disk_names_free_space_or_tmpdir(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`package -o b.zip` with no room (ENOSPC injected): writing the .zip names the free
+    space beside it; building the bundle in the temporary folder names TMPDIR. One line,
+    nothing left behind either way."""
+    import errno
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    dst = tmp_path / "out" / "b.zip"
+    dst.parent.mkdir()
+    monkeypatch.setattr(zipfile.ZipFile, "write", full)
+    result = CliRunner().invoke(cli, ["package", "cifar10", "-o", str(dst)])
+    line = one_error(result, "no room to write", "MB free on the file system that holds",
+                     str(dst.parent))
+    assert "No space left on device" in line and list(dst.parent.iterdir()) == []
+    monkeypatch.undo()
+    monkeypatch.setattr(package, "_write_bundle", full)
+    result = CliRunner().invoke(cli, ["package", "cifar10", "-o", str(dst)])
+    one_error(result, "temporary folder", "(no room)", "TMPDIR")
+    assert list(dst.parent.iterdir()) == []
+
+
+def test_packaging_an_x86_vnni_model_on_a_cpu_without_vnni_says_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bundle's own check fails its target on this host (no VNNI, faked in the verdict):
+    package refuses in one line saying to package on a CPU the target suits, not 'report
+    this'."""
+    import subprocess
+
+    verdict = {"passed": False, "target": "x86-vnni", "failures": [
+        "target: quantized for 'x86-vnni' but this CPU has no VNNI: its int8 results differ "
+        "from the packaging host's; re-quantize for 'x86'"]}
+
+    def fake_run(*args: object, **kwargs: object) -> subprocess.CompletedProcess:
+        return subprocess.CompletedProcess(args, 1, json.dumps(verdict), "")
+
+    folder = tmp_path / "b"
+    folder.mkdir()
+    monkeypatch.setattr(package.subprocess, "run", fake_run)
+    with pytest.raises(EdgeresError, match=r"this host cannot make the golden file: quantized "
+                       r"for 'x86-vnni' but this CPU has no VNNI.*on a CPU the quantization "
+                       r"target suits$"):
+        package._check_golden(folder)

@@ -3,7 +3,8 @@
 A bundle (``edgeres package``) holds ``infer.py`` (a copy of ``bundle_entry.py``) and, under
 ``edgeres_device/``, these modules of edgeres copied unchanged, at their own paths: the light
 core (``errors``, ``meta`` and ``_record_check``: the record and its checks, ``preprocess``,
-``_hw``: the hardware rules, ``golden``: the golden check), ``edgeres.runtime`` (load and
+``_hw``: the hardware rules, ``golden``: the golden check, ``_model_needs``: the runtime
+version a model needs, ``_resources``: the memory check), ``edgeres.runtime`` (load and
 predict), the runtime registry, this package (``infer``: infer.py's command line) and the ONE
 runtime module the bundle's model needs (``runtimes/ort.py`` or ``runtimes/openvino.py``).
 ``infer.py`` puts ``edgeres_device/`` first on ``sys.path``, so the bundle runs the very code
@@ -25,8 +26,9 @@ ENTRY = "infer.py"  # the bundle's entry point, a copy of bundle_entry.py
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm")
 # Every bundle's modules, as paths inside the edgeres package; plus runtimes/<its runtime>.py.
 SHARED_MODULES: tuple[str, ...] = (
-    "__init__.py", "_privacy.py", "errors.py", "vocab.py", "_record_check.py", "meta.py",
-    "preprocess.py", "_hw.py", "golden.py", "runtime/__init__.py", "runtime/backends.py",
+    "__init__.py", "_privacy.py", "_model_needs.py", "_resources.py", "errors.py", "vocab.py",
+    "_record_check.py", "meta.py", "preprocess.py", "_hw.py", "golden.py",
+    "runtime/__init__.py", "runtime/backends.py",
     "runtimes/__init__.py", "runtimes/_protocol.py", "device/__init__.py", "device/infer.py",
 )
 _PACKAGE = Path(__file__).resolve().parent.parent  # the installed edgeres package

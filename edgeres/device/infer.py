@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.metadata
 import json
+import logging
 import os
+import platform
 import sys
 import zipfile
 from pathlib import Path
@@ -23,16 +26,27 @@ from typing import Any
 import numpy as np
 
 from edgeres import golden, runtimes
+from edgeres._model_needs import version_tuple
 from edgeres.device import IMAGE_SUFFIXES
-from edgeres.errors import DataError, EdgeresError, MetadataError, ModelFileError
+from edgeres.errors import (
+    BackendNotAvailable,
+    DataError,
+    EdgeresError,
+    MetadataError,
+    ModelFileError,
+)
 from edgeres.meta import ModelMeta
 from edgeres.preprocess import pixels_to_input
 from edgeres.runtime import Predictor, load
 
-__all__ = ["FOLDER_SUFFIXES", "classify", "find_model", "main", "read_record", "verify_folder"]
+__all__ = ["FOLDER_SUFFIXES", "check_runtime_version", "classify", "find_model", "main",
+           "needed_version", "read_record", "verify_folder"]
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1  # of the --json output, the same as `edgeres predict --json`
 RECORD_FILE = "metadata.json"
+REQUIREMENTS_FILE = "requirements.txt"
 FOLDER_SUFFIXES = IMAGE_SUFFIXES  # the files `edgeres predict` takes from a folder
 
 
@@ -71,9 +85,55 @@ def find_model(folder: Path) -> Path:
     raise ModelFileError(msg)
 
 
-def _load(folder: Path, threads: int | None) -> tuple[Predictor, bytes, Path]:
+def _installed_version(dist: str) -> str | None:
+    """The installed version of pip distribution ``dist``, or None."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def needed_version(folder: Path, dist: str) -> str | None:
+    """The ``dist>=VERSION`` the bundle's ``requirements.txt`` states, or None."""
+    try:
+        lines = (folder / REQUIREMENTS_FILE).read_text("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        name, sep, version = line.split("#", 1)[0].strip().partition(">=")
+        if sep and name.strip().lower() == dist.lower() and version_tuple(version.strip()):
+            return version.strip()
+    return None
+
+
+def check_runtime_version(folder: Path, model: Path) -> None:
+    """Refuse, before loading, a runtime older than the model needs (``requirements.txt``,
+    which ``edgeres package`` derives from the model: ``edgeres._model_needs``).
+
+    Raises:
+        BackendNotAvailable: naming both versions and the install line.
+    """
+    dist = runtimes.for_file(model).dist
+    need, have = needed_version(folder, dist), _installed_version(dist)
+    if need and have and version_tuple(have) < version_tuple(need):
+        msg = (f"this bundle's model needs {dist} >= {need} but {have} is installed; run "
+               "pip install -r requirements.txt")
+        raise BackendNotAvailable(msg)
+
+
+def _load(folder: Path, threads: int | None,
+          warn: bool = True) -> tuple[Predictor, bytes, Path]:
+    """The bundle's predictor, record bytes and model file; ``warn`` logs, before loading,
+    what running an int8 model quantized for another CPU risks here (``golden.target_risk``;
+    ``golden.verify`` logs it itself)."""
     meta, raw = read_record(folder)
     model = find_model(folder)
+    check_runtime_version(folder, model)
+    target = meta.quantization.target if meta.quantization else None
+    if warn and meta.precision == "int8":
+        risk = golden.target_risk(target, platform.machine(), golden.cpu_flags())
+        if risk:
+            log.warning("%s", risk)
     return load(model, meta=meta, threads=threads), raw, model
 
 
@@ -114,15 +174,23 @@ def classify(folder: Path, images: list[str], top_k: int,
                             for image, p in zip(images, found, strict=True)]}
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for this file system, ...
+        return False
+
+
 def _read_golden(path: Path) -> dict[str, Any]:
     """``golden.load_golden``, every way a file can be broken made one ``EdgeresError``."""
-    if not path.is_file():
+    if not _is_file(path):
         msg = (f"{path} does not exist: the bundle was packaged without golden data; "
                "re-package it with this edgeres")
         raise EdgeresError(msg)
     try:
         return golden.load_golden(path)
-    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as e:
+    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile, RuntimeError,
+            NotImplementedError) as e:
         msg = f"cannot read golden file {path}: {str(e).splitlines()[0] if str(e) else e!r}"
         raise EdgeresError(msg) from None
 
@@ -138,7 +206,7 @@ def verify_folder(folder: Path, golden_file: Path | None = None,
         EdgeresError: if the bundle, its record, model or golden file is missing or unreadable.
     """
     gold = _read_golden(golden_file or folder / golden.GOLDEN_FILE)
-    predictor, raw, model = _load(folder, threads)
+    predictor, raw, model = _load(folder, threads, warn=False)
     meta = predictor.meta
 
     def to_input(pixels: np.ndarray) -> np.ndarray:
@@ -149,7 +217,7 @@ def verify_folder(folder: Path, golden_file: Path | None = None,
         executed=predictor.executed_precision, precision=meta.precision,
         target=meta.quantization.target if meta.quantization else None,
         model_sha256=golden.sha256_file(model), record_sha256=hashlib.sha256(raw).hexdigest(),
-        fixed_batch=predictor.fixed_batch or 0)
+        fixed_batch=predictor.fixed_batch or 0, probabilities=meta.outputs_probabilities)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -201,6 +269,8 @@ def main(argv: list[str] | None = None, folder: Path | None = None) -> int:
     if not args.verify and args.top_k < 1:
         parser.error("--top-k must be at least 1")
     folder = folder or Path(sys.argv[0]).resolve().parent
+    if not logging.getLogger().handlers:  # warnings (a target this CPU runs wrongly) on stderr
+        logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     try:
         out, code = _run(args, folder)
     except EdgeresError as e:

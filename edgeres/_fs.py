@@ -116,16 +116,72 @@ def check_output(dst: Path, *, inputs: Iterable[Path | None] = (),
     return dst
 
 
-def check_outputs(paths: Iterable[Path | None], *, inputs: Iterable[Path | None] = ()) -> None:
+def input_files(values: Iterable[str | Path | None]) -> list[Path]:
+    """The files among a run's inputs that no output may replace: every value that is an
+    existing file (a folder's images are not listed: an output beside them destroys nothing),
+    and the ``.bin`` beside an OpenVINO IR ``.xml``. Registered names are resolved by the
+    caller; a value that is not a path (a name, a 10,000-character string) is skipped."""
+    found: list[Path] = []
+    for value in values:
+        if value is None:
+            continue
+        path = Path(value)
+        try:
+            if not path.is_file():
+                continue
+        except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+            continue
+        found.append(path)
+        if path.suffix.lower() == ".xml":
+            found.append(path.with_suffix(".bin"))
+    return found
+
+
+def _stdout_input(inputs: Iterable[Path]) -> Path | None:
+    """The input that standard output is appended to (``>> model.onnx``), if any."""
+    try:
+        out = os.fstat(1)
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(out.st_mode):
+        return None
+    for src in inputs:
+        try:
+            st = os.stat(src)
+        except (OSError, ValueError):
+            continue
+        if (st.st_dev, st.st_ino) == (out.st_dev, out.st_ino):
+            return src
+    return None
+
+
+def check_outputs(paths: Iterable[Path | None], *, inputs: Iterable[Path | None] = (),
+                  stdout: bool = False, folders: bool = False) -> None:
     """``check_output`` for every output of one run, each against the inputs and the others.
 
+    This is the one place a run's inputs meet its outputs: the CLI passes every path a
+    command reads (model, its .bin, labels, data, calibration, golden) and every path it
+    writes, before any work.
+
+    Args:
+        paths: the run's outputs.
+        inputs: the files it reads (``input_files``).
+        stdout: also refuse a standard output that is redirected onto one of the inputs.
+        folders: an existing folder among ``paths`` is acceptable (``package``'s bundle).
+
     Raises:
-        EdgeresError: as ``check_output``.
+        EdgeresError: as ``check_output``, or standard output is one of the inputs.
     """
     given = [Path(p) for p in paths if p is not None]
     sources = [Path(p) for p in inputs if p is not None]
     for i, dst in enumerate(given):
-        check_output(dst, inputs=sources, others=given[:i])
+        check_output(dst, inputs=sources, others=given[:i],
+                     folder=folders)
+    src = _stdout_input(sources) if stdout else None
+    if src is not None:
+        msg = (f"standard output is the input {src}; writing to it would destroy it, "
+               "redirect the output to another file")
+        raise EdgeresError(msg)
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from edgeres.cli._group import cli
-from edgeres.cli._options import _OUT, _CommaList, record_options
+from edgeres.cli._options import _OUT, _CommaList, check_paths, record_options
 from edgeres.errors import ConfigError, EdgeresError
 
 
@@ -79,6 +79,7 @@ def bench(model: tuple[str, ...], runtime: tuple[str, ...] | None,
     """
     from edgeres.bench import BenchConfig, report, run_bench
 
+    check_paths()
     config = BenchConfig(
         runtimes=runtime, precisions=precision, batches=batch, threads=threads, warmup=warmup,
         rounds=rounds,
@@ -182,10 +183,7 @@ def eval_command(model: tuple[str, ...], data: str, limit: int | None, batch: in
     """
     from edgeres.cluster import evaluate_models
 
-    if json_out is not None:
-        from edgeres._fs import check_outputs
-
-        check_outputs([json_out], inputs=[Path(m) for m in model if Path(m).is_file()])
+    check_paths()
     run = evaluate_models(model, data, cluster=cluster, workers=workers, backend=backend,
                           threads=threads, batch_size=batch, limit=limit)
     where = run.where + (f", {run.workers} workers" if run.workers else "")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import click
 
 from edgeres.cli._group import cli
-from edgeres.cli._options import _onnx_only, _stated_meta, record_options
+from edgeres.cli._options import _onnx_only, _stated_meta, check_paths, record_options
 
 if TYPE_CHECKING:
     from edgeres.runtime import Backend, Device
@@ -92,6 +92,7 @@ def predict(model: str, images: tuple[str, ...], top_k: int, as_json: bool, back
     from edgeres.names import resolve_model_file
     from edgeres.runtime import load
 
+    check_paths()
     images = _expand_folders(images)
     threads = _capped_threads(threads)
     path = resolve_model_file(model)
@@ -136,6 +137,7 @@ def package_command(model: str, output: Path, force: bool, golden_data: str | No
     from edgeres.names import resolve_model_file
     from edgeres.package import package
 
+    check_paths(folders=True)
     with tempfile.TemporaryDirectory(prefix="edgeres.attach.") as tmp:
         if record is not None:  # the bundle's model carries the stated record, as attach writes
             from edgeres.foreign import attach as attach_record

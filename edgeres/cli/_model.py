@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import click
 
-from edgeres._fs import check_outputs as _check_outputs
 from edgeres.cli._group import cli
 from edgeres.cli._options import (
     _batch,
@@ -17,6 +16,7 @@ from edgeres.cli._options import (
     _numbers,
     _read_labels,
     _stated_meta,
+    check_paths,
     record_options,
 )
 from edgeres.errors import MetadataError
@@ -73,6 +73,7 @@ def attach(model: str, output: Path, name: str | None, record: Any) -> None:
     from edgeres.foreign import attach as attach_record
     from edgeres.names import resolve_model_file
 
+    check_paths()
     options = dataclasses.replace(record or RecordOptions(), name=name)
     r = attach_record(resolve_model_file(model), output, options)
     m, pre = r.meta, r.meta.preprocess
@@ -116,7 +117,7 @@ def export(model: str, weights: str | None, num_classes: int | None, input_size:
     from edgeres.models import model_info
 
     model_info(model)  # an unknown name fails here, with suggestions, before any work
-    _check_outputs([output], inputs=[Path(weights) if weights else None, labels])
+    check_paths()
     config = ExportConfig(opset=opset, batch=cast("int | Literal['dynamic']", _batch(batch)),
                           fp16=fp16,
                           uint8_input=uint8_input, simplify=simplify, atol=atol)
@@ -148,6 +149,7 @@ def info(model_file: str, record: Any) -> None:
     from edgeres.describe import describe_model_file
     from edgeres.names import resolve_model_file
 
+    check_paths()
     d = describe_model_file(resolve_model_file(model_file))
     opset = f", opset {d.opset}" if d.opset is not None else ""
     click.echo(f"{d.path}: {d.format}{opset}, {d.size_bytes:,} bytes ({d.size_bytes / 1e6:.1f} MB)")

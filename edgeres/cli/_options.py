@@ -180,3 +180,47 @@ class _CommaList(click.ParamType):
                 ) -> Any:
         return value if value is None or isinstance(value, tuple) else self._parse(value)
 
+
+
+# --- no input is ever an output ------------------------------------------------------------------
+
+# The parameters, on every command, that name something the command reads or writes.
+_READS = ("model", "model_file", "images", "weights", "labels", "labels_file", "calib", "val",
+          "eval_data", "data", "golden_data", "golden_file")
+_WRITES = ("output", "json_out", "csv_out", "md_out", "plot_out")
+
+
+def _registered(value: str) -> list[Path]:
+    """The shipped files a registered name stands for (a model, weights or data set)."""
+    from edgeres import names
+    from edgeres.errors import UnknownNameError
+
+    found = []
+    for resolve in (names.resolve_model_file, names.resolve_weights, names.resolve_data):
+        try:
+            found.append(resolve(value))
+        except (UnknownNameError, OSError, ValueError):
+            pass
+    return found
+
+
+def check_paths(*outputs: Path, folders: bool = False) -> None:
+    """Every path the running command reads (model, its .bin, labels, data, calibration,
+    golden, images) against every path it writes (and standard output), resolved, before
+    any work: ``_fs.check_outputs`` refuses the run in one line if one would replace another.
+
+    Args:
+        outputs: outputs the command writes beside the ones it was given (a report, a .bin).
+        folders: the output may be an existing folder (``package``'s bundle).
+    """
+    from edgeres._fs import check_outputs, input_files
+
+    params = click.get_current_context().params
+    reads: list[str | Path] = []
+    for name in _READS:
+        value = params.get(name)
+        for v in value if isinstance(value, tuple) else (value,):
+            if v is not None:
+                reads += [v, *(_registered(str(v)) if name != "images" else ())]
+    writes = [params.get(name) for name in _WRITES]
+    check_outputs([*writes, *outputs], inputs=input_files(reads), stdout=True, folders=folders)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 import click
 
 from edgeres.cli._group import cli
-from edgeres.cli._options import _echo_table, record_options
+from edgeres.cli._options import _echo_table, check_paths, record_options
 
 if TYPE_CHECKING:
     from edgeres.quantize._protocol import QuantBackend
@@ -60,7 +60,10 @@ def quantize_command(model: str, calib: str, backend: str, target: str, method: 
     from edgeres.calibration import CalibrationSet, model_record
     from edgeres.names import resolve_model_file
     from edgeres.quantize import QuantConfig, quantize
+    from edgeres.quantize._report import report_path_for
 
+    check_paths(report_path_for(output), *([output.with_suffix(".bin")]
+                                           if output.suffix.lower() == ".xml" else []))
     config = QuantConfig(target=cast("Target", target), method=cast("Method | None", method),
                          samples=samples, per_channel=per_channel,
                          exclude=exclude, val=val, max_drop=max_drop, eval=eval_data,

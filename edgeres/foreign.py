@@ -25,7 +25,8 @@ from typing import Any, cast
 import numpy as np
 
 from edgeres._fs import atomic_write, sha256_file
-from edgeres._record_check import normalisation_problem
+from edgeres._onnx_record import check_record_entries
+from edgeres._record_check import check_classes, normalisation_problem
 from edgeres.errors import ConfigError, MetadataError, ModelFileError, first_line, missing_extra
 from edgeres.meta import (
     CHANNEL_ORDERS,
@@ -314,7 +315,10 @@ def stated_record(path: Path, options: RecordOptions | None = None) -> ModelMeta
     options = options or RecordOptions()
     facts = read_graph(path)
     if facts.record is not None:
+        check_record_entries(path)
         record = ModelMeta.from_json(facts.record).fitted_to(facts.input_shape)
+        classes = facts.output_shape[-1] if facts.output_shape else None
+        check_classes(record, classes if isinstance(classes, int) else None, path)
         if not options.stated:
             return record
         log.info("stated preprocessing replaces the record's in %s", path)

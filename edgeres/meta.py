@@ -274,6 +274,10 @@ class ModelMeta:
         except RecursionError:
             msg = "the edgeres metadata record is nested too deeply; re-export the model"
             raise MetadataError(msg) from None
+        except ValueError:  # Python refuses integers of more than 4,300 digits
+            msg = ("the edgeres metadata record holds an integer too long to read (more than "
+                   "4,300 digits); re-export the model")
+            raise MetadataError(msg) from None
         return cls.from_dict(d)
 
     @classmethod

@@ -158,3 +158,109 @@ def test_standard_output_appended_to_an_input_is_refused(tmp_path: Path, command
     assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
     assert p.stderr.strip().splitlines()[-1].startswith("Error: standard output is the input")
     assert model.read_bytes() == data
+
+
+# --- class: a record is untrusted input (issue 22, section 1) ------------------------------------
+
+
+def _crafted(dst: Path, fault: str) -> Path:
+    """The shipped model with its record made hostile in one way (``fault``)."""
+    import json
+
+    import onnx
+
+    model = onnx.load(str(resolve_model_file("cifar10")))
+    prop = next(p for p in model.metadata_props if p.key == "edgeres")
+    record = json.loads(prop.value)
+    labels = list(record["labels"])
+    bad_label = {"rlo": "\u202eexe.txt", "isolate": "cat\u2066dog", "surrogate": "\ud800",
+                 "escape": "\x1b[31mred"}
+    if fault in bad_label:
+        labels[3] = bad_label[fault]
+        record["labels"] = labels
+    elif fault == "classes":
+        record.update(num_classes=1000, labels=[])
+    text = json.dumps(record)
+    if fault == "digits":
+        text = text.replace('"num_classes": 10', '"num_classes": ' + "9" * 5000)
+    prop.value = text
+    if fault == "two":
+        model.metadata_props.add(key="edgeres", value=json.dumps(
+            {**record, "labels": [f"other{i}" for i in range(10)]}))
+    data = model.SerializeToString()
+    if fault == "utf8":  # protobuf strings are UTF-8 on write: swap bytes of the same length in
+        data = data.replace(b'"cifar_resnet20"', b'"\xff\xfe\x80ar_resnet20"', 1)
+    dst.write_bytes(data)
+    return dst
+
+
+RECORD_FAULTS = {  # fault -> words of the one line
+    "digits": ("integer too long",), "utf8": ("not UTF-8", "0xff"),
+    "rlo": ("labels[3]", "bidirectional"), "isolate": ("labels[3]", "bidirectional"),
+    "surrogate": ("labels[3]",), "escape": ("labels[3]", "control"),
+    "two": ("2 edgeres metadata records",), "classes": ("1000 classes", "outputs 10"),
+}
+RECORD_READERS: dict[str, Callable[[Path, Path], list[object]]] = {
+    "info": lambda m, t: ["info", m],
+    "predict": lambda m, t: ["predict", m, _image(t / "x.png")],
+    "eval": lambda m, t: ["eval", m, "--data", "cifar10-val", "--limit", 4],
+    "bench": lambda m, t: ["bench", m, *FAST_BENCH, "--json", t / "b.json"],
+    "quantize": lambda m, t: ["quantize", m, "--calib", "cifar10", "--samples", 4, "-o",
+                              t / "q.onnx"],
+    "package": lambda m, t: ["package", m, "-o", t / "b"],
+}
+
+
+@pytest.mark.parametrize("fault", list(RECORD_FAULTS))
+@pytest.mark.parametrize("command", list(RECORD_READERS))
+def test_a_hostile_record_is_one_line_in_every_command(tmp_path: Path, command: str,
+                                                       fault: str) -> None:
+    """A 5,000-digit integer, non-UTF-8 text, a right-to-left override (or isolate, lone
+    surrogate, escape code) in a label, two records in one file, or 1000 classes for a
+    10-output graph: every command that reads a model refuses it in the same one line and
+    writes nothing (quantize wrote an int8 model saying 1000 classes; predict and info read
+    different records of one file)."""
+    model = _crafted(tmp_path / "m.onnx", fault)
+    before = _snapshot(tmp_path)
+    result = _run(*RECORD_READERS[command](model, tmp_path))
+    if command == "info" and fault == "classes":  # info describes the file, and says so
+        assert result.exit_code == 0, result.output
+        assert "note: the record says 1000 classes but the graph" in result.output
+        return
+    line = one_error(result, *RECORD_FAULTS[fault])
+    assert "\u202e" not in line and "\x1b" not in line
+    after = {k for k in _snapshot(tmp_path) if k != "x.png"}
+    if command == "bench" and fault == "classes":  # bench records the failed row it skipped
+        import json
+
+        rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+        assert {r["status"] for r in rows} == {"failed"}
+        after.discard("b.json")
+    assert after == set(before)
+
+
+@pytest.mark.parametrize("label", ["\u202eexe.txt", "a\u200fb", "\x1b[2J"])
+def test_a_stated_label_with_a_bidi_or_control_character_is_refused(tmp_path: Path,
+                                                                    label: str) -> None:
+    """--labels FILE follows the record's rule (one rule): no bidi override, no escape code."""
+    labels = tmp_path / "l.txt"
+    labels.write_text("".join(f"{label if i == 2 else f'c{i}'}\n" for i in range(10)),
+                      encoding="utf-8")
+    one_error(_run("attach", _model(tmp_path), "--labels", labels, "-o", tmp_path / "o.onnx"),
+              "line 3", "printable")
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_the_record_reader_follows_only_metadata_props(tmp_path: Path) -> None:
+    """The byte-level reader finds the shipped models' one record each, and says nothing
+    (None: the runtime judges) of a file that is not a protobuf or is cut short."""
+    from edgeres._onnx_record import record_entries
+
+    for name in ("cifar10", "cifar10-int8"):
+        (entry,) = record_entries(resolve_model_file(name)) or []
+        assert entry.startswith(b"{") and b'"schema_version"' in entry
+    assert record_entries(_image(tmp_path / "x.png")) is None
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(resolve_model_file("cifar10").read_bytes()[:5000])
+    assert record_entries(cut) is None
+    assert record_entries(_crafted(tmp_path / "two.onnx", "two")) is not None

@@ -192,6 +192,13 @@ def _note_fitted(d: ModelFileInfo) -> None:
     """Say so when the graph's input size was changed after export and the record follows it."""
     if len(d.inputs) != 1 or d.meta is None:
         return
+    from edgeres._record_check import check_classes
+
+    classes = d.outputs[0].shape[-1] if len(d.outputs) == 1 and d.outputs[0].shape else None
+    try:
+        check_classes(d.meta, classes if isinstance(classes, int) else None, d.path)
+    except MetadataError as e:  # info describes the file; every command that runs it refuses
+        click.echo(f"note: {e}")
     try:
         fitted = d.meta.fitted_to(tuple(d.inputs[0].shape))
     except MetadataError as e:

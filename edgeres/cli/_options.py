@@ -135,16 +135,16 @@ def _record(mean: str | None, std: str | None, scale: str | None, channels: str 
 
 def _labels_file(path: Path | None) -> list[str] | None:
     """``_read_labels`` for a stated labels file, refusing names that would garble output."""
-    import unicodedata
+    from edgeres._record_check import unprintable
 
     if path is not None and not path.is_file():
         msg = f"labels file {path} does not exist; pass a text file, one label per line"
         raise DataError(msg)
     labels = _read_labels(path)
     for i, label in enumerate(labels or ()):
-        if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in label):
+        if unprintable(label):
             msg = (f"labels file {path}, line {i + 1}: {label!r:.60} holds a control character "
-                   "(escape code, tab); labels must be printable text")
+                   "(escape code, tab, bidirectional override); labels must be printable text")
             raise DataError(msg)
     return labels
 
@@ -204,6 +204,11 @@ def _registered(value: str) -> list[Path]:
     return found
 
 
+def _values(value: Any) -> list[Any]:
+    """A parameter's values: none, one, or a tuple of them (``nargs=-1``)."""
+    return [v for v in (value if isinstance(value, tuple) else (value,)) if v is not None]
+
+
 def check_paths(*outputs: Path, folders: bool = False) -> None:
     """Every path the running command reads (model, its .bin, labels, data, calibration,
     golden, images) against every path it writes (and standard output), resolved, before
@@ -214,13 +219,17 @@ def check_paths(*outputs: Path, folders: bool = False) -> None:
         folders: the output may be an existing folder (``package``'s bundle).
     """
     from edgeres._fs import check_outputs, input_files
+    from edgeres._onnx_record import check_record_entries
 
     params = click.get_current_context().params
     reads: list[str | Path] = []
     for name in _READS:
-        value = params.get(name)
-        for v in value if isinstance(value, tuple) else (value,):
-            if v is not None:
-                reads += [v, *(_registered(str(v)) if name != "images" else ())]
+        for v in _values(params.get(name)):
+            reads += [v, *(_registered(str(v)) if name != "images" else ())]
     writes = [params.get(name) for name in _WRITES]
-    check_outputs([*writes, *outputs], inputs=input_files(reads), stdout=True, folders=folders)
+    files = input_files(reads)
+    check_outputs([*writes, *outputs], inputs=files, stdout=True, folders=folders)
+    models = [v for n in ("model", "model_file") for v in _values(params.get(n))]
+    for path in input_files([*models, *(f for m in models for f in _registered(str(m)))]):
+        if path.suffix.lower() == ".onnx":  # two records, or one not UTF-8: refused by all
+            check_record_entries(path)

@@ -8,6 +8,7 @@ the test's own folder; nothing here touches the system's own device nodes.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -264,3 +265,50 @@ def test_the_record_reader_follows_only_metadata_props(tmp_path: Path) -> None:
     cut.write_bytes(resolve_model_file("cifar10").read_bytes()[:5000])
     assert record_entries(cut) is None
     assert record_entries(_crafted(tmp_path / "two.onnx", "two")) is not None
+
+
+# --- class: a model that outputs NaN or infinity ---------------------------------------------------
+
+
+def _broken(dst: Path, value: float) -> Path:
+    """The shipped model with the classifier's bias set to ``value`` (NaN or infinity)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(resolve_model_file("cifar10")))
+    gemm = next(n for n in model.graph.node if n.op_type == "Gemm")
+    init = next(i for i in model.graph.initializer if i.name == gemm.input[2])
+    bias = np.full_like(numpy_helper.to_array(init), value)
+    init.CopyFrom(numpy_helper.from_array(bias, init.name))
+    onnx.save(model, str(dst))
+    return dst
+
+
+NON_FINITE_READERS: dict[str, Callable[[Path, Path], list[object]]] = {
+    "predict": lambda m, t: ["predict", m, _image(t / "x.png")],
+    "predict --json": lambda m, t: ["predict", m, _image(t / "x.png"), "--json"],
+    "eval": lambda m, t: ["eval", m, "--data", "cifar10-val", "--limit", 8],
+    "bench": lambda m, t: ["bench", m, *FAST_BENCH],
+    "bench --eval": lambda m, t: ["bench", m, *FAST_BENCH, "--eval", "cifar10-val", "--limit", 8],
+    "quantize": lambda m, t: ["quantize", m, "--calib", "cifar10", "--samples", 4, "-o",
+                              t / "q.onnx"],
+    "quantize --backend openvino": lambda m, t: ["quantize", m, "--calib", "cifar10",
+                                                 "--samples", 4, "--backend", "openvino",
+                                                 "-o", t / "q.xml"],
+    "quantize --val": lambda m, t: ["quantize", m, "--calib", "cifar10", "--samples", 4,
+                                    "--val", "cifar10-val", "-o", t / "q.onnx"],
+}
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+@pytest.mark.parametrize("command", list(NON_FINITE_READERS))
+def test_a_model_that_outputs_nan_is_one_line(tmp_path: Path, command: str,
+                                              value: float) -> None:
+    """predict printed `nan airplane` (and NaN in --json), eval reported 10% top-1, bench timed
+    it and quantize failed with ORT's assertion or wrote an int8 model of NaNs: now each says
+    the model gives NaN or infinity, exit 1, and writes nothing."""
+    model = _broken(tmp_path / "m.onnx", value)
+    result = _run(*NON_FINITE_READERS[command](model, tmp_path))
+    one_error(result, "NaN or infinity")
+    assert "NaN," not in result.stdout and not re.search(r"^\s*nan\s", result.stdout, re.M)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("q.")]

@@ -89,6 +89,8 @@ def predict(model: str, images: tuple[str, ...], top_k: int, as_json: bool, back
     Example:
         edgeres predict cifar10 cat.jpg dog.png --top-k 3
     """
+    import numpy as np
+
     from edgeres.names import resolve_model_file
     from edgeres.runtime import load
 
@@ -101,6 +103,9 @@ def predict(model: str, images: tuple[str, ...], top_k: int, as_json: bool, back
              precision=precision, threads=threads,
              meta=_stated_meta(path, record))
     results = p.predict(list(images), top_k=top_k)
+    from edgeres.evaluate import check_finite  # NaN is never printed, nor emitted as JSON
+
+    check_finite(np.array([r.probabilities for r in results]), str(path))
     if as_json:
         click.echo(_predictions_json(p, images, results))
         return

@@ -83,7 +83,17 @@ class NncfQuantizer:
         return self.src
 
     def calibrate(self) -> None:
-        """NNCF collects statistics inside every ``build``; nothing to do ahead."""
+        """NNCF collects statistics inside every ``build``; ahead of it, one calibration
+        batch checks that the float model's outputs are finite (NNCF quantizes a model that
+        outputs NaN without a word: ``check_finite``)."""
+        from edgeres.evaluate import check_finite
+
+        batch = next(iter(self.calibration.first(1)), None)
+        if batch is None:
+            return
+        compiled = self.core.compile_model(self.model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        for value in compiled.create_infer_request().infer({0: batch}).values():
+            check_finite(np.asarray(value), f"{self.src} on the calibration data")
 
     def check_names(self, names: Sequence[str]) -> None:
         """Raise for layer names that are not in the OpenVINO graph."""

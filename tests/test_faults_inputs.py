@@ -267,7 +267,7 @@ def test_the_record_reader_follows_only_metadata_props(tmp_path: Path) -> None:
     assert record_entries(_crafted(tmp_path / "two.onnx", "two")) is not None
 
 
-# --- class: a model that outputs NaN or infinity ---------------------------------------------------
+# --- class: a model that outputs NaN or infinity --------------------------------------------
 
 
 def _broken(dst: Path, value: float) -> Path:

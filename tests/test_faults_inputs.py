@@ -8,6 +8,7 @@ the test's own folder; nothing here touches the system's own device nodes.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -166,8 +167,6 @@ def test_standard_output_appended_to_an_input_is_refused(tmp_path: Path, command
 
 def _crafted(dst: Path, fault: str) -> Path:
     """The shipped model with its record made hostile in one way (``fault``)."""
-    import json
-
     import onnx
 
     model = onnx.load(str(resolve_model_file("cifar10")))
@@ -232,8 +231,6 @@ def test_a_hostile_record_is_one_line_in_every_command(tmp_path: Path, command: 
     assert "\u202e" not in line and "\x1b" not in line
     after = {k for k in _snapshot(tmp_path) if k != "x.png"}
     if command == "bench" and fault == "classes":  # bench records the failed row it skipped
-        import json
-
         rows = json.loads((tmp_path / "b.json").read_text())["rows"]
         assert {r["status"] for r in rows} == {"failed"}
         after.discard("b.json")
@@ -312,3 +309,69 @@ def test_a_model_that_outputs_nan_is_one_line(tmp_path: Path, command: str,
     one_error(result, "NaN or infinity")
     assert "NaN," not in result.stdout and not re.search(r"^\s*nan\s", result.stdout, re.M)
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("q.")]
+
+
+# --- class: a path inside a record is never followed out of the model's folder -------------------
+
+
+def _naming_data(dst: Path, data: str) -> Path:
+    """The shipped model with a record naming ``data`` as its calibration data."""
+    import onnx
+
+    model = onnx.load(str(resolve_model_file("cifar10")))
+    prop = next(p for p in model.metadata_props if p.key == "edgeres")
+    prop.value = json.dumps({**json.loads(prop.value),
+                             "quantization": {"calibration_data": data}})
+    onnx.save(model, str(dst))
+    return dst
+
+
+def _photos(folder: Path) -> Path:
+    """A folder of private images (one class), unlike any CIFAR picture."""
+    (folder / "private").mkdir(parents=True)
+    for i in range(3):
+        Image.new("RGB", (32, 32), (10 * i, 250, 3)).save(folder / "private" / f"p{i}.png")
+    return folder
+
+
+@pytest.mark.parametrize("where", ["absolute", "dotdot", "symlink-out"])
+def test_package_does_not_follow_a_record_path_out_of_the_model_folder(
+        tmp_path: Path, where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record naming /any/folder (or ../folder, or a link out of the model's folder) as its
+    data put those images into the bundle's golden file without a word: now refused in one
+    line asking for --golden, and nothing is written."""
+    photos = _photos(tmp_path / "photos")
+    models = tmp_path / "models"
+    models.mkdir()
+    if where == "symlink-out":
+        (models / "calib").symlink_to(photos)
+    named = {"absolute": str(photos), "dotdot": "../photos", "symlink-out": "calib"}[where]
+    model = _naming_data(models / "m.onnx", named)
+    monkeypatch.chdir(tmp_path)  # a relative path was read from the current directory
+    before = _snapshot(tmp_path)
+    one_error(_run("package", model, "-o", tmp_path / "b.zip"), "--golden", "model's folder")
+    assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("given", [False, True])
+def test_package_says_which_golden_images_it_used(tmp_path: Path, given: bool,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Data inside the model's folder, named relative to it, is used from any current folder
+    (and said); --golden overrides the record."""
+    models = tmp_path / "models"
+    _photos(models / "calib")
+    model = _naming_data(models / "m.onnx", "calib")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    extra = ["--golden", "cifar10-val"] if given else []
+    result = _run("package", model, "-o", tmp_path / "b", *extra)
+    assert result.exit_code == 0, result.output
+    want = "cifar10-val (--golden)" if given else f"{(models / 'calib').resolve()} (named in"
+    assert f"golden images: {want}" in result.output
+    with np.load(tmp_path / "b" / "golden.npz") as g:
+        info = json.loads(str(g["info"]))
+        pixels = g["pixels"]
+    assert info["source"].startswith("64 images of cifar10-val" if given else "3 images of")
+    if not given:  # the three images of the model's folder, green as drawn
+        assert len(pixels) == 3 and (pixels[..., 1] == 250).all()

@@ -153,6 +153,7 @@ def package_command(model: str, output: Path, force: bool, golden_data: str | No
         r = package(model, output, overwrite=force, golden=golden_data,
                     golden_samples=golden_samples)
     click.echo(f"wrote {r.path} ({r.size_bytes / 1e6:.1f} MB: {', '.join(r.files)})")
+    click.echo(f"golden images: {r.golden_data}")
     click.echo(f"needs numpy, Pillow and {r.runtime}; checked: the bundled model loads and "
                f"classifies a grey test image as {r.check_label!r}")
 

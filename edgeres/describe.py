@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeres._onnx_record import check_record_entries
+from edgeres._onnx_record import check_external_data, check_record_entries
 from edgeres.errors import ModelFileError, first_line
 from edgeres.meta import METADATA_KEY, ModelMeta, read_ir_meta
 
@@ -231,6 +231,7 @@ def describe_model_file(path: Path) -> ModelFileInfo:
         kind = suffix or "no suffix"
         msg = f"{path} is not a model file edgeres reads ({kind}); give an .onnx or .xml file"
         raise ModelFileError(msg)
+    check_external_data(path)  # outside the model's folder, a device, FIFO, a 1 TB length
     check_record_entries(path)  # two records or a non-UTF-8 one: refused as every command does
     size = path.stat().st_size
     if importlib.util.find_spec("onnx") is None:  # the light install: ORT alone

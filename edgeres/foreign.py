@@ -25,7 +25,7 @@ from typing import Any, cast
 import numpy as np
 
 from edgeres._fs import atomic_write, sha256_file
-from edgeres._onnx_record import check_record_entries
+from edgeres._onnx_record import check_external_data, check_record_entries
 from edgeres._record_check import check_classes, normalisation_problem
 from edgeres.errors import ConfigError, MetadataError, ModelFileError, first_line, missing_extra
 from edgeres.meta import (
@@ -146,6 +146,7 @@ def read_graph(path: Path) -> GraphFacts:
     if not path.is_file():
         msg = f"model file {path} does not exist; pass an .onnx file"
         raise ModelFileError(msg)
+    check_external_data(path)  # before onnx or ORT opens a device, FIFO or file out of the folder
     facts = _with_onnx(path) if importlib.util.find_spec("onnx") else _with_ort(path)
     return facts
 

@@ -9,8 +9,10 @@ the test's own folder; nothing here touches the system's own device nodes.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Callable
@@ -375,3 +377,102 @@ def test_package_says_which_golden_images_it_used(tmp_path: Path, given: bool,
     assert info["source"].startswith("64 images of cifar10-val" if given else "3 images of")
     if not given:  # the three images of the model's folder, green as drawn
         assert len(pixels) == 3 and (pixels[..., 1] == 250).all()
+
+
+# --- class: external data outside the model's folder ------------------------------------------
+
+
+def _external(folder: Path) -> Path:
+    """The shipped model saved with its large weights in ``m.onnx.data`` beside it."""
+    import onnx
+
+    folder.mkdir(exist_ok=True)
+    model = onnx.load(str(resolve_model_file("cifar10")))
+    onnx.save(model, str(folder / "m.onnx"), save_as_external_data=True,
+              all_tensors_to_one_file=True, location="m.onnx.data", size_threshold=1024)
+    return folder / "m.onnx"
+
+
+def _pointing(tmp_path: Path, where: str) -> Path:
+    """A model in ``tmp_path/models`` whose first external tensor points ``where``."""
+    import onnx
+
+    model = _external(tmp_path / "models")
+    weights = model.with_name("m.onnx.data")
+    outside = tmp_path / "outside.data"
+    shutil.copy(weights, outside)
+    location = {"dotdot": "../outside.data", "absolute": str(outside), "symlink": "link.data",
+                "fifo": "pipe.data", "device": "dev.data", "missing": "gone.data",
+                "huge": "m.onnx.data"}[where]
+    if where == "symlink":
+        (model.parent / "link.data").symlink_to(outside)
+    elif where == "fifo":
+        os.mkfifo(model.parent / "pipe.data")
+    elif where == "device":
+        try:  # the null device's numbers, in the test's own folder
+            os.mknod(model.parent / "dev.data", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("creating a device node needs root")
+    proto = onnx.load(str(model), load_external_data=False)
+    tensor = next(t for t in proto.graph.initializer if t.external_data)
+    for entry in tensor.external_data:
+        if entry.key == "location":
+            entry.value = location
+        if entry.key == "length" and where == "huge":
+            entry.value = str(10**12)
+    model.write_bytes(proto.SerializeToString())
+    return model
+
+
+EXTERNAL_READERS: dict[str, Callable[[Path, Path], list[object]]] = {
+    "info": lambda m, t: ["info", m],
+    "predict": lambda m, t: ["predict", m, _image(t / "x.png")],
+    "eval": lambda m, t: ["eval", m, "--data", "cifar10-val", "--limit", 4],
+    "bench": lambda m, t: ["bench", m, *FAST_BENCH],
+    "quantize": lambda m, t: ["quantize", m, "--calib", "cifar10", "--samples", 4, "-o",
+                              t / "q.onnx"],
+    "package": lambda m, t: ["package", m, "-o", t / "b.zip"],
+    "attach": lambda m, t: ["attach", m, "--scale", "1", "-o", t / "a.onnx"],
+}
+EXTERNAL_WORDS = {"dotdot": "not a plain file name", "absolute": "not a plain file name",
+                  "symlink": "leads out of the model's folder", "fifo": "not a regular file",
+                  "device": "not a regular file", "missing": "does not exist",
+                  "huge": "1,000,000,000,000"}
+
+
+@pytest.mark.parametrize("where", list(EXTERNAL_WORDS))
+@pytest.mark.parametrize("command", list(EXTERNAL_READERS))
+def test_external_data_outside_the_model_folder_is_one_line(tmp_path: Path, command: str,
+                                                            where: str) -> None:
+    """External data at ../, an absolute path, a link out, a FIFO (a hang), a device, a
+    missing file or a 1 TB length: one line naming the tensor and the place, before any
+    reader opens it (the opset step raised an onnx ValidationError traceback), nothing
+    written."""
+    model = _pointing(tmp_path, where)
+    before = _snapshot(tmp_path / "models") if where not in ("fifo", "device") else None
+    one_error(_run(*EXTERNAL_READERS[command](model, tmp_path)), "keeps its data in",
+              EXTERNAL_WORDS[where])
+    assert not [p for p in tmp_path.iterdir() if p.name in ("q.onnx", "b.zip", "a.onnx")]
+    if before is not None:
+        assert _snapshot(tmp_path / "models") == before
+
+
+def test_a_model_with_valid_external_data_runs_and_package_says_why_not(tmp_path: Path) -> None:
+    """Weights in m.onnx.data beside the model: predict and info work as for one file; package
+    names the external file and what to do (it named a temporary file and said 're-export');
+    an output over m.onnx.data is refused as an input."""
+    model, image = _external(tmp_path / "models"), _image(tmp_path / "x.png")
+    predicted = _run("predict", model, image, "--json")
+    reference = _run("predict", "cifar10", image, "--json")
+    assert predicted.exit_code == 0, predicted.output
+    assert (json.loads(predicted.stdout)["predictions"][0]["indices"]
+            == json.loads(reference.stdout)["predictions"][0]["indices"])
+    assert _run("info", model).exit_code == 0
+    line = one_error(_run("package", model, "-o", tmp_path / "b.zip"), "m.onnx.data",
+                     "weights inside")
+    assert "edgeres.package." not in line and "re-export" not in line
+    weights = (tmp_path / "models" / "m.onnx.data").read_bytes()
+    one_error(_run("bench", model, *FAST_BENCH, "--json", tmp_path / "models" / "m.onnx.data"),
+              "is the input")
+    assert (tmp_path / "models" / "m.onnx.data").read_bytes() == weights
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "x.png"]

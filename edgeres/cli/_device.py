@@ -142,7 +142,7 @@ def package_command(model: str, output: Path, force: bool, golden_data: str | No
     from edgeres.names import resolve_model_file
     from edgeres.package import package
 
-    check_paths(folders=True)
+    check_paths(folders=True, one_file=True)
     with tempfile.TemporaryDirectory(prefix="edgeres.attach.") as tmp:
         if record is not None:  # the bundle's model carries the stated record, as attach writes
             from edgeres.foreign import attach as attach_record

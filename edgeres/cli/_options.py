@@ -209,7 +209,7 @@ def _values(value: Any) -> list[Any]:
     return [v for v in (value if isinstance(value, tuple) else (value,)) if v is not None]
 
 
-def check_paths(*outputs: Path, folders: bool = False) -> None:
+def check_paths(*outputs: Path, folders: bool = False, one_file: bool = False) -> None:
     """Every path the running command reads (model, its .bin, labels, data, calibration,
     golden, images) against every path it writes (and standard output), resolved, before
     any work: ``_fs.check_outputs`` refuses the run in one line if one would replace another.
@@ -217,9 +217,10 @@ def check_paths(*outputs: Path, folders: bool = False) -> None:
     Args:
         outputs: outputs the command writes beside the ones it was given (a report, a .bin).
         folders: the output may be an existing folder (``package``'s bundle).
+        one_file: the model must be one file (a bundle carries no external data).
     """
     from edgeres._fs import check_outputs, input_files
-    from edgeres._onnx_record import check_record_entries
+    from edgeres._onnx_record import check_external_data, check_record_entries, external_files
 
     params = click.get_current_context().params
     reads: list[str | Path] = []
@@ -227,9 +228,18 @@ def check_paths(*outputs: Path, folders: bool = False) -> None:
         for v in _values(params.get(name)):
             reads += [v, *(_registered(str(v)) if name != "images" else ())]
     writes = [params.get(name) for name in _WRITES]
-    files = input_files(reads)
+    names = [v for n in ("model", "model_file") for v in _values(params.get(n))]
+    models = [p for p in input_files([*names, *(f for m in names for f in _registered(str(m)))])
+              if p.suffix.lower() == ".onnx"]
+    for path in models:  # external data outside the folder, a device or FIFO: before any read
+        check_external_data(path)
+    files = input_files([*reads, *(f for m in models for f in external_files(m))])
     check_outputs([*writes, *outputs], inputs=files, stdout=True, folders=folders)
-    models = [v for n in ("model", "model_file") for v in _values(params.get(n))]
-    for path in input_files([*models, *(f for m in models for f in _registered(str(m)))]):
-        if path.suffix.lower() == ".onnx":  # two records, or one not UTF-8: refused by all
-            check_record_entries(path)
+    for path in models:  # two records, or one not UTF-8: refused by every command alike
+        check_record_entries(path)
+        if one_file and external_files(path):
+            msg = (f"{path} keeps its weights in external data files "
+                   f"({', '.join(f.name for f in external_files(path))}); a bundle carries one "
+                   "model file: save the model with its weights inside (onnx.save(model, path)"
+                   ") and package that")
+            raise ConfigError(msg)

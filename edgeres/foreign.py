@@ -27,6 +27,7 @@ import numpy as np
 from edgeres._fs import atomic_write, sha256_file
 from edgeres._onnx_record import check_external_data, check_record_entries
 from edgeres._record_check import check_classes, normalisation_problem
+from edgeres._resources import check_declared_input
 from edgeres.errors import ConfigError, MetadataError, ModelFileError, first_line, missing_extra
 from edgeres.meta import (
     CHANNEL_ORDERS,
@@ -315,6 +316,7 @@ def stated_record(path: Path, options: RecordOptions | None = None) -> ModelMeta
     path = Path(path)
     options = options or RecordOptions()
     facts = read_graph(path)
+    check_declared_input(facts.input_shape, f"the graph of {path}")  # before the probe run
     if facts.record is not None:
         check_record_entries(path)
         record = ModelMeta.from_json(facts.record).fitted_to(facts.input_shape)

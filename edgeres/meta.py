@@ -175,9 +175,13 @@ class ModelMeta:
 
         Raises:
             MetadataError: if the graph's channel count contradicts the record's.
+            ConfigError: if one batch of the graph's declared input cannot fit in memory.
         """
         if not graph_shape or len(graph_shape) != len(self.input.shape):
             return self
+        from edgeres._resources import check_declared_input
+
+        check_declared_input(tuple(graph_shape), f"the graph of {self.name}")
         fitted = self._fitted_batch(graph_shape[0])
         if len(graph_shape) != 4:
             return fitted

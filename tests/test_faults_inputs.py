@@ -476,3 +476,133 @@ def test_a_model_with_valid_external_data_runs_and_package_says_why_not(tmp_path
               "is the input")
     assert (tmp_path / "models" / "m.onnx.data").read_bytes() == weights
     assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "x.png"]
+
+
+# --- class: declared sizes are checked before anything is allocated ---------------------------
+
+
+@pytest.fixture
+def memory_8gb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machine says 8 GB are available, whatever it has: the refusals are deterministic
+    and nothing large is ever allocated."""
+    import edgeres._resources as res
+
+    monkeypatch.setattr(res, "available_memory", lambda: 8 * 10**9)
+
+
+def _fixed_input(dst: Path, dims: tuple[int, ...], record: bool = True) -> Path:
+    """The shipped model with its input (and output batch) fixed to ``dims``."""
+    import onnx
+
+    model = onnx.load(str(resolve_model_file("cifar10")))
+    for value, shape in ((model.graph.input[0], dims), (model.graph.output[0], dims[:1])):
+        for i, d in enumerate(shape):
+            axis = value.type.tensor_type.shape.dim[i]
+            axis.Clear()
+            axis.dim_value = d
+    if not record:
+        del model.metadata_props[:]
+    onnx.save(model, str(dst))
+    return dst
+
+
+DECLARED_GRAPHS = {"60000x60000": (1, 3, 60000, 60000), "batch 1e9": (10**9, 3, 32, 32)}
+DECLARED_READERS: dict[str, Callable[[Path, Path], list[object]]] = {
+    **{k: v for k, v in RECORD_READERS.items() if k != "info"},
+    "predict --mean": lambda m, t: ["predict", m, _image(t / "x.png"), "--mean", "0.5",
+                                    "--std", "0.25"],
+    "attach": lambda m, t: ["attach", m, "--mean", "0.5", "--std", "0.25", "-o", t / "a.onnx"],
+}
+
+
+@pytest.mark.usefixtures("memory_8gb")
+@pytest.mark.parametrize("graph", list(DECLARED_GRAPHS))
+@pytest.mark.parametrize("command", list(DECLARED_READERS))
+def test_a_graph_declaring_an_input_too_large_is_refused_with_the_figure(
+        tmp_path: Path, command: str, graph: str) -> None:
+    """A fixed 60000x60000 input or a fixed batch of 10**9 (with its record, or none and the
+    preprocessing stated) is refused with the estimate and what is available, before any batch
+    of that shape is built (numpy tried to allocate 80 GiB to 22 TiB)."""
+    stated = command in ("predict --mean", "attach")
+    model = _fixed_input(tmp_path / "m.onnx", DECLARED_GRAPHS[graph], record=not stated)
+    before = _snapshot(tmp_path)
+    shown = "x".join(map(str, DECLARED_GRAPHS[graph]))
+    one_error(_run(*DECLARED_READERS[command](model, tmp_path)), f"declares an input of {shown}",
+              "8.0 GB is available")
+    assert {k for k in _snapshot(tmp_path) if k != "x.png"} == set(before)
+
+
+@pytest.mark.usefixtures("memory_8gb")
+def test_info_describes_a_graph_too_large_to_run_and_says_so(tmp_path: Path) -> None:
+    """info only reads the file: it shows the graph and notes the figure, exit 0."""
+    result = _run("info", _fixed_input(tmp_path / "m.onnx", (1, 3, 60000, 60000)))
+    assert result.exit_code == 0, result.output
+    assert "[1, 3, 60000, 60000]" in result.output and "8.0 GB is available" in result.output
+
+
+def _header_only(dst: Path, shapes: dict[str, tuple[int, ...]]) -> Path:
+    """A .npy (one shape) or .npz whose headers declare ``shapes`` and which hold no data."""
+    import io
+    import zipfile
+
+    from numpy.lib import format as npformat
+
+    def header(shape: tuple[int, ...]) -> bytes:
+        out = io.BytesIO()
+        npformat.write_array_header_1_0(out, {"descr": "<f4", "fortran_order": False,
+                                              "shape": shape})
+        return out.getvalue()
+
+    if dst.suffix == ".npy":
+        dst.write_bytes(header(next(iter(shapes.values()))))
+    else:
+        with zipfile.ZipFile(dst, "w") as z:
+            for key, shape in shapes.items():
+                z.writestr(f"{key}.npy", header(shape))
+    return dst
+
+
+HEADER_READERS: dict[str, Callable[[Path, Path], list[object]]] = {
+    "eval --data": lambda d, t: ["eval", "cifar10", "--data", d],
+    "bench --eval": lambda d, t: ["bench", "cifar10", *FAST_BENCH, "--eval", d],
+    "quantize --calib": lambda d, t: ["quantize", "cifar10", "--calib", d, "-o", t / "q.onnx"],
+    "quantize --val": lambda d, t: ["quantize", "cifar10", "--calib", "cifar10", "--val", d,
+                                    "-o", t / "q.onnx"],
+    "package --golden": lambda d, t: ["package", "cifar10", "--golden", d, "-o", t / "b"],
+}
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz"])
+@pytest.mark.parametrize("command", list(HEADER_READERS))
+def test_an_array_header_declaring_1e12_samples_is_one_line(tmp_path: Path, command: str,
+                                                            suffix: str) -> None:
+    """A 128-byte file whose header declares 10**12 samples: one line with the declared and
+    the stored size, before numpy allocates (it asked for 12 PB)."""
+    data = _header_only(tmp_path / f"d{suffix}", {"inputs": (10**12, 3, 32, 32),
+                                                  "labels": (10**12,)})
+    one_error(_run(*HEADER_READERS[command](data, tmp_path)), "1000000000000x3x32x32",
+              "truncated")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [data.name]
+
+
+@pytest.mark.parametrize("command", list(HEADER_READERS))
+def test_arrays_larger_than_memory_are_refused_with_the_figure(
+        tmp_path: Path, command: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real arrays that do not fit in the memory available: the figure, before loading."""
+    import edgeres._resources as res
+
+    data = _npz(tmp_path / "d.npz", 64)
+    monkeypatch.setattr(res, "available_memory", lambda: 500_000)  # 0.79 MB of inputs
+    one_error(_run(*HEADER_READERS[command](data, tmp_path)), "inputs (64x3x32x32 float32)",
+              "of memory but 0 MB is available")
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz"])
+def test_open_data_on_a_header_bomb_raises_only_edgeres_errors(tmp_path: Path,
+                                                               suffix: str) -> None:
+    """The library's open_data raises DataError, never MemoryError or numpy's own errors."""
+    from edgeres.data import open_data
+    from edgeres.errors import DataError
+
+    with pytest.raises(DataError, match="truncated"):
+        open_data(_header_only(tmp_path / f"d{suffix}", {"inputs": (10**12, 3, 32, 32)}))

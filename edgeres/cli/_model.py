@@ -19,7 +19,7 @@ from edgeres.cli._options import (
     check_paths,
     record_options,
 )
-from edgeres.errors import MetadataError
+from edgeres.errors import EdgeresError, MetadataError
 
 if TYPE_CHECKING:
     from edgeres.describe import ModelFileInfo
@@ -201,7 +201,7 @@ def _note_fitted(d: ModelFileInfo) -> None:
         click.echo(f"note: {e}")
     try:
         fitted = d.meta.fitted_to(tuple(d.inputs[0].shape))
-    except MetadataError as e:
+    except EdgeresError as e:  # a record for another graph, or an input too large to run
         click.echo(f"note: {e}")
         return
     if fitted.input_size != d.meta.input_size:

@@ -65,8 +65,9 @@ def load_image(source: Any, color: str = "RGB") -> np.ndarray:
 
                 source_file: Any = io.BytesIO(source)
             else:
-                source_file = Path(source)
-            with Image.open(source_file) as img:  # closes the file as soon as it is decoded
+                source_file = _open_file(Path(source))
+            # closes the file as soon as it is decoded
+            with source_file, Image.open(source_file) as img:
                 arr = np.asarray(_convert(img, color))
     except FileNotFoundError:
         msg = f"image {source} does not exist; check the path"
@@ -76,6 +77,26 @@ def load_image(source: Any, color: str = "RGB") -> np.ndarray:
         msg = f"{name} is not a readable image ({type(e).__name__}); pass a JPEG/PNG/BMP file"
         raise DataError(msg) from None
     return _not_empty(arr[:, :, None] if arr.ndim == 2 else arr)
+
+
+def _open_file(path: Path) -> Any:
+    """``path`` opened for reading if it is a regular file: opened without blocking first, so
+    a FIFO (which would wait for a writer forever), a device or a folder is refused at once."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a folder"
+                    if stat.S_ISDIR(mode) else "a device" if stat.S_ISCHR(mode) or
+                    stat.S_ISBLK(mode) else "not a regular file")
+            msg = f"image {path} is {kind}, not an image file; pass a JPEG/PNG/BMP file"
+            raise DataError(msg)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _not_empty(arr: np.ndarray) -> np.ndarray:

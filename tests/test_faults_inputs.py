@@ -606,3 +606,79 @@ def test_open_data_on_a_header_bomb_raises_only_edgeres_errors(tmp_path: Path,
 
     with pytest.raises(DataError, match="truncated"):
         open_data(_header_only(tmp_path / f"d{suffix}", {"inputs": (10**12, 3, 32, 32)}))
+
+
+# --- class: hangs: a FIFO or device given as an image, absurd thread counts ----------------------
+
+
+def _special(path: Path, kind: str) -> Path:
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        try:  # the null device's numbers, in the test's own folder: reads give nothing
+            os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("creating a device node needs root")
+    return path
+
+
+_LIBRARY_PREDICT = ("import sys\nfrom edgeres.runtime import load\nfrom edgeres.errors import "
+                    "EdgeresError\ntry:\n    load('{model}').predict(sys.argv[1])\nexcept "
+                    "EdgeresError as e:\n    print('EdgeresError:', e)\n")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+@pytest.mark.parametrize("how", ["predict", "predict --json", "library"])
+def test_a_fifo_or_device_given_as_an_image_is_one_line_not_a_hang(tmp_path: Path, how: str,
+                                                                   kind: str) -> None:
+    """A FIFO waited for a writer forever (predict, the library's predict): now it is refused
+    at once, opened without blocking, as is a device node."""
+    image = _special(tmp_path / "x.png", kind)
+    if how == "library":
+        code = _LIBRARY_PREDICT.format(model=resolve_model_file("cifar10"))
+        p = subprocess.run([sys.executable, "-c", code, str(image)], capture_output=True,
+                           text=True, timeout=120, check=False)
+        assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+        assert p.stdout.startswith("EdgeresError: image") and kind.upper()[:4] in p.stdout.upper()
+        return
+    p = subprocess.run([*EDGERES, "predict", "cifar10", str(image), *how.split()[1:]],
+                       capture_output=True, text=True, timeout=120, check=False)
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: image") and ("FIFO" if kind == "fifo" else "device") in last
+    assert p.stdout == ""
+
+
+def test_a_fifo_among_a_folders_images_is_left_out_not_waited_for(tmp_path: Path) -> None:
+    """eval --data FOLDER with a FIFO named like an image: only the three images are scored,
+    and nothing waits on the FIFO."""
+    folder = tmp_path / "data" / "cat"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        Image.new("RGB", (32, 32), (90, 60 + i, 40)).save(folder / f"{i}.png")
+    _special(folder / "pipe.png", "fifo")
+    p = subprocess.run([*EDGERES, "eval", "cifar10", "--data", str(tmp_path / "data")],
+                       capture_output=True, text=True, timeout=300, check=False)
+    assert p.returncode == 0, p.stderr
+    assert re.search(r": 3 images \(\d unreadable skipped\)", p.stdout), p.stdout
+
+
+@pytest.mark.parametrize("threads", [100000, 10**30])
+@pytest.mark.parametrize("command", ["predict", "eval", "bench"])
+def test_thread_counts_beyond_the_cpus_are_capped_by_one_rule(tmp_path: Path, command: str,
+                                                              threads: int) -> None:
+    """--threads 100000 hung eval and 10**30 was a pybind11 TypeError: every command caps it
+    at the usable CPUs with the same note, and runs."""
+    from edgeres._resources import usable_cpus
+
+    args = {"predict": ["predict", "cifar10", _image(tmp_path / "x.png")],
+            "eval": ["eval", "cifar10", "--data", "cifar10-val", "--limit", 8],
+            "bench": ["bench", "cifar10", *FAST_BENCH, "--json", tmp_path / "b.json"]}[command]
+    result = _run(*args, "--threads", threads)
+    assert result.exit_code == 0, result.output
+    assert f"--threads {threads} is more than the {usable_cpus()} CPUs" in result.output
+    if command == "eval":
+        assert re.search(r"top-1 \d+\.\d+% \(\d+/8\)", result.stdout)
+    if command == "bench":
+        rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+        assert {r["threads"] for r in rows} == {usable_cpus()}

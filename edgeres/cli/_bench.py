@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from edgeres.cli._group import cli
-from edgeres.cli._options import _OUT, _CommaList, check_paths, record_options
+from edgeres.cli._options import _OUT, _CommaList, capped_threads, check_paths, record_options
 from edgeres.errors import ConfigError, EdgeresError
 
 
@@ -184,6 +184,8 @@ def eval_command(model: tuple[str, ...], data: str, limit: int | None, batch: in
     from edgeres.cluster import evaluate_models
 
     check_paths()
+    if cluster is None:  # on a cluster, threads are per worker on its nodes' CPUs
+        threads = capped_threads(threads)
     run = evaluate_models(model, data, cluster=cluster, workers=workers, backend=backend,
                           threads=threads, batch_size=batch, limit=limit)
     where = run.where + (f", {run.workers} workers" if run.workers else "")

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import click
 
 from edgeres.cli._group import cli
-from edgeres.cli._options import _onnx_only, _stated_meta, check_paths, record_options
+from edgeres.cli._options import (
+    _onnx_only,
+    _stated_meta,
+    capped_threads,
+    check_paths,
+    record_options,
+)
 
 if TYPE_CHECKING:
     from edgeres.runtime import Backend, Device
@@ -29,16 +35,6 @@ def _predictions_json(predictor: Any, images: tuple[str, ...], results: list[Any
         "predictions": [{"image": image, **r.to_dict()}
                         for image, r in zip(images, results, strict=True)],
     }, indent=1)
-
-
-def _capped_threads(threads: int | None) -> int | None:
-    """``--threads`` within the CPUs this process may use, with a note when capped."""
-    from edgeres._resources import cap_threads
-
-    threads, note = cap_threads(threads)
-    if note:
-        click.echo(f"note: {note}", err=True)
-    return threads
 
 
 def _expand_folders(images: tuple[str, ...]) -> tuple[str, ...]:
@@ -96,7 +92,7 @@ def predict(model: str, images: tuple[str, ...], top_k: int, as_json: bool, back
 
     check_paths()
     images = _expand_folders(images)
-    threads = _capped_threads(threads)
+    threads = capped_threads(threads)
     path = resolve_model_file(model)
     precision = cast("Literal['model', 'fast']", mode or precision_alias or "model")
     p = load(path, backend=cast("Backend", backend), device=cast("Device", device),

@@ -243,3 +243,14 @@ def check_paths(*outputs: Path, folders: bool = False, one_file: bool = False) -
                    "model file: save the model with its weights inside (onnx.save(model, path)"
                    ") and package that")
             raise ConfigError(msg)
+
+
+def capped_threads(threads: int | None) -> int | None:
+    """``--threads`` within the CPUs this process may use (``_resources.cap_threads``, the one
+    thread rule), with a note when capped: 100000 threads hung ``eval``, 10**30 overflowed."""
+    from edgeres._resources import cap_threads
+
+    threads, note = cap_threads(threads)
+    if note:
+        click.echo(f"note: {note}", err=True)
+    return threads

@@ -682,3 +682,29 @@ def test_thread_counts_beyond_the_cpus_are_capped_by_one_rule(tmp_path: Path, co
     if command == "bench":
         rows = json.loads((tmp_path / "b.json").read_text())["rows"]
         assert {r["threads"] for r in rows} == {usable_cpus()}
+
+
+def _closed_port() -> str:
+    """HOST:PORT of a local port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize("address", ["closed", "127.0.0.1:1", "ray://closed"])
+@pytest.mark.parametrize("command", ["eval", "bench", "quantize"])
+def test_an_unreachable_cluster_is_one_line_not_a_hang(tmp_path: Path, command: str,
+                                                       address: str) -> None:
+    """--cluster at a port nothing listens on: a TCP probe with a timeout says so in one
+    line, before Ray is started or any work is done (ray.init retried for minutes)."""
+    where = address.replace("closed", _closed_port()) if "closed" in address else address
+    args = {"eval": ["eval", "cifar10", "--data", "cifar10-val", "--json", tmp_path / "e.json"],
+            "bench": ["bench", "cifar10", *FAST_BENCH, "--json", tmp_path / "b.json"],
+            "quantize": ["quantize", "cifar10", "--calib", "cifar10", "--val", "cifar10-val",
+                         "-o", tmp_path / "q.onnx"]}[command]
+    one_error(_run(*args, "--cluster", where), f"cannot connect to the Ray cluster at {where}",
+              "ray start --head")
+    assert list(tmp_path.iterdir()) == []

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -708,3 +709,65 @@ def test_an_unreachable_cluster_is_one_line_not_a_hang(tmp_path: Path, command: 
     one_error(_run(*args, "--cluster", where), f"cannot connect to the Ray cluster at {where}",
               "ray start --head")
     assert list(tmp_path.iterdir()) == []
+
+
+# --- class: signals during quantize are raised at a safe point --------------------------------
+
+
+def test_a_signal_inside_deferred_work_is_raised_at_the_next_safe_point(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside deferred() the handler only records (a raise inside a native callback aborted the
+    process); the next progress step raises it, and the block's end does if no step came."""
+    from edgeres import _interrupt
+    from edgeres._progress import track
+
+    monkeypatch.setattr(_interrupt, "received", [])
+    monkeypatch.setattr(_interrupt, "quiet", lambda: None)
+    seen = []
+    with pytest.raises(_interrupt.Signalled) as caught, _interrupt.deferred():
+        for i in track(range(5), total=5, description="work"):
+            seen.append(i)
+            if i == 1:
+                _interrupt._first(signal.SIGTERM, None)  # as the signal would: no raise here
+                seen.append("after")
+    assert seen == [0, 1, "after"] and caught.value.signum == signal.SIGTERM
+    monkeypatch.setattr(_interrupt, "received", [])
+    with pytest.raises(_interrupt.Signalled), _interrupt.deferred():
+        _interrupt._first(signal.SIGINT, None)
+        seen.append("no step")
+    assert seen[-1] == "no step"
+    with pytest.raises(_interrupt.Signalled):  # outside deferred(): raised at once, as before
+        _interrupt._first(signal.SIGINT, None)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.0, 0.4, 1.5])
+@pytest.mark.parametrize("backend", ["ort", "openvino"])
+def test_sigterm_anywhere_in_quantize_exits_143_and_leaves_no_temporaries(
+        tmp_path: Path, backend: str, delay: float) -> None:
+    """SIGTERM at several points of quantize (both backends, a TMPDIR of the test's own):
+    exit 143 with 'Terminated.', never C++'s terminate (exit -6), and no edgeres.quant.*
+    folder or half-written output left."""
+    import time
+
+    tmpdir, out = tmp_path / "tmp", tmp_path / "out"
+    tmpdir.mkdir()
+    out.mkdir()
+    p = subprocess.Popen([*EDGERES, "quantize", "cifar10", "--calib", "cifar10", "--val",
+                          "cifar10-val", "--samples", "300", "--backend", backend, "-o",
+                          str(out / ("m.onnx" if backend == "ort" else "m.xml"))],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         env={**os.environ, "TMPDIR": str(tmpdir)})
+    deadline = time.monotonic() + 120
+    while not any(tmpdir.glob("edgeres.quant.*")):
+        assert p.poll() is None, p.communicate()[1]
+        assert time.monotonic() < deadline, "quantize never made its temporary folder"
+        time.sleep(0.02)
+    time.sleep(delay)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=300)
+    text = err.decode()
+    assert p.returncode == 143, text
+    assert "terminate called" not in text and "Traceback" not in text, text
+    assert text.strip().splitlines()[-1] == "Terminated."
+    assert list(tmpdir.iterdir()) == [] and list(out.iterdir()) == []

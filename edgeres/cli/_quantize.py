@@ -68,10 +68,13 @@ def quantize_command(model: str, calib: str, backend: str, target: str, method: 
                          samples=samples, per_channel=per_channel,
                          exclude=exclude, val=val, max_drop=max_drop, eval=eval_data,
                          preset=cast("Preset", preset), cluster=cluster)
+    from edgeres._interrupt import deferred
+
     src = resolve_model_file(model)
     meta = model_record(src, options=record)
-    report = quantize(src, output, CalibrationSet.from_data(calib, meta),
-                      backend=cast("QuantBackend", backend), config=config)
+    with deferred():  # a signal is raised between steps, never inside ORT/NNCF's callbacks
+        report = quantize(src, output, CalibrationSet.from_data(calib, meta),
+                          backend=cast("QuantBackend", backend), config=config)
     _render_quant(report)
 
 

@@ -12,6 +12,7 @@ turn an ``OSError`` while writing (disk full, read-only file system) into a one-
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import shutil
@@ -192,7 +193,7 @@ def write_errors(dst: Path) -> Iterator[None]:
     except OSError as e:
         why = e.strerror or type(e).__name__
         msg = f"cannot write {dst}: {why}; free space or choose another output path"
-        raise EdgeresError(msg) from None
+        raise OutputWriteError(msg) from None
 
 
 @contextlib.contextmanager
@@ -292,6 +293,89 @@ def atomic_dir(dst: Path) -> Iterator[Path]:
             os.replace(tmp, dst)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# A temporary folder with less than this free after a failure ran out of room, whatever the
+# library that hit it made of the error (ORT: "could not be prepared", OpenVINO: "iostream
+# error"). Errors writing the outputs (OutputWriteError) keep their own message.
+LOW_SPACE = 1 << 20  # bytes
+_NO_ROOM = {errno.ENOSPC: "No space left", errno.EDQUOT: "Disk quota exceeded",
+            errno.EFBIG: "File too large"}
+
+
+class OutputWriteError(EdgeresError):
+    """Writing an output failed (``write_errors``): the output's folder is named, not TMPDIR."""
+
+
+def _no_room(e: BaseException, errnos: tuple[int, ...]) -> bool:
+    """Whether ``e`` or an exception behind it is one of ``errnos`` (or says so in words, as
+    ORT and onnx quote an OSError in their own exceptions)."""
+    seen: set[int] = set()
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if (isinstance(cause, OSError) and cause.errno in errnos) \
+                or any(_NO_ROOM[n] in str(cause) for n in errnos):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _file_size_limit() -> int | None:
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def temp_space_problem(folder: Path, e: BaseException) -> str | None:
+    """The one line for an error in work under the temporary ``folder`` that was for want of
+    room there (the file system nearly full, or a file-size limit), else None: such an error
+    names the temporary folder, TMPDIR and the free space, never the input."""
+    try:
+        free: int | None = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if isinstance(e, OutputWriteError):
+        return None
+    limit = _file_size_limit()
+    capped = limit is not None and _no_room(e, (errno.EFBIG,))
+    if not (capped or (free is not None and free < LOW_SPACE)
+            or _no_room(e, (errno.ENOSPC, errno.EDQUOT))):
+        return None
+    where = os.environ.get("TMPDIR")
+    tmpdir = f"TMPDIR={where}" if where else "TMPDIR is not set"
+    room = "" if free is None else (f", {free / 1e9:.1f} GB free" if free >= 1e9
+                                    else f", {free / 1e6:.1f} MB free")
+    if capped:
+        return (f"a temporary file in {folder.parent} passed the file-size limit (ulimit -f) "
+                f"of {limit:,} bytes ({tmpdir}{room}); raise the limit for this command")
+    return (f"the temporary folder {folder.parent} ran out of room ({tmpdir}{room}); free "
+            "space there or set TMPDIR to a folder on a larger disk")
+
+
+@contextlib.contextmanager
+def temporary_dir(prefix: str) -> Iterator[Path]:
+    """``tempfile.TemporaryDirectory`` whose failures for want of room (``temp_space_problem``)
+    are one line blaming the temporary folder; every other error passes unchanged."""
+    base = Path(tempfile.gettempdir())
+    try:
+        tmp = tempfile.TemporaryDirectory(prefix=prefix)
+    except OSError as e:
+        problem = temp_space_problem(base / "x", e)
+        if problem is None:
+            raise
+        raise EdgeresError(problem) from None
+    with tmp as name:
+        try:
+            yield Path(name)
+        except Exception as e:
+            problem = temp_space_problem(Path(name), e)
+            if problem is None:
+                raise
+            raise EdgeresError(problem) from None
 
 
 def json_safe(value: Any) -> Any:

@@ -16,7 +16,7 @@ import signal
 import stat
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -771,3 +771,80 @@ def test_sigterm_anywhere_in_quantize_exits_143_and_leaves_no_temporaries(
     assert "terminate called" not in text and "Traceback" not in text, text
     assert text.strip().splitlines()[-1] == "Terminated."
     assert list(tmpdir.iterdir()) == [] and list(out.iterdir()) == []
+
+
+# --- class: a full TMPDIR or a file-size limit during quantize names the temporary folder ------
+
+
+@pytest.fixture
+def tight_tmpdir(tmp_path: Path) -> Iterator[Path]:
+    """A 1.6 MB tmpfs of the test's own with 0.25 MB free: enough for Python's probe of
+    TMPDIR, not for a copy of the 1.1 MB model (skipped where mount is refused)."""
+    mnt = tmp_path / "tight"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1600k", "tmpfs", str(mnt)],
+                          capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        (mnt / "filler").write_bytes(b"\0" * (1350 << 10))
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.parametrize("backend", ["ort", pytest.param("openvino", marks=pytest.mark.slow)])
+def test_quantize_with_a_full_tmpdir_names_the_temporary_folder(
+        tmp_path: Path, tight_tmpdir: Path, backend: str) -> None:
+    """ORT said the *model* 'could not be prepared ... re-export it', OpenVINO raised
+    'basic_ios::clear: iostream error': now one line naming TMPDIR and its free space."""
+    out = tmp_path / "out"
+    out.mkdir()
+    p = subprocess.run([*EDGERES, "quantize", "cifar10", "--calib", "cifar10", "--samples", "4",
+                        "--backend", backend, "-o",
+                        str(out / ("q.onnx" if backend == "ort" else "q.xml"))],
+                       capture_output=True, text=True, timeout=300, check=False,
+                       env={**os.environ, "TMPDIR": str(tight_tmpdir)})
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"Error: the temporary folder {tight_tmpdir} ran out of room"), last
+    assert f"TMPDIR={tight_tmpdir}" in last and "MB free" in last and "re-export" not in last
+    assert sorted(p.name for p in tight_tmpdir.iterdir()) == ["filler"]
+    assert list(out.iterdir()) == []
+
+
+def test_quantize_past_a_file_size_limit_names_the_limit(tmp_path: Path) -> None:
+    """`ulimit -f 500` (512,000 bytes): the temporary copy of the model passes it; the line
+    names the limit, not the model."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (512_000, resource.RLIM_INFINITY))
+
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    p = subprocess.run([*EDGERES, "quantize", "cifar10", "--calib", "cifar10", "--samples", "4",
+                        "-o", str(tmp_path / "q.onnx")], capture_output=True, text=True,
+                       timeout=300, check=False, preexec_fn=limit,  # noqa: PLW1509 - a limit only
+                       env={**os.environ, "TMPDIR": str(tmpdir)})
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    last = p.stderr.strip().splitlines()[-1]
+    assert "file-size limit (ulimit -f) of 512,000 bytes" in last and "re-export" not in last
+    assert list(tmpdir.iterdir()) == [] and not (tmp_path / "q.onnx").exists()
+
+
+def test_a_full_output_disk_keeps_naming_the_output(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC while the output itself is written (TMPDIR roomy) still names the output, not
+    the temporary folder: the two causes get their own lines."""
+    import errno
+
+    import edgeres._fs as fs
+
+    def full(path: Path, mode: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(fs, "_publish", full)
+    line = one_error(_run("quantize", "cifar10", "--calib", "cifar10", "--samples", 4, "-o",
+                          tmp_path / "q.onnx"), "cannot write", "No space left on device")
+    assert "temporary folder" not in line

@@ -15,13 +15,12 @@ import contextlib
 import dataclasses
 import logging
 import math
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgeres._fs import atomic_files, check_outputs, sha256_file
+from edgeres._fs import atomic_files, check_outputs, sha256_file, temporary_dir
 from edgeres.calibration import CalibrationSet
 from edgeres.data import DataSource, open_data
 from edgeres.errors import ModelFileError, QuantConfigError, QuantizationError
@@ -106,8 +105,7 @@ def quantize(
         val = val.subset(config.val_samples, config.seed)
     calib = calibration.select(config.samples, config.seed,
                                config.batch_size or _auto_batch(calibration.meta))
-    with tempfile.TemporaryDirectory(prefix="edgeres.quant.") as tmp, \
-            contextlib.ExitStack() as stack:
+    with temporary_dir("edgeres.quant.") as tmp, contextlib.ExitStack() as stack:
         ray = None
         if config.cluster is not None and (val is not None or test is not None):
             from edgeres.cluster import connect

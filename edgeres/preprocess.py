@@ -70,13 +70,19 @@ def load_image(source: Any, color: str = "RGB") -> np.ndarray:
             with source_file, Image.open(source_file) as img:
                 arr = np.asarray(_convert(img, color))
     except FileNotFoundError:
-        msg = f"image {source} does not exist; check the path"
+        msg = f"image {_shown(source)} does not exist; check the path"
         raise DataError(msg) from None
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as e:
-        name = "image bytes" if isinstance(source, bytes | bytearray) else str(source)
+        name = "image bytes" if isinstance(source, bytes | bytearray) else _shown(source)
         msg = f"{name} is not a readable image ({type(e).__name__}); pass a JPEG/PNG/BMP file"
         raise DataError(msg) from None
     return _not_empty(arr[:, :, None] if arr.ndim == 2 else arr)
+
+
+def _shown(path: Any) -> str:
+    """A path for a message: a 10,000-character one cut to 200."""
+    text = str(path)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _open_file(path: Path) -> Any:

@@ -848,3 +848,61 @@ def test_a_full_output_disk_keeps_naming_the_output(tmp_path: Path,
     line = one_error(_run("quantize", "cifar10", "--calib", "cifar10", "--samples", 4, "-o",
                           tmp_path / "q.onnx"), "cannot write", "No space left on device")
     assert "temporary folder" not in line
+
+
+# --- class: paths the file system or the runtimes cannot take ---------------------------------
+
+LONG = "a" * 10_000
+PATH_READERS: dict[str, list[object]] = {
+    "predict MODEL": ["predict", LONG, "IMAGE"],
+    "predict IMAGE": ["predict", "cifar10", LONG],
+    "info": ["info", LONG],
+    "eval MODEL": ["eval", LONG, "--data", "cifar10-val"],
+    "eval --data": ["eval", "cifar10", "--data", LONG],
+    "bench": ["bench", LONG, *FAST_BENCH],
+    "quantize --calib": ["quantize", "cifar10", "--calib", LONG, "-o", "OUT/q.onnx"],
+    "package": ["package", LONG, "-o", "OUT/b"],
+}
+
+
+@pytest.mark.parametrize("command", list(PATH_READERS))
+def test_a_10000_character_path_is_one_short_line(tmp_path: Path, command: str) -> None:
+    """A path longer than the file system allows was an OSError traceback: now one line,
+    with the path cut short, and nothing written."""
+    image = _image(tmp_path / "x.png")
+    args = [str(image) if a == "IMAGE" else str(a).replace("OUT", str(tmp_path))
+            for a in PATH_READERS[command]]
+    line = one_error(_run(*args))
+    if command == "bench":  # bench names an unknown model (or zoo name) with suggestions
+        assert line.startswith("Error: unknown model")
+    else:
+        assert len(line) < 400
+        assert "cannot be used as a path" in line or "not a readable" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]
+
+
+@pytest.mark.parametrize("command", ["predict", "info", "eval", "quantize", "package"])
+def test_a_model_path_that_is_not_utf8_is_one_line(tmp_path: Path, command: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model file named in another encoding (bytes 0xff) reached ONNX Runtime, which
+    refused its own argument types; now the name is the one line, before any work."""
+    monkeypatch.chdir(tmp_path)
+    name = os.fsdecode(b"m\xff.onnx")
+    shutil.copy(resolve_model_file("cifar10"), tmp_path / name)
+    image = _image(tmp_path / "x.png")
+    args = {"predict": ["predict", name, image], "info": ["info", name],
+            "eval": ["eval", name, "--data", "cifar10-val"],
+            "quantize": ["quantize", name, "--calib", "cifar10", "-o", tmp_path / "q.onnx"],
+            "package": ["package", name, "-o", tmp_path / "b"]}[command]
+    one_error(_run(*args), "not valid UTF-8", "rename the file")
+    assert sorted(os.listdir(tmp_path)) == sorted([name, "x.png"])
+
+
+def test_library_name_resolution_raises_only_edgeres_errors() -> None:
+    """names.resolve_* (which load's callers use) raise UnknownNameError, never OSError."""
+    from edgeres import names
+    from edgeres.errors import EdgeresError
+
+    for resolve in (names.resolve_model_file, names.resolve_data, names.resolve_weights):
+        with pytest.raises(EdgeresError, match="cannot be used as a path"):
+            resolve(LONG)

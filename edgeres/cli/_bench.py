@@ -113,8 +113,9 @@ def bench(model: tuple[str, ...], runtime: tuple[str, ...] | None,
 
 def _model_files(models: tuple[str, ...]) -> list[Path]:
     """The files among bench's MODEL arguments (and an IR's .bin), which outputs must spare."""
-    files = [Path(m) for m in models if Path(m).is_file()]
-    return files + [f.with_suffix(".bin") for f in files if f.suffix.lower() == ".xml"]
+    from edgeres._fs import input_files
+
+    return input_files(models)
 
 
 def _render_bench(run: Any, json_out: Path | None, csv_out: Path | None, md_out: Path | None,

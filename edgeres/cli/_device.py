@@ -44,7 +44,11 @@ def _expand_folders(images: tuple[str, ...]) -> tuple[str, ...]:
 
     out: list[str] = []
     for image in images:
-        if not Path(image).is_dir():
+        try:
+            folder = Path(image).is_dir()
+        except (OSError, ValueError):  # a name too long: load_image says so, in one line
+            folder = False
+        if not folder:
             out.append(image)
             continue
         found = [str(f) for f in image_files(Path(image))]

@@ -229,6 +229,13 @@ def check_paths(*outputs: Path, folders: bool = False, one_file: bool = False) -
             reads += [v, *(_registered(str(v)) if name != "images" else ())]
     writes = [params.get(name) for name in _WRITES]
     names = [v for n in ("model", "model_file") for v in _values(params.get(n))]
+    for name in names:  # ONNX Runtime and OpenVINO take UTF-8 paths only
+        try:
+            str(name).encode("utf-8")
+        except UnicodeEncodeError:
+            msg = (f"the model path {str(name)!a} is not valid UTF-8 (a file name in another "
+                   "encoding); rename the file with UTF-8 characters")
+            raise ConfigError(msg) from None
     models = [p for p in input_files([*names, *(f for m in names for f in _registered(str(m)))])
               if p.suffix.lower() == ".onnx"]
     for path in models:  # external data outside the folder, a device or FIFO: before any read

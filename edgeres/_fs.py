@@ -191,9 +191,7 @@ def write_errors(dst: Path) -> Iterator[None]:
     try:
         yield
     except OSError as e:
-        why = e.strerror or type(e).__name__
-        msg = f"cannot write {dst}: {why}; free space or choose another output path"
-        raise OutputWriteError(msg) from None
+        raise OutputWriteError(dst, e.strerror or type(e).__name__) from None
 
 
 @contextlib.contextmanager
@@ -257,7 +255,14 @@ def atomic_files(*dsts: Path) -> Iterator[dict[Path, Path]]:
         folder = Path(tempfile.mkdtemp(prefix=f".{paths[0].name}.", dir=parent))
         try:
             tmps = {d: folder / d.name for d in paths}
-            yield tmps
+            try:
+                yield tmps
+            except OutputWriteError as e:  # a writer's own temporary: name the user's file
+                real = next((d for d, t in tmps.items() if e.path.parent == folder
+                             and e.path.name == t.name), None)
+                if real is None:
+                    raise
+                raise OutputWriteError(real, e.why) from None
             missing = [str(d) for d, t in tmps.items() if not t.is_file()]
             if missing:
                 msg = f"nothing was written for {', '.join(missing)}; report this"
@@ -304,7 +309,12 @@ _NO_ROOM = {errno.ENOSPC: "No space left", errno.EDQUOT: "Disk quota exceeded",
 
 
 class OutputWriteError(EdgeresError):
-    """Writing an output failed (``write_errors``): the output's folder is named, not TMPDIR."""
+    """Writing an output failed (``write_errors``): the output is named, not TMPDIR (unless
+    the output was itself a file in the temporary folder)."""
+
+    def __init__(self, path: Path, why: str) -> None:
+        super().__init__(f"cannot write {path}: {why}; free space or choose another output path")
+        self.path, self.why = Path(path), why
 
 
 def _no_room(e: BaseException, errnos: tuple[int, ...]) -> bool:
@@ -338,7 +348,7 @@ def temp_space_problem(folder: Path, e: BaseException) -> str | None:
         free: int | None = shutil.disk_usage(folder).free
     except OSError:
         free = None
-    if isinstance(e, OutputWriteError):
+    if isinstance(e, OutputWriteError) and not e.path.absolute().is_relative_to(folder):
         return None
     limit = _file_size_limit()
     capped = limit is not None and _no_room(e, (errno.EFBIG,))

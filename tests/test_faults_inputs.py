@@ -906,3 +906,32 @@ def test_library_name_resolution_raises_only_edgeres_errors() -> None:
     for resolve in (names.resolve_model_file, names.resolve_data, names.resolve_weights):
         with pytest.raises(EdgeresError, match="cannot be used as a path"):
             resolve(LONG)
+
+
+@pytest.fixture
+def tight_output(tmp_path: Path) -> Iterator[Path]:
+    """A 600 kB tmpfs of the test's own with 148 kB free: too little for a model's IR."""
+    mnt = tmp_path / "outdisk"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mnt)],
+                          capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        (mnt / "filler").write_bytes(b"\0" * (450 << 10))
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["ort", "openvino"])
+def test_quantize_onto_a_full_disk_names_the_output(tight_output: Path, backend: str) -> None:
+    """OpenVINO's 'basic_ios::clear: iostream error' traceback: now the one line names the
+    user's output (not the hidden temporary beside it) and the lack of space."""
+    out = tight_output / ("q.onnx" if backend == "ort" else "q.xml")
+    line = one_error(_run("quantize", "cifar10", "--calib", "cifar10", "--samples", 4,
+                          "--backend", backend, "-o", out),
+                     f"cannot write {out}:", "No space left on device")
+    assert f"{tight_output}/." not in line
+    assert sorted(p.name for p in tight_output.iterdir()) == ["filler"]

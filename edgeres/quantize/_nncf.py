@@ -9,8 +9,10 @@ names; OpenVINO calls a convolution's op ``<name>/WithoutBiases`` once its bias 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeres._fs import output_dir
+from edgeres._fs import LOW_SPACE, output_dir
 from edgeres.calibration import CalibrationSet, nncf_dataset
 from edgeres.errors import ModelFileError, QuantizationError, first_line, missing_extra
 from edgeres.meta import METADATA_KEY, ModelMeta
@@ -212,7 +214,12 @@ def _save_ir(model: Any, dst: Path, meta: ModelMeta | None) -> None:
     with output_dir(dst) as parent, \
             tempfile.TemporaryDirectory(prefix=f".{dst.name}.", dir=parent) as tmp:
         xml = Path(tmp) / dst.name
-        ov.save_model(model, str(xml), compress_to_fp16=False)  # fp32 meant, not fp16
+        try:
+            ov.save_model(model, str(xml), compress_to_fp16=False)  # fp32 meant, not fp16
+        except RuntimeError as e:  # "basic_ios::clear: iostream error": a write that failed
+            full = shutil.disk_usage(tmp).free < LOW_SPACE
+            code = errno.ENOSPC if full else errno.EIO
+            raise OSError(code, os.strerror(code) + f" (OpenVINO: {first_line(e)})") from None
         # The .bin first, the .xml (the file users name) last: a new .xml never exists
         # without its .bin.
         os.replace(xml.with_suffix(".bin"), dst.with_suffix(".bin"))

@@ -313,7 +313,15 @@ class OutputWriteError(EdgeresError):
     the output was itself a file in the temporary folder)."""
 
     def __init__(self, path: Path, why: str) -> None:
-        super().__init__(f"cannot write {path}: {why}; free space or choose another output path")
+        room = ""
+        if "No space" in why or "quota" in why:
+            try:
+                parent = Path(path).absolute().parent
+                room = f" ({shutil.disk_usage(parent).free / 1e6:.1f} MB free in {parent})"
+            except OSError:
+                pass
+        super().__init__(f"cannot write {path}: {why}{room}; free space or choose another "
+                         "output path")
         self.path, self.why = Path(path), why
 
 

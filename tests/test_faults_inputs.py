@@ -935,3 +935,12 @@ def test_quantize_onto_a_full_disk_names_the_output(tight_output: Path, backend:
                      f"cannot write {out}:", "No space left on device")
     assert f"{tight_output}/." not in line
     assert sorted(p.name for p in tight_output.iterdir()) == ["filler"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("out", ["b.zip", "b"])
+def test_package_onto_a_full_disk_names_the_free_space(tight_output: Path, out: str) -> None:
+    """`package -o b.zip` on a full disk: the line names the output and how much is free."""
+    one_error(_run("package", "cifar10", "-o", tight_output / out), "cannot write",
+              "No space left on device", f"MB free in {tight_output}")
+    assert sorted(p.name for p in tight_output.iterdir()) == ["filler"]

@@ -319,8 +319,8 @@ def _check_output(out: object, what: str) -> None:
     first = out
     if isinstance(out, list | tuple) and out:
         first = out[0]
-    elif hasattr(out, "values") and callable(out.values):  # OpenVINO's result mapping
-        first = next(iter(out.values()), None)
+    elif not hasattr(out, "detach") and callable(values := getattr(out, "values", None)):
+        first = next(iter(values()), None)  # OpenVINO's result mapping (not a tensor's)
     if hasattr(first, "detach"):  # a torch tensor
         first = first.detach().float().cpu().numpy()
     if isinstance(first, np.ndarray):

@@ -105,7 +105,8 @@ SAME_FILE: dict[str, Callable[[Path], list[object]]] = {
 }
 
 
-@pytest.mark.parametrize("case", list(SAME_FILE))
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c.startswith("export")
+                                  else c for c in SAME_FILE])  # export imports torch: ~3 s
 def test_an_input_given_as_an_output_is_refused(tmp_path: Path, case: str) -> None:
     """Every path a command reads, given again as one it writes: one line naming it as the
     input, before any work, and every file as it was (each of the issue's six exited 0 with
@@ -793,7 +794,8 @@ def tight_tmpdir(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-@pytest.mark.parametrize("backend", ["ort", pytest.param("openvino", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["ort", "openvino"])
 def test_quantize_with_a_full_tmpdir_names_the_temporary_folder(
         tmp_path: Path, tight_tmpdir: Path, backend: str) -> None:
     """ORT said the *model* 'could not be prepared ... re-export it', OpenVINO raised
@@ -813,6 +815,7 @@ def test_quantize_with_a_full_tmpdir_names_the_temporary_folder(
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_quantize_past_a_file_size_limit_names_the_limit(tmp_path: Path) -> None:
     """`ulimit -f 500` (512,000 bytes): the temporary copy of the model passes it; the line
     names the limit, not the model."""

@@ -117,16 +117,72 @@ def check_output(dst: Path, *, inputs: Iterable[Path | None] = (),
     return dst
 
 
-def check_outputs(paths: Iterable[Path | None], *, inputs: Iterable[Path | None] = ()) -> None:
+def input_files(values: Iterable[str | Path | None]) -> list[Path]:
+    """The files among a run's inputs that no output may replace: every value that is an
+    existing file (a folder's images are not listed: an output beside them destroys nothing),
+    and the ``.bin`` beside an OpenVINO IR ``.xml``. Registered names are resolved by the
+    caller; a value that is not a path (a name, a 10,000-character string) is skipped."""
+    found: list[Path] = []
+    for value in values:
+        if value is None:
+            continue
+        path = Path(value)
+        try:
+            if not path.is_file():
+                continue
+        except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+            continue
+        found.append(path)
+        if path.suffix.lower() == ".xml":
+            found.append(path.with_suffix(".bin"))
+    return found
+
+
+def _stdout_input(inputs: Iterable[Path]) -> Path | None:
+    """The input that standard output is appended to (``>> model.onnx``), if any."""
+    try:
+        out = os.fstat(1)
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(out.st_mode):
+        return None
+    for src in inputs:
+        try:
+            st = os.stat(src)
+        except (OSError, ValueError):
+            continue
+        if (st.st_dev, st.st_ino) == (out.st_dev, out.st_ino):
+            return src
+    return None
+
+
+def check_outputs(paths: Iterable[Path | None], *, inputs: Iterable[Path | None] = (),
+                  stdout: bool = False, folders: bool = False) -> None:
     """``check_output`` for every output of one run, each against the inputs and the others.
 
+    This is the one place a run's inputs meet its outputs: the CLI passes every path a
+    command reads (model, its .bin, labels, data, calibration, golden) and every path it
+    writes, before any work.
+
+    Args:
+        paths: the run's outputs.
+        inputs: the files it reads (``input_files``).
+        stdout: also refuse a standard output that is redirected onto one of the inputs.
+        folders: an existing folder among ``paths`` is acceptable (``package``'s bundle).
+
     Raises:
-        EdgeresError: as ``check_output``.
+        EdgeresError: as ``check_output``, or standard output is one of the inputs.
     """
     given = [Path(p) for p in paths if p is not None]
     sources = [Path(p) for p in inputs if p is not None]
     for i, dst in enumerate(given):
-        check_output(dst, inputs=sources, others=given[:i])
+        check_output(dst, inputs=sources, others=given[:i],
+                     folder=folders)
+    src = _stdout_input(sources) if stdout else None
+    if src is not None:
+        msg = (f"standard output is the input {src}; writing to it would destroy it, "
+               "redirect the output to another file")
+        raise EdgeresError(msg)
 
 
 @contextlib.contextmanager
@@ -135,9 +191,7 @@ def write_errors(dst: Path) -> Iterator[None]:
     try:
         yield
     except OSError as e:
-        why = e.strerror or type(e).__name__
-        msg = f"cannot write {dst}: {why}; free space or choose another output path"
-        raise EdgeresError(msg) from None
+        raise OutputWriteError(dst, e.strerror or type(e).__name__) from None
 
 
 @contextlib.contextmanager
@@ -201,7 +255,14 @@ def atomic_files(*dsts: Path) -> Iterator[dict[Path, Path]]:
         folder = Path(tempfile.mkdtemp(prefix=f".{paths[0].name}.", dir=parent))
         try:
             tmps = {d: folder / d.name for d in paths}
-            yield tmps
+            try:
+                yield tmps
+            except OutputWriteError as e:  # a writer's own temporary: name the user's file
+                real = next((d for d, t in tmps.items() if e.path.parent == folder
+                             and e.path.name == t.name), None)
+                if real is None:
+                    raise
+                raise OutputWriteError(real, e.why) from None
             missing = [str(d) for d, t in tmps.items() if not t.is_file()]
             if missing:
                 msg = f"nothing was written for {', '.join(missing)}; report this"
@@ -237,6 +298,102 @@ def atomic_dir(dst: Path) -> Iterator[Path]:
             os.replace(tmp, dst)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# A temporary folder with less than this free after a failure ran out of room, whatever the
+# library that hit it made of the error (ORT: "could not be prepared", OpenVINO: "iostream
+# error"). Errors writing the outputs (OutputWriteError) keep their own message.
+LOW_SPACE = 1 << 20  # bytes
+_NO_ROOM = {errno.ENOSPC: "No space left", errno.EDQUOT: "Disk quota exceeded",
+            errno.EFBIG: "File too large"}
+
+
+class OutputWriteError(EdgeresError):
+    """Writing an output failed (``write_errors``): the output is named, not TMPDIR (unless
+    the output was itself a file in the temporary folder)."""
+
+    def __init__(self, path: Path, why: str) -> None:
+        room = ""
+        if "No space" in why or "quota" in why:
+            try:
+                parent = Path(path).absolute().parent
+                room = f" ({shutil.disk_usage(parent).free / 1e6:.1f} MB free in {parent})"
+            except OSError:
+                pass
+        super().__init__(f"cannot write {path}: {why}{room}; free space or choose another "
+                         "output path")
+        self.path, self.why = Path(path), why
+
+
+def _no_room(e: BaseException, errnos: tuple[int, ...]) -> bool:
+    """Whether ``e`` or an exception behind it is one of ``errnos`` (or says so in words, as
+    ORT and onnx quote an OSError in their own exceptions)."""
+    seen: set[int] = set()
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if (isinstance(cause, OSError) and cause.errno in errnos) \
+                or any(_NO_ROOM[n] in str(cause) for n in errnos):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _file_size_limit() -> int | None:
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def temp_space_problem(folder: Path, e: BaseException) -> str | None:
+    """The one line for an error in work under the temporary ``folder`` that was for want of
+    room there (the file system nearly full, or a file-size limit), else None: such an error
+    names the temporary folder, TMPDIR and the free space, never the input."""
+    try:
+        free: int | None = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if isinstance(e, OutputWriteError) and not e.path.absolute().is_relative_to(folder):
+        return None
+    limit = _file_size_limit()
+    capped = limit is not None and _no_room(e, (errno.EFBIG,))
+    if not (capped or (free is not None and free < LOW_SPACE)
+            or _no_room(e, (errno.ENOSPC, errno.EDQUOT))):
+        return None
+    where = os.environ.get("TMPDIR")
+    tmpdir = f"TMPDIR={where}" if where else "TMPDIR is not set"
+    room = "" if free is None else (f", {free / 1e9:.1f} GB free" if free >= 1e9
+                                    else f", {free / 1e6:.1f} MB free")
+    if capped:
+        return (f"a temporary file in {folder.parent} passed the file-size limit (ulimit -f) "
+                f"of {limit:,} bytes ({tmpdir}{room}); raise the limit for this command")
+    return (f"the temporary folder {folder.parent} ran out of room ({tmpdir}{room}); free "
+            "space there or set TMPDIR to a folder on a larger disk")
+
+
+@contextlib.contextmanager
+def temporary_dir(prefix: str) -> Iterator[Path]:
+    """``tempfile.TemporaryDirectory`` whose failures for want of room (``temp_space_problem``)
+    are one line blaming the temporary folder; every other error passes unchanged."""
+    base = Path(tempfile.gettempdir())
+    try:
+        tmp = tempfile.TemporaryDirectory(prefix=prefix)
+    except OSError as e:
+        problem = temp_space_problem(base / "x", e)
+        if problem is None:
+            raise
+        raise EdgeresError(problem) from None
+    with tmp as name:
+        try:
+            yield Path(name)
+        except Exception as e:
+            problem = temp_space_problem(Path(name), e)
+            if problem is None:
+                raise
+            raise EdgeresError(problem) from None
 
 
 def json_safe(value: Any) -> Any:

@@ -2,21 +2,31 @@
 ``with`` block (temporary directories, atomic writes) cleans up, then exit 128 + signal.
 
 ``install()`` is called by the CLI's entry point only: a library must not take over a host
-program's signal handlers. After the first signal the others are ignored, so a second Ctrl-C
-during cleanup cannot interrupt it half-way (it used to end in a traceback from
-``threading._shutdown``).
+program's signal handlers.
+
+Inside ``deferred()`` (the CLI's ``quantize``) the handler only records the signal: raised
+inside a Python callback that ONNX Runtime, NNCF or OpenVINO call from C++, the exception
+became ``pybind11::error_already_set`` and ``terminate`` (exit -6, temporary folders left).
+It is raised instead at the next safe point: ``checkpoint()``, which every progress step
+(``_progress.track``) calls, or the end of the block.
+
+After the first signal the others are ignored, so a second Ctrl-C during cleanup cannot
+interrupt it half-way (it used to end in a traceback from ``threading._shutdown``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from types import FrameType
 
 _SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
                  if hasattr(signal, name))
 _WORDS = {"SIGINT": "Interrupted.", "SIGTERM": "Terminated.", "SIGHUP": "Hung up."}
 received: list[int] = []  # the signal that ended this run (the first; later ones are ignored)
+_deferring: list[bool] = []  # non-empty inside deferred(): the handler records, never raises
 
 
 class Signalled(KeyboardInterrupt):
@@ -31,7 +41,28 @@ class Signalled(KeyboardInterrupt):
 def _first(signum: int, frame: FrameType | None) -> None:
     received.append(signum)
     quiet()
+    if _deferring:  # perhaps inside a callback from native code: raise at a safe point
+        return
     raise Signalled(signum)
+
+
+def checkpoint() -> None:
+    """A safe point: raise the signal recorded inside ``deferred()``, if any."""
+    if _deferring and received:
+        raise Signalled(received[0])
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Record SIGINT/SIGTERM/SIGHUP inside this block and raise them at ``checkpoint()`` or
+    when the block ends, never inside whatever native code was running."""
+    _deferring.append(True)
+    try:
+        yield
+    finally:
+        _deferring.pop()
+    if received and not _deferring:
+        raise Signalled(received[0])
 
 
 def install() -> None:

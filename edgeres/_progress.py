@@ -23,9 +23,15 @@ def progress_enabled() -> bool:
 
 def track(items: Iterable[T], *, total: int | None, description: str
           ) -> Generator[T, None, None]:
-    """Yield ``items`` while advancing a progress bar of ``total`` steps."""
+    """Yield ``items`` while advancing a progress bar of ``total`` steps; each step is a safe
+    point for a deferred signal (``_interrupt.checkpoint``)."""
+    from edgeres._interrupt import checkpoint
+
     if not progress_enabled():
-        yield from items
+        for item in items:
+            checkpoint()
+            yield item
+        checkpoint()
         return
     from rich.console import Console
     from rich.progress import Progress
@@ -33,5 +39,7 @@ def track(items: Iterable[T], *, total: int | None, description: str
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(description, total=total)
         for item in items:
+            checkpoint()
             yield item
             bar.advance(task)
+        checkpoint()

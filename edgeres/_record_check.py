@@ -85,16 +85,36 @@ def _fields(value: Any, cls: type) -> dict[str, Any]:
     return dict(value)
 
 
-def _unprintable(text: str) -> bool:
-    """Control characters (newlines, terminal escape codes) and line/paragraph separators."""
-    return any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in text)
+# Bidirectional controls: U+202E makes "exe.txt" print as "txt.exe" (Trojan Source).
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def unprintable(text: str) -> bool:
+    """THE rule for text edgeres prints from a file (labels, names, stated labels): refuses
+    control characters (newlines, terminal escape codes), line/paragraph separators,
+    lone surrogates (unprintable in UTF-8) and bidirectional overrides."""
+    return any(unicodedata.category(ch) in ("Cc", "Zl", "Zp", "Cs") or ch in _BIDI
+               for ch in text)
+
+
+def check_classes(meta: Any, classes: int | None, path: Any) -> None:
+    """THE rule for a record's (``meta``, a ModelMeta) class count against the graph's output
+    width (None: unknown).
+
+    Raises:
+        MetadataError: when the record and the graph disagree.
+    """
+    if meta.num_classes and classes is not None and classes != meta.num_classes:
+        msg = (f"the record says {meta.num_classes} classes but the graph of {path} outputs "
+               f"{classes}; re-export the model or correct its metadata record")
+        raise MetadataError(msg)
 
 
 def _text(value: Any, name: str, *, empty: bool = False) -> str:
     if not isinstance(value, str) or len(value) > MAX_TEXT or (not value and not empty):
         _bad(name, value, f"a non-empty string of at most {MAX_TEXT} characters")
-    if _unprintable(value):
-        _bad(name, value, "printable text (no newlines or control characters)")
+    if unprintable(value):
+        _bad(name, value, "printable text (no newlines, control or bidirectional characters)")
     return value
 
 

@@ -75,6 +75,32 @@ def check_memory(need: int, what: str, fix: str) -> None:
     raise ConfigError(msg)
 
 
+# Bytes per element of a declared input that edgeres itself builds before a runtime sees it:
+# the float64 working copy of preprocessing and the float32 batch (a lower bound: refusing on
+# it is never wrong).
+DECLARED_BYTES = 8 + 4
+
+
+def check_declared_input(shape: tuple[object, ...], what: str) -> None:
+    """Raise unless one batch of a declared input shape fits in memory, before anything of
+    that shape is allocated (a graph with a fixed 60000x60000 input or a batch of 10**9).
+
+    Args:
+        shape: the declared shape; axes that are not positive integers count as 1.
+        what: whose input, for the message ("the graph of m.onnx").
+
+    Raises:
+        ConfigError: naming the shape, the estimate and the memory available.
+    """
+    dims = [d if isinstance(d, int) and not isinstance(d, bool) and d > 0 else 1 for d in shape]
+    need = DECLARED_BYTES
+    for d in dims:
+        need *= d
+    shown = "x".join(str(d) for d in shape)
+    check_memory(need, f"{what}, which declares an input of {shown},",
+                 "give the graph a dynamic batch axis and the image size it was trained on")
+
+
 def cap_threads(threads: int | None) -> tuple[int | None, str | None]:
     """``threads`` capped at the usable CPUs, and a note when it was capped."""
     cpus = usable_cpus() or os.cpu_count() or 1

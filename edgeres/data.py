@@ -309,7 +309,54 @@ def _archive_items(names: list[str]) -> list[tuple[str, str | None]]:
     return nested if nested and len(nested) == len(names) else [(n, None) for n in names]
 
 
+def _declared(f: Any, stored: int, name: str, member: str) -> None:
+    """The array whose header ``f`` is at: its declared size checked against the ``stored``
+    bytes and the memory available, before numpy allocates it (a 100-byte file declaring
+    10**12 samples asked numpy for 12 TB)."""
+    from numpy.lib import format as npformat
+
+    from edgeres._resources import check_memory
+
+    try:
+        version = npformat.read_magic(f)
+        header = (npformat.read_array_header_1_0 if version == (1, 0)
+                  else npformat.read_array_header_2_0)
+        shape, _, dtype = header(f, max_header_size=1 << 16)
+    except (ValueError, EOFError, OSError, SyntaxError, TypeError):
+        return  # not an array header numpy reads: np.load says why, below
+    if dtype.hasobject:
+        return  # refused by allow_pickle=False
+    need = int(dtype.itemsize)
+    for d in shape:
+        need *= int(d)
+    shown = "x".join(map(str, shape)) or "a scalar"
+    left = stored - f.tell()
+    if need > left:
+        msg = (f"{name}: {member} declares {shown} {dtype} ({need:,} bytes) but holds "
+               f"{max(left, 0):,}; the file is truncated or not what it claims: re-create it")
+        raise DataError(msg)
+    check_memory(need, f"{name}: {member} ({shown} {dtype})", "use a smaller file")
+
+
+def _check_headers(path: Path, name: str) -> None:
+    """``_declared`` for a .npy file, or for every .npy member of an .npz archive."""
+    with open(path, "rb") as f:
+        if path.suffix.lower() == ".npy":
+            _declared(f, path.stat().st_size, name, "the array")
+            return
+        with zipfile.ZipFile(f) as z:
+            for info in z.infolist():
+                if info.filename.endswith(".npy"):
+                    with z.open(info) as member:
+                        _declared(member, info.file_size, name, info.filename[:-4])
+
+
 def _arrays(path: Path, name: str) -> ArraySource:
+    try:
+        _check_headers(path, name)
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        msg = f"{name}: not a readable .npy/.npz file ({e})"
+        raise DataError(msg) from None
     try:  # an .npz reads its members lazily: their errors surface at data[key]
         if path.suffix.lower() == ".npy":
             x, y = np.load(path, allow_pickle=False), None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeres import runtimes
+from edgeres._onnx_record import check_external_data, check_record_entries
 from edgeres.errors import ModelFileError, first_line
 from edgeres.meta import METADATA_KEY, ModelMeta
 from edgeres.modelfile import open_model_file
@@ -235,6 +236,8 @@ def describe_model_file(path: Path) -> ModelFileInfo:
         opened = open_model_file(path)
         return ModelFileInfo(path=path, format=opened.runtime, size_bytes=opened.size_bytes,
                              meta=opened.meta, reader=opened.runtime)
+    check_external_data(path)  # outside the model's folder, a device, FIFO, a 1 TB length
+    check_record_entries(path)  # two records or a non-UTF-8 one: refused as every command does
     size = path.stat().st_size
     if importlib.util.find_spec("onnx") is None:  # the light install: ORT alone
         return _onnx_with_ort(path, size)

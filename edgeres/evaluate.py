@@ -21,7 +21,7 @@ import numpy as np
 
 from edgeres._progress import track
 from edgeres.data import DataSource
-from edgeres.errors import DataError
+from edgeres.errors import DataError, ModelFileError
 from edgeres.meta import ModelMeta
 from edgeres.preprocess import pad_batch
 
@@ -86,6 +86,27 @@ def top1_agreement(a: np.ndarray, b: np.ndarray) -> float:
     return 100.0 * float((a.argmax(axis=1) == b.argmax(axis=1)).mean())
 
 
+def check_finite(values: np.ndarray, what: str) -> None:
+    """THE rule for a model's outputs: NaN or infinity is a broken model, never a score.
+
+    Args:
+        values: outputs (logits, probabilities, a layer's activations).
+        what: whose outputs on what, for the message ("m.onnx on cifar10-val").
+
+    Raises:
+        ModelFileError: naming how many values were not finite.
+    """
+    values = np.asarray(values)
+    if values.dtype.kind not in "fc":
+        return
+    bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+    if bad:
+        msg = (f"{what}: the model gives NaN or infinity ({bad:,} of {values.size:,} values), "
+               "so no prediction or score is meaningful; its weights or a layer are broken "
+               "(an overflow): re-export or retrain it")
+        raise ModelFileError(msg)
+
+
 def evaluate(
     run: Callable[[np.ndarray], np.ndarray],
     data: DataSource,
@@ -113,6 +134,7 @@ def evaluate(
 
     Raises:
         DataError: if the data has no labels or no image could be read.
+        ModelFileError: if the model outputs NaN or infinity (``check_finite``).
     """
     if data.classes is None and getattr(data, "labels", None) is None:
         msg = f"{data.name} has no labels; accuracy needs an ImageFolder layout (<class>/<image>)"
@@ -129,6 +151,7 @@ def evaluate(
         x, n = batch.inputs, len(batch.inputs)
         x = pad_batch(x, fixed, fill=x[-1:])  # repeat the last image: the graph takes `fixed`
         out = np.asarray(run(x), dtype=np.float32)
+        check_finite(out, f"{meta.name} on {data.name}")
         outputs.append(out.reshape(len(x), -1)[:n])
         labels.append(cast(np.ndarray, batch.labels))  # labelled data, checked above
     if not outputs:

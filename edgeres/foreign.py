@@ -25,7 +25,9 @@ from typing import Any, cast
 import numpy as np
 
 from edgeres._fs import atomic_write, sha256_file
-from edgeres._record_check import normalisation_problem
+from edgeres._onnx_record import check_external_data, check_record_entries
+from edgeres._record_check import check_classes, normalisation_problem
+from edgeres._resources import check_declared_input
 from edgeres.errors import ConfigError, MetadataError, ModelFileError, first_line, missing_extra
 from edgeres.meta import (
     CHANNEL_ORDERS,
@@ -146,6 +148,7 @@ def read_graph(path: Path) -> GraphFacts:
     if not path.is_file():
         msg = f"model file {path} does not exist; pass an .onnx file"
         raise ModelFileError(msg)
+    check_external_data(path)  # before onnx or ORT opens a device, FIFO or file out of the folder
     facts = _with_onnx(path) if importlib.util.find_spec("onnx") else _with_ort(path)
     return facts
 
@@ -322,8 +325,12 @@ def stated_record(path: Path, options: RecordOptions | None = None) -> ModelMeta
     path = Path(path)
     options = options or RecordOptions()
     facts = read_graph(path)
+    check_declared_input(facts.input_shape, f"the graph of {path}")  # before the probe run
     if facts.record is not None:
+        check_record_entries(path)
         record = ModelMeta.from_json(facts.record).fitted_to(facts.input_shape)
+        classes = facts.output_shape[-1] if facts.output_shape else None
+        check_classes(record, classes if isinstance(classes, int) else None, path)
         if not options.stated:
             return record
         log.info("stated preprocessing replaces the record's in %s", path)

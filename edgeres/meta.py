@@ -215,9 +215,13 @@ class ModelMeta:
 
         Raises:
             MetadataError: if the graph's channel count contradicts the record's.
+            ConfigError: if one batch of the graph's declared input cannot fit in memory.
         """
         if not graph_shape or len(graph_shape) != len(self.input.shape):
             return self
+        from edgeres._resources import check_declared_input
+
+        check_declared_input(tuple(graph_shape), f"the graph of {self.name}")
         fitted = self._fitted_batch(graph_shape[0])
         if len(graph_shape) != 4:
             return fitted
@@ -299,6 +303,10 @@ class ModelMeta:
             raise MetadataError(msg) from None
         except RecursionError:
             msg = "the edgeres metadata record is nested too deeply; re-export the model"
+            raise MetadataError(msg) from None
+        except ValueError:  # Python refuses integers of more than 4,300 digits
+            msg = ("the edgeres metadata record holds an integer too long to read (more than "
+                   "4,300 digits); re-export the model")
             raise MetadataError(msg) from None
         return cls.from_dict(d)
 

@@ -45,8 +45,14 @@ def package_data(relative: str) -> Path:
 
 def _resolve(value: str | Path, table: dict[str, Path], what: str) -> Path:
     path = Path(value)
-    if path.exists():
-        return path
+    try:
+        if path.exists():
+            return path
+    except (OSError, ValueError) as e:  # a name too long for the file system, a NUL byte
+        why = getattr(e, "strerror", None) or str(e)
+        shown = str(value) if len(str(value)) <= 80 else str(value)[:77] + "..."
+        msg = f"{what} {shown!r} cannot be used as a path ({why}); give an existing file"
+        raise UnknownNameError(msg) from None
     if str(value) in table:
         target = table[str(value)]
         if not target.exists():

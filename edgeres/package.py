@@ -81,6 +81,7 @@ class PackageReport:
         size_bytes: total size of the files.
         meta: the model's record (as in ``metadata.json``).
         check_label: top-1 label the bundled model gave a grey test image when it was checked.
+        golden_data: where the golden images came from, in words (``_golden_data``).
     """
 
     path: Path
@@ -89,6 +90,7 @@ class PackageReport:
     size_bytes: int
     meta: ModelMeta
     check_label: str
+    golden_data: str = ""
 
 
 def platform_label() -> str:
@@ -233,6 +235,39 @@ def _check_destination(dst: Path, inputs: list[Path], overwrite: bool) -> None:
     if not is_bundle:
         msg = f"{dst} exists and is not an edgeres bundle; not replacing it, choose a new path"
         raise EdgeresError(msg)
+
+
+def _golden_data(given: str | Path | None, model: Path, meta: ModelMeta
+                 ) -> tuple[str | Path | None, str]:
+    """The golden images and, in words, where they come from.
+
+    A record is untrusted input: the validation or calibration data it names is used only
+    when it is a registered name or a path inside the model's folder (a relative one read
+    from there, never from the current directory); anything else is refused, so a model file
+    cannot make ``package`` copy images it was never given into a bundle.
+
+    Raises:
+        DataError: when the record names data outside the model's folder and none was given.
+    """
+    from edgeres.errors import DataError
+    from edgeres.names import dataset_paths
+    from edgeres.verify import _default_data
+
+    if given is not None:
+        return given, f"{given} (--golden)"
+    name = _default_data(meta)
+    if name is None:
+        return None, "random pixels (no validation data known; pass --golden DATA)"
+    if name in dataset_paths():  # shipped data, never a path the record can point anywhere
+        return name, f"{name} (chosen from the model's record)"
+    folder = model.parent.resolve()
+    where = (Path(name) if Path(name).is_absolute() else model.parent / name).resolve()
+    if where.is_relative_to(folder) and where.exists():
+        return where, f"{where} (named in the model's record, inside the model's folder)"
+    msg = (f"the record of {model} names {name[:200]!r} as its validation or calibration data; "
+           "edgeres follows a record's path only inside the model's folder: pass the golden "
+           "images with --golden DATA")
+    raise DataError(msg)
 
 
 def _write_bundle(folder: Path, path: Path, meta: ModelMeta, record: str,
@@ -397,6 +432,7 @@ def package(model: str | Path, dst: str | Path, *, overwrite: bool = False,
         record = meta.to_json()  # infer.py must resize to the size the graph takes
     dst = Path(dst)
     _check_destination(dst, [p for p, _ in _model_files(path)[0]], overwrite)
+    golden, golden_words = _golden_data(golden, path, meta)
     if dst.suffix.lower() == ".zip":
         try:
             work = tempfile.TemporaryDirectory(prefix="edgeres.package.")
@@ -421,4 +457,4 @@ def package(model: str | Path, dst: str | Path, *, overwrite: bool = False,
             label = _check_bundle(folder, path)
             _check_golden(folder)
             size = sum(f.stat().st_size for f in _tree(folder))
-    return PackageReport(dst, tuple(files), runtime, size, meta, label)
+    return PackageReport(dst, tuple(files), runtime, size, meta, label, golden_words)

@@ -68,21 +68,22 @@ def load_image(source: Any, color: str = "RGB") -> np.ndarray:
 
                 source_file: Any = io.BytesIO(source)
             else:
-                source_file = Path(source)
-            with Image.open(source_file) as img:  # closes the file as soon as it is decoded
+                source_file = _open_file(Path(source))
+            # closes the file as soon as it is decoded
+            with source_file, Image.open(source_file) as img:
                 arr = np.asarray(_convert(img, color))
     except FileNotFoundError:
-        msg = f"image {source} does not exist; check the path"
+        msg = f"image {_shown(source)} does not exist; check the path"
         raise DataError(msg) from None
     except Image.DecompressionBombError as e:
-        name = "image bytes" if isinstance(source, bytes | bytearray) else str(source)
+        name = "image bytes" if isinstance(source, bytes | bytearray) else _shown(source)
         limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)  # Pillow refuses above twice its setting
         msg = (f"{name} exceeds Pillow's limit of {limit:,} pixels ({_bomb_size(e)}), a guard "
                f"against decompression bombs; shrink the image, or if you trust it set "
                f"{MAX_PIXELS_ENV} to a larger pixel count")
         raise DataError(msg) from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        name = "image bytes" if isinstance(source, bytes | bytearray) else str(source)
+        name = "image bytes" if isinstance(source, bytes | bytearray) else _shown(source)
         msg = f"{name} is not a readable image ({type(e).__name__}); pass a JPEG/PNG/BMP file"
         raise DataError(msg) from None
     finally:
@@ -108,6 +109,30 @@ def _bomb_size(e: BaseException) -> str:
 
     found = re.search(r"\((\d+) pixels\)", str(e))
     return f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+def _shown(path: Any) -> str:
+    """A path for a message: a 10,000-character one cut to 200."""
+    text = str(path)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _open_file(path: Path) -> Any:
+    """``path`` opened for reading if it is a regular file: opened without blocking first, so
+    a FIFO (which would wait for a writer forever), a device or a folder is refused at once."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a folder"
+                    if stat.S_ISDIR(mode) else "a device" if stat.S_ISCHR(mode) or
+                    stat.S_ISBLK(mode) else "not a regular file")
+            msg = f"image {path} is {kind}, not an image file; pass a JPEG/PNG/BMP file"
+            raise DataError(msg)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _not_empty(arr: np.ndarray) -> np.ndarray:

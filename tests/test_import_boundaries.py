@@ -36,6 +36,7 @@ def _fresh(code: str) -> list[str]:
     ("edgeres._hw", HEAVY | {"click", "openvino", "onnxruntime", "numpy", "edgeres.meta"}),
     ("edgeres.modelfile", HEAVY | {"click", "openvino", "onnxruntime", "PIL", "edgeres.bench"}),
     ("edgeres._record_check", HEAVY | {"click", "openvino", "onnxruntime", "numpy", "PIL"}),
+    ("edgeres._onnx_record", HEAVY | {"click", "openvino", "onnxruntime", "numpy", "PIL"}),
     ("edgeres.zoo", HEAVY | {"click", "openvino", "onnxruntime", "numpy", "PIL"}),
     ("edgeres.runtimes", HEAVY | {"click", "openvino", "onnxruntime", "numpy", "PIL"}),
     ("edgeres.runtimes.ort", HEAVY | {"click", "openvino", "onnxruntime", "PIL"}),

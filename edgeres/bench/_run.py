@@ -150,8 +150,9 @@ class ModelBench:
             try:
                 fn = target.bind(inputs[target.input_dtype][:batch])  # GPU rows copy in here
                 start = time.perf_counter()
-                fn()  # a configuration that cannot run fails alone, before timing starts
+                out = fn()  # a configuration that cannot run fails alone, before timing starts
                 first = time.perf_counter() - start
+                _check_output(out, f"{target.file} on {target.runtime}")
             except Exception as e:  # the runtime's own error types
                 log.debug("trial run of %s failed", key, exc_info=True)
                 self._update(key, status="failed", reason=first_line(e))
@@ -320,6 +321,22 @@ def _measure(fns: dict[str, Callable[[], object]], config: BenchConfig,
                        on_round=advance)
     finally:
         bar.close()
+
+
+def _check_output(out: object, what: str) -> None:
+    """A trial run's output, when numpy can see it, must be finite (``check_finite``): a
+    model that outputs NaN is broken, and its latency is not worth a row."""
+    from edgeres.evaluate import check_finite
+
+    first = out
+    if isinstance(out, list | tuple) and out:
+        first = out[0]
+    elif not hasattr(out, "detach") and callable(values := getattr(out, "values", None)):
+        first = next(iter(values()), None)  # OpenVINO's result mapping (not a tensor's)
+    if hasattr(first, "detach"):  # a torch tensor
+        first = first.detach().float().cpu().numpy()
+    if isinstance(first, np.ndarray):
+        check_finite(first, what)
 
 
 def _reference(reports: dict[tuple[str, str, str], Any]) -> tuple[str, str, str] | None:

@@ -9,7 +9,15 @@ from typing import Any
 import click
 
 from edgeres.cli._group import cli
-from edgeres.cli._options import _OUT, _count, _stated_meta, bench_config_options, record_options
+from edgeres.cli._options import (
+    _OUT,
+    _count,
+    _stated_meta,
+    bench_config_options,
+    capped_threads,
+    check_paths,
+    record_options,
+)
 from edgeres.errors import ConfigError, EdgeresError
 from edgeres.runtimes import RUNTIME_NAMES  # --backend: the registered runtimes
 
@@ -43,6 +51,7 @@ def bench(model: tuple[str, ...], json_out: Path | None, csv_out: Path | None,
     """
     from edgeres.bench import BenchConfig, report, run_bench
 
+    check_paths()
     config = BenchConfig(**settings)  # the options bench_config_options made from its fields
     report.check_outputs([json_out, csv_out, md_out], plot=plot_out, inputs=_model_files(model))
     if cluster is not None:  # the same rows, measured on each device of a Ray cluster
@@ -72,8 +81,9 @@ def bench(model: tuple[str, ...], json_out: Path | None, csv_out: Path | None,
 
 def _model_files(models: tuple[str, ...]) -> list[Path]:
     """The files among bench's MODEL arguments (and an IR's .bin), which outputs must spare."""
-    files = [Path(m) for m in models if Path(m).is_file()]
-    return files + [f.with_suffix(".bin") for f in files if f.suffix.lower() == ".xml"]
+    from edgeres._fs import input_files
+
+    return input_files(models)
 
 
 def _render_bench(run: Any, json_out: Path | None, csv_out: Path | None, md_out: Path | None,
@@ -147,13 +157,12 @@ def eval_command(model: tuple[str, ...], data: str, limit: int | None, batch: in
     Example:
         edgeres eval cifar10 cifar10-int8 --data cifar10-test --cluster auto
     """
-    if json_out is not None:
-        from edgeres._fs import check_outputs
-
-        check_outputs([json_out], inputs=[Path(m) for m in model if Path(m).is_file()])
     from edgeres.classmap import read_class_map
     from edgeres.names import resolve_model_file
 
+    check_paths()
+    if cluster is None:  # on a cluster, threads are per worker on its nodes' CPUs
+        threads = capped_threads(threads)
     metas = None if record is None else [_stated_meta(resolve_model_file(m), record)
                                           for m in model]
     options: dict[str, Any] = {

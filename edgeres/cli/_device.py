@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any, cast
 import click
 
 from edgeres.cli._group import cli
-from edgeres.cli._options import _count, _onnx_only, _stated_meta, record_options
+from edgeres.cli._options import (
+    _count,
+    _onnx_only,
+    _stated_meta,
+    capped_threads,
+    check_paths,
+    record_options,
+)
 from edgeres.runtimes import RUNTIME_NAMES  # --backend: the registered runtimes
 from edgeres.vocab import DEVICES, MODES
 
@@ -34,16 +41,6 @@ def _predictions_json(predictor: Any, images: tuple[str, ...], results: list[Any
     }, indent=1)
 
 
-def _capped_threads(threads: int | None) -> int | None:
-    """``--threads`` within the CPUs this process may use, with a note when capped."""
-    from edgeres._resources import cap_threads
-
-    threads, note = cap_threads(threads)
-    if note:
-        click.echo(f"note: {note}", err=True)
-    return threads
-
-
 def _expand_folders(images: tuple[str, ...]) -> tuple[str, ...]:
     """Each folder among ``images`` replaced by the image files under it, sorted."""
     from edgeres.data import IMAGE_SUFFIXES, image_files
@@ -51,7 +48,11 @@ def _expand_folders(images: tuple[str, ...]) -> tuple[str, ...]:
 
     out: list[str] = []
     for image in images:
-        if not Path(image).is_dir():
+        try:
+            folder = Path(image).is_dir()
+        except (OSError, ValueError):  # a name too long: load_image says so, in one line
+            folder = False
+        if not folder:
             out.append(image)
             continue
         found = [str(f) for f in image_files(Path(image))]
@@ -90,11 +91,14 @@ def predict(model: str, images: tuple[str, ...], top_k: int, as_json: bool, back
     Example:
         edgeres predict cifar10 cat.jpg dog.png --top-k 3
     """
+    import numpy as np
+
     from edgeres.names import resolve_model_file
     from edgeres.runtime import load
 
+    check_paths()
     images = _expand_folders(images)
-    threads = _capped_threads(threads)
+    threads = capped_threads(threads)
     path = resolve_model_file(model)
     # runtime.load still calls the mode "precision" (runtime/__init__.py, the runtime issue)
     p = load(path, backend=cast("Backend", backend), device=cast("Device", device),
@@ -102,6 +106,9 @@ def predict(model: str, images: tuple[str, ...], top_k: int, as_json: bool, back
              meta=_stated_meta(path, record))
     asked = images
     images, results, skipped = _predict_readable(p, images, top_k)
+    from edgeres.evaluate import check_finite  # NaN is never printed, nor emitted as JSON
+
+    check_finite(np.array([r.probabilities for r in results]), str(path))
     if as_json:
         click.echo(_predictions_json(p, images, results))
     else:
@@ -171,6 +178,7 @@ def package_command(model: str, output: Path, force: bool, golden_data: str | No
     from edgeres.names import resolve_model_file
     from edgeres.package import package
 
+    check_paths(folders=True, one_file=True)
     with tempfile.TemporaryDirectory(prefix="edgeres.attach.") as tmp:
         if record is not None:  # the bundle's model carries the stated record, as attach writes
             from edgeres.foreign import attach as attach_record
@@ -181,6 +189,7 @@ def package_command(model: str, output: Path, force: bool, golden_data: str | No
         r = package(model, output, overwrite=force, golden=golden_data,
                     golden_samples=golden_samples)
     click.echo(f"wrote {r.path} ({r.size_bytes / 1e6:.1f} MB: {', '.join(r.files)})")
+    click.echo(f"golden images: {r.golden_data}")
     click.echo(f"needs numpy, Pillow and {r.runtime}; checked: the bundled model loads and "
                f"classifies a grey test image as {r.check_label!r}")
 

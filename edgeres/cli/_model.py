@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import click
 
-from edgeres._fs import check_outputs as _check_outputs
 from edgeres.cli._group import cli
 from edgeres.cli._options import (
     _batch,
@@ -18,10 +17,11 @@ from edgeres.cli._options import (
     _read_labels,
     _refuse_existing,
     _stated_meta,
+    check_paths,
     force_option,
     record_options,
 )
-from edgeres.errors import MetadataError
+from edgeres.errors import EdgeresError, MetadataError
 
 if TYPE_CHECKING:
     from edgeres.describe import ModelFileInfo
@@ -76,6 +76,7 @@ def attach(model: str, output: Path, name: str | None, force: bool, record: Any)
     from edgeres.foreign import attach as attach_record
     from edgeres.names import resolve_model_file
 
+    check_paths()
     options = dataclasses.replace(record or RecordOptions(), name=name)
     src = resolve_model_file(model)
     _refuse_existing(output, force, (src,))
@@ -122,7 +123,7 @@ def export(model: str, weights: str | None, num_classes: int | None, input_size:
     from edgeres.models import model_info
 
     model_info(model)  # an unknown name fails here, with suggestions, before any work
-    _check_outputs([output], inputs=[Path(weights) if weights else None, labels])
+    check_paths()
     _refuse_existing(output, force)
     config = ExportConfig(opset=opset, batch=cast("int | Literal['dynamic']", _batch(batch)),
                           fp16=fp16,
@@ -155,6 +156,7 @@ def info(model_file: str, record: Any) -> None:
     from edgeres.describe import describe_model_file
     from edgeres.names import resolve_model_file
 
+    check_paths()
     d = describe_model_file(resolve_model_file(model_file))
     opset = f", opset {d.opset}" if d.opset is not None else ""
     click.echo(f"{d.path}: {d.format}{opset}, {d.size_bytes:,} bytes ({d.size_bytes / 1e6:.1f} MB)")
@@ -204,9 +206,16 @@ def _note_fitted(d: ModelFileInfo) -> None:
     """Say so when the graph's input size was changed after export and the record follows it."""
     if len(d.inputs) != 1 or d.meta is None:
         return
+    from edgeres._record_check import check_classes
+
+    classes = d.outputs[0].shape[-1] if len(d.outputs) == 1 and d.outputs[0].shape else None
+    try:
+        check_classes(d.meta, classes if isinstance(classes, int) else None, d.path)
+    except MetadataError as e:  # info describes the file; every command that runs it refuses
+        click.echo(f"note: {e}")
     try:
         fitted = d.meta.fitted_to(tuple(d.inputs[0].shape))
-    except MetadataError as e:
+    except EdgeresError as e:  # a record for another graph, or an input too large to run
         click.echo(f"note: {e}")
         return
     if fitted.input_size != d.meta.input_size:

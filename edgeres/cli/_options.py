@@ -146,16 +146,16 @@ def _record(mean: str | None, std: str | None, scale: str | None, channels: str 
 
 def _labels_file(path: Path | None) -> list[str] | None:
     """``_read_labels`` for a stated labels file, refusing names that would garble output."""
-    import unicodedata
+    from edgeres._record_check import unprintable
 
     if path is not None and not path.is_file():
         msg = f"labels file {path} does not exist; pass a text file, one label per line"
         raise DataError(msg)
     labels = _read_labels(path)
     for i, label in enumerate(labels or ()):
-        if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in label):
+        if unprintable(label):
             msg = (f"labels file {path}, line {i + 1}: {label!r:.60} holds a control character "
-                   "(escape code, tab); labels must be printable text")
+                   "(escape code, tab, bidirectional override); labels must be printable text")
             raise DataError(msg)
     return labels
 
@@ -237,3 +237,82 @@ def bench_config_options(f: Any) -> Any:
                     ",".join(map(str, spec.default)) if spec.kind == "list" else spec.default))
         f = click.option(decl, spec.name, **kwargs)(f)
     return f
+# --- no input is ever an output ------------------------------------------------------------------
+
+# The parameters, on every command, that name something the command reads or writes.
+_READS = ("model", "model_file", "images", "weights", "labels", "labels_file", "calib", "val",
+          "eval_data", "data", "golden_data", "golden_file", "class_map")
+_WRITES = ("output", "json_out", "csv_out", "md_out", "plot_out")
+
+
+def _registered(value: str) -> list[Path]:
+    """The shipped files a registered name stands for (a model, weights or data set)."""
+    from edgeres import names
+    from edgeres.errors import UnknownNameError
+
+    found = []
+    for resolve in (names.resolve_model_file, names.resolve_weights, names.resolve_data):
+        try:
+            found.append(resolve(value))
+        except (UnknownNameError, OSError, ValueError):
+            pass
+    return found
+
+
+def _values(value: Any) -> list[Any]:
+    """A parameter's values: none, one, or a tuple of them (``nargs=-1``)."""
+    return [v for v in (value if isinstance(value, tuple) else (value,)) if v is not None]
+
+
+def check_paths(*outputs: Path, folders: bool = False, one_file: bool = False) -> None:
+    """Every path the running command reads (model, its .bin, labels, data, calibration,
+    golden, images) against every path it writes (and standard output), resolved, before
+    any work: ``_fs.check_outputs`` refuses the run in one line if one would replace another.
+
+    Args:
+        outputs: outputs the command writes beside the ones it was given (a report, a .bin).
+        folders: the output may be an existing folder (``package``'s bundle).
+        one_file: the model must be one file (a bundle carries no external data).
+    """
+    from edgeres._fs import check_outputs, input_files
+    from edgeres._onnx_record import check_external_data, check_record_entries, external_files
+
+    params = click.get_current_context().params
+    reads: list[str | Path] = []
+    for name in _READS:
+        for v in _values(params.get(name)):
+            reads += [v, *(_registered(str(v)) if name != "images" else ())]
+    writes = [params.get(name) for name in _WRITES]
+    names = [v for n in ("model", "model_file") for v in _values(params.get(n))]
+    for name in names:  # ONNX Runtime and OpenVINO take UTF-8 paths only
+        try:
+            str(name).encode("utf-8")
+        except UnicodeEncodeError:
+            msg = (f"the model path {str(name)!a} is not valid UTF-8 (a file name in another "
+                   "encoding); rename the file with UTF-8 characters")
+            raise ConfigError(msg) from None
+    models = [p for p in input_files([*names, *(f for m in names for f in _registered(str(m)))])
+              if p.suffix.lower() == ".onnx"]
+    for path in models:  # external data outside the folder, a device or FIFO: before any read
+        check_external_data(path)
+    files = input_files([*reads, *(f for m in models for f in external_files(m))])
+    check_outputs([*writes, *outputs], inputs=files, stdout=True, folders=folders)
+    for path in models:  # two records, or one not UTF-8: refused by every command alike
+        check_record_entries(path)
+        if one_file and external_files(path):
+            msg = (f"{path} keeps its weights in external data files "
+                   f"({', '.join(f.name for f in external_files(path))}); a bundle carries one "
+                   "model file: save the model with its weights inside (onnx.save(model, path)"
+                   ") and package that")
+            raise ConfigError(msg)
+
+
+def capped_threads(threads: int | None) -> int | None:
+    """``--threads`` within the CPUs this process may use (``_resources.cap_threads``, the one
+    thread rule), with a note when capped: 100000 threads hung ``eval``, 10**30 overflowed."""
+    from edgeres._resources import cap_threads
+
+    threads, note = cap_threads(threads)
+    if note:
+        click.echo(f"note: {note}", err=True)
+    return threads

@@ -14,6 +14,7 @@ from edgeres.cli._options import (
     _count,
     _echo_table,
     _refuse_existing,
+    check_paths,
     force_option,
     record_options,
 )
@@ -70,11 +71,16 @@ def quantize_command(model: str, calib: str, backend: str, target: str, method: 
     from edgeres.modelfile import model_record
     from edgeres.names import resolve_model_file
     from edgeres.quantize import QuantConfig, quantize
+    from edgeres.quantize._report import report_path_for
 
+    check_paths(report_path_for(output), *([output.with_suffix(".bin")]
+                                           if output.suffix.lower() == ".xml" else []))
     config = QuantConfig(target=cast("Target", target), method=cast("Method | None", method),
                          samples=samples, per_channel=per_channel,
                          exclude=exclude, val=val, max_drop=max_drop, eval=eval_data,
                          preset=cast("Preset", preset))
+    from edgeres._interrupt import deferred
+
     src = resolve_model_file(model)
     _refuse_existing(output, force, (src,))
     meta = model_record(src, options=record)
@@ -84,9 +90,10 @@ def quantize_command(model: str, calib: str, backend: str, target: str, method: 
             from edgeres.cluster import ray_evaluator
 
             evaluator = stack.enter_context(ray_evaluator(cluster))
-        report = quantize(src, output, CalibrationSet.from_data(calib, meta),
-                          backend=cast("QuantBackend", backend), config=config,
-                          evaluator=evaluator)
+        with deferred():  # a signal is raised between steps, never inside ORT/NNCF's callbacks
+            report = quantize(src, output, CalibrationSet.from_data(calib, meta),
+                              backend=cast("QuantBackend", backend), config=config,
+                              evaluator=evaluator)
     _render_quant(report)
 
 

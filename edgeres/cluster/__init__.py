@@ -86,6 +86,35 @@ def resolve_address(address: str) -> str:
     return address
 
 
+CONNECT_TIMEOUT_S = 5.0  # a head that does not accept a TCP connection in this long is down
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Open (and close) a TCP connection to the head at ``address`` before Ray is started:
+    ``ray.init`` retried an unreachable address for minutes (``--cluster 127.0.0.1:1`` hung).
+    Addresses that are not ``[ray://]HOST:PORT`` are left to Ray.
+
+    Raises:
+        ClusterError: if nothing accepts the connection within ``timeout`` seconds.
+    """
+    import socket
+
+    where = address.removeprefix("ray://").rstrip("/")
+    host, sep, port = where.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    host = host.strip("[]")  # [::1]:6379
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except (OSError, OverflowError, ValueError) as e:
+        why = "timed out" if isinstance(e, TimeoutError) else (
+            getattr(e, "strerror", None) or type(e).__name__)
+        msg = (f"cannot connect to the Ray cluster at {address} ({why}, within {timeout:g} s); "
+               "start one with `ray start --head` or check the address")
+        raise ClusterError(msg) from None
+
+
 @contextlib.contextmanager
 def connect(address: str) -> Iterator[Any]:
     """Connect this process to the Ray cluster at ``address`` as a driver; disconnect after.
@@ -98,8 +127,9 @@ def connect(address: str) -> Iterator[Any]:
         ConfigError: for a bad address.
         ClusterError: if no cluster answers there.
     """
-    ray = import_ray()
     address = resolve_address(address)
+    check_reachable(address)
+    ray = import_ray()
     if ray.is_initialized():  # the caller's own connection (a notebook, a test): keep it
         yield ray
         return

@@ -16,14 +16,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from edgeres import runtimes
-from edgeres._fs import atomic_files, check_outputs, sha256_file
+from edgeres._fs import atomic_files, check_outputs, sha256_file, temporary_dir
 from edgeres.calibration import CalibrationSet
 from edgeres.data import DataSource, open_data
 from edgeres.errors import ConfigError, ModelFileError, QuantizationError
@@ -113,7 +112,7 @@ def quantize(
     calib = calibration.select(config.samples, config.seed,
                                config.batch_size or _auto_batch(calibration.meta))
     evaluator = LocalEvaluator() if evaluator is None else evaluator
-    with tempfile.TemporaryDirectory(prefix="edgeres.quant.") as tmp:
+    with temporary_dir("edgeres.quant.") as tmp:
         q = _backend(backend, src, calib, spec, config, Path(tmp))
         report, chosen = _run(q, src, dst, spec, config, val, test, evaluator)
         report = dataclasses.replace(report, seconds=time.perf_counter() - start)

@@ -9,8 +9,10 @@ names; OpenVINO calls a convolution's op ``<name>/WithoutBiases`` once its bias 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeres._fs import output_dir
+from edgeres._fs import LOW_SPACE, output_dir
 from edgeres.calibration import CalibrationSet, nncf_dataset
 from edgeres.errors import ModelFileError, QuantizationError, first_line, missing_extra
 from edgeres.meta import METADATA_KEY, ModelMeta
@@ -83,7 +85,17 @@ class NncfQuantizer:
         return self.src
 
     def calibrate(self) -> None:
-        """NNCF collects statistics inside every ``build``; nothing to do ahead."""
+        """NNCF collects statistics inside every ``build``; ahead of it, one calibration
+        batch checks that the float model's outputs are finite (NNCF quantizes a model that
+        outputs NaN without a word: ``check_finite``)."""
+        from edgeres.evaluate import check_finite
+
+        batch = next(iter(self.calibration.first(1)), None)
+        if batch is None:
+            return
+        compiled = self.core.compile_model(self.model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        for value in compiled.create_infer_request().infer({0: batch}).values():
+            check_finite(np.asarray(value), f"{self.src} on the calibration data")
 
     def check_names(self, names: Sequence[str]) -> None:
         """Raise for layer names that are not in the OpenVINO graph."""
@@ -202,7 +214,12 @@ def _save_ir(model: Any, dst: Path, meta: ModelMeta | None) -> None:
     with output_dir(dst) as parent, \
             tempfile.TemporaryDirectory(prefix=f".{dst.name}.", dir=parent) as tmp:
         xml = Path(tmp) / dst.name
-        ov.save_model(model, str(xml), compress_to_fp16=False)  # fp32 meant, not fp16
+        try:
+            ov.save_model(model, str(xml), compress_to_fp16=False)  # fp32 meant, not fp16
+        except RuntimeError as e:  # "basic_ios::clear: iostream error": a write that failed
+            full = shutil.disk_usage(tmp).free < LOW_SPACE
+            code = errno.ENOSPC if full else errno.EIO
+            raise OSError(code, os.strerror(code) + f" (OpenVINO: {first_line(e)})") from None
         # The .bin first, the .xml (the file users name) last: a new .xml never exists
         # without its .bin.
         os.replace(xml.with_suffix(".bin"), dst.with_suffix(".bin"))

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgeres._progress import track
+from edgeres.evaluate import check_finite
 
 if TYPE_CHECKING:
     from edgeres.calibration import CalibrationSet
@@ -83,8 +84,10 @@ def _minmax(model: Path, batches: Iterable[dict[str, np.ndarray]], total: int,
     ranges = {}
     for name, td in data.items():
         lo, hi = (float(np.asarray(v, dtype=np.float64).reshape(-1)[0]) for v in td.range_value)
-        if math.isfinite(lo) and math.isfinite(hi):
-            ranges[name] = (lo, hi)
+        # NaN or infinity here is a broken model (ORT's quantizer failed later, naming a
+        # missing parameter or "scale issue"): said now, in one line
+        check_finite(np.array([lo, hi]), f"tensor {name} on the calibration data")
+        ranges[name] = (lo, hi)
     return ranges
 
 

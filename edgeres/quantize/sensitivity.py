@@ -24,6 +24,7 @@ import numpy as np
 
 from edgeres._progress import track
 from edgeres._timing import measure
+from edgeres.evaluate import check_finite
 from edgeres.quantize._protocol import Quantizer  # the one interface every backend satisfies
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,9 @@ def layer_errors(q: Quantizer, path: Path, batches: Iterable[np.ndarray],
     power: dict[str, list[float]] = {}
     for x in batches:
         a, b = ref(x), got(x)
+        for r, _ in pairs.values():
+            if r in a:
+                check_finite(a[r], f"{q.meta.name} (layer {r}, on calibration data)")
         for layer, (r, g) in pairs.items():
             if r in a and g in b:
                 signal, noise = power.setdefault(layer, [0.0, 0.0])

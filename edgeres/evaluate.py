@@ -21,9 +21,9 @@ import numpy as np
 
 from edgeres._progress import track
 from edgeres.data import DataSource
-from edgeres.errors import DataError, ModelFileError
+from edgeres.errors import DataError
 from edgeres.meta import ModelMeta
-from edgeres.preprocess import pad_batch
+from edgeres.preprocess import check_finite, pad_batch
 
 DEFAULT_BATCH = 100  # images per call; a cluster cuts the same batches (cluster._eval)
 
@@ -84,27 +84,6 @@ def top1_agreement(a: np.ndarray, b: np.ndarray) -> float:
         msg = f"cannot compare outputs of shapes {a.shape} and {b.shape}"
         raise ValueError(msg)
     return 100.0 * float((a.argmax(axis=1) == b.argmax(axis=1)).mean())
-
-
-def check_finite(values: np.ndarray, what: str) -> None:
-    """THE rule for a model's outputs: NaN or infinity is a broken model, never a score.
-
-    Args:
-        values: outputs (logits, probabilities, a layer's activations).
-        what: whose outputs on what, for the message ("m.onnx on cifar10-val").
-
-    Raises:
-        ModelFileError: naming how many values were not finite.
-    """
-    values = np.asarray(values)
-    if values.dtype.kind not in "fc":
-        return
-    bad = int(values.size - np.count_nonzero(np.isfinite(values)))
-    if bad:
-        msg = (f"{what}: the model gives NaN or infinity ({bad:,} of {values.size:,} values), "
-               "so no prediction or score is meaningful; its weights or a layer are broken "
-               "(an overflow): re-export or retrain it")
-        raise ModelFileError(msg)
 
 
 def evaluate(

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeres.errors import DataError
+from edgeres.errors import DataError, ModelFileError
 
 _RESAMPLE = {"nearest": 0, "bilinear": 2, "bicubic": 3}  # Pillow's Image.Resampling values
 MAX_PIXELS_ENV = "EDGERES_MAX_IMAGE_PIXELS"  # raises Pillow's decompression-bomb limit
@@ -315,3 +315,24 @@ def rows_are_probabilities(scores: np.ndarray) -> bool:
     z = np.asarray(scores, dtype=np.float64).reshape(len(scores), -1)
     return bool(len(z)) and bool((z >= -1e-6).all()) and bool(
         (np.abs(z.sum(axis=1) - 1.0) <= 1e-3).all())
+
+
+def check_finite(values: np.ndarray, what: str) -> None:
+    """THE rule for a model's outputs: NaN or infinity is a broken model, never a score.
+
+    Args:
+        values: outputs (logits, probabilities, a layer's activations).
+        what: whose outputs on what, for the message ("m.onnx on cifar10-val").
+
+    Raises:
+        ModelFileError: naming how many values were not finite.
+    """
+    values = np.asarray(values)
+    if values.dtype.kind not in "fc":
+        return
+    bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+    if bad:
+        msg = (f"{what}: the model gives NaN or infinity ({bad:,} of {values.size:,} values), "
+               "so no prediction or score is meaningful; its weights or a layer are broken "
+               "(an overflow): re-export or retrain it")
+        raise ModelFileError(msg)

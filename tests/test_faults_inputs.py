@@ -947,3 +947,30 @@ def test_package_onto_a_full_disk_names_the_free_space(tight_output: Path, out: 
     one_error(_run("package", "cifar10", "-o", tight_output / out), "cannot write",
               "No space left on device", f"MB free in {tight_output}")
     assert sorted(p.name for p in tight_output.iterdir()) == ["filler"]
+
+
+# --- the library itself: runtime.load and Predictor.predict judge inputs as the commands do ------
+
+
+@pytest.mark.parametrize("case", ["long path", "two records", "external ../", "external fifo",
+                                  "nan", "inf"])
+def test_the_library_load_and_predict_refuse_as_the_commands_do(tmp_path: Path,
+                                                                  case: str) -> None:
+    """runtime.load raised OSError for a 10,000-character path and read the last of two records;
+    Predictor.predict returned NaN probabilities: each is now one EdgeresError naming it."""
+    from edgeres import runtime
+    from edgeres.errors import EdgeresError
+
+    image = _image(tmp_path / "x.png")
+    if case == "long path":
+        path, words = tmp_path / ("m" * 10_000 + ".onnx"), "pass a shorter path"
+    elif case == "two records":
+        path, words = _crafted(tmp_path / "m.onnx", "two"), "2 edgeres metadata records"
+    elif case.startswith("external"):
+        where = "dotdot" if case.endswith("../") else "fifo"
+        path, words = _pointing(tmp_path, where), EXTERNAL_WORDS[where]
+    else:
+        path, words = _broken(tmp_path / "m.onnx", float(case)), "NaN or infinity"
+    with pytest.raises(EdgeresError, match=re.escape(words)) as caught:
+        runtime.load(path).predict([image])
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 600

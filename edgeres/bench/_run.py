@@ -326,7 +326,7 @@ def _measure(fns: dict[str, Callable[[], object]], config: BenchConfig,
 def _check_output(out: object, what: str) -> None:
     """A trial run's output, when numpy can see it, must be finite (``check_finite``): a
     model that outputs NaN is broken, and its latency is not worth a row."""
-    from edgeres.evaluate import check_finite
+    from edgeres.preprocess import check_finite
 
     first = out
     if isinstance(out, list | tuple) and out:

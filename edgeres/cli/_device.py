@@ -106,7 +106,7 @@ def predict(model: str, images: tuple[str, ...], top_k: int, as_json: bool, back
              meta=_stated_meta(path, record))
     asked = images
     images, results, skipped = _predict_readable(p, images, top_k)
-    from edgeres.evaluate import check_finite  # NaN is never printed, nor emitted as JSON
+    from edgeres.preprocess import check_finite  # NaN is never printed, nor emitted as JSON
 
     check_finite(np.array([r.probabilities for r in results]), str(path))
     if as_json:

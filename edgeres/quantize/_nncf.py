@@ -88,7 +88,7 @@ class NncfQuantizer:
         """NNCF collects statistics inside every ``build``; ahead of it, one calibration
         batch checks that the float model's outputs are finite (NNCF quantizes a model that
         outputs NaN without a word: ``check_finite``)."""
-        from edgeres.evaluate import check_finite
+        from edgeres.preprocess import check_finite
 
         batch = next(iter(self.calibration.first(1)), None)
         if batch is None:

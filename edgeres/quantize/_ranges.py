@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgeres._progress import track
-from edgeres.evaluate import check_finite
+from edgeres.preprocess import check_finite
 
 if TYPE_CHECKING:
     from edgeres.calibration import CalibrationSet

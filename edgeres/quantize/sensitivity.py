@@ -24,7 +24,7 @@ import numpy as np
 
 from edgeres._progress import track
 from edgeres._timing import measure
-from edgeres.evaluate import check_finite
+from edgeres.preprocess import check_finite
 from edgeres.quantize._protocol import Quantizer  # the one interface every backend satisfies
 
 log = logging.getLogger(__name__)

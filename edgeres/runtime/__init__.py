@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from edgeres import runtimes
+from edgeres._onnx_record import check_external_data, check_record_entries
+from edgeres._record_check import check_classes
 from edgeres.errors import BackendNotAvailable, DataError, MetadataError, ModelFileError
 from edgeres.meta import ModelMeta
-from edgeres.preprocess import pad_batch, prepare, rows_are_probabilities
+from edgeres.preprocess import check_finite, pad_batch, prepare, rows_are_probabilities
 from edgeres.runtime.backends import BackendOptions
 
 if TYPE_CHECKING:
@@ -189,7 +191,9 @@ class Predictor:
                 x = x.astype(self._dtype)
             n = len(x)
             x = pad_batch(x, self._batch)  # fixed-batch graph: pad the last chunk
-            out.extend(topk_predictions(self.run(x)[:n], self.meta.labels, int(top_k),
+            scores = self.run(x)[:n]
+            check_finite(scores, str(self.path))  # NaN is never a prediction
+            out.extend(topk_predictions(scores, self.meta.labels, int(top_k),
                                         probabilities=self._probabilities))
         return out
 
@@ -260,10 +264,7 @@ def _check_record(backend: Any, meta: ModelMeta, path: Path) -> tuple[tuple[int,
                f"{meta.input.normalized_in_graph}; re-export the model")
         raise MetadataError(msg)
     classes = backend.output_shape[-1] if backend.output_shape else None
-    if meta.num_classes and isinstance(classes, int) and classes != meta.num_classes:
-        msg = (f"the record says {meta.num_classes} classes but the graph of {path} outputs "
-               f"{classes}; re-export the model or correct its metadata record")
-        raise MetadataError(msg)
+    check_classes(meta, classes if isinstance(classes, int) else None, path)
     batch = graph[0] if isinstance(graph[0], int) and graph[0] > 0 else 0
     return tuple(int(d) for d in sample), batch  # all fixed ints, checked above
 
@@ -295,6 +296,30 @@ def _check_arguments(path: Any, meta: Any) -> Path:
                f"got {type(meta).__name__}")
         raise MetadataError(msg)
     return Path(path)
+
+
+def _check_path(path: Path) -> None:
+    """A model path the runtimes can open: an existing regular file with a UTF-8 name (and,
+    for ONNX, one record and its external data inside its folder), else one ModelFileError."""
+    shown = str(path) if len(str(path)) <= 200 else str(path)[:197] + "..."
+    try:
+        str(path).encode("utf-8")
+        is_file, is_dir = path.is_file(), path.is_dir()
+    except UnicodeEncodeError:
+        msg = (f"the model path {shown!a} is not valid UTF-8 (a file name in another "
+               "encoding); rename the file with UTF-8 characters")
+        raise ModelFileError(msg) from None
+    except (OSError, ValueError) as e:  # a name too long for the file system, a NUL byte
+        why = (e.strerror if isinstance(e, OSError) else None) or e
+        msg = f"model path {shown} cannot be opened ({why}); pass a shorter path"
+        raise ModelFileError(msg) from None
+    if not is_file:
+        what = "is a folder, not a model file" if is_dir else "does not exist"
+        msg = f"model file {shown} {what}; pass {runtimes.suffix_list()}"
+        raise ModelFileError(msg)
+    if path.suffix.lower() == ".onnx":  # before any reader opens it, as every command does
+        check_external_data(path)
+        check_record_entries(path)
 
 
 def _pick(path: Path, backend: str, device: str) -> Runtime:
@@ -379,10 +404,7 @@ def load(
     if backend not in known:
         msg = f"unknown backend {backend!r}; use {', '.join(known[:-1])} or {known[-1]}"
         raise BackendNotAvailable(msg)
-    if not path.is_file():
-        what = "is a folder, not a model file" if path.is_dir() else "does not exist"
-        msg = f"model file {path} {what}; pass {runtimes.suffix_list()}"
-        raise ModelFileError(msg)
+    _check_path(path)
     rt = _pick(path, backend, device)
     if session_options is not None and rt.name != "ort":
         msg = "session_options applies to ONNX Runtime only; drop it or use backend='ort'"

@@ -32,7 +32,7 @@ __all__ = ["Prediction", "Predictor", "load", "topk_predictions"]
 
 log = logging.getLogger(__name__)
 
-Backend = Literal["auto", "ort", "openvino"]
+Backend = Literal["auto", "ort", "openvino", "litert", "executorch"]
 Device = Literal["cpu", "cuda", "tensorrt", "gpu"]
 PREDICT_BATCH = 32  # images decoded and run per call in predict(); bounds memory for long lists
 
@@ -288,6 +288,30 @@ def _check_arguments(path: Any, meta: Any) -> Path:
     return Path(path)
 
 
+def _load_edge(path: Path, kind: str, backend: str, options: BackendOptions,
+               meta: ModelMeta | None, session_options: Any) -> Predictor:
+    """LiteRT (.tflite) and ExecuTorch (.pte), through their runtime modules."""
+    from edgeres.runtimes import get
+
+    if kind not in ("litert", "executorch"):
+        msg = (f"backend {backend!r} reads {get(backend).suffixes[0]} files, not {path.name}; "
+               "use backend 'auto'")
+        raise ModelFileError(msg)
+    if backend not in ("auto", kind):
+        msg = f"{path} is a {kind} model file; use backend {kind!r} or 'auto'"
+        raise ModelFileError(msg)
+    if session_options is not None:
+        msg = "session_options applies to ONNX Runtime only; drop it or use backend='ort'"
+        raise BackendNotAvailable(msg)
+    impl: Any = get(kind).load(path, options, meta)
+    if impl.meta is None:
+        raise _missing_record(path, impl)
+    predictor = Predictor(impl, impl.meta, path)
+    if meta is not None:
+        meta.check()
+    return predictor
+
+
 def load(
     path: str | Path,
     *,
@@ -328,16 +352,20 @@ def load(
     path = _check_arguments(path, meta)
     options = BackendOptions(device=device, precision=precision, threads=threads)
     if backend not in BACKENDS:
-        msg = f"unknown backend {backend!r}; use auto, ort or openvino"
+        msg = f"unknown backend {backend!r}; use auto, ort, openvino, litert or executorch"
         raise BackendNotAvailable(msg)
     if not path.is_file():
         what = "is a folder, not a model file" if path.is_dir() else "does not exist"
         msg = f"model file {path} {what}; pass an .onnx file or an OpenVINO IR .xml"
         raise ModelFileError(msg)
-    kind = {".onnx": "onnx", ".xml": "ir"}.get(path.suffix.lower())
+    kind = {".onnx": "onnx", ".xml": "ir", ".tflite": "litert", ".pte": "executorch"}.get(
+        path.suffix.lower())
     if kind is None:
-        msg = f"{path} is not a model file; pass an .onnx file or an OpenVINO IR .xml"
+        msg = (f"{path} is not a model file; pass an .onnx file, an OpenVINO IR .xml, a LiteRT "
+               ".tflite or an ExecuTorch .pte")
         raise ModelFileError(msg)
+    if kind in ("litert", "executorch") or backend in ("litert", "executorch"):
+        return _load_edge(path, kind, backend, options, meta, session_options)
     if backend == "auto":
         backend = "openvino" if kind == "ir" or device == "gpu" else "ort"
     if session_options is not None and backend != "ort":

@@ -38,7 +38,7 @@ from edgeres.meta import IR_RECORD_PATHS, METADATA_KEY, ModelMeta
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "ort", "openvino")
+BACKENDS = ("auto", "ort", "openvino", "litert", "executorch")
 DEVICES = ("cpu", "cuda", "tensorrt", "gpu")
 PRECISIONS = ("model", "fast")
 _ORT_TYPES = {"float": "float32", "double": "float64"}  # ORT "tensor(T)" names that differ

@@ -61,6 +61,12 @@ log = logging.getLogger(__name__)
 
 CHANCE_FACTOR = 2.0  # fp32 top-1 below this multiple of chance stops: preprocessing is off
 # Op types that mark a model as quantized already (QDQ, QOperator or integer ops).
+# The calibration each backend uses when --method is not given: ai-edge-quantizer's
+# static_wi8_ai8 is min/max; XNNPACKQuantizer's static config observes activations with
+# histograms (torchao's HistogramObserver) and weights with per-channel min/max.
+_DEFAULT_METHODS = {"ort": DEFAULT_METHOD, "litert": "minmax", "executorch": "pt2e-xnnpack"}
+_SOURCE_SUFFIX = {"ort": ".onnx", "openvino": ".onnx", "litert": ".tflite", "executorch": ".pte"}
+_OUTPUT_SUFFIX = {"ort": ".onnx", "openvino": ".xml", "litert": ".tflite", "executorch": ".pte"}
 QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
                            "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"})
 
@@ -127,11 +133,20 @@ def _publish(q: Quantizer, chosen: Path, report: QuantReport) -> None:
     files = [dst, *_companions(dst), report.report_path]
     with atomic_files(*files) as tmps:
         q.save(chosen, tmps[dst], report.meta)
+        if dst.suffix.lower() == ".pte":  # the record travels beside a .pte
+            from edgeres.runtimes.executorch import write_record
+
+            write_record(tmps[_companions(dst)[0]], report.meta)
         write_report(report, tmps[report.report_path])
 
 
 def _companions(dst: Path) -> list[Path]:
-    """Files written beside the model that users name: an OpenVINO IR's ``.bin``."""
+    """Files written beside the model that users name: an OpenVINO IR's ``.bin``, an
+    ExecuTorch .pte's record ``<file>.pte.json``."""
+    if dst.suffix.lower() == ".pte":
+        from edgeres.runtimes.executorch import sidecar
+
+        return [sidecar(dst)]
     return [dst.with_suffix(".bin")] if dst.suffix.lower() == ".xml" else []
 
 
@@ -163,7 +178,7 @@ def _run(q: Quantizer, src: Path, dst: Path, spec: TargetSpec, config: QuantConf
     batches = list(q.calibration.select(None, batch_size=1).first(config.layer_report_samples))
     layers = tuple(layer_errors(q, chosen, batches, floats))
     report_images = sum(len(b) for b in batches)
-    method = config.method or (DEFAULT_METHOD if q.backend == "ort" else "nncf-default")
+    method = config.method or _DEFAULT_METHODS.get(q.backend, "nncf-default")
     report = QuantReport(
         src=src, dst=dst, report_path=report_path_for(dst), backend=q.backend,
         target=spec.name, method=method,
@@ -185,15 +200,21 @@ def _auto_batch(meta: ModelMeta) -> int:
 
 def _check_paths(src: Path, dst: Path, backend: str) -> None:
     if backend not in QUANT_BACKENDS:
-        msg = f"unknown quantization backend {backend!r}; use ort or openvino"
+        msg = f"unknown quantization backend {backend!r}; use {', '.join(QUANT_BACKENDS)}"
         raise QuantConfigError(msg)
+    source = _SOURCE_SUFFIX[backend]
     if not src.is_file():
-        msg = f"model file {src} does not exist; pass an .onnx file"
+        msg = f"model file {src} does not exist; pass an {source} file"
         raise ModelFileError(msg)
-    if src.suffix.lower() != ".onnx":
-        msg = f"{src} is not an ONNX model; quantize takes an .onnx file (see `edgeres export`)"
+    if src.suffix.lower() == ".onnx" and backend == "executorch":
+        msg = (f"{src} is an ONNX model; ExecuTorch int8 quantizes the PyTorch model, so export "
+               "an fp32 .pte first (`edgeres export ZOO_MODEL --weights W --format pte`)")
         raise ModelFileError(msg)
-    want = ".onnx" if backend == "ort" else ".xml"
+    if src.suffix.lower() != source:
+        msg = (f"{src} is not a {source} model; --backend {backend} quantizes an fp32 "
+               f"{source} file (see `edgeres export`)")
+        raise ModelFileError(msg)
+    want = _OUTPUT_SUFFIX[backend]
     if dst.suffix.lower() != want:
         msg = f"output {dst} should end in {want} for the {backend} backend"
         raise ModelFileError(msg)
@@ -210,6 +231,8 @@ def _check_float(src: Path, meta: ModelMeta) -> None:
                "without --fp16)")
         raise QuantizationError(msg)
     found = "its metadata record says int8" if meta.precision == "int8" else None
+    if found is None and src.suffix.lower() != ".onnx":
+        return  # .tflite/.pte come from `edgeres export`: their record says what they hold
     if found is None:
         try:
             import onnx
@@ -226,6 +249,11 @@ def _check_float(src: Path, meta: ModelMeta) -> None:
 def _backend(backend: str, src: Path, calib: CalibrationSet, spec: TargetSpec,
              config: QuantConfig, workdir: Path) -> Quantizer:
     per_channel = spec.per_channel if config.per_channel is None else config.per_channel
+    if backend in ("litert", "executorch"):
+        from edgeres.runtimes import get
+
+        return get(backend).quantizer(src, calib, spec, config,  # type: ignore[call-arg]
+                                      workdir=workdir)  # until the registry passes a workdir
     if backend == "ort":
         from edgeres.quantize._ort import OrtQuantizer
 

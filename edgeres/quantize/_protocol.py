@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from edgeres.meta import ModelMeta
     from edgeres.quantize._report import QuantDetails
 
-QuantBackend = Literal["ort", "openvino"]  # the quantizer backends (shared vocabulary)
-QUANT_BACKENDS: tuple[str, ...] = ("ort", "openvino")
+QuantBackend = Literal["ort", "openvino", "litert", "executorch"]  # the quantizer backends
+QUANT_BACKENDS: tuple[str, ...] = ("ort", "openvino", "litert", "executorch")
 
 
 @runtime_checkable

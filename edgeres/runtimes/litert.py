@@ -146,6 +146,10 @@ def with_record(model: bytes, record: str) -> bytes:
     tree = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
     payload = np.frombuffer(record.encode("utf-8"), dtype=np.uint8)
     tree.buffers = tree.buffers or []
+    for buffer in tree.buffers:  # data after the flatbuffer (ai-edge-quantizer writes it so)
+        if buffer.offset and buffer.offset > 1:  # would not survive repacking: move it inline
+            buffer.data = np.frombuffer(model, np.uint8, int(buffer.size), int(buffer.offset))
+            buffer.offset = buffer.size = 0
     for entry in tree.metadata or []:
         name = entry.name.decode() if isinstance(entry.name, bytes) else entry.name
         if name == METADATA_KEY:
@@ -316,10 +320,24 @@ def bytes_runner(data: bytes, threads: int) -> Callable[[np.ndarray], np.ndarray
 
 def write_model(tmp: Path, data: bytes, meta: ModelMeta) -> None:
     """Write .tflite ``data`` to ``tmp`` with ``meta`` in its metadata map, checked on reading
-    back."""
+    back: the record reads back as written and the stored graph answers a seeded input
+    exactly as ``data`` does."""
     stored = with_record(data, meta.to_json())
     if record_from_bytes(stored, tmp) != meta.to_json():
         msg = "the metadata record does not round-trip through the .tflite file; report this"
+        raise ModelFileError(msg)
+    interpreter = _import_interpreter()
+    answers = []
+    for model in (data, stored):
+        it = interpreter(model_content=model, num_threads=1)
+        it.allocate_tensors()
+        inp, out = it.get_input_details()[0], it.get_output_details()[0]
+        x = np.random.default_rng(0).integers(-100, 100, inp["shape"]).astype(inp["dtype"])
+        it.set_tensor(inp["index"], x)
+        it.invoke()
+        answers.append(it.get_tensor(out["index"]))
+    if not np.array_equal(answers[0], answers[1]):
+        msg = "storing the record changed the .tflite graph's answers; report this"
         raise ModelFileError(msg)
     tmp.write_bytes(stored)
 

@@ -205,6 +205,30 @@ def _openvino_ir(path: Path) -> ModelFileInfo:
     )
 
 
+def _edge_file(path: Path) -> ModelFileInfo:
+    """A LiteRT .tflite or ExecuTorch .pte: its record (inside, or the sidecar) and, when the
+    runtime is installed, its input and output as that runtime loads them."""
+    from edgeres.runtime.backends import BackendOptions
+    from edgeres.runtimes import for_file
+
+    runtime = for_file(path)
+    text = runtime.read_record(path)
+    meta = ModelMeta.from_json(text) if text else None
+    size = path.stat().st_size + sum(c.stat().st_size for c in runtime.companion_files(path)
+                                     if c.is_file())
+    if runtime.unavailable() is not None:
+        return ModelFileInfo(path=path, format=runtime.name, size_bytes=size, meta=meta,
+                             node_counts=None, reader="record only")
+    backend = runtime.load(path, BackendOptions(), meta)
+    return ModelFileInfo(
+        path=path, format=runtime.name, size_bytes=size, meta=meta,
+        inputs=(TensorInfo(backend.input_name, tuple(backend.input_shape),
+                           str(backend.input_dtype)),),
+        outputs=(TensorInfo("output", tuple(backend.output_shape), "float32"),),
+        node_counts=None, reader=runtime.name,
+    )
+
+
 def describe_model_file(path: Path) -> ModelFileInfo:
     """Read what a model file holds without running it.
 
@@ -226,9 +250,12 @@ def describe_model_file(path: Path) -> ModelFileInfo:
     suffix = path.suffix.lower()
     if suffix == ".xml":
         return _openvino_ir(path)
+    if suffix in (".tflite", ".pte"):
+        return _edge_file(path)
     if suffix != ".onnx":
         kind = suffix or "no suffix"
-        msg = f"{path} is not a model file edgeres reads ({kind}); give an .onnx or .xml file"
+        msg = (f"{path} is not a model file edgeres reads ({kind}); give an .onnx, .xml, "
+               ".tflite or .pte file")
         raise ModelFileError(msg)
     size = path.stat().st_size
     if importlib.util.find_spec("onnx") is None:  # the light install: ORT alone

@@ -242,3 +242,29 @@ def test_missing_runtime_names_the_install_line(tmp_path: Path,
     result = _run("predict", str(model), str(next(Path("calibration/cifar10-val/cat").iterdir())))
     one_error(result, "edgeres[device-litert]")
     assert get("litert").dist == "ai-edge-litert"
+
+
+@needs_litert
+@pytest.mark.slow
+def test_eval_info_and_bench_run_tflite(fp32_tflite: Path, int8_tflite: tuple[Path, Any],
+                                        tmp_path: Path) -> None:
+    """eval, info and bench take .tflite files: litert-cpu rows state the executed precision,
+    an ORT row asked of a .tflite is skipped with the reason."""
+    int8 = int8_tflite[0]
+    result = _run("eval", str(fp32_tflite), str(int8), "--data", "cifar10-val", "--limit", "100")
+    assert result.exit_code == 0, result.output
+    assert "(litert-cpu, fp32)" in result.output and "(litert-cpu, int8)" in result.output
+    result = _run("info", str(int8))
+    assert result.exit_code == 0, result.output
+    assert f"{int8}: litert" in result.output and '"precision": "int8"' in result.output
+    out = tmp_path / "bench.json"
+    result = _run("bench", str(fp32_tflite), str(int8), "--runtime", "litert-cpu,ort-cpu",
+                  "--warmup", "1", "--iterations", "2", "--rounds", "1", "--no-memory",
+                  "--json", str(out))
+    assert result.exit_code == 0, result.output
+    rows = {(Path(r["model"]).name, r["runtime"]): r for r in json.loads(out.read_text())["rows"]}
+    assert rows["r20.tflite", "litert-cpu"]["executed_precision"] == "fp32"
+    assert rows["r20-int8.tflite", "litert-cpu"]["executed_precision"] == "int8"
+    assert rows["r20.tflite", "litert-cpu"]["status"] == "ok"
+    skipped = rows["r20.tflite", "ort-cpu"]
+    assert skipped["status"] == "skipped" and "pass the .onnx" in skipped["reason"]

@@ -48,7 +48,8 @@ class ModelSource:
 
     Attributes:
         arg: the argument as given.
-        kind: "zoo", "file" (ONNX) or "ir" (OpenVINO IR).
+        kind: "zoo", "file" (ONNX), "ir" (OpenVINO IR), "litert" (.tflite) or "executorch"
+            (.pte; these two run on their own runtime only).
         meta: the metadata record (a zoo model's is known before export).
         path: the given file (None for zoo names).
         zoo_name: the zoo name for zoo models.
@@ -117,8 +118,12 @@ def resolve_model(arg: str, cache: Path, *, record: Any = None) -> ModelSource:
             raise  # registered, but its shipped file is missing: that message says so
         path = None
     if path is not None:
+        edge = {".tflite": "litert", ".pte": "executorch"}.get(path.suffix.lower())
+        if edge is not None:
+            return _edge_source(arg, path, edge, cache, record)
         if path.suffix.lower() not in (".onnx", ".xml"):
-            msg = f"{path} is not a model file; pass an .onnx file or an OpenVINO IR .xml"
+            msg = (f"{path} is not a model file; pass an .onnx file, an OpenVINO IR .xml, a "
+                   ".tflite or a .pte")
             raise ModelFileError(msg)
         kind = "ir" if path.suffix.lower() == ".xml" else "file"
         stated = record is not None and record.stated
@@ -149,6 +154,16 @@ def resolve_model(arg: str, cache: Path, *, record: Any = None) -> ModelSource:
     h, w = meta.input_size
     workdir = cache / "bench" / f"{arg}-{h}x{w}-v{__version__}"
     return ModelSource(arg, "zoo", meta, zoo_name=arg, workdir=workdir)
+
+
+def _edge_source(arg: str, path: Path, kind: str, cache: Path, record: Any) -> ModelSource:
+    """A LiteRT .tflite or ExecuTorch .pte: only its own runtime runs it, in its precision."""
+    from edgeres.modelfile import edge_record
+
+    meta = edge_record(path, stated=record is not None and record.stated)
+    sha = sha256_file(path)
+    return ModelSource(arg, kind, meta, path=path, sha256=sha,
+                       workdir=cache / "bench" / f"file-{sha[:16]}")
 
 
 def _attached(path: Path, workdir: Path, record: Any) -> tuple[Path, ModelMeta]:
@@ -198,9 +213,9 @@ def _make(src: ModelSource, precision: str, calib: str) -> Path:
         return src.path  # type: ignore[return-value]  # file and IR sources have a path
     if src.kind == "zoo" and precision in ("fp32", "fp16"):
         return export_zoo(src, fp16=precision == "fp16")
-    if precision == "int8" and src.own_precision == "fp32" and src.kind != "ir":
+    if precision == "int8" and src.own_precision == "fp32" and src.kind in ("zoo", "file"):
         return quantize_int8(src, model_file(src, "fp32", calib=calib), calib)
-    what = "an OpenVINO IR" if src.kind == "ir" else "a model file"
+    what = {"ir": "an OpenVINO IR"}.get(src.kind, "a model file")
     reason = (f"{src.arg} is {what} stored in {src.own_precision}; bench cannot make "
               f"{precision} from it (pass the {precision} file, or a zoo name)")
     raise Unavailable(reason)

@@ -26,7 +26,7 @@ from edgeres import names
 from edgeres._hw import ORT_PROVIDERS, ov_has_device
 from edgeres.bench import _gpu
 from edgeres.bench._models import ModelSource, Unavailable, model_file, weights_file
-from edgeres.bench.config import CPU_RUNTIMES, RuntimeLabel
+from edgeres.bench.config import CPU_RUNTIMES, EDGE_FILES, RuntimeLabel
 from edgeres.errors import BackendNotAvailable, EdgeresError, first_line
 
 if TYPE_CHECKING:
@@ -48,6 +48,10 @@ def unavailable_reason(label: str) -> str | None:
         if importlib.util.find_spec("torch") is None:
             return "torch is not installed; pip install 'edgeres[torch]'"
         return _gpu.torch_cuda_reason() if device == "cuda" else None
+    if backend in EDGE_FILES:
+        from edgeres.runtimes import get
+
+        return get(backend).unavailable()
     if backend == "ort":
         if importlib.util.find_spec("onnxruntime") is None:
             return "onnxruntime is not installed; pip install onnxruntime"
@@ -120,13 +124,19 @@ def load_target(src: ModelSource, precision: str, runtime: str, mode: str, *, th
     reason = unavailable_reason(runtime)
     if reason:
         raise Unavailable(reason)
-    if RuntimeLabel.parse(runtime).backend == "torch":
+    backend, device = RuntimeLabel.parse(runtime)
+    if (backend in EDGE_FILES or src.kind in EDGE_FILES) and backend != src.kind:
+        msg = (f"{runtime} runs {EDGE_FILES[backend]} files; pass one (edgeres export "
+               f"--format {EDGE_FILES[backend][1:]}, edgeres quantize --backend {backend})"
+               if backend in EDGE_FILES else
+               f"{runtime} cannot run a {EDGE_FILES[src.kind]} file; pass the .onnx")
+        raise Unavailable(msg)
+    if backend == "torch":
         return _load_torch(src, precision, runtime, mode, threads, calib)
     if precision == "bf16":
         msg = ("bf16 is requested of torch-cuda only; ONNX runtimes run bf16 only as their own "
                "choice (OpenVINO's default row on bf16 CPUs)")
         raise Unavailable(msg)
-    backend, device = RuntimeLabel.parse(runtime)
     if backend == "ort" and src.kind == "ir":
         msg = "ONNX Runtime cannot run an OpenVINO IR (.xml); pass the .onnx file"
         raise Unavailable(msg)

@@ -22,10 +22,10 @@ __all__ = ["BENCH_PRECISIONS", "RUNTIMES", "BackendName", "BenchConfig", "Device
            "parse_precisions", "parse_runtimes"]
 
 # The shared vocabulary (CONTRIBUTING, "Vocabulary").
-BackendName = Literal["ort", "openvino", "torch"]
+BackendName = Literal["ort", "openvino", "torch", "litert", "executorch"]
 DeviceName = Literal["cpu", "cuda", "tensorrt", "gpu"]
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
-BACKENDS: tuple[str, ...] = ("ort", "openvino", "torch")
+BACKENDS: tuple[str, ...] = ("ort", "openvino", "torch", "litert", "executorch")
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "tensorrt", "gpu")
 
 
@@ -59,8 +59,11 @@ class RuntimeLabel(NamedTuple):
 
 
 # Every runtime label bench knows, in report order; `{backend}-{device}` (shared vocabulary).
+# litert-cpu and executorch-cpu run .tflite/.pte files only, so they are asked for by name
+# (--runtime), never added by default to a run over .onnx files.
 RUNTIMES: tuple[str, ...] = ("torch-cpu", "torch-cuda", "ort-cpu", "ort-cuda", "ort-tensorrt",
-                             "openvino-cpu", "openvino-gpu")
+                             "openvino-cpu", "openvino-gpu", "litert-cpu", "executorch-cpu")
+EDGE_FILES: dict[str, str] = {"litert": ".tflite", "executorch": ".pte"}  # backend -> its files
 CPU_RUNTIMES: tuple[str, ...] = ("torch-cpu", "ort-cpu", "openvino-cpu")
 GPU_RUNTIMES: tuple[str, ...] = ("torch-cuda", "ort-cuda", "ort-tensorrt", "openvino-gpu")
 # Precisions a user may request. bf16 is requestable for torch-cuda (weights and inputs cast

@@ -159,8 +159,10 @@ def _render_bench(run: Any, json_out: Path | None, csv_out: Path | None, md_out:
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate a seeded subset of N images.")
 @click.option("--batch", type=click.IntRange(min=1), default=100, show_default=True,
               help="Images per inference call.")
-@click.option("--backend", type=click.Choice(["auto", "ort", "openvino"]), default="auto",
-              show_default=True, help="auto: OpenVINO for .xml, ONNX Runtime for .onnx.")
+@click.option("--backend", type=click.Choice(["auto", "ort", "openvino", "litert", "executorch"]),
+              default="auto", show_default=True,
+              help="auto: OpenVINO for .xml, ONNX Runtime for .onnx, LiteRT for .tflite, "
+              "ExecuTorch for .pte.")
 @click.option("--threads", type=click.IntRange(min=1),
               help="Threads per session [default: the runtime's; 1 per worker on a cluster].")
 @click.option("--cluster", help="Evaluate on this Ray cluster (HOST:PORT of the head, or auto "

@@ -65,8 +65,10 @@ def _expand_folders(images: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
               help="Classes to show per image.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (schema_version 1).")
-@click.option("--backend", type=click.Choice(["auto", "ort", "openvino"]), default="auto",
-              show_default=True, help="auto: OpenVINO for .xml, ONNX Runtime for .onnx.")
+@click.option("--backend", type=click.Choice(["auto", "ort", "openvino", "litert", "executorch"]),
+              default="auto", show_default=True,
+              help="auto: OpenVINO for .xml, ONNX Runtime for .onnx, LiteRT for .tflite, "
+              "ExecuTorch for .pte.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "tensorrt", "gpu"]), default="cpu",
               show_default=True, help="A GPU is used only when asked for.")
 @click.option("--mode", type=click.Choice(["model", "fast"]), default=None,

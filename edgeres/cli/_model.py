@@ -186,7 +186,9 @@ def info(model_file: str, record: Any) -> None:
     for kind, tensors in (("input", d.inputs), ("output", d.outputs)):
         for t in tensors:
             click.echo(f"{kind:<7} {t.name}  [{', '.join(map(str, t.shape))}]  {t.dtype}")
-    if d.node_counts is None:
+    if d.node_counts is None and d.format in ("litert", "executorch"):
+        click.echo(f"nodes: not counted for {d.format} files (read with {d.reader})")
+    elif d.node_counts is None:
         click.echo(f"nodes: not counted (read with {d.reader}; install onnx to count)")
     else:
         ops = ", ".join(f"{op} {n}" for op, n in d.node_counts.items())

@@ -34,6 +34,8 @@ demo: setup
 	$(EDGERES) bench $(DEMO)/cifar_resnet20.onnx $(DEMO)/cifar_resnet20-int8.onnx \
 		--eval cifar10-test --batch 1,8 --json $(DEMO)/bench.json --markdown $(DEMO)/bench.md \
 		--plot $(DEMO)/bench.png
+	@echo "LiteRT and ExecuTorch: make setup-edge (their own venv, .venv-edge), then" \
+		".venv-edge/bin/edgeres export cifar_resnet20 --weights cifar10 -o $(DEMO)/r20.tflite"
 
 # The cluster tests need ray (edgeres[cluster], ~500 MB, not in `all`): `make test` leaves
 # them out, `make test-cluster` installs the extra and runs only them.
@@ -84,9 +86,10 @@ $(EDGE_STAMP): pyproject.toml
 
 setup-edge: $(EDGE_STAMP)
 
-# The LiteRT and ExecuTorch tests (they skip with a reason in the plain .venv).
+# The LiteRT and ExecuTorch tests (they skip with a reason in the plain .venv), and the import
+# boundaries with their packages installed (nothing heavy may load at import time).
 test-edge: $(EDGE_STAMP)
-	$(EDGE_PY) -m pytest -q tests/test_litert.py tests/test_executorch.py
+	$(EDGE_PY) -m pytest -q tests/test_litert.py tests/test_executorch.py tests/test_import_boundaries.py
 
 clean-edge:
 	rm -rf $(EDGE_VENV)

@@ -220,10 +220,12 @@ def _edge_file(path: Path) -> ModelFileInfo:
         return ModelFileInfo(path=path, format=runtime.name, size_bytes=size, meta=meta,
                              node_counts=None, reader="record only")
     backend = runtime.load(path, BackendOptions(), meta)
+    graph = getattr(backend, "graph_input_dtype", str(backend.input_dtype))
+    dtype = (str(backend.input_dtype) if graph == str(backend.input_dtype)
+             else f"{graph} (quantized from {backend.input_dtype} with its scale/zero point)")
     return ModelFileInfo(
         path=path, format=runtime.name, size_bytes=size, meta=meta,
-        inputs=(TensorInfo(backend.input_name, tuple(backend.input_shape),
-                           str(backend.input_dtype)),),
+        inputs=(TensorInfo(backend.input_name, tuple(backend.input_shape), dtype),),
         outputs=(TensorInfo("output", tuple(backend.output_shape), "float32"),),
         node_counts=None, reader=runtime.name,
     )

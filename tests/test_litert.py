@@ -257,6 +257,7 @@ def test_eval_info_and_bench_run_tflite(fp32_tflite: Path, int8_tflite: tuple[Pa
     result = _run("info", str(int8))
     assert result.exit_code == 0, result.output
     assert f"{int8}: litert" in result.output and '"precision": "int8"' in result.output
+    assert "int8 (quantized from float32" in result.output
     out = tmp_path / "bench.json"
     result = _run("bench", str(fp32_tflite), str(int8), "--runtime", "litert-cpu,ort-cpu",
                   "--warmup", "1", "--iterations", "2", "--rounds", "1", "--no-memory",

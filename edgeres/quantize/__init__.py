@@ -83,10 +83,14 @@ def quantize(
 
     Args:
         src: the float ``.onnx`` model.
-        dst: ``.onnx`` for backend "ort", ``.xml`` (with a ``.bin`` beside it) for "openvino".
+        dst: ``.onnx`` for backend "ort", ``.xml`` (with a ``.bin`` beside it) for "openvino",
+            ``.tflite`` for "litert", ``.pte`` (its record ``.pte.json`` beside it) for
+            "executorch".
         calibration: calibration data for this model (``CalibrationSet.from_data``);
             ``config.samples`` of it are drawn with ``config.seed``.
-        backend: "ort" (ONNX Runtime QDQ) or "openvino" (NNCF, OpenVINO IR).
+        backend: "ort" (ONNX Runtime QDQ) or "openvino" (NNCF, OpenVINO IR) on an .onnx
+            ``src``; "litert" (ai-edge-quantizer) on an fp32 .tflite; "executorch" (PT2E with
+            XNNPACKQuantizer on the zoo model behind an fp32 .pte, ``edgeres.runtimes``).
         config: options; ``QuantConfig()`` when None.
 
     Returns:

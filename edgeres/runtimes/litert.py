@@ -230,6 +230,7 @@ class LiteRTBackend:
         self.input_name = str(inputs[0]["name"])
         self.input_shape: tuple[Any, ...] = shape or ()
         self.input_dtype = np.dtype(dtype)
+        self.graph_input_dtype = str(np.dtype(inputs[0]["dtype"]))  # int8 in an int8 graph
         self._in_index, self._out = int(inputs[0]["index"]), outputs[0]
         self._out_quant = _quant(outputs[0])
         self.output_shape = tuple(int(d) for d in outputs[0]["shape"])

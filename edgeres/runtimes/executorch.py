@@ -21,11 +21,13 @@ imported inside the functions that use them.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +56,15 @@ INSTALL = "pip install 'edgeres[executorch]' (its runtime needs torch)"
 _METHOD = "forward"
 _POOL = threading.Lock()
 _pool_threads: list[int] = []  # the threadpool size once a method has loaded in this process
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """torch 2.13's pytree warns on every node ExecuTorch's export passes pickle (LeafSpec
+    is deprecated): noise to an edgeres user, hidden while exporting and lowering."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)
+        yield
 
 
 def sidecar(path: Path) -> Path:
@@ -192,15 +203,17 @@ def _lower(exported: Any) -> bytes:
     except ImportError:
         msg = f"executorch is not installed; {INSTALL}"
         raise BackendNotAvailable(msg) from None
-    edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
-    return bytes(edge.to_executorch().buffer)
+    with _quiet():
+        edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
+        return bytes(edge.to_executorch().buffer)
 
 
 def convert(module: Any, example: Any) -> bytes:
     """``module`` (eval, BatchNorms folded) as .pte bytes, fully delegated to XNNPACK."""
     import torch
 
-    return _lower(torch.export.export(module, (example,)))
+    with _quiet():
+        return _lower(torch.export.export(module, (example,)))
 
 
 def bytes_runner(data: bytes, threads: int) -> Callable[[np.ndarray], np.ndarray]:
@@ -301,8 +314,9 @@ class ExecuTorchQuantizer:
         with eval_mode(self._model):
             module = fold_batchnorm(self._model).eval()
         example = torch.from_numpy(batches[0])
-        graph = torch.export.export(module, (example,)).module()
-        self._prepared = prepare_pt2e(graph, quantizer)
+        with _quiet():
+            graph = torch.export.export(module, (example,)).module()
+            self._prepared = prepare_pt2e(graph, quantizer)
         with torch.no_grad():
             for x in batches:
                 self._prepared(torch.from_numpy(x))
@@ -322,9 +336,11 @@ class ExecuTorchQuantizer:
         if self._built is None:
             if self._prepared is None:
                 self.calibrate()
-            converted = convert_pt2e(self._prepared)
+            with _quiet():
+                converted = convert_pt2e(self._prepared)
+                exported = torch.export.export(converted, (self._example,))
             path = self._dir / "int8.pte"
-            path.write_bytes(_lower(torch.export.export(converted, (self._example,))))
+            path.write_bytes(_lower(exported))
             self._built = path
         return self._built
 

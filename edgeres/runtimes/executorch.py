@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from edgeres.quantize.config import QuantConfig, TargetSpec
     from edgeres.runtime import Predictor
     from edgeres.runtime.backends import BackendOptions
+    from edgeres.runtimes._protocol import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -139,16 +140,18 @@ class ExecuTorchBackend:
         shape = tuple(info.input_tensor_meta(0).sizes()) if count == 1 else None
         dtype = _dtype_name(info.input_tensor_meta(0).dtype()) if count else "none"
         check_image_input(path, [f"input {i}" for i in range(count)], shape, dtype)
-        self.device = "cpu"
-        self.input_name = "input 0"
+        self.device: str = "cpu"
+        self.input_name: str = "input 0"
         self.input_shape: tuple[Any, ...] = shape or ()
-        self.input_dtype = np.dtype(dtype)
-        self.output_shape = tuple(info.output_tensor_meta(0).sizes())
-        self.record_text = read_sidecar(path)
-        self.meta = meta or (ModelMeta.from_json(self.record_text).fitted_to(self.input_shape)
-                             if self.record_text else None)
-        self.executed_precision = self.meta.precision if self.meta else "fp32"
-        self.details = {"threads": threads, "delegate": "XNNPACK", "version": _version()}
+        self.input_dtype: np.dtype = np.dtype(dtype)
+        self.output_shape: tuple[Any, ...] = tuple(info.output_tensor_meta(0).sizes())
+        self.record_text: str | None = read_sidecar(path)
+        stored = (ModelMeta.from_json(self.record_text).fitted_to(self.input_shape)
+                  if self.record_text else None)
+        self.meta: ModelMeta | None = meta or stored
+        self.executed_precision: str | None = self.meta.precision if self.meta else "fp32"
+        self.details: dict[str, Any] = {"threads": threads, "delegate": "XNNPACK",
+                                        "version": _version()}
         self._lock = threading.Lock()
 
     @staticmethod
@@ -374,8 +377,8 @@ class _ExecuTorch:
     """The ExecuTorch runtime (``edgeres.runtimes._protocol.Runtime``)."""
 
     name = "executorch"
-    devices = ("cpu",)
-    suffixes = (".pte",)
+    devices: tuple[str, ...] = ("cpu",)
+    suffixes: tuple[str, ...] = (".pte",)
     dist = "executorch"
     min_version = "1.5.1"
 
@@ -399,4 +402,4 @@ class _ExecuTorch:
         return ExecuTorchQuantizer(src, calibration, spec, config, workdir)
 
 
-RUNTIME = _ExecuTorch()
+RUNTIME: Runtime = _ExecuTorch()  # mypy checks it against the contract

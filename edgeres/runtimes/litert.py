@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from edgeres.quantize.config import QuantConfig, TargetSpec
     from edgeres.runtime import Predictor
     from edgeres.runtime.backends import BackendOptions
+    from edgeres.runtimes._protocol import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +206,7 @@ class LiteRTBackend:
             raise BackendNotAvailable(msg)
         interpreter = _import_interpreter()
         data = _read(path)
-        self.record_text = record_from_bytes(data, path)
+        self.record_text: str | None = record_from_bytes(data, path)
         try:
             kwargs = {"num_threads": options.threads} if options.threads else {}
             self._it = interpreter(model_content=data, **kwargs)
@@ -226,18 +227,19 @@ class LiteRTBackend:
         if not outputs:
             msg = f"{path} has no output; edgeres handles classifiers"
             raise ModelFileError(msg)
-        self.device = "cpu"
-        self.input_name = str(inputs[0]["name"])
+        self.device: str = "cpu"
+        self.input_name: str = str(inputs[0]["name"])
         self.input_shape: tuple[Any, ...] = shape or ()
-        self.input_dtype = np.dtype(dtype)
+        self.input_dtype: np.dtype = np.dtype(dtype)
         self.graph_input_dtype = str(np.dtype(inputs[0]["dtype"]))  # int8 in an int8 graph
         self._in_index, self._out = int(inputs[0]["index"]), outputs[0]
         self._out_quant = _quant(outputs[0])
-        self.output_shape = tuple(int(d) for d in outputs[0]["shape"])
-        self.meta = meta or (ModelMeta.from_json(self.record_text).fitted_to(self.input_shape)
-                             if self.record_text else None)
-        self.executed_precision = executed_precision(self._it.get_tensor_details())
-        self.details = {"threads": options.threads or "default",
+        self.output_shape: tuple[Any, ...] = tuple(int(d) for d in outputs[0]["shape"])
+        stored = (ModelMeta.from_json(self.record_text).fitted_to(self.input_shape)
+                  if self.record_text else None)
+        self.meta: ModelMeta | None = meta or stored
+        self.executed_precision: str | None = executed_precision(self._it.get_tensor_details())
+        self.details: dict[str, Any] = {"threads": options.threads or "default",
                         "input_quantization": self._in_quant[:2] if self._in_quant else None,
                         "version": _version()}
         self._lock = threading.Lock()
@@ -438,8 +440,8 @@ class _LiteRT:
     """The LiteRT runtime (``edgeres.runtimes._protocol.Runtime``)."""
 
     name = "litert"
-    devices = ("cpu",)
-    suffixes = (".tflite",)
+    devices: tuple[str, ...] = ("cpu",)
+    suffixes: tuple[str, ...] = (".tflite",)
     dist = "ai-edge-litert"
     min_version = "2.3.0"
 
@@ -463,4 +465,4 @@ class _LiteRT:
         return LiteRTQuantizer(src, calibration, spec, config, workdir)
 
 
-RUNTIME = _LiteRT()
+RUNTIME: Runtime = _LiteRT()  # mypy checks it against the contract

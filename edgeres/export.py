@@ -31,7 +31,13 @@ from torch import Tensor, nn
 from edgeres._fs import atomic_write, check_output, check_outputs
 from edgeres._parity import Parity, check_graph, compare, random_inputs, reference_outputs
 from edgeres._resources import check_memory, estimate_batch_bytes
-from edgeres.errors import EdgeresError, ExportConfigError, ExportError, first_line
+from edgeres.errors import (
+    ConfigError,
+    EdgeresError,
+    ExportConfigError,
+    ExportError,
+    first_line,
+)
 from edgeres.meta import (
     InputSpec,
     ModelMeta,
@@ -410,7 +416,7 @@ def _edge_config(config: ExportConfig, fmt: str) -> int:
                        ("--simplify", config.simplify)):
         if used:
             msg = f"{flag} applies to ONNX exports; drop it for --format {fmt}"
-            raise ExportConfigError(msg)
+            raise ConfigError(msg)
     return 1 if config.batch == "dynamic" else config.batch  # fixed: see runtimes/litert.py
 
 

@@ -146,13 +146,13 @@ def export(model: str, weights: str | None, num_classes: int | None, input_size:
 
 def _export_edge(net: Any, output: Path, meta: Any, config: Any, fmt: str) -> None:
     """``export --format tflite|pte``: the same checks, another converter."""
-    from edgeres.errors import ExportConfigError
+    from edgeres.errors import ConfigError
     from edgeres.export import export_edge
 
     want = f".{fmt}"
     if output.suffix.lower() != want:
         msg = f"output {output} should end in {want} for --format {fmt}"
-        raise ExportConfigError(msg)
+        raise ConfigError(msg)
     r = export_edge(net, output, meta=meta, fmt=fmt, config=config)
     where = ("inside the file" if fmt == "tflite"
              else f"in {output.name}.json beside it (a .pte has no metadata map)")

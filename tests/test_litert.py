@@ -269,3 +269,28 @@ def test_eval_info_and_bench_run_tflite(fp32_tflite: Path, int8_tflite: tuple[Pa
     assert rows["r20.tflite", "litert-cpu"]["status"] == "ok"
     skipped = rows["r20.tflite", "ort-cpu"]
     assert skipped["status"] == "skipped" and "pass the .onnx" in skipped["reason"]
+
+
+@needs_litert
+def test_a_device_runs_the_tflite_without_torch(fp32_tflite: Path) -> None:
+    """The LiteRT side is numpy plus ai-edge-litert: a fresh interpreter with torch, onnx,
+    litert_torch and ai_edge_quantizer unimportable loads the .tflite and classifies an image
+    as ONNX Runtime classifies it with the shipped model."""
+    import subprocess
+
+    image = next(Path("calibration/cifar10-val/cat").iterdir())
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'onnx', 'litert_torch', 'ai_edge_quantizer'):\n"
+        "    sys.modules[name] = None\n"
+        "from edgeres import runtime\n"
+        f"p = runtime.load({str(fp32_tflite)!r})\n"
+        f"print(p.runtime, p.predict({str(image)!r}, top_k=1)[0].labels[0])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    from edgeres import runtime
+
+    want = runtime.load("edgeres/_data/models/cifar_resnet20-cifar10.onnx").predict(image)
+    assert out.stdout.split()[-2:] == ["litert-cpu", want[0].labels[0]]

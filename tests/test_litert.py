@@ -214,17 +214,41 @@ def test_tflite_without_record_or_not_a_classifier(tmp_path: Path) -> None:
 
 @needs_litert
 def test_refused_options_write_nothing(fp32_tflite: Path, tmp_path: Path) -> None:
-    """--max-drop (no float fallback), an .onnx source and an ONNX-only export flag are one
+    """A layer name not in the graph, an .onnx source and an ONNX-only export flag are one
     line each and leave no file."""
     out = tmp_path / "q.tflite"
     one_error(_run("quantize", str(fp32_tflite), "--backend", "litert", "--calib", "cifar10",
-                   "--val", "cifar10-val", "--max-drop", "0.5", "-o", str(out)),
-              "--max-drop", "litert")
+                   "--exclude", "/conv1/Conv", "-o", str(out)),
+              "no layer '/conv1/Conv'", "output tensor")
     one_error(_run("quantize", "cifar10", "--backend", "litert", "--calib", "cifar10",
                    "-o", str(out)), "not a .tflite model")
     one_error(_run("export", "cifar_resnet20", "--fp16", "-o", str(tmp_path / "h.tflite")),
               "--fp16 applies to ONNX")
     assert not list(tmp_path.iterdir())
+
+
+@needs_litert
+@pytest.mark.slow
+def test_max_drop_returns_layers_to_float(fp32_tflite: Path, tmp_path: Path) -> None:
+    """With a budget the all-int8 model misses (one calibration image, 0 points), layers go
+    back to float as with the other backends: the report names them, and in the written
+    .tflite their outputs are float32 while the rest stay int8."""
+    from edgeres.calibration import CalibrationSet
+    from edgeres.modelfile import edge_record
+    from edgeres.quantize import QuantConfig, quantize
+    from edgeres.runtimes.litert import _import_interpreter
+
+    out = tmp_path / "fallback.tflite"
+    config = QuantConfig(samples=1, val="cifar10-val", val_samples=300, max_drop=0.0)
+    report = quantize(fp32_tflite, out, CalibrationSet.from_data("cifar10", edge_record(
+        fp32_tflite)), backend="litert", config=config)
+    assert report.fallback is not None and len(report.fallback.attempts) > 1
+    assert report.float_layers and len(report.layers) == 20  # 19 convolutions and the head
+    it = _import_interpreter()(model_path=str(out))
+    dtypes = {str(d["name"]): np.dtype(d["dtype"]) for d in it.get_tensor_details()}
+    assert all(dtypes[name] == np.float32 for name in report.float_layers)
+    kept = [e.name for e in report.layers if not e.float]
+    assert kept and all(dtypes[name] == np.int8 for name in kept)
 
 
 def test_missing_runtime_names_the_install_line(tmp_path: Path,

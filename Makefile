@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.edgeres-installed
 
-.PHONY: setup demo test test-fast test-cluster bench reference verify-arm64 lint typecheck clean
+.PHONY: setup setup-edge demo test test-fast test-cluster test-edge clean-edge bench reference verify-arm64 lint typecheck clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,8 @@ demo: setup
 	$(EDGERES) bench $(DEMO)/cifar_resnet20.onnx $(DEMO)/cifar_resnet20-int8.onnx \
 		--eval cifar10-test --batch 1,8 --json $(DEMO)/bench.json --markdown $(DEMO)/bench.md \
 		--plot $(DEMO)/bench.png
+	@echo "LiteRT and ExecuTorch: make setup-edge (their own venv, .venv-edge), then" \
+		".venv-edge/bin/edgeres export cifar_resnet20 --weights cifar10 -o $(DEMO)/r20.tflite"
 	$(PY) scripts/demo_summary.py $(DEMO)/bench.json
 
 # The cluster tests need ray (edgeres[cluster], ~500 MB, not in `all`): `make test` leaves
@@ -63,6 +65,35 @@ test-cluster: $(CLUSTER_STAMP)
 	else \
 		$(PY) -m pytest -q -rs -m cluster tests/test_cluster.py; \
 	fi
+
+# LiteRT and ExecuTorch (edgeres[litert], edgeres[executorch], ~1.2 GB with jax and
+# transformers, not in `all`) get their own venv so `make demo` and `make test` stay small.
+# torch goes in first; the target fails if installing the extras replaced it.
+EDGE_VENV ?= .venv-edge
+EDGE_PY := $(EDGE_VENV)/bin/python
+EDGE_STAMP := $(EDGE_VENV)/.edgeres-edge-installed
+
+$(EDGE_STAMP): pyproject.toml
+	test -x $(EDGE_PY) || $(PYTHON) -m venv $(EDGE_VENV)
+	$(EDGE_PY) -m pip install -q --upgrade pip
+	$(EDGE_PY) -m pip install -q "$(TORCH_SPEC)"
+	$(EDGE_PY) -m pip show torch | grep '^Version:' > $(EDGE_VENV)/.torch-before
+	$(EDGE_PY) -m pip install -q -e ".[all,test,litert,executorch]"
+	$(EDGE_PY) -m pip show torch | grep '^Version:' | cmp -s - $(EDGE_VENV)/.torch-before || \
+		{ echo "Error: installing edgeres[litert,executorch] replaced torch" \
+		"($$(cat $(EDGE_VENV)/.torch-before) -> $$($(EDGE_PY) -m pip show torch | grep '^Version:'));" \
+		"pin it in TORCH_SPEC and rebuild with make clean-edge setup-edge"; exit 1; }
+	touch $(EDGE_STAMP)
+
+setup-edge: $(EDGE_STAMP)
+
+# The LiteRT and ExecuTorch tests (they skip with a reason in the plain .venv), and the import
+# boundaries with their packages installed (nothing heavy may load at import time).
+test-edge: $(EDGE_STAMP)
+	$(EDGE_PY) -m pytest -q tests/test_litert.py tests/test_executorch.py tests/test_import_boundaries.py
+
+clean-edge:
+	rm -rf $(EDGE_VENV)
 
 bench: setup
 	$(PY) benchmarks/bench_matrix.py

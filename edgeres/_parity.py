@@ -173,11 +173,23 @@ def compare(
     runs = [_run(sess, inputs, len(inputs) if batch == "dynamic" else int(batch))]
     if batch == "dynamic" and len(inputs) > 1:  # the symbolic axis must also take batch 1
         runs.append(_run(sess, inputs[:1], 1))
+    return judge(runs, reference, atol=atol, rtol=rtol, classes=classes, runtime="ONNX Runtime")
+
+
+def judge(runs: list[np.ndarray], reference: np.ndarray, *, atol: float, rtol: float,
+          classes: int, runtime: str) -> Parity:
+    """THE parity rule: ``runs`` (outputs of the first ``len(run)`` inputs each) against
+    ``reference``, within ``atol + rtol * max|reference|``; the ONNX, LiteRT and ExecuTorch
+    exports all pass through it.
+
+    Raises:
+        ExportError: naming ``runtime``, if an output is not finite or above tolerance.
+    """
     ref = reference.astype(np.float64)
     errs = [float(np.abs(r.astype(np.float64) - ref[: len(r)]).max()) for r in runs]
     scale = float(np.abs(ref).max()) or 1.0
     if not all(math.isfinite(e) for e in errs):
-        msg = (f"ONNX Runtime returned inf or NaN where PyTorch's outputs reach {scale:.3g}; "
+        msg = (f"{runtime} returned inf or NaN where PyTorch's outputs reach {scale:.3g}; "
                "an fp16 graph overflows above 65504, so export this model in fp32")
         raise ExportError(msg)
     max_abs = max(errs)
@@ -185,7 +197,7 @@ def compare(
     got = runs[0]
     top1 = float((got.argmax(1) == reference.argmax(1)).mean()) if classes else None
     if not max_abs <= allowed:
-        msg = (f"ONNX Runtime disagrees with PyTorch: max abs error {max_abs:.3g} > tolerance "
+        msg = (f"{runtime} disagrees with PyTorch: max abs error {max_abs:.3g} > tolerance "
                f"{allowed:.3g} (atol {atol:g} + rtol {rtol:g} x output scale {scale:.3g}); "
                "the export is wrong, nothing was written")
         raise ExportError(msg)

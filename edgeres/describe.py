@@ -206,6 +206,32 @@ def _openvino_ir(path: Path) -> ModelFileInfo:
     )
 
 
+def _edge_file(path: Path) -> ModelFileInfo:
+    """A LiteRT .tflite or ExecuTorch .pte: its record (inside, or the sidecar) and, when the
+    runtime is installed, its input and output as that runtime loads them."""
+    from edgeres.runtime.backends import BackendOptions
+    from edgeres.runtimes import for_file
+
+    runtime = for_file(path)
+    text = runtime.read_record(path)
+    meta = ModelMeta.from_json(text) if text else None
+    size = path.stat().st_size + sum(c.stat().st_size for c in runtime.companion_files(path)
+                                     if c.is_file())
+    if runtime.unavailable() is not None:
+        return ModelFileInfo(path=path, format=runtime.name, size_bytes=size, meta=meta,
+                             node_counts=None, reader="record only")
+    backend = runtime.load(path, BackendOptions(), meta)
+    graph = getattr(backend, "graph_input_dtype", str(backend.input_dtype))
+    dtype = (str(backend.input_dtype) if graph == str(backend.input_dtype)
+             else f"{graph} (quantized from {backend.input_dtype} with its scale/zero point)")
+    return ModelFileInfo(
+        path=path, format=runtime.name, size_bytes=size, meta=meta,
+        inputs=(TensorInfo(backend.input_name, tuple(backend.input_shape), dtype),),
+        outputs=(TensorInfo("output", tuple(backend.output_shape), "float32"),),
+        node_counts=None, reader=runtime.name,
+    )
+
+
 def describe_model_file(path: Path) -> ModelFileInfo:
     """Read what a model file holds without running it.
 
@@ -232,10 +258,8 @@ def describe_model_file(path: Path) -> ModelFileInfo:
         raise ModelFileError(msg)
     if suffix == ".xml":
         return _openvino_ir(path)
-    if suffix != ".onnx":  # another runtime's format: what the opener reads
-        opened = open_model_file(path)
-        return ModelFileInfo(path=path, format=opened.runtime, size_bytes=opened.size_bytes,
-                             meta=opened.meta, reader=opened.runtime)
+    if suffix != ".onnx":  # another runtime's format: its record and, installed, its I/O
+        return _edge_file(path)
     check_external_data(path)  # outside the model's folder, a device, FIFO, a 1 TB length
     check_record_entries(path)  # two records or a non-UTF-8 one: refused as every command does
     size = path.stat().st_size

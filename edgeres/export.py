@@ -12,6 +12,7 @@ metadata key. ``zoo_meta`` (from ``edgeres.zoo``) builds the record for a zoo mo
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import numbers
@@ -22,14 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import onnx
 import torch
 from torch import Tensor, nn
 
-from edgeres._fs import atomic_write, check_output
+from edgeres._fs import atomic_write, check_output, check_outputs
 from edgeres._parity import Parity, check_graph, compare, random_inputs, reference_outputs
 from edgeres._resources import check_memory, estimate_batch_bytes
-from edgeres.errors import ConfigError, ExportError, first_line
+from edgeres.errors import ConfigError, EdgeresError, ExportError, first_line
 from edgeres.meta import (
     InputSpec,
     ModelMeta,
@@ -39,7 +41,8 @@ from edgeres.meta import (
 from edgeres.models.deploy import HalfPrecision, Uint8Input, eval_mode, fold_batchnorm
 from edgeres.zoo import zoo_meta  # built without torch in edgeres.zoo
 
-__all__ = ["ExportConfig", "ExportReport", "export_onnx", "seeded_model", "zoo_export"]
+__all__ = ["ExportConfig", "ExportReport", "export_edge", "export_onnx", "seeded_model",
+           "zoo_export"]
 
 RANDOM_INIT_SEED = 0  # zoo models exported without weights (`export`, bench): reproducible
 
@@ -391,4 +394,94 @@ def export_onnx(
         tolerance=parity.tolerance, parity_inputs=len(inputs),
         node_counts=dict(Counter(node.op_type for node in proto.graph.node)),
         size_bytes=size, meta=meta,
+    )
+
+
+# --- LiteRT (.tflite) and ExecuTorch (.pte): the same checks, another converter -------------
+
+EDGE_FORMATS = {"tflite": "litert", "pte": "executorch"}  # --format -> runtime module
+_EDGE_EXPORTERS = {"tflite": "litert-torch", "pte": "executorch (XNNPACK)"}
+_EDGE_RUNTIMES = {"tflite": "LiteRT", "pte": "ExecuTorch"}
+
+
+def _edge_config(config: ExportConfig, fmt: str) -> int:
+    """The fixed batch of a .tflite/.pte export; options that are ONNX's alone are refused."""
+    for flag, used in (("--fp16", config.fp16), ("--uint8-input", config.uint8_input),
+                       ("--simplify", config.simplify)):
+        if used:
+            msg = f"{flag} applies to ONNX exports; drop it for --format {fmt}"
+            raise ConfigError(msg)
+    return 1 if config.batch == "dynamic" else config.batch  # fixed: see runtimes/litert.py
+
+
+def export_edge(model: nn.Module, dst: Path, *, meta: ModelMeta, fmt: str,
+                config: ExportConfig | None = None) -> ExportReport:
+    """Export ``model`` to a LiteRT ``.tflite`` or ExecuTorch ``.pte`` with a fixed batch,
+    verified against PyTorch with the ONNX export's parity rule (``_parity.judge``) and the
+    record stored with it (inside the .tflite; ``<file>.pte.json`` beside a .pte).
+
+    Args:
+        model: the PyTorch model.
+        dst: the file to write (``.tflite`` or ``.pte``).
+        meta: the record for a float32 NCHW input (see ``zoo_meta``).
+        fmt: "tflite" or "pte".
+        config: export options; ``batch`` "dynamic" means 1 here (these graphs are fixed).
+
+    Returns:
+        An ``ExportReport`` (``opset`` 0: not an ONNX file; no node counts).
+
+    Raises:
+        ExportError: a converter failure, parity above tolerance, or an unwritable ``dst``.
+        BackendNotAvailable: the format's extra is not installed.
+    """
+    import importlib
+
+    from edgeres._fs import atomic_files
+    from edgeres._parity import judge
+
+    config = ExportConfig() if config is None else config
+    start = time.perf_counter()
+    dst = Path(dst)
+    runtime = importlib.import_module(f"edgeres.runtimes.{EDGE_FORMATS[fmt]}")
+    outputs = [dst, *runtime.RUNTIME.companion_files(dst)]
+    check_outputs(outputs)
+    batch = _edge_config(config, fmt)
+    meta = _export_meta(meta, dataclasses.replace(config, batch=batch))
+    inputs = random_inputs(meta, config.parity_inputs, uint8=False, multiple_of=batch,
+                           seed=config.seed)
+    with eval_mode(model):
+        ref = reference_outputs(model, inputs, meta)
+        module = _graph_module(model, meta, config)
+    t0 = time.perf_counter()
+    try:
+        data = runtime.convert(module, inputs[:batch])
+    except (ImportError, EdgeresError):
+        raise
+    except Exception as e:  # converters raise their own types, with long texts
+        msg = f"{_EDGE_EXPORTERS[fmt]} could not convert {meta.name} ({first_line(e, 160)})"
+        raise ExportError(msg) from None
+    export_seconds = time.perf_counter() - t0
+    run = runtime.bytes_runner(data, torch.get_num_threads())
+    x = inputs.numpy()
+    got = np.concatenate([run(x[i:i + batch]) for i in range(0, len(x), batch)])
+    atol, rtol = config.tolerance
+    parity = judge([got], ref, atol=atol, rtol=rtol, classes=meta.num_classes,
+                   runtime=_EDGE_RUNTIMES[fmt])
+    meta = meta.with_step(
+        "export", input_sha256=meta.weights_sha256, exporter=_EDGE_EXPORTERS[fmt], format=fmt,
+        torch=torch.__version__, batch=batch, parity_inputs=len(x),
+        max_abs_err=parity.max_abs_err, max_rel_err=parity.max_rel_err,
+        top1_agreement=parity.top1_agreement, tolerance=parity.tolerance,
+    )
+    with atomic_files(*outputs) as tmps:
+        if fmt == "pte":
+            runtime.write_model(tmps[dst], data, meta, tmps[outputs[1]])
+        else:
+            runtime.write_model(tmps[dst], data, meta)
+    return ExportReport(
+        path=dst, opset=0, exporter=_EDGE_EXPORTERS[fmt], seconds=time.perf_counter() - start,
+        export_seconds=export_seconds, max_abs_err=parity.max_abs_err,
+        max_rel_err=parity.max_rel_err, top1_agreement=parity.top1_agreement,
+        tolerance=parity.tolerance, parity_inputs=len(x), size_bytes=dst.stat().st_size,
+        meta=meta,
     )

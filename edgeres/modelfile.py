@@ -97,7 +97,36 @@ def model_record(
         ("mean", mean), ("std", std), ("input_size", input_size), ("layout", layout))
         if v is not None}
     options = dataclasses.replace(options or RecordOptions(), **stated)
+    if Path(path).suffix.lower() in (".tflite", ".pte"):
+        return edge_record(Path(path), stated=bool(stated) or options.stated)
     return stated_record(Path(path), options)
+
+
+def edge_record(path: Path, *, stated: bool = False) -> ModelMeta:
+    """The record a LiteRT ``.tflite`` (inside) or ExecuTorch ``.pte`` (``<file>.json``)
+    carries; these files come from ``edgeres export``, so stated preprocessing is refused.
+
+    Raises:
+        ModelFileError: a missing or unreadable file.
+        MetadataError: no record, or preprocessing stated for it.
+    """
+    from edgeres.errors import MetadataError
+    from edgeres.runtimes import for_file
+
+    if stated:
+        msg = (f"preprocessing options apply to ONNX models; {path} takes the record "
+               "`edgeres export --format` stored with it")
+        raise MetadataError(msg)
+    if not path.is_file():
+        msg = f"model file {path} does not exist; pass an exported .tflite or .pte file"
+        raise ModelFileError(msg)
+    text = for_file(path).read_record(path)
+    if text is None:
+        msg = (f"{path} carries no edgeres metadata record (a .pte keeps it in "
+               f"{path.name}.json beside it); re-export it with `edgeres export --format "
+               f"{path.suffix.lstrip('.').lower()}`")
+        raise MetadataError(msg)
+    return ModelMeta.from_json(text)
 
 
 def onnx_record(path: Path) -> ModelMeta | None:

@@ -27,6 +27,11 @@ def _fresh(code: str) -> list[str]:
 @pytest.mark.parametrize(("module", "forbidden"), [
     ("edgeres", HEAVY | {"click", "openvino", "onnxruntime", "PIL"}),
     ("edgeres.runtime", HEAVY | {"click", "openvino", "onnxruntime", "PIL"}),  # on devices
+    # The LiteRT and ExecuTorch modules: their runtimes and converters load when used.
+    ("edgeres.runtimes.litert", HEAVY | {"click", "ai_edge_litert", "litert_torch",
+                                         "ai_edge_quantizer", "PIL"}),
+    ("edgeres.runtimes._litert_int8", HEAVY | {"click", "ai_edge_litert", "ai_edge_quantizer"}),
+    ("edgeres.runtimes.executorch", HEAVY | {"click", "executorch", "torchao", "PIL"}),
     ("edgeres.cli", HEAVY | {"openvino"}),  # `edgeres predict` in the light install
     ("edgeres.package", HEAVY | {"click", "openvino"}),
     ("edgeres.golden", HEAVY | {"click", "openvino", "onnxruntime", "PIL", "edgeres.meta"}),

@@ -87,7 +87,8 @@ def test_unknown_names_and_files_are_one_line_errors() -> None:
     """An unknown backend or suffix is an EdgeresError naming what is known."""
     with pytest.raises(BackendNotAvailable, match="unknown backend 'tflite'; use one of ort"):
         runtimes.get("tflite")
-    with pytest.raises(ModelFileError, match=r"not a model file; pass an \.onnx file or an "):
+    with pytest.raises(ModelFileError, match=r"not a model file; pass an \.onnx file, an "
+                       r"OpenVINO IR \.xml, a \.tflite file or a \.pte file"):
         runtimes.for_file(Path("m.pt"))
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeres import __version__, names
+from edgeres import __version__, names, runtimes
 from edgeres._fs import atomic_write, sha256_file
 from edgeres.errors import (
     EdgeresError,
@@ -64,7 +64,8 @@ class ModelSource:
 
     Attributes:
         arg: the argument as given.
-        kind: "zoo", "file" (ONNX) or "ir" (OpenVINO IR).
+        kind: "zoo", "file" (ONNX), "ir" (OpenVINO IR), "litert" (.tflite) or "executorch"
+            (.pte; these two run on their own runtime only).
         meta: the metadata record (a zoo model's is known before export).
         path: the given file (None for zoo names).
         zoo_name: the zoo name for zoo models.
@@ -143,25 +144,7 @@ def resolve_model(arg: str, cache: Path, *, record: Any = None) -> ModelSource:
             raise  # registered, but its shipped file is missing: that message says so
         path = None
     if path is not None:
-        if path.suffix.lower() not in (".onnx", ".xml"):
-            msg = f"{path} is not a model file; pass an .onnx file or an OpenVINO IR .xml"
-            raise ModelFileError(msg)
-        kind = "ir" if path.suffix.lower() == ".xml" else "file"
-        stated = record is not None and record.stated
-        if kind == "ir" and stated:
-            msg = (f"{path} is an OpenVINO IR; preprocessing options apply to .onnx files "
-                   "(attach the record with `edgeres attach` before converting)")
-            raise ModelFileError(msg)
-        meta = open_model_file(path).meta if kind == "ir" else _onnx_meta(path)
-        if meta is None and kind == "ir":
-            msg = (f"{path} carries no edgeres metadata record, which bench needs for its input "
-                   "and labels; attach one to the .onnx it came from with `edgeres attach`")
-            raise ModelFileError(msg)
-        sha = sha256_file(path)
-        workdir = cache / "bench" / f"file-{sha[:16]}"
-        if meta is None or stated:
-            path, meta = _attached(path, workdir, record)
-        return ModelSource(arg, kind, meta, path=path, sha256=sha, workdir=workdir)
+        return _file_source(arg, path, cache, record)
     from edgeres.zoo import zoo_meta
 
     try:  # a zoo model is exported from PyTorch
@@ -177,6 +160,39 @@ def resolve_model(arg: str, cache: Path, *, record: Any = None) -> ModelSource:
     h, w = meta.input_size
     workdir = cache / "bench" / f"{arg}-{h}x{w}-v{__version__}"
     return ModelSource(arg, "zoo", meta, zoo_name=arg, workdir=workdir)
+
+
+def _file_source(arg: str, path: Path, cache: Path, record: Any) -> ModelSource:
+    """A model file: ONNX (attached to a stated record when asked), an OpenVINO IR, or another
+    runtime's own file (.tflite, .pte)."""
+    if path.suffix.lower() not in (".onnx", ".xml"):  # another runtime's own file, or none
+        return _edge_source(arg, path, runtimes.for_file(path).name, cache, record)
+    kind = "ir" if path.suffix.lower() == ".xml" else "file"
+    stated = record is not None and record.stated
+    if kind == "ir" and stated:
+        msg = (f"{path} is an OpenVINO IR; preprocessing options apply to .onnx files "
+               "(attach the record with `edgeres attach` before converting)")
+        raise ModelFileError(msg)
+    meta = open_model_file(path).meta if kind == "ir" else _onnx_meta(path)
+    if meta is None and kind == "ir":
+        msg = (f"{path} carries no edgeres metadata record, which bench needs for its input "
+               "and labels; attach one to the .onnx it came from with `edgeres attach`")
+        raise ModelFileError(msg)
+    sha = sha256_file(path)
+    workdir = cache / "bench" / f"file-{sha[:16]}"
+    if meta is None or stated:
+        path, meta = _attached(path, workdir, record)
+    return ModelSource(arg, kind, meta, path=path, sha256=sha, workdir=workdir)
+
+
+def _edge_source(arg: str, path: Path, kind: str, cache: Path, record: Any) -> ModelSource:
+    """A LiteRT .tflite or ExecuTorch .pte: only its own runtime runs it, in its precision."""
+    from edgeres.modelfile import edge_record
+
+    meta = edge_record(path, stated=record is not None and record.stated)
+    sha = sha256_file(path)
+    return ModelSource(arg, kind, meta, path=path, sha256=sha,
+                       workdir=cache / "bench" / f"file-{sha[:16]}")
 
 
 def _attached(path: Path, workdir: Path, record: Any) -> tuple[Path, ModelMeta]:
@@ -225,9 +241,9 @@ def _make(src: ModelSource, precision: str, calib: str) -> Path:
         return src.path  # type: ignore[return-value]  # file and IR sources have a path
     if src.kind == "zoo" and precision in ("fp32", "fp16"):
         return export_zoo(src, fp16=precision == "fp16")
-    if precision == "int8" and src.own_precision == "fp32" and src.kind != "ir":
+    if precision == "int8" and src.own_precision == "fp32" and src.kind in ("zoo", "file"):
         return quantize_int8(src, model_file(src, "fp32", calib=calib), calib)
-    what = "an OpenVINO IR" if src.kind == "ir" else "a model file"
+    what = {"ir": "an OpenVINO IR"}.get(src.kind, "a model file")
     reason = (f"{src.arg} is {what} stored in {src.own_precision}; bench cannot make "
               f"{precision} from it (pass the {precision} file, or a zoo name)")
     raise Unavailable(reason)

@@ -107,15 +107,23 @@ def load_target(src: ModelSource, precision: str, runtime: str, mode: str, *, th
     reason = unavailable_reason(runtime)
     if reason:
         raise Unavailable(reason)
-    if RuntimeLabel.parse(runtime).backend == "torch":
+    backend, device = RuntimeLabel.parse(runtime)
+    # the file this row runs: the one given, or the ONNX export of a zoo model
+    ext = src.path.suffix.lower() if src.path is not None else ".onnx"
+    if backend == "torch" and ext not in (".onnx", ".xml"):
+        msg = f"{runtime} cannot run a {ext} file; pass the .onnx (or a zoo name)"
+        raise Unavailable(msg)
+    reads = () if backend == "torch" else _runtimes.get(backend).suffixes
+    if reads and ext not in reads:
+        what = "an OpenVINO IR (.xml)" if ext == ".xml" else f"a {ext} file"
+        msg = (f"{runtime} cannot run {what}; pass its {' or '.join(reads)} file "
+               f"(edgeres export -o MODEL{reads[0]}, or quantize --backend {backend})")
+        raise Unavailable(msg)
+    if backend == "torch":
         return _load_torch(src, precision, runtime, mode, threads, calib)
     if precision == "bf16":
         msg = ("bf16 is requested of torch-cuda only; ONNX runtimes run bf16 only as their own "
                "choice (OpenVINO's default row on bf16 CPUs)")
-        raise Unavailable(msg)
-    backend, device = RuntimeLabel.parse(runtime)
-    if src.kind == "ir" and ".xml" not in _runtimes.get(backend).suffixes:
-        msg = f"{runtime} cannot run an OpenVINO IR (.xml); pass the .onnx file"
         raise Unavailable(msg)
     if runtime in ("ort-cuda", "ort-tensorrt"):
         return _load_ort_gpu(src, precision, runtime, mode, threads, calib)

@@ -65,7 +65,11 @@ class RuntimeLabel(NamedTuple):
 RUNTIMES: tuple[str, ...] = ("torch-cpu", "torch-cuda", *(
     f"{name}-{device}" for name in _runtimes.RUNTIME_NAMES
     for device in _runtimes.get(name).devices))
-CPU_RUNTIMES: tuple[str, ...] = tuple(r for r in RUNTIMES if r.endswith("-cpu"))
+# The default CPU rows: the baselines and every runtime of ONNX files. litert-cpu and
+# executorch-cpu run their own .tflite/.pte files only, so they are asked for by name.
+CPU_RUNTIMES: tuple[str, ...] = tuple(
+    r for r in RUNTIMES if r.endswith("-cpu") and (
+        r.startswith("torch-") or ".onnx" in _runtimes.get(r.rsplit("-", 1)[0]).suffixes))
 GPU_RUNTIMES: tuple[str, ...] = tuple(r for r in RUNTIMES if not r.endswith("-cpu"))
 # Precisions a user may request. bf16 is requestable for torch-cuda (weights and inputs cast
 # to bfloat16); on ONNX runtimes it is only ever *executed* (OpenVINO's default on AMX).

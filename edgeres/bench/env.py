@@ -33,7 +33,7 @@ __all__ = ["ISA_FEATURES", "Environment", "busy_fraction", "default_threads", "d
 ISA_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16",
                 "amx_int8", "asimddp", "i8mm", "asimdhp")
 PACKAGES = ("numpy", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "nncf",
-            "edgeres")
+            "ai-edge-litert", "executorch", "edgeres")
 _CPUINFO = Path("/proc/cpuinfo")
 _NVIDIA_PROC = Path("/proc/driver/nvidia/version")  # present wherever the NVIDIA driver is loaded
 _SMI_QUERY = ("nvidia-smi", "--query-gpu=name,driver_version,memory.total",

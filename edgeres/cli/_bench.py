@@ -130,7 +130,8 @@ def _render_bench(run: Any, json_out: Path | None, csv_out: Path | None, md_out:
 @click.option("--batch", type=click.IntRange(min=1), default=100, show_default=True,
               help="Images per inference call.")
 @click.option("--backend", type=click.Choice(["auto", *RUNTIME_NAMES]), default="auto",
-              show_default=True, help="auto: OpenVINO for .xml, ONNX Runtime for .onnx.")
+              show_default=True, help="auto: the runtime of the file's format (OpenVINO for "
+              ".xml, ONNX Runtime for .onnx, LiteRT for .tflite, ExecuTorch for .pte).")
 @click.option("--threads", type=click.IntRange(min=1),
               help="Threads per session [default: the runtime's; 1 per worker on a cluster].")
 @click.option("--cluster", help="Evaluate on this Ray cluster (HOST:PORT of the head, or auto "

@@ -70,7 +70,8 @@ def _expand_folders(images: tuple[str, ...]) -> tuple[str, ...]:
               help="Classes to show per image.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (schema_version 1).")
 @click.option("--backend", type=click.Choice(["auto", *RUNTIME_NAMES]), default="auto",
-              show_default=True, help="auto: OpenVINO for .xml, ONNX Runtime for .onnx.")
+              show_default=True, help="auto: the runtime of the file's format (OpenVINO for "
+              ".xml, ONNX Runtime for .onnx, LiteRT for .tflite, ExecuTorch for .pte).")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu",
               show_default=True, help="A GPU is used only when asked for.")
 @click.option("--mode", type=click.Choice(MODES), default="model", show_default=True,

@@ -107,17 +107,23 @@ def attach(model: str, output: Path, name: str | None, force: bool, record: Any)
 @click.option("--uint8-input", is_flag=True, help="Take uint8 NHWC pixels; normalise in-graph.")
 @click.option("--simplify", is_flag=True, help="Simplify with onnxslim (verified again).")
 @click.option("--atol", type=float, help="Parity tolerance (default 1e-4, fp16 1e-3).")
+@click.option("--format", "fmt", type=click.Choice(["onnx", "tflite", "pte"]),
+              help="onnx, LiteRT tflite (edgeres[litert]) or ExecuTorch pte "
+              "(edgeres[executorch]), both with a fixed batch (1 unless --batch N) "
+              "[default: from the output's suffix].")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @force_option
 def export(model: str, weights: str | None, num_classes: int | None, input_size: str | None,
            labels: Path | None, mean: str | None, std: str | None, opset: int, batch: str,
            fp16: bool, uint8_input: bool, simplify: bool, atol: float | None,
-           output: Path, force: bool) -> None:
-    """Export MODEL (see `edgeres models`) to ONNX, checked against PyTorch.
+           fmt: str | None, output: Path, force: bool) -> None:
+    """Export MODEL (see `edgeres models`) to ONNX, LiteRT or ExecuTorch, checked against
+    PyTorch.
 
     \b
     Example:
         edgeres export cifar_resnet20 --weights cifar10 --uint8-input -o resnet20.onnx
+        edgeres export cifar_resnet20 --weights cifar10 -o resnet20.tflite
     """
     from edgeres.export import ExportConfig, export_onnx, zoo_export
     from edgeres.models import model_info
@@ -132,6 +138,10 @@ def export(model: str, weights: str | None, num_classes: int | None, input_size:
                            labels=_read_labels(labels),
                            input_size=_numbers(input_size, "input size", int),
                            mean=_numbers(mean, "mean"), std=_numbers(std, "std"))
+    fmt = fmt or {".tflite": "tflite", ".pte": "pte"}.get(output.suffix.lower(), "onnx")
+    if fmt != "onnx":
+        _export_edge(net, output, meta, config, fmt)
+        return
     r = export_onnx(net, output, meta=meta, config=config)
     top1 = "n/a (feature map)" if r.top1_agreement is None else f"{r.top1_agreement:.1%}"
     click.echo(f"parity vs PyTorch on {r.parity_inputs} random inputs: max abs err "
@@ -140,6 +150,28 @@ def export(model: str, weights: str | None, num_classes: int | None, input_size:
     click.echo(f"export time: {r.export_seconds:.2f} s ({r.seconds:.2f} s with verification)")
     click.echo(f"wrote {r.path} ({r.size_bytes / 1e6:.1f} MB, {r.num_nodes} nodes, "
                f"opset {r.opset})")
+
+
+def _export_edge(net: Any, output: Path, meta: Any, config: Any, fmt: str) -> None:
+    """``export --format tflite|pte``: the same checks, another converter."""
+    from edgeres.errors import ConfigError
+    from edgeres.export import export_edge
+
+    want = f".{fmt}"
+    if output.suffix.lower() != want:
+        msg = f"output {output} should end in {want} for --format {fmt}"
+        raise ConfigError(msg)
+    r = export_edge(net, output, meta=meta, fmt=fmt, config=config)
+    where = ("inside the file" if fmt == "tflite"
+             else f"in {output.name}.json beside it (a .pte has no metadata map)")
+    click.echo(f"parity vs PyTorch on {r.parity_inputs} random inputs: max abs err "
+               f"{r.max_abs_err:.3g}, max rel err {r.max_rel_err:.3g}, top-1 agreement "
+               f"{r.top1_agreement if r.top1_agreement is None else f'{r.top1_agreement:.1%}'} "
+               f"(tolerance {r.tolerance:.3g})")
+    click.echo(f"export time: {r.export_seconds:.2f} s ({r.seconds:.2f} s with verification)")
+    batch = r.meta.input.shape[0] if r.meta is not None else "?"
+    click.echo(f"wrote {r.path} ({r.size_bytes / 1e6:.1f} MB, {r.exporter}, fixed batch "
+               f"{batch}); metadata record {where}")
 
 
 @cli.command()
@@ -163,7 +195,9 @@ def info(model_file: str, record: Any) -> None:
     for kind, tensors in (("input", d.inputs), ("output", d.outputs)):
         for t in tensors:
             click.echo(f"{kind:<7} {t.name}  [{', '.join(map(str, t.shape))}]  {t.dtype}")
-    if d.node_counts is None:
+    if d.node_counts is None and d.format in ("litert", "executorch"):
+        click.echo(f"nodes: not counted for {d.format} files (read with {d.reader})")
+    elif d.node_counts is None:
         click.echo(f"nodes: not counted (read with {d.reader}; install onnx to count)")
     else:
         ops = ", ".join(f"{op} {n}" for op, n in d.node_counts.items())

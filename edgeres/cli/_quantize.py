@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 @click.argument("model")
 @click.option("--calib", required=True, help="Calibration data: folder, .npy/.npz, or cifar10.")
 @click.option("--backend", type=click.Choice(QUANT_BACKENDS), default="ort", show_default=True,
-              help="ort: ONNX Runtime QDQ .onnx; openvino: NNCF, OpenVINO IR .xml.")
+              help="ort: ONNX Runtime QDQ .onnx; openvino: NNCF, OpenVINO IR .xml; litert: "
+              "ai-edge-quantizer on an fp32 .tflite; executorch: PT2E on the PyTorch model "
+              "behind an fp32 .pte.")
 @click.option("--target", type=click.Choice(["auto", "x86-vnni", "x86", "arm", "tensorrt"]),
               default="auto", show_default=True, help="Deployment hardware (auto: this host).")
 @click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]),
@@ -50,7 +52,8 @@ if TYPE_CHECKING:
               "candidates on this Ray cluster (HOST:PORT, or auto = $RAY_ADDRESS); needs "
               "edgeres[cluster].")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="int8 model: .onnx (ort) or .xml (openvino, .bin beside it).")
+              help="int8 model: .onnx (ort), .xml (openvino, .bin beside it), .tflite (litert) "
+              "or .pte (executorch, its record beside it).")
 @force_option
 @record_options
 def quantize_command(model: str, calib: str, backend: str, target: str, method: str | None,

@@ -62,6 +62,10 @@ log = logging.getLogger(__name__)
 
 CHANCE_FACTOR = 2.0  # fp32 top-1 below this multiple of chance stops: preprocessing is off
 # Op types that mark a model as quantized already (QDQ, QOperator or integer ops).
+# The calibration each backend uses when --method is not given: ai-edge-quantizer's
+# static_wi8_ai8 is min/max; XNNPACKQuantizer's static config observes activations with
+# histograms (torchao's HistogramObserver) and weights with per-channel min/max.
+_DEFAULT_METHODS = {"ort": DEFAULT_METHOD, "litert": "minmax", "executorch": "pt2e-xnnpack"}
 QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
                            "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"})
 
@@ -79,10 +83,14 @@ def quantize(
 
     Args:
         src: the float ``.onnx`` model.
-        dst: ``.onnx`` for backend "ort", ``.xml`` (with a ``.bin`` beside it) for "openvino".
+        dst: ``.onnx`` for backend "ort", ``.xml`` (with a ``.bin`` beside it) for "openvino",
+            ``.tflite`` for "litert", ``.pte`` (its record ``.pte.json`` beside it) for
+            "executorch".
         calibration: calibration data for this model (``CalibrationSet.from_data``);
             ``config.samples`` of it are drawn with ``config.seed``.
-        backend: "ort" (ONNX Runtime QDQ) or "openvino" (NNCF, OpenVINO IR).
+        backend: "ort" (ONNX Runtime QDQ) or "openvino" (NNCF, OpenVINO IR) on an .onnx
+            ``src``; "litert" (ai-edge-quantizer) on an fp32 .tflite; "executorch" (PT2E with
+            XNNPACKQuantizer on the zoo model behind an fp32 .pte, ``edgeres.runtimes``).
         config: options; ``QuantConfig()`` when None.
         evaluator: where top-1 on ``config.val``/``config.eval`` and the fallback candidates
             are measured: ``LocalEvaluator()`` (here) when None, or a cluster's
@@ -127,12 +135,17 @@ def _publish(q: Quantizer, chosen: Path, report: QuantReport) -> None:
     files = [dst, *_companions(dst), report.report_path]
     with atomic_files(*files) as tmps:
         q.save(chosen, tmps[dst], report.meta)
+        if dst.suffix.lower() == ".pte":  # the record travels beside a .pte
+            from edgeres.runtimes.executorch import write_record
+
+            write_record(tmps[_companions(dst)[0]], report.meta)
         write_report(report, tmps[report.report_path])
 
 
 def _companions(dst: Path) -> list[Path]:
-    """Files written beside the model that users name: an OpenVINO IR's ``.bin``."""
-    return [dst.with_suffix(".bin")] if dst.suffix.lower() == ".xml" else []
+    """Files written beside the model that users name: an OpenVINO IR's ``.bin``, an
+    ExecuTorch .pte's record ``<file>.pte.json`` (its runtime's ``companion_files``)."""
+    return runtimes.for_file(dst).companion_files(dst)
 
 
 def _run(q: Quantizer, src: Path, dst: Path, spec: TargetSpec, config: QuantConfig,
@@ -164,7 +177,7 @@ def _run(q: Quantizer, src: Path, dst: Path, spec: TargetSpec, config: QuantConf
     batches = list(q.calibration.select(None, batch_size=1).first(config.layer_report_samples))
     layers = tuple(layer_errors(q, chosen, batches, floats))
     report_images = sum(len(b) for b in batches)
-    method = config.method or (DEFAULT_METHOD if q.backend == "ort" else "nncf-default")
+    method = config.method or _DEFAULT_METHODS.get(q.backend, "nncf-default")
     report = QuantReport(
         src=src, dst=dst, report_path=report_path_for(dst), backend=q.backend,
         target=spec.name, method=method,
@@ -186,13 +199,20 @@ def _auto_batch(meta: ModelMeta) -> int:
 
 def _check_paths(src: Path, dst: Path, backend: str) -> None:
     if backend not in runtimes.RUNTIME_NAMES:  # each runtime module has its quantizer()
-        msg = f"unknown quantization backend {backend!r}; use ort or openvino"
+        msg = (f"unknown quantization backend {backend!r}; use "
+               f"{', '.join(runtimes.RUNTIME_NAMES)}")
         raise ConfigError(msg)
+    source = runtimes.get(backend).quantizes  # the float file its quantizer takes
     if not src.is_file():
-        msg = f"model file {src} does not exist; pass an .onnx file"
+        msg = f"model file {src} does not exist; pass an {source} file"
         raise ModelFileError(msg)
-    if src.suffix.lower() != ".onnx":
-        msg = f"{src} is not an ONNX model; quantize takes an .onnx file (see `edgeres export`)"
+    if src.suffix.lower() == ".onnx" and backend == "executorch":
+        msg = (f"{src} is an ONNX model; ExecuTorch int8 quantizes the PyTorch model, so export "
+               "an fp32 .pte first (`edgeres export ZOO_MODEL --weights W --format pte`)")
+        raise ModelFileError(msg)
+    if src.suffix.lower() != source:
+        msg = (f"{src} is not a {source} model; --backend {backend} quantizes an fp32 "
+               f"{source} file (see `edgeres export`)")
         raise ModelFileError(msg)
     want = runtimes.get(backend).suffixes[0]  # what its quantizer writes
     if dst.suffix.lower() != want:
@@ -211,6 +231,8 @@ def _check_float(src: Path, meta: ModelMeta) -> None:
                "without --fp16)")
         raise QuantizationError(msg)
     found = "its metadata record says int8" if meta.precision == "int8" else None
+    if found is None and src.suffix.lower() != ".onnx":
+        return  # .tflite/.pte come from `edgeres export`: their record says what they hold
     if found is None:
         try:
             import onnx

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from edgeres.calibration import CalibrationSet
     from edgeres.meta import ModelMeta
 
-QuantBackend = Literal["ort", "openvino"]  # the quantizer backends (shared vocabulary)
+# the quantizer backends (shared vocabulary): every registered runtime has one
+QuantBackend = Literal["ort", "openvino", "litert", "executorch"]
 # The temporary folder of the quantize() call in progress: a runtime's quantizer factory
 # (edgeres.runtimes.<name>.RUNTIME.quantizer, whose signature is the runtime contract's) keeps
 # its intermediate files there, and quantize()'s `with` block removes it (CONTRIBUTING R9).

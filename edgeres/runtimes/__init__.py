@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["MODULES", "RUNTIME_NAMES", "for_file", "get", "present", "readers", "unavailable"]
 
 # The runtime modules, in the order a file suffix several read is claimed (.onnx: ort first).
-MODULES: tuple[str, ...] = ("ort", "openvino")
+MODULES: tuple[str, ...] = ("ort", "openvino", "litert", "executorch")
 RUNTIME_NAMES: tuple[str, ...] = MODULES
 
 

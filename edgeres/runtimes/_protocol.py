@@ -23,6 +23,7 @@ class Runtime(Protocol):
     suffixes: tuple[str, ...]     # model files it reads, e.g. (".tflite",); first = what it writes
     dist: str                     # pip distribution the device needs, e.g. "ai-edge-litert"
     min_version: str              # the oldest version of `dist` a test runs a bundle with
+    quantizes: str                # the float model file its quantizer takes, e.g. ".onnx"
 
     def unavailable(self) -> str | None:
         """None when the runtime can be imported here, else why not and the install line."""

@@ -185,6 +185,7 @@ class OpenVINORuntime:
     dist = "openvino"
     # The oldest release edgeres[openvino] allows; tests/test_install.py runs a bundle with it.
     min_version = "2024.6.0"
+    quantizes = ".onnx"  # the float file its quantizer takes
 
     def unavailable(self) -> str | None:
         """None when openvino is importable, else the install line."""

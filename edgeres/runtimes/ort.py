@@ -209,6 +209,7 @@ class OrtRuntime:
     dist = "onnxruntime"
     # The oldest release tests/test_install.py installs and runs a bundle with.
     min_version = "1.17.0"
+    quantizes = ".onnx"  # the float file its quantizer takes
 
     def unavailable(self) -> str | None:
         """None when onnxruntime is importable, else the install line."""

@@ -116,7 +116,7 @@ def load_target(src: ModelSource, precision: str, runtime: str, mode: str, *, th
     reads = () if backend == "torch" else _runtimes.get(backend).suffixes
     if reads and ext not in reads:
         what = "an OpenVINO IR (.xml)" if ext == ".xml" else f"a {ext} file"
-        msg = (f"{runtime} cannot run {what}; pass its {' or '.join(reads)} file "
+        msg = (f"{runtime} cannot run {what}; pass the {' or '.join(reads)} file "
                f"(edgeres export -o MODEL{reads[0]}, or quantize --backend {backend})")
         raise Unavailable(msg)
     if backend == "torch":

@@ -347,6 +347,7 @@ def load(
     threads: int | None = None,
     meta: ModelMeta | None = None,
     session_options: Any = None,
+    spin: bool | None = None,
 ) -> Predictor:
     """Load a model file for inference.
 
@@ -363,6 +364,9 @@ def load(
         meta: the metadata record for a model that carries none (or to override it).
         session_options: an ``onnxruntime.SessionOptions`` to start from (ONNX Runtime only;
             ``threads`` overrides its ``intra_op_num_threads``).
+        spin: whether ONNX Runtime's threads spin (busy-wait) for work between operators;
+            None = edgeres' default, off (``runtime.backends.DEFAULT_SPIN``: a few % slower
+            on an idle CPU, much faster when other work shares it). Other runtimes ignore it.
 
     Returns:
         A ``Predictor`` whose session is created once and reused.
@@ -376,7 +380,7 @@ def load(
             is an ``EdgeresError`` subclass.
     """
     path = _check_arguments(path, meta)
-    options = BackendOptions(device=device, precision=precision, threads=threads)
+    options = BackendOptions(device=device, precision=precision, threads=threads, spin=spin)
     known = ("auto", *runtimes.RUNTIME_NAMES)  # as registered now (BACKENDS: at import)
     if backend not in known:
         msg = f"unknown backend {backend!r}; use {', '.join(known[:-1])} or {known[-1]}"

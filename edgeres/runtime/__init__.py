@@ -376,7 +376,7 @@ def load(
         BackendNotAvailable: unknown or uninstalled runtime, or a device that is not present.
         MetadataError: no record and no ``meta``, a ``meta`` that is not a ``ModelMeta`` or
             has out-of-range values, or a record that does not fit the graph.
-        EdgeresError: an invalid ``precision`` or ``threads``; every error ``load`` raises
+        EdgeresError: an invalid ``precision``, ``threads`` or ``spin``; every error ``load`` raises
             is an ``EdgeresError`` subclass.
     """
     path = _check_arguments(path, meta)

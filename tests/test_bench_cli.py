@@ -253,3 +253,31 @@ def test_every_bench_option_comes_from_bench_config(monkeypatch: pytest.MonkeyPa
     assert seen == [BenchConfig(runtimes=("ort-cpu",), batches=(1, 4), seed=7, memory=False,
                                 eval_data="cifar10-val", limit=20, duration=0.5)]
     assert BenchConfig() == BenchConfig(**{s.name: s.default for s in specs})
+
+
+def test_ort_spinning_is_a_bench_option_recorded_in_every_output(tmp_path: Path) -> None:
+    """--ort-spinning/--no-ort-spinning come from BenchConfig's field (in --help, with its help
+    and default), reach every ONNX Runtime session, and the JSON (settings and each row), the
+    CSV and the markdown say which was used."""
+    from edgeres.bench.config import BenchConfig, option_specs
+    from edgeres.runtime.backends import DEFAULT_SPIN, SPIN_HELP
+
+    spec = next(s for s in option_specs() if s.name == "ort_spinning")
+    assert (spec.flag, spec.kind, spec.help, spec.default) == (
+        "--ort-spinning", "bool", SPIN_HELP, DEFAULT_SPIN)
+    assert BenchConfig().ort_spinning is DEFAULT_SPIN is False  # edgeres' default: off
+    helped = " ".join(CliRunner().invoke(cli, ["bench", "--help"]).output.split())
+    assert "--ort-spinning / --no-ort-spinning" in helped
+    assert " ".join(SPIN_HELP.split()) in helped
+    for flag, spin in (("--ort-spinning", True), ("--no-ort-spinning", False)):
+        out = {k: tmp_path / f"{flag}.{k}" for k in ("json", "csv", "md")}
+        result = CliRunner().invoke(cli, [
+            "bench", "cifar10", "--runtime", "ort-cpu", flag, *FAST, "--json", str(out["json"]),
+            "--csv", str(out["csv"]), "--markdown", str(out["md"])])
+        assert result.exit_code == 0, result.output
+        data = json.loads(out["json"].read_text())
+        jsonschema.validate(data, report.schema())
+        assert data["settings"]["ort_spinning"] is spin
+        assert [r["details"]["spinning"] for r in data["rows"]] == [spin]
+        assert [x["spinning"] for x in csv.DictReader(out["csv"].open())] == [str(spin)]
+        assert f"(ONNX Runtime spinning {'on' if spin else 'off'})" in out["md"].read_text()

@@ -84,7 +84,8 @@ def test_model_path_and_openvino_backend(library: list[runtime.Prediction]) -> N
 
 
 def test_options_reach_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
-    """--backend/--device/--mode/--threads are passed to runtime.load unchanged."""
+    """--backend/--device/--mode/--threads/--ort-spinning are passed to runtime.load unchanged
+    (no spinning flag: None, edgeres' default)."""
     calls: list[tuple] = []
     real = runtime.load
 
@@ -96,8 +97,12 @@ def test_options_reach_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
     result = _invoke("cifar10", str(IMAGES[0]), "--backend", "openvino", "--device", "cpu",
                      "--mode", "fast", "--threads", "2")
     assert result.exit_code == 0, result.output
+    spun = _invoke("cifar10", str(IMAGES[0]), "--ort-spinning")
+    assert spun.exit_code == 0, spun.output
     assert calls == [(MODEL, {"backend": "openvino", "device": "cpu", "precision": "fast",
-                              "threads": 2, "meta": None})]
+                              "threads": 2, "spin": None, "meta": None}),
+                     (MODEL, {"backend": "auto", "device": "cpu", "precision": "model",
+                              "threads": None, "spin": True, "meta": None})]
 
 
 def test_bad_image_is_one_error_line(tmp_path: Path) -> None:

@@ -351,6 +351,36 @@ def test_threads_and_session_options_are_applied() -> None:
     assert used.intra_op_num_threads == 1
 
 
+def test_ort_spinning_reaches_the_session_config() -> None:
+    """The spin option is the session's allow_spinning entries (intra- and inter-op), read back
+    from the session ONNX Runtime made: edgeres' default (off) when not given, a given
+    SessionOptions' own entry kept, and the value recorded in the backend's details."""
+    import onnxruntime as ort
+
+    from edgeres.runtime.backends import DEFAULT_SPIN
+    from edgeres.runtimes.ort import SPIN_KEYS
+
+    def entries(p: runtime.Predictor) -> list[str]:
+        used = p.backend.session.get_session_options()
+        return [used.get_session_config_entry(key) for key in SPIN_KEYS]
+
+    assert SPIN_KEYS == ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")
+    default = runtime.load(MODEL)
+    assert entries(default) == ["1" if DEFAULT_SPIN else "0"] * 2
+    assert default.backend.details["spinning"] is DEFAULT_SPIN
+    for spin, value in ((True, "1"), (False, "0")):
+        p = runtime.load(MODEL, backend="ort", threads=2, spin=spin)
+        assert entries(p) == [value, value] and p.backend.details["spinning"] is spin
+    so = ort.SessionOptions()
+    so.add_session_config_entry(SPIN_KEYS[0], "1")
+    own = runtime.load(MODEL, session_options=so)
+    assert entries(own) == ["1", "1"] and own.backend.details["spinning"] is True
+    assert entries(runtime.load(MODEL, session_options=so, spin=False)) == ["0", "0"]
+    with pytest.raises(EdgeresError, match="spin must be True, False or None"):
+        runtime.load(MODEL, spin="off")  # type: ignore[arg-type] # a wrong type on purpose
+    assert "spinning" not in runtime.load(MODEL, backend="openvino", spin=True).backend.details
+
+
 def test_session_is_created_once_and_reused(monkeypatch: pytest.MonkeyPatch) -> None:
     """load() builds one InferenceSession; later predict/run calls create none."""
     import onnxruntime as ort

@@ -106,7 +106,8 @@ class ModelBench:
             precision, runtime, mode = combo
             try:
                 target = load_target(self.src, precision, runtime, mode,
-                                     threads=self.threads, calib=self.config.calib)
+                                     threads=self.threads, calib=self.config.calib,
+                                     spin=self.config.ort_spinning)
             except RowNotRun as e:
                 self._set_status(combo, e)
                 continue

@@ -97,8 +97,9 @@ Target = Loaded  # the name before 0.2 (a loaded configuration, not a deployment
 
 
 def load_target(src: ModelSource, precision: str, runtime: str, mode: str, *, threads: int,
-                calib: str) -> Loaded:
-    """Load one configuration.
+                calib: str, spin: bool | None = None) -> Loaded:
+    """Load one configuration; ``spin`` is ONNX Runtime's (``BackendOptions.spin``), which
+    its rows record in ``details["spinning"]``.
 
     Raises:
         Unavailable: with status "skipped" (not possible here) or "failed" (should have
@@ -126,14 +127,15 @@ def load_target(src: ModelSource, precision: str, runtime: str, mode: str, *, th
                "choice (OpenVINO's default row on bf16 CPUs)")
         raise Unavailable(msg)
     if runtime in ("ort-cuda", "ort-tensorrt"):
-        return _load_ort_gpu(src, precision, runtime, mode, threads, calib)
+        return _load_ort_gpu(src, precision, runtime, mode, threads, calib, spin)
     path = model_file(src, precision, calib=calib)
     from edgeres import runtime as rt
 
     try:
         # A parsed runtime label and bench mode, as text; load() checks them itself.
         p = rt.load(path, backend=cast("Backend", backend), device=device,
-                    threads=threads, precision=cast("Literal['model', 'fast']", mode))
+                    threads=threads, precision=cast("Literal['model', 'fast']", mode),
+                    spin=spin)
     except BackendNotAvailable as e:
         raise Unavailable(str(e)) from None
     except EdgeresError as e:
@@ -306,7 +308,7 @@ def _trt_int8_file(src: ModelSource, calib: str) -> Path:
 
 
 def _load_ort_gpu(src: ModelSource, precision: str, runtime: str, mode: str, threads: int,
-                  calib: str) -> Loaded:
+                  calib: str, spin: bool | None) -> Loaded:
     """ONNX Runtime on CUDA or TensorRT, timed through I/O binding (or with copies: host-io)."""
     device = RuntimeLabel.parse(runtime).device
     trt = device == "tensorrt"
@@ -320,7 +322,7 @@ def _load_ort_gpu(src: ModelSource, precision: str, runtime: str, mode: str, thr
     cache = _gpu.engine_dir(src.cache, path, precision, fast) if trt else None
     try:
         options = BackendOptions(device=device, precision="fast" if fast else "model",
-                                 threads=threads, engine_cache=cache)
+                                 threads=threads, engine_cache=cache, spin=spin)
         impl, load_ms = _gpu.timed_load(lambda: OrtBackend(path, options))
         p = Predictor(impl, impl.meta, path)
     except BackendNotAvailable as e:

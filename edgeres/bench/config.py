@@ -17,6 +17,7 @@ from typing import Any, NamedTuple, cast
 
 from edgeres import runtimes as _runtimes
 from edgeres.errors import ConfigError
+from edgeres.runtime.backends import DEFAULT_SPIN, SPIN_HELP
 from edgeres.vocab import (  # the shared vocabulary (CONTRIBUTING, "Vocabulary")
     BACKENDS,
     DEVICES,
@@ -191,6 +192,10 @@ class BenchConfig:
         batches: batch sizes.
         threads: intra-op threads for every runtime; None = physical cores, capped by the
             CPUs this process may run on (``env.default_threads``).
+        ort_spinning: whether ONNX Runtime's threads spin (busy-wait) for work between
+            operators (``BackendOptions.spin``) in every ONNX Runtime row; the default is
+            edgeres' own (``runtime.backends.DEFAULT_SPIN``, off: 3-5% slower on an idle
+            CPU, 25-30% faster when other work shares it), so bench times what users run.
         warmup: untimed calls per row before measuring.
         rounds: interleaved rounds.
         iterations: timed calls per row per round (exclusive with ``duration``).
@@ -223,6 +228,7 @@ class BenchConfig:
                                        parser="parse_batches")
     threads: int | None = _option(
         None, "Threads for every runtime [default: physical cores, within CPU affinity].")
+    ort_spinning: bool = _option(DEFAULT_SPIN, SPIN_HELP)
     warmup: int = _option(DEFAULT_WARMUP, "Untimed calls per row.")
     rounds: int = _option(DEFAULT_ROUNDS, "Interleaved rounds.")
     iterations: int | None = _option(None, "Timed calls per row per round.")
@@ -302,10 +308,11 @@ class RunSettings:
     the same object; keys this version does not model are kept in ``extra``.
 
     Attributes:
-        runtimes, precisions, batches, threads, warmup, rounds, iterations, duration, calib,
-            eval_data, limit, memory, openvino_default_row, torch_compile, host_io, cache,
-            conditions, seed: as ``BenchConfig``'s, resolved (``duration`` is the timed
-            seconds per row or None, ``cache`` the directory as text); None when not recorded.
+        runtimes, precisions, batches, threads, ort_spinning, warmup, rounds, iterations,
+            duration, calib, eval_data, limit, memory, openvino_default_row, torch_compile,
+            host_io, cache, conditions, seed: as ``BenchConfig``'s, resolved (``duration`` is
+            the timed seconds per row or None, ``cache`` the directory as text); None when not
+            recorded.
         cluster: the Ray address of a ``--cluster`` run.
         nodes: the device labels of a ``--cluster`` run.
         node_ids: device label → the Ray node that ran its rows.
@@ -317,6 +324,7 @@ class RunSettings:
     precisions: tuple[str, ...] | None = None
     batches: tuple[int, ...] = (1,)
     threads: int | None = None
+    ort_spinning: bool | None = None
     warmup: int | None = None
     rounds: int | None = None
     iterations: int | None = None

@@ -229,6 +229,11 @@ def _gpu_line(gpu: dict[str, Any]) -> str:
     return f"{count}{gpu.get('name')}{mem}; " + ", ".join(f"{k} {v}" for k, v in facts if v)
 
 
+def _spinning(spin: bool | None) -> str:
+    """ONNX Runtime's thread spinning for the threads line; nothing in older results."""
+    return "" if spin is None else f" (ONNX Runtime spinning {'on' if spin else 'off'})"
+
+
 def environment_lines(run: BenchRun) -> list[str]:
     """The machine and conditions, one fact per line."""
     e = run.environment
@@ -244,7 +249,7 @@ def environment_lines(run: BenchRun) -> list[str]:
         f"OS: {e.os}; Python {e.python}; {versions}",
         f"At start: CPU used by other processes {_pct(_scaled(e.busy_others))}; "
         f"load average (1/5/15 min) {load}",
-        f"Threads: {s.threads}; timing: {timing}",
+        f"Threads: {s.threads}{_spinning(s.ort_spinning)}; timing: {timing}",
         f"Run: {run.created}" + (" — INTERRUPTED, partial results" if run.interrupted else ""),
     ]
     if s.conditions:
@@ -401,7 +406,7 @@ _CSV_FIELDS = ("model", "source", "runtime", "precision", "executed_precision", 
                "batch", "threads", "status", "reason", "partial", "count", "mean_ms", "std_ms",
                "min_ms", "p50_ms", "p90_ms", "p99_ms", "throughput_ips", "round_spread",
                "size_bytes", "peak_rss_bytes", "memory_delta_bytes", "top1", "top5", "agreement",
-               "eval_count", "model_file", "io", "first_call_ms", "node")
+               "eval_count", "model_file", "io", "first_call_ms", "node", "spinning")
 
 
 def _csv_row(r: BenchRow) -> dict[str, Any]:
@@ -413,6 +418,7 @@ def _csv_row(r: BenchRow) -> dict[str, Any]:
     if r.accuracy is not None:
         d.update(top1=r.accuracy.top1, top5=r.accuracy.top5, agreement=r.accuracy.agreement,
                  eval_count=r.accuracy.count)
+    d["spinning"] = r.details.get("spinning")  # ONNX Runtime rows: their threads' spinning
     return {k: "" if v is None else repr(v) if isinstance(v, float) else v for k, v in d.items()}
 
 

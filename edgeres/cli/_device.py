@@ -18,6 +18,7 @@ from edgeres.cli._options import (
     check_paths,
     record_options,
 )
+from edgeres.runtime.backends import SPIN_HELP
 from edgeres.runtimes import RUNTIME_NAMES  # --backend: the registered runtimes
 from edgeres.vocab import DEVICES, MODES
 
@@ -78,9 +79,10 @@ def _expand_folders(images: tuple[str, ...]) -> tuple[str, ...]:
               help="model: run the model's own precision; fast: let the runtime lower fp32 "
               "(bf16 on AMX).")
 @click.option("--threads", type=click.IntRange(min=1), help="Inference threads.")
+@click.option("--ort-spinning/--no-ort-spinning", "spin", default=None, help=SPIN_HELP)
 @record_options
 def predict(model: str, images: tuple[str, ...], top_k: int, as_json: bool, backend: str,
-            device: str, mode: str, threads: int | None,
+            device: str, mode: str, threads: int | None, spin: bool | None,
             record: Any) -> None:
     """Classify IMAGE(s) with MODEL: an .onnx or OpenVINO .xml file, or a registered name.
 
@@ -103,7 +105,7 @@ def predict(model: str, images: tuple[str, ...], top_k: int, as_json: bool, back
     path = resolve_model_file(model)
     # runtime.load still calls the mode "precision" (runtime/__init__.py, the runtime issue)
     p = load(path, backend=cast("Backend", backend), device=cast("Device", device),
-             precision=cast("Mode", mode), threads=threads,
+             precision=cast("Mode", mode), threads=threads, spin=spin,
              meta=_stated_meta(path, record))
     asked = images
     images, results, skipped = _predict_readable(p, images, top_k)

@@ -226,7 +226,7 @@ def bench_config_options(f: Any) -> Any:
     for spec in reversed(config.option_specs()):
         kwargs: dict[str, Any] = {"help": spec.help}
         if spec.kind == "bool":
-            decl = f"{spec.flag}/--no-{spec.flag[2:]}" if spec.default else spec.flag
+            decl = f"{spec.flag}/--no-{spec.flag[2:]}"
             kwargs.update(default=spec.default, is_flag=True)
         else:
             decl = spec.flag

@@ -370,6 +370,7 @@ def load(
     threads: int | None = None,
     meta: ModelMeta | None = None,
     session_options: Any = None,
+    spin: bool | None = None,
 ) -> Predictor:
     """Load a model file for inference.
 
@@ -386,6 +387,9 @@ def load(
         meta: the metadata record for a model that carries none (or to override it).
         session_options: an ``onnxruntime.SessionOptions`` to start from (ONNX Runtime only;
             ``threads`` overrides its ``intra_op_num_threads``).
+        spin: whether ONNX Runtime's threads spin (busy-wait) for work between operators;
+            None = edgeres' default, off (``runtime.backends.DEFAULT_SPIN``: a few % slower
+            on an idle CPU, much faster when other work shares it). Other runtimes ignore it.
 
     Returns:
         A ``Predictor`` whose session is created once and reused.
@@ -395,11 +399,11 @@ def load(
         BackendNotAvailable: unknown or uninstalled runtime, or a device that is not present.
         MetadataError: no record and no ``meta``, a ``meta`` that is not a ``ModelMeta`` or
             has out-of-range values, or a record that does not fit the graph.
-        EdgeresError: an invalid ``precision`` or ``threads``; every error ``load`` raises
+        EdgeresError: an invalid ``precision``, ``threads`` or ``spin``; every error ``load`` raises
             is an ``EdgeresError`` subclass.
     """
     path = _check_arguments(path, meta)
-    options = BackendOptions(device=device, precision=precision, threads=threads)
+    options = BackendOptions(device=device, precision=precision, threads=threads, spin=spin)
     known = ("auto", *runtimes.RUNTIME_NAMES)  # as registered now (BACKENDS: at import)
     if backend not in known:
         msg = f"unknown backend {backend!r}; use {', '.join(known[:-1])} or {known[-1]}"

@@ -27,6 +27,17 @@ _INPUT_DTYPES = ("float32", "float16", "uint8")  # what an image classifier's in
 # latency is the best cuDNN offers. HEURISTIC picks without timing; DEFAULT always uses
 # IMPLICIT_PRECOMP_GEMM (least workspace memory).
 CUDNN_CONV_ALGO_SEARCH = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
+# Whether ONNX Runtime's worker threads spin (busy-wait) for work between operators when
+# ``BackendOptions.spin`` is None: edgeres' default is off. Spinning saves the wake-up after
+# each operator on an idle CPU but burns the cores it waits on; measured on a 2-core EPYC
+# (issue 24, benchmarks/bench_spinning.py), ResNet-50 ran 3-5% slower with it off on a quiet
+# host and 25-30% faster with it off while other work loaded the host, and an edge device
+# usually runs other work beside the model.
+DEFAULT_SPIN = False
+# The option's help, the same for `bench --ort-spinning` and `predict --ort-spinning`.
+SPIN_HELP = ("Let ONNX Runtime's threads spin (busy-wait) for work between operators: a few % "
+             "faster on an idle CPU, 25-30% slower when other work shares it [default: "
+             f"{'on' if DEFAULT_SPIN else 'off'}].")
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,10 @@ class BackendOptions:
             session loads the engine instead of building it; None = build every time.
         session_options: an ``onnxruntime.SessionOptions`` to start from (ONNX Runtime only;
             ``runtime.load`` refuses it for another runtime).
+        spin: whether ONNX Runtime's intra- and inter-op threads spin (busy-wait) for work
+            (``session.intra_op.allow_spinning``, ``session.inter_op.allow_spinning``); None =
+            ``DEFAULT_SPIN`` (off: a few % slower on an idle CPU, 25-30% faster on a busy one),
+            or what a given ``session_options`` already sets. ONNX Runtime only.
     """
 
     device: Literal["cpu", "cuda", "tensorrt", "gpu"] = "cpu"
@@ -51,6 +66,7 @@ class BackendOptions:
     cudnn_conv_algo_search: str = "EXHAUSTIVE"
     engine_cache: Path | None = None
     session_options: Any = None
+    spin: bool | None = None
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -67,6 +83,9 @@ class BackendOptions:
         if self.cudnn_conv_algo_search not in CUDNN_CONV_ALGO_SEARCH:
             msg = (f"unknown cudnn_conv_algo_search {self.cudnn_conv_algo_search!r}; use one of "
                    f"{', '.join(CUDNN_CONV_ALGO_SEARCH)}")
+            raise EdgeresError(msg)
+        if self.spin is not None and not isinstance(self.spin, bool):
+            msg = f"spin must be True, False or None (edgeres' default: off), got {self.spin!r}"
             raise EdgeresError(msg)
 
 

@@ -19,18 +19,21 @@ import numpy as np
 from edgeres._hw import ORT_PROVIDERS, ort_executed
 from edgeres.errors import BackendNotAvailable, DataError, ModelFileError, first_line
 from edgeres.meta import METADATA_KEY, ModelMeta
-from edgeres.runtime.backends import BackendOptions, check_image_input
+from edgeres.runtime.backends import DEFAULT_SPIN, BackendOptions, check_image_input
 
 if TYPE_CHECKING:
     from edgeres.calibration import CalibrationSet
     from edgeres.quantize._protocol import Quantizer
     from edgeres.quantize.config import QuantConfig, TargetSpec
 
-__all__ = ["RUNTIME", "OrtBackend", "Providers", "ort_providers"]
+__all__ = ["RUNTIME", "SPIN_KEYS", "OrtBackend", "Providers", "apply_spin", "ort_providers"]
 
 _ORT_TYPES = {"float": "float32", "double": "float64"}  # ORT "tensor(T)" names that differ
 _GPU_ID = 0  # the first CUDA device; edgeres runs one GPU
 _MISSING = "onnxruntime is not installed; pip install onnxruntime (or onnxruntime-gpu)"
+# The session config keys that let the intra-op and inter-op thread pools busy-wait for work
+# (onnxruntime_session_options_config_keys.h); "1" (spin) is ONNX Runtime's own default.
+SPIN_KEYS = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")
 
 Providers = list[tuple[str, dict[str, Any]]]  # InferenceSession(providers=...), best first
 
@@ -74,6 +77,33 @@ def _ort_executed(device: str, precision: str, meta: ModelMeta | None) -> str | 
     """What ONNX Runtime really computes in, when it differs from the record (None: as stored)."""
     stored = meta.precision if meta is not None else "fp32"
     return ort_executed(device, precision, stored, platform.machine())  # the one rule, _hw
+
+
+def apply_spin(so: Any, spin: bool | None) -> bool:
+    """Set whether ``so``'s thread pools spin (``SPIN_KEYS``); return whether they will.
+
+    ``spin`` None is edgeres' default (``DEFAULT_SPIN``, off), except that a given
+    ``SessionOptions`` keeps the entries it sets (its intra-op one then decides the value of
+    the one it lacks).
+    """
+    given = {key: _config_entry(so, key) for key in SPIN_KEYS}
+    intra = given[SPIN_KEYS[0]]
+    keep = spin is None  # the caller's own entries stay; the missing ones get the value
+    if spin is None:
+        spin = DEFAULT_SPIN if intra is None else intra != "0"
+    value = "1" if spin else "0"
+    for key, now in given.items():
+        if now != value and not (keep and now is not None):  # ORT warns when it overwrites
+            so.add_session_config_entry(key, value)
+    return spin
+
+
+def _config_entry(so: Any, key: str) -> str | None:
+    """``so``'s session config entry ``key``, or None when it is not set."""
+    try:
+        return str(so.get_session_config_entry(key))
+    except Exception:  # ORT raises its RuntimeError (Fail) for a key that is not set
+        return None
 
 
 def _import_ort() -> Any:
@@ -139,6 +169,7 @@ class OrtBackend:
             so.log_severity_level = 3  # ORT's own C++ warnings would go straight to stderr
         if options.threads:
             so.intra_op_num_threads = options.threads
+        spinning = apply_spin(so, options.spin)
         if device == "tensorrt" and meta is None:
             stored = _ort_record_precision(ort, path)  # picks the fp16/int8 engine flags
         self.providers = ort_providers(options, stored)
@@ -157,6 +188,7 @@ class OrtBackend:
         self.details = {
             "providers": self.session.get_providers(),
             "threads": so.intra_op_num_threads or "default",
+            "spinning": spinning,
             "version": ort.__version__,
         }
         if device != "cpu":

@@ -50,23 +50,23 @@ def test_cuda_provider_options() -> None:
         BackendOptions(device="cuda", cudnn_conv_algo_search="exhaustive")
 
 
-@pytest.mark.parametrize(("stored", "precision", "fp16", "int8"), [
+@pytest.mark.parametrize(("stored", "mode", "fp16", "int8"), [
     ("fp32", "model", False, False),
     ("fp32", "fast", True, False),   # TensorRT's fp16 mode of an fp32 file
     ("fp16", "model", True, False),  # an fp16 file needs the flag to run fp16 kernels
     ("int8", "model", False, True),  # QDQ: explicit quantization, no calibration table
     ("int8", "fast", True, True),
 ])
-def test_tensorrt_flags_follow_the_file_and_mode(tmp_path: Path, stored: str, precision: str,
+def test_tensorrt_flags_follow_the_file_and_mode(tmp_path: Path, stored: str, mode: str,
                                                  fp16: bool, int8: bool) -> None:
     """TensorRT EP: fp16/int8 flags from the stored precision and mode; engine cache when set."""
-    providers = ort_providers(BackendOptions(device="tensorrt", precision=precision,  # type: ignore[arg-type]
+    providers = ort_providers(BackendOptions(device="tensorrt", mode=mode,  # type: ignore[arg-type]
                                              engine_cache=tmp_path / "eng"), stored)
     name, opts = providers[0]
     assert name == "TensorrtExecutionProvider" and providers[1:] == [CUDA, CPU]
     assert opts == {"device_id": 0, "trt_fp16_enable": fp16, "trt_int8_enable": int8,
                     "trt_engine_cache_enable": True, "trt_engine_cache_path": str(tmp_path / "eng")}
-    uncached = ort_providers(BackendOptions(device="tensorrt", precision=precision), stored)[0][1]  # type: ignore[arg-type]
+    uncached = ort_providers(BackendOptions(device="tensorrt", mode=mode), stored)[0][1]  # type: ignore[arg-type]
     assert "trt_engine_cache_enable" not in uncached and "trt_engine_cache_path" not in uncached
 
 

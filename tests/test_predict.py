@@ -96,7 +96,7 @@ def test_options_reach_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
     result = _invoke("cifar10", str(IMAGES[0]), "--backend", "openvino", "--device", "cpu",
                      "--mode", "fast", "--threads", "2")
     assert result.exit_code == 0, result.output
-    assert calls == [(MODEL, {"backend": "openvino", "device": "cpu", "precision": "fast",
+    assert calls == [(MODEL, {"backend": "openvino", "device": "cpu", "mode": "fast",
                               "threads": 2, "meta": None})]
 
 
@@ -136,7 +136,7 @@ def test_help_has_an_example() -> None:
 
 
 def test_mode_is_the_new_name_of_precision(monkeypatch: pytest.MonkeyPatch) -> None:
-    """--mode fast reaches runtime.load as precision="fast"; the old --precision still works."""
+    """--mode fast reaches runtime.load as mode="fast"; the old --precision still works."""
     calls: list[dict] = []
     real = runtime.load
 
@@ -147,7 +147,7 @@ def test_mode_is_the_new_name_of_precision(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(runtime, "load", spy)
     assert _invoke("cifar10", str(IMAGES[0]), "--mode", "fast").exit_code == 0
     assert _invoke("cifar10", str(IMAGES[0])).exit_code == 0
-    assert [c["precision"] for c in calls] == ["fast", "model"]
+    assert [c["mode"] for c in calls] == ["fast", "model"]
 
 
 def test_unreadable_images_are_skipped_named_counted_and_exit_1(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from edgeres.errors import BackendNotAvailable, EdgeresError, first_line
 
 if TYPE_CHECKING:
     from edgeres.runtime import Backend
+    from edgeres.vocab import Mode
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def load_target(src: ModelSource, precision: str, runtime: str, mode: str, *, th
     try:
         # A parsed runtime label and bench mode, as text; load() checks them itself.
         p = rt.load(path, backend=cast("Backend", backend), device=device,
-                    threads=threads, precision=cast("Literal['model', 'fast']", mode))
+                    threads=threads, mode=cast("Mode", mode))
     except BackendNotAvailable as e:
         raise Unavailable(str(e)) from None
     except EdgeresError as e:
@@ -319,7 +320,7 @@ def _load_ort_gpu(src: ModelSource, precision: str, runtime: str, mode: str, thr
     fast = mode == "fast"
     cache = _gpu.engine_dir(src.cache, path, precision, fast) if trt else None
     try:
-        options = BackendOptions(device=device, precision="fast" if fast else "model",
+        options = BackendOptions(device=device, mode="fast" if fast else "model",
                                  threads=threads, engine_cache=cache)
         impl, load_ms = _gpu.timed_load(lambda: OrtBackend(path, options))
         p = Predictor(impl, impl.meta, path)

@@ -31,6 +31,7 @@ from edgeres.errors import BackendNotAvailable, DataError, MetadataError, ModelF
 from edgeres.meta import ModelMeta
 from edgeres.preprocess import check_finite, pad_batch, prepare, rows_are_probabilities
 from edgeres.runtime.backends import BackendOptions
+from edgeres.vocab import Mode
 
 if TYPE_CHECKING:
     from edgeres.runtimes._protocol import Runtime
@@ -366,7 +367,7 @@ def load(
     *,
     backend: Backend = "auto",
     device: Device = "cpu",
-    precision: Literal["model", "fast"] = "model",
+    mode: Mode = "model",
     threads: int | None = None,
     meta: ModelMeta | None = None,
     session_options: Any = None,
@@ -379,7 +380,7 @@ def load(
             ONNX Runtime otherwise).
         device: "cpu", "cuda"/"tensorrt" (ONNX Runtime), "gpu" (OpenVINO). A GPU is used only
             when asked for, and asking for one that is absent is an error.
-        precision: "model" runs what the record says (fp32 stays fp32, also on OpenVINO);
+        mode: "model" runs what the record says (fp32 stays fp32, also on OpenVINO);
             "fast" lets the runtime lower it (bf16 on AMX CPUs, fp16 on TensorRT), which
             ``executed_precision`` reports and the log records at INFO level.
         threads: intra-op threads; the runtime's default when None.
@@ -395,11 +396,11 @@ def load(
         BackendNotAvailable: unknown or uninstalled runtime, or a device that is not present.
         MetadataError: no record and no ``meta``, a ``meta`` that is not a ``ModelMeta`` or
             has out-of-range values, or a record that does not fit the graph.
-        EdgeresError: an invalid ``precision`` or ``threads``; every error ``load`` raises
+        EdgeresError: an invalid ``mode`` or ``threads``; every error ``load`` raises
             is an ``EdgeresError`` subclass.
     """
     path = _check_arguments(path, meta)
-    options = BackendOptions(device=device, precision=precision, threads=threads)
+    options = BackendOptions(device=device, mode=mode, threads=threads)
     known = ("auto", *runtimes.RUNTIME_NAMES)  # as registered now (BACKENDS: at import)
     if backend not in known:
         msg = f"unknown backend {backend!r}; use {', '.join(known[:-1])} or {known[-1]}"

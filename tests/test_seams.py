@@ -131,11 +131,16 @@ def test_old_names_are_gone() -> None:
 
 
 def test_loaded_configuration_is_not_a_deployment_target() -> None:
-    """bench's loaded configuration is `Loaded`; `_runners.Target` stays as its alias."""
-    from edgeres.bench import _runners
+    """bench's loaded configuration is `Loaded`, loaded by `load_config`; the old names
+    (`Target`, `load_target`) are gone, and `Unavailable` means "skipped" only."""
+    import inspect
 
-    assert _runners.Target is _runners.Loaded
-    assert "Target" not in _runners.load_target.__annotations__.get("return", "")
+    from edgeres.bench import _models, _runners
+
+    assert not hasattr(_runners, "Target") and not hasattr(_runners, "load_target")
+    assert _runners.load_config.__annotations__.get("return") == "Loaded"
+    assert list(inspect.signature(_models.Unavailable).parameters) == ["reason"]
+    assert (_models.Unavailable("x").status, _models.RowFailed("x").status) == ("skipped", "failed")
 
 
 def test_run_settings_are_typed_and_write_the_same_json() -> None:

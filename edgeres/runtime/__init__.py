@@ -362,6 +362,20 @@ def _title(name: str) -> str:
     return {"ort": "ONNX Runtime", "openvino": "OpenVINO"}.get(name, name)
 
 
+def _with_session_options(options: BackendOptions, runtime: str,
+                          session_options: Any) -> BackendOptions:
+    """``options`` with the caller's ``onnxruntime.SessionOptions``; refused for another
+    runtime, or for an object that is not one."""
+    if runtime != "ort":
+        msg = "session_options applies to ONNX Runtime only; drop it or use backend='ort'"
+        raise BackendNotAvailable(msg)
+    if type(session_options).__name__ != "SessionOptions":
+        msg = (f"session_options must be an onnxruntime.SessionOptions, got "
+               f"{type(session_options).__name__}")
+        raise BackendNotAvailable(msg)
+    return dataclasses.replace(options, session_options=session_options)
+
+
 def load(
     path: str | Path,
     *,
@@ -407,15 +421,8 @@ def load(
         raise BackendNotAvailable(msg)
     _check_path(path)
     rt = _pick(path, backend, device)
-    if session_options is not None and rt.name != "ort":
-        msg = "session_options applies to ONNX Runtime only; drop it or use backend='ort'"
-        raise BackendNotAvailable(msg)
-    if session_options is not None and type(session_options).__name__ != "SessionOptions":
-        msg = (f"session_options must be an onnxruntime.SessionOptions, got "
-               f"{type(session_options).__name__}")
-        raise BackendNotAvailable(msg)
     if session_options is not None:  # an ONNX Runtime object: only its backend takes it
-        options = dataclasses.replace(options, session_options=session_options)
+        options = _with_session_options(options, rt.name, session_options)
     impl: Any = rt.load(path, options, meta)
     if impl.meta is None:
         raise _missing_record(path, impl)

@@ -83,22 +83,7 @@ def check_output(dst: Path, *, inputs: Iterable[Path | None] = (),
     """
     dst = Path(dst)
     parent = dst.parent if str(dst.parent) else Path(".")
-    if os.path.islink(dst):
-        target = os.path.realpath(dst)
-        msg = (f"output {dst} is a symbolic link (to {target}); edgeres replaces files, not "
-               f"link targets: give {target} itself or remove the link")
-        raise EdgeresError(msg)
-    try:
-        mode = dst.stat().st_mode
-    except FileNotFoundError:
-        mode = None
-    except OSError as e:
-        msg = f"cannot write {dst}: {e.strerror}; choose another output path"
-        raise EdgeresError(msg) from None
-    if mode is not None and not stat.S_ISREG(mode) and not (folder and stat.S_ISDIR(mode)):
-        msg = (f"cannot write {dst}: it is {_kind(mode)}; edgeres writes only regular files, "
-               "choose a file path")
-        raise EdgeresError(msg)
+    _check_kind(dst, folder)
     if not parent.is_dir():
         msg = f"cannot write {dst}: directory {parent} does not exist; create it first"
         raise EdgeresError(msg)
@@ -115,6 +100,27 @@ def check_output(dst: Path, *, inputs: Iterable[Path | None] = (),
                    "give each its own path")
             raise EdgeresError(msg)
     return dst
+
+
+def _check_kind(dst: Path, folder: bool) -> None:
+    """Refuse an output that is a symbolic link, or an existing file that is not a regular
+    one (a folder is one only when ``folder``), for ``check_output``."""
+    if os.path.islink(dst):
+        target = os.path.realpath(dst)
+        msg = (f"output {dst} is a symbolic link (to {target}); edgeres replaces files, not "
+               f"link targets: give {target} itself or remove the link")
+        raise EdgeresError(msg)
+    try:
+        mode = dst.stat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        msg = f"cannot write {dst}: {e.strerror}; choose another output path"
+        raise EdgeresError(msg) from None
+    if not stat.S_ISREG(mode) and not (folder and stat.S_ISDIR(mode)):
+        msg = (f"cannot write {dst}: it is {_kind(mode)}; edgeres writes only regular files, "
+               "choose a file path")
+        raise EdgeresError(msg)
 
 
 def input_files(values: Iterable[str | Path | None]) -> list[Path]:

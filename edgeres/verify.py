@@ -93,7 +93,7 @@ def _draw(meta: ModelMeta, data: str | Path | None, samples: int, seed: int,
     images: list[np.ndarray] = []
     labels: list[int] = []
     # ImageSource reads its items in order; each is decoded and resized here as data.py does.
-    for (_, cls), raw in zip(source.items, source._reader(source.items), strict=True):
+    for (_, cls), raw in zip(source.items, source.raw(), strict=True):
         try:
             images.append(resize_crop(load_image(raw, meta.preprocess.color), meta.preprocess))
         except DataError as e:

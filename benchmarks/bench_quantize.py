@@ -219,8 +219,8 @@ def bench_speed(rounds: int, runs: int, threads: int) -> None:
             "openvino int8 IR edgeres (NNCF)": (work / "edgeres.xml", "openvino", "model", None),
             "openvino on edgeres QDQ ONNX": (work / "edgeres.onnx", "openvino", "model", None),
         }
-        preds = {k: runtime.load(p, backend=b, precision=pr, meta=m, threads=threads)
-                 for k, (p, b, pr, m) in loads.items()}
+        preds = {k: runtime.load(p, backend=b, mode=md, meta=m, threads=threads)
+                 for k, (p, b, md, m) in loads.items()}
         x = next(iter(calib))[meta.input.name][:1]
         times = _interleaved(preds, x, rounds, runs)
         qdq_int8 = _ov_int8_convs(work / "edgeres.onnx", threads)

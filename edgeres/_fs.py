@@ -83,22 +83,7 @@ def check_output(dst: Path, *, inputs: Iterable[Path | None] = (),
     """
     dst = Path(dst)
     parent = dst.parent if str(dst.parent) else Path(".")
-    if os.path.islink(dst):
-        target = os.path.realpath(dst)
-        msg = (f"output {dst} is a symbolic link (to {target}); edgeres replaces files, not "
-               f"link targets: give {target} itself or remove the link")
-        raise EdgeresError(msg)
-    try:
-        mode = dst.stat().st_mode
-    except FileNotFoundError:
-        mode = None
-    except OSError as e:
-        msg = f"cannot write {dst}: {e.strerror}; choose another output path"
-        raise EdgeresError(msg) from None
-    if mode is not None and not stat.S_ISREG(mode) and not (folder and stat.S_ISDIR(mode)):
-        msg = (f"cannot write {dst}: it is {_kind(mode)}; edgeres writes only regular files, "
-               "choose a file path")
-        raise EdgeresError(msg)
+    _check_kind(dst, folder)
     if not parent.is_dir():
         msg = f"cannot write {dst}: directory {parent} does not exist; create it first"
         raise EdgeresError(msg)
@@ -115,6 +100,27 @@ def check_output(dst: Path, *, inputs: Iterable[Path | None] = (),
                    "give each its own path")
             raise EdgeresError(msg)
     return dst
+
+
+def _check_kind(dst: Path, folder: bool) -> None:
+    """Refuse an output that is a symbolic link, or an existing file that is not a regular
+    one (a folder is one only when ``folder``), for ``check_output``."""
+    if os.path.islink(dst):
+        target = os.path.realpath(dst)
+        msg = (f"output {dst} is a symbolic link (to {target}); edgeres replaces files, not "
+               f"link targets: give {target} itself or remove the link")
+        raise EdgeresError(msg)
+    try:
+        mode = dst.stat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        msg = f"cannot write {dst}: {e.strerror}; choose another output path"
+        raise EdgeresError(msg) from None
+    if not stat.S_ISREG(mode) and not (folder and stat.S_ISDIR(mode)):
+        msg = (f"cannot write {dst}: it is {_kind(mode)}; edgeres writes only regular files, "
+               "choose a file path")
+        raise EdgeresError(msg)
 
 
 def input_files(values: Iterable[str | Path | None]) -> list[Path]:
@@ -306,6 +312,7 @@ def atomic_dir(dst: Path) -> Iterator[Path]:
 LOW_SPACE = 1 << 20  # bytes
 _NO_ROOM = {errno.ENOSPC: "No space left", errno.EDQUOT: "Disk quota exceeded",
             errno.EFBIG: "File too large"}
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a file-size limit
 
 
 class OutputWriteError(EdgeresError):
@@ -348,52 +355,76 @@ def _file_size_limit() -> int | None:
     return None if soft == resource.RLIM_INFINITY else soft
 
 
-def temp_space_problem(folder: Path, e: BaseException) -> str | None:
-    """The one line for an error in work under the temporary ``folder`` that was for want of
-    room there (the file system nearly full, or a file-size limit), else None: such an error
-    names the temporary folder, TMPDIR and the free space, never the input."""
+def _free_bytes(folder: Path) -> int | None:
     try:
-        free: int | None = shutil.disk_usage(folder).free
-    except OSError:
-        free = None
-    if isinstance(e, OutputWriteError) and not e.path.absolute().is_relative_to(folder):
+        return shutil.disk_usage(folder).free
+    except OSError:  # the folder is missing or unreadable
         return None
-    limit = _file_size_limit()
-    capped = limit is not None and _no_room(e, (errno.EFBIG,))
-    if not (capped or (free is not None and free < LOW_SPACE)
-            or _no_room(e, (errno.ENOSPC, errno.EDQUOT))):
-        return None
-    where = os.environ.get("TMPDIR")
-    tmpdir = f"TMPDIR={where}" if where else "TMPDIR is not set"
+
+
+def temp_room_gone(folder: Path | None, e: BaseException) -> bool:
+    """Whether an error in work under the temporary ``folder`` (None: not made yet) was for
+    want of room there: the file system nearly full, a quota, or a file-size limit. An error
+    writing an output elsewhere (``OutputWriteError``) is the output's, never the folder's."""
+    where = folder if folder is not None else Path(tempfile.gettempdir())
+    if isinstance(e, OutputWriteError) and not e.path.absolute().is_relative_to(where):
+        return False
+    free = _free_bytes(where)
+    return ((_file_size_limit() is not None and _no_room(e, (errno.EFBIG,)))
+            or (free is not None and free < LOW_SPACE)
+            or _no_room(e, (errno.ENOSPC, errno.EDQUOT)))
+
+
+def tmp_problem(e: BaseException, tmp: Path | None, doing: str | None = None) -> str:
+    """THE one line for an error in the temporary folder ``tmp`` (None: not made yet): it
+    names that folder, TMPDIR and the free space there, never the output or the input.
+
+    Args:
+        e: the error.
+        tmp: the temporary folder the work was in, or None when it could not be made.
+        doing: what the command was doing there ("extract b.zip"); None when the caller
+            knows only that room ran out (``temporary_dir``, after ``temp_room_gone``).
+    """
+    where = tmp.parent if tmp is not None else Path(tempfile.gettempdir())
+    free = _free_bytes(tmp if tmp is not None else where)
+    env = os.environ.get("TMPDIR")
+    tmpdir = f"TMPDIR={env}" if env else "TMPDIR is not set"
     room = "" if free is None else (f", {free / 1e9:.1f} GB free" if free >= 1e9
                                     else f", {free / 1e6:.1f} MB free")
-    if capped:
-        return (f"a temporary file in {folder.parent} passed the file-size limit (ulimit -f) "
-                f"of {limit:,} bytes ({tmpdir}{room}); raise the limit for this command")
-    return (f"the temporary folder {folder.parent} ran out of room ({tmpdir}{room}); free "
-            "space there or set TMPDIR to a folder on a larger disk")
+    limit = _file_size_limit()
+    if limit is not None and _no_room(e, (errno.EFBIG,)):
+        return (f"{f'cannot {doing}: ' if doing else ''}a temporary file in {where} passed "
+                f"the file-size limit (ulimit -f) of {limit:,} bytes ({tmpdir}{room}); raise "
+                "the limit for this command")
+    fix = "free space there or set TMPDIR to a folder on a larger disk"
+    if doing is None:
+        return f"the temporary folder {where} ran out of room ({tmpdir}{room}); {fix}"
+    why = (e.strerror if isinstance(e, OSError) else None) or type(e).__name__
+    if temp_room_gone(tmp, e) or (isinstance(e, OSError) and e.errno in NO_ROOM):
+        return (f"cannot {doing} in the temporary folder {where} (no room): {why} "
+                f"({tmpdir}{room}); {fix}")
+    return (f"cannot {doing} in the temporary folder {where}: {why} ({tmpdir}); set TMPDIR to "
+            "a folder that exists and that you can write to")
 
 
 @contextlib.contextmanager
 def temporary_dir(prefix: str) -> Iterator[Path]:
-    """``tempfile.TemporaryDirectory`` whose failures for want of room (``temp_space_problem``)
-    are one line blaming the temporary folder; every other error passes unchanged."""
-    base = Path(tempfile.gettempdir())
+    """``tempfile.TemporaryDirectory`` whose failures for want of room (``temp_room_gone``)
+    are one line blaming the temporary folder (``tmp_problem``); every other error passes
+    unchanged."""
     try:
         tmp = tempfile.TemporaryDirectory(prefix=prefix)
     except OSError as e:
-        problem = temp_space_problem(base / "x", e)
-        if problem is None:
+        if not temp_room_gone(None, e):
             raise
-        raise EdgeresError(problem) from None
+        raise EdgeresError(tmp_problem(e, None)) from None
     with tmp as name:
         try:
             yield Path(name)
         except Exception as e:
-            problem = temp_space_problem(Path(name), e)
-            if problem is None:
+            if not temp_room_gone(Path(name), e):
                 raise
-            raise EdgeresError(problem) from None
+            raise EdgeresError(tmp_problem(e, Path(name))) from None
 
 
 def json_safe(value: Any) -> Any:
@@ -416,16 +447,3 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a file-size limit
-
-
-def tmp_problem(e: OSError, tmp: Path | None, doing: str) -> str:
-    """The message for an ``OSError`` in the temporary folder ``tmp`` (None: not made yet):
-    it names that folder and TMPDIR, not the output or the input."""
-    where = tmp.parent if tmp is not None else Path(tempfile.gettempdir())
-    why = e.strerror or type(e).__name__
-    room = " (no room)" if e.errno in NO_ROOM else ""
-    return (f"cannot {doing} in the temporary folder {where}{room}: {why}; free space there "
-            "or set TMPDIR to a folder with room")

@@ -21,6 +21,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from edgeres._protowire import fields as wire_fields
+
 __all__ = ["ORT_RELEASES", "OV_OPSETS", "drop_unused_opsets", "ir_needs", "onnx_needs",
            "ort_minimum", "version_tuple"]
 
@@ -51,50 +53,7 @@ def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(out)
 
 
-# --- the protobuf wire format, just enough of ModelProto ------------------------------------
-
-def _varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(buf) or shift > 63:
-            msg = "truncated varint"
-            raise ValueError(msg)
-        b = buf[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, pos
-        shift += 7
-
-
-def _fields(buf: bytes | memoryview) -> list[tuple[int, int, int, int | memoryview]]:
-    """(field number, wire type, start offset, value) of each top-level field of ``buf``."""
-    view = memoryview(buf)
-    out: list[tuple[int, int, int, int | memoryview]] = []
-    pos = 0
-    while pos < len(view):
-        start = pos
-        key, pos = _varint(view, pos)
-        number, wire = key >> 3, key & 7
-        value: int | memoryview
-        if wire == 0:
-            value, pos = _varint(view, pos)
-        elif wire == 1:
-            value, pos = 0, pos + 8
-        elif wire == 5:
-            value, pos = 0, pos + 4
-        elif wire == 2:
-            length, pos = _varint(view, pos)
-            value, pos = view[pos : pos + length], pos + length
-        else:
-            msg = f"wire type {wire}"
-            raise ValueError(msg)
-        if pos > len(view):
-            msg = "truncated field"
-            raise ValueError(msg)
-        out.append((number, wire, start, value))
-    return out
-
+# --- ModelProto's opsets and node domains, through the one wire reader (_protowire) -------
 
 def _text(value: int | memoryview) -> str:
     return bytes(value).decode("utf-8", "replace") if isinstance(value, memoryview) else ""
@@ -106,15 +65,15 @@ def _nodes_domains(container: memoryview, node_field: int, depth: int = 0) -> se
     found: set[str] = set()
     if depth > 32:
         return found
-    for number, _, _, node in _fields(container):
+    for number, _, _, node in wire_fields(container):
         if number != node_field or not isinstance(node, memoryview):
             continue
         domain = ""
-        for n, _, _, v in _fields(node):
+        for n, _, _, v in wire_fields(node):
             if n == 7:
                 domain = _text(v)
             elif n == 5 and isinstance(v, memoryview):
-                for a, _, _, sub in _fields(v):
+                for a, _, _, sub in wire_fields(v):
                     if a in (6, 11) and isinstance(sub, memoryview):
                         found |= _nodes_domains(sub, 1, depth + 1)
         found.add("" if domain in _ONNX_DOMAINS else domain)
@@ -124,7 +83,7 @@ def _nodes_domains(container: memoryview, node_field: int, depth: int = 0) -> se
 def _opset(entry: memoryview) -> tuple[str, int]:
     """OperatorSetIdProto: domain (1), version (2)."""
     domain, version = "", 0
-    for n, _, _, v in _fields(entry):
+    for n, _, _, v in wire_fields(entry):
         if n == 1:
             domain = _text(v)
         elif n == 2 and isinstance(v, int):
@@ -144,7 +103,7 @@ def onnx_needs(data: bytes) -> tuple[int, dict[str, int], set[str]]:
     ir = 0
     imports: dict[str, int] = {}
     used: set[str] = set()
-    for number, _, _, value in _fields(data):
+    for number, _, _, value in wire_fields(data):
         if number == 1 and isinstance(value, int):
             ir = value
         elif number == 8 and isinstance(value, memoryview):
@@ -168,7 +127,7 @@ def drop_unused_opsets(data: bytes) -> bytes:
     if set(imports) <= used:
         return data
     out = bytearray()
-    fields = _fields(data)
+    fields = wire_fields(data)
     for i, (number, _, start, value) in enumerate(fields):
         end = fields[i + 1][2] if i + 1 < len(fields) else len(data)
         if number == 8 and isinstance(value, memoryview) and _opset(value)[0] not in used:

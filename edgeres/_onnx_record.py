@@ -14,43 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from edgeres._protowire import LEN, VARINT, WireError, read_field, varint_at
 from edgeres.errors import MetadataError
 
 METADATA_PROPS = 14  # ModelProto.metadata_props: repeated StringStringEntryProto {1: key, 2: value}
 _MAX_ENTRY = 256 << 20  # bytes: four times the largest record text ModelMeta accepts, plus slack
-
-
-class _MalformedError(Exception):
-    """Not a protobuf this reader follows: the runtime that opens it gives its own reason."""
-
-
-def _varint(f: BinaryIO) -> int | None:
-    shift = value = 0
-    while True:
-        byte = f.read(1)
-        if not byte:
-            if shift == 0:
-                return None  # a clean end of the message
-            raise _MalformedError
-        value |= (byte[0] & 0x7F) << shift
-        if not byte[0] & 0x80:
-            return value
-        shift += 7
-        if shift > 63:
-            raise _MalformedError
-
-
-def _varint_at(data: bytes, pos: int) -> tuple[int, int]:
-    """The varint at ``pos`` in ``data`` and the position after it."""
-    shift = value = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise _MalformedError
-        value |= (data[pos] & 0x7F) << shift
-        pos += 1
-        if not data[pos - 1] & 0x80:
-            return value, pos
-        shift += 7
 
 
 def _entry(data: bytes) -> tuple[bytes | None, bytes | None]:
@@ -58,10 +26,11 @@ def _entry(data: bytes) -> tuple[bytes | None, bytes | None]:
     fields: dict[int, bytes] = {}
     pos = 0
     while pos < len(data):
-        tag, pos = _varint_at(data, pos)
-        length, pos = _varint_at(data, pos)
-        if tag & 7 != 2 or pos + length > len(data):
-            raise _MalformedError
+        tag, pos = varint_at(data, pos)
+        length, pos = varint_at(data, pos)
+        if tag & 7 != LEN or pos + length > len(data):
+            msg = "a string entry that is not a length-delimited field"
+            raise WireError(msg)
         fields[tag >> 3] = data[pos:pos + length]
         pos += length
     return fields.get(1), fields.get(2)
@@ -74,26 +43,17 @@ def record_entries(path: Path, key: bytes = b"edgeres") -> list[bytes] | None:
     try:
         size = Path(path).stat().st_size
         with open(path, "rb") as f:
-            while (tag := _varint(f)) is not None:
-                field, wire = tag >> 3, tag & 7
-                if wire == 0:
-                    if _varint(f) is None:
-                        raise _MalformedError
-                elif wire in (1, 5):
-                    f.seek(8 if wire == 1 else 4, 1)
-                elif wire == 2:
-                    length = _varint(f)
-                    if length is None or f.tell() + length > size:
-                        raise _MalformedError
-                    if field == METADATA_PROPS and length <= _MAX_ENTRY:
-                        k, v = _entry(f.read(length))
-                        if k == key:
-                            found.append(v or b"")
-                    else:
-                        f.seek(length, 1)
+            while (item := read_field(f, size)) is not None:
+                field, wire, length = item
+                if wire != LEN:
+                    continue
+                if field == METADATA_PROPS and length <= _MAX_ENTRY:
+                    k, v = _entry(f.read(length))
+                    if k == key:
+                        found.append(v or b"")
                 else:
-                    raise _MalformedError
-    except (OSError, _MalformedError):
+                    f.seek(length, 1)
+    except (OSError, WireError):
         return None
     return found
 
@@ -148,51 +108,53 @@ class ExternalTensor:
     length: int | None
 
 
-def _walk(f: BinaryIO, start: int, end: int, kind: str, depth: int,  # noqa: C901, PLR0912 - one loop over a message's fields, each wire type a branch
+def _walk(f: BinaryIO, start: int, end: int, kind: str, depth: int,
           found: list[ExternalTensor]) -> None:
     if depth > _MAX_DEPTH:
-        raise _MalformedError
+        msg = f"messages nested deeper than {_MAX_DEPTH}"
+        raise WireError(msg)
     f.seek(start)
     children = _CHILDREN.get(kind, {})
     entries: dict[str, str] = {}
     name, external = "", False
     while f.tell() < end:
-        tag = _varint(f)
-        if tag is None:
-            raise _MalformedError
-        field, wire = tag >> 3, tag & 7
-        if wire == 0:
-            value = _varint(f)
-            if kind == "tensor" and field == _DATA_LOCATION:
-                external = value == 1
+        item = read_field(f, end)
+        if item is None:
+            msg = "truncated message"
+            raise WireError(msg)
+        field, wire, value = item
+        if wire == VARINT and kind == "tensor" and field == _DATA_LOCATION:
+            external = value == 1
+        if wire != LEN:
             continue
-        if wire in (1, 5):
-            f.seek(8 if wire == 1 else 4, 1)
-            continue
-        if wire != 2:
-            raise _MalformedError
-        length = _varint(f)
-        if length is None or f.tell() + length > end:
-            raise _MalformedError
         here = f.tell()
-        if kind == "tensor" and field in (_TENSOR_NAME, _EXTERNAL_DATA) and length <= 1 << 16:
-            data = f.read(length)
-            if field == _TENSOR_NAME:
-                name = data.decode("utf-8", "replace")
-            else:
-                k, v = _entry(data)
-                if k is not None and v is not None:
-                    entries[k.decode("utf-8", "replace")] = v.decode("utf-8", "replace")
+        if kind == "tensor" and field in (_TENSOR_NAME, _EXTERNAL_DATA) and value <= 1 << 16:
+            name = _tensor_text(f.read(value), field, entries, name)
         elif field in children:
-            _walk(f, here, here + length, children[field], depth + 1, found)
-        f.seek(here + length)
+            _walk(f, here, here + value, children[field], depth + 1, found)
+        f.seek(here + value)
     if external:
-        def number(key: str) -> int | None:
-            text = entries.get(key)
-            return int(text) if text is not None and text.isdigit() and len(text) < 20 else None
+        found.append(_external_tensor(name, entries))
 
-        found.append(ExternalTensor(name, entries.get("location"), number("offset") or 0,
-                                    number("length")))
+
+def _tensor_text(data: bytes, field: int, entries: dict[str, str], name: str) -> str:
+    """A TensorProto's name (returned) or one of its ``external_data`` entries (added to
+    ``entries``; ``name`` returned unchanged)."""
+    if field == _TENSOR_NAME:
+        return data.decode("utf-8", "replace")
+    k, v = _entry(data)
+    if k is not None and v is not None:
+        entries[k.decode("utf-8", "replace")] = v.decode("utf-8", "replace")
+    return name
+
+
+def _external_tensor(name: str, entries: dict[str, str]) -> ExternalTensor:
+    """A TensorProto's ``external_data`` entries (location, offset, length) as one record."""
+    def number(key: str) -> int | None:
+        text = entries.get(key)
+        return int(text) if text is not None and text.isdigit() and len(text) < 20 else None
+
+    return ExternalTensor(name, entries.get("location"), number("offset") or 0, number("length"))
 
 
 def external_tensors(path: Path) -> list[ExternalTensor] | None:
@@ -203,7 +165,7 @@ def external_tensors(path: Path) -> list[ExternalTensor] | None:
         size = Path(path).stat().st_size
         with open(path, "rb") as f:
             _walk(f, 0, size, "model", 0, found)
-    except (OSError, _MalformedError):
+    except (OSError, WireError):
         return None
     return found
 

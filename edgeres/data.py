@@ -69,6 +69,12 @@ class ImageSource:
     def __len__(self) -> int:
         return len(self.items)
 
+    def raw(self) -> Iterator[Any]:
+        """Each item's undecoded image, in ``items``' order: a path for a folder, bytes for
+        an archive (``batches`` decodes them; ``verify``'s golden inputs and ``eval``'s
+        cluster rows read them as they are)."""
+        return iter(self._reader(self.items))
+
     def subset(self, n: int | None, seed: int = 0) -> ImageSource:
         """A deterministic random subset of ``n`` images (all of them when ``n`` is None)."""
         if n is None or n >= len(self.items):
@@ -128,7 +134,7 @@ class ImageSource:
         pixels: list[np.ndarray] = []
         labels: list[int] = []
         sources: list[str] = []
-        for (src, cls), raw in zip(self.items, self._reader(self.items), strict=True):
+        for (src, cls), raw in zip(self.items, self.raw(), strict=True):
             try:
                 pixels.append(resize_crop(load_image(raw, spec.color), spec))
             except DataError as e:

@@ -16,7 +16,7 @@ import json
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeGuard
+from typing import Any, ClassVar, Literal, TypeGuard
 
 from edgeres._record_check import (
     MAX_RECORD_CHARS,
@@ -107,11 +107,13 @@ class PreprocessSpec:
 
 @dataclass(frozen=True)
 class QuantizationInfo:
-    """The record's ``quantization`` section (written by ``edgeres quantize``), typed.
+    """The record's ``quantization`` section (written by ``edgeres quantize``), typed: THE one
+    reader of that section (``QuantDetails.from_record`` and ``quantize.quant_target`` read
+    through it).
 
     The section itself stays in ``ModelMeta.extra`` as written, all of it; these are the
     fields edgeres reads back. ``from_section`` tolerates a section from another tool: a field
-    of the wrong type reads as None.
+    of the wrong type (or an empty string) reads as None.
 
     Attributes:
         backend: the quantizer backend ("ort", "openvino").
@@ -119,6 +121,11 @@ class QuantizationInfo:
         method: the calibration method.
         calibration_data: the calibration data's name or path.
         validation_data: the data the ``--max-drop`` budget was checked on, if any.
+        format, activation_type, weight_type, preset, target_device: the quantizer's
+            strings (``quantize.QuantDetails`` describes each).
+        activation_symmetric, weight_symmetric, reduce_range, per_channel, pre_processed:
+            its flags.
+        opset_upgraded: (old, new) opset when the float model was upgraded first.
     """
 
     backend: str | None = None
@@ -126,22 +133,46 @@ class QuantizationInfo:
     method: str | None = None
     calibration_data: str | None = None
     validation_data: str | None = None
+    format: str | None = None
+    activation_type: str | None = None
+    weight_type: str | None = None
+    preset: str | None = None
+    target_device: str | None = None
+    activation_symmetric: bool | None = None
+    weight_symmetric: bool | None = None
+    reduce_range: bool | None = None
+    per_channel: bool | None = None
+    pre_processed: bool | None = None
+    opset_upgraded: tuple[int, int] | None = None
+
+    _TEXTS: ClassVar[tuple[str, ...]] = (
+        "backend", "target", "method", "calibration_data", "format", "activation_type",
+        "weight_type", "preset", "target_device")
+    _FLAGS: ClassVar[tuple[str, ...]] = (
+        "activation_symmetric", "weight_symmetric", "reduce_range", "per_channel",
+        "pre_processed")
 
     @classmethod
     def from_section(cls, section: Any) -> QuantizationInfo | None:
         """The typed view of ``extra["quantization"]``; None when there is no such dict."""
         if not isinstance(section, dict):
             return None
-
-        def text(value: Any) -> str | None:
-            return value if isinstance(value, str) and value else None
-
+        typed: dict[str, Any] = {k: v for k in cls._TEXTS
+                                 if isinstance(v := section.get(k), str) and v}
+        typed.update((k, v) for k in cls._FLAGS if isinstance(v := section.get(k), bool))
         validation = section.get("validation")
-        return cls(backend=text(section.get("backend")), target=text(section.get("target")),
-                   method=text(section.get("method")),
-                   calibration_data=text(section.get("calibration_data")),
-                   validation_data=text(validation.get("data"))
-                   if isinstance(validation, dict) else None)
+        data = validation.get("data") if isinstance(validation, dict) else None
+        up = section.get("opset_upgraded")
+        upgraded = (up[0], up[1]) if isinstance(up, list) and len(up) == 2 and all(
+            isinstance(x, int) for x in up) else None
+        return cls(**typed, opset_upgraded=upgraded,
+                   validation_data=data if isinstance(data, str) and data else None)
+
+    @classmethod
+    def of(cls, meta: Any) -> QuantizationInfo | None:
+        """The section of ``meta``: a ``ModelMeta`` or any object with its ``extra`` dict."""
+        extra = getattr(meta, "extra", None)
+        return cls.from_section(extra.get("quantization") if isinstance(extra, dict) else None)
 
 
 @dataclass(frozen=True)

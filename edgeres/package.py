@@ -30,7 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from edgeres import __version__, _model_needs, runtimes
-from edgeres._fs import NO_ROOM, atomic_dir, atomic_write, check_output, tmp_problem, write_errors
+from edgeres._fs import (
+    NO_ROOM,
+    OutputWriteError,
+    atomic_dir,
+    atomic_write,
+    check_output,
+    tmp_problem,
+    write_errors,
+)
 from edgeres.errors import EdgeresError, ModelFileError
 from edgeres.meta import ModelMeta
 
@@ -52,7 +60,8 @@ _BUNDLE_MARKS = ("metadata.json", "infer.py")  # files that make a folder or .zi
 @contextlib.contextmanager
 def _room_errors(dst: Path, tmp: Path | None = None) -> Iterator[None]:
     """A full disk (or quota, or size limit) while the block writes: in ``tmp`` (the
-    temporary folder) it names TMPDIR; otherwise the free space beside ``dst``."""
+    temporary folder) it names TMPDIR; otherwise the output and the free space beside it
+    (``_fs.OutputWriteError``, as every command's output says it)."""
     try:
         yield
     except OSError as e:
@@ -60,14 +69,7 @@ def _room_errors(dst: Path, tmp: Path | None = None) -> Iterator[None]:
             raise
         if tmp is not None:
             raise EdgeresError(tmp_problem(e, tmp, f"build {dst.name}")) from None
-        parent = dst.parent if str(dst.parent) else Path(".")
-        try:
-            free = f"{shutil.disk_usage(parent).free / 1e6:.1f} MB free"
-        except OSError:
-            free = "free space unknown"
-        msg = (f"no room to write {dst} ({e.strerror or e}; {free} on the file system that "
-               f"holds {parent.absolute()}): free space there or choose another output path")
-        raise EdgeresError(msg) from None
+        raise OutputWriteError(dst, e.strerror or str(e)) from None
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ import numpy as np
 from edgeres import __version__, golden
 from edgeres._fs import NO_ROOM, tmp_problem
 from edgeres.errors import DataError, EdgeresError
-from edgeres.meta import ModelMeta
+from edgeres.meta import CIFAR10_LABELS, ModelMeta
 from edgeres.preprocess import load_image, pad_batch, pixels_to_input, resize_crop
 
 __all__ = ["FLOOR", "MARGIN", "make_golden", "verify_bundle"]
@@ -57,8 +57,6 @@ MARGIN = 2.0  # measured kernel spread x this = output tolerance
 FLOOR: dict[str, tuple[float, float]] = {
     "fp32": (1e-4, 1e-3), "fp16": (2e-3, 1e-2), "bf16": (1e-2, 2e-2), "int8": (0.05, 0.02),
 }
-_CIFAR_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                 "ship", "truck")
 
 
 def _default_data(meta: ModelMeta) -> str | None:
@@ -67,7 +65,7 @@ def _default_data(meta: ModelMeta) -> str | None:
     for name in (q.validation_data, q.calibration_data) if q else ():
         if isinstance(name, str) and name and not name.endswith("-test"):
             return name
-    if tuple(meta.labels) == _CIFAR_LABELS and meta.input_size == (32, 32):
+    if tuple(meta.labels) == CIFAR10_LABELS and meta.input_size == (32, 32):
         return "cifar10-val"
     return None
 
@@ -95,7 +93,7 @@ def _draw(meta: ModelMeta, data: str | Path | None, samples: int, seed: int,
     images: list[np.ndarray] = []
     labels: list[int] = []
     # ImageSource reads its items in order; each is decoded and resized here as data.py does.
-    for (_, cls), raw in zip(source.items, source._reader(source.items), strict=True):
+    for (_, cls), raw in zip(source.items, source.raw(), strict=True):
         try:
             images.append(resize_crop(load_image(raw, meta.preprocess.color), meta.preprocess))
         except DataError as e:

@@ -50,23 +50,23 @@ def test_cuda_provider_options() -> None:
         BackendOptions(device="cuda", cudnn_conv_algo_search="exhaustive")
 
 
-@pytest.mark.parametrize(("stored", "precision", "fp16", "int8"), [
+@pytest.mark.parametrize(("stored", "mode", "fp16", "int8"), [
     ("fp32", "model", False, False),
     ("fp32", "fast", True, False),   # TensorRT's fp16 mode of an fp32 file
     ("fp16", "model", True, False),  # an fp16 file needs the flag to run fp16 kernels
     ("int8", "model", False, True),  # QDQ: explicit quantization, no calibration table
     ("int8", "fast", True, True),
 ])
-def test_tensorrt_flags_follow_the_file_and_mode(tmp_path: Path, stored: str, precision: str,
+def test_tensorrt_flags_follow_the_file_and_mode(tmp_path: Path, stored: str, mode: str,
                                                  fp16: bool, int8: bool) -> None:
     """TensorRT EP: fp16/int8 flags from the stored precision and mode; engine cache when set."""
-    providers = ort_providers(BackendOptions(device="tensorrt", precision=precision,  # type: ignore[arg-type]
+    providers = ort_providers(BackendOptions(device="tensorrt", mode=mode,  # type: ignore[arg-type]
                                              engine_cache=tmp_path / "eng"), stored)
     name, opts = providers[0]
     assert name == "TensorrtExecutionProvider" and providers[1:] == [CUDA, CPU]
     assert opts == {"device_id": 0, "trt_fp16_enable": fp16, "trt_int8_enable": int8,
                     "trt_engine_cache_enable": True, "trt_engine_cache_path": str(tmp_path / "eng")}
-    uncached = ort_providers(BackendOptions(device="tensorrt", precision=precision), stored)[0][1]  # type: ignore[arg-type]
+    uncached = ort_providers(BackendOptions(device="tensorrt", mode=mode), stored)[0][1]  # type: ignore[arg-type]
     assert "trt_engine_cache_enable" not in uncached and "trt_engine_cache_path" not in uncached
 
 
@@ -165,7 +165,7 @@ def test_ort_backend_reads_the_record_and_passes_trt_options(fake_gpu_ort, tmp_p
 def test_ort_gpu_target_binds_io_once_and_syncs_every_call(fake_gpu_ort, tmp_path: Path) -> None:
     """ort-cuda: input copied and bound once per row; each timed call runs then synchronises."""
     src = resolve_model("cifar10", tmp_path)
-    target = _runners.load_target(src, "fp32", "ort-cuda", "model", threads=1, calib="cifar10")
+    target = _runners.load_config(src, "fp32", "ort-cuda", "model", threads=1, calib="cifar10")
     assert target.details["provider_options"] == {CUDA[0]: CUDA[1]}
     assert target.executed_precision == "fp32" and target.details["load_ms"] >= 0
     x = np.zeros((4, 3, 32, 32), np.float32)
@@ -176,7 +176,7 @@ def test_ort_gpu_target_binds_io_once_and_syncs_every_call(fake_gpu_ort, tmp_pat
     for _ in range(3):
         call()
     assert fake_gpu_ort.log == ["run_with_iobinding", "synchronize_outputs"] * 3
-    host = _runners.load_target(src, "fp32", "ort-cuda", "host-io", threads=1, calib="cifar10")
+    host = _runners.load_config(src, "fp32", "ort-cuda", "host-io", threads=1, calib="cifar10")
     fake_gpu_ort.log.clear()
     assert host.bind(x)().shape == (4, 10)  # plain run(): numpy in, numpy out, copies timed
     assert fake_gpu_ort.log == []
@@ -186,7 +186,7 @@ def test_tensorrt_target_uses_the_engine_cache_under_the_bench_cache(fake_gpu_or
                                                                      tmp_path: Path) -> None:
     """ort-tensorrt fp32 in 'fast' mode: the fp16 flag, engines under <cache>/bench/.../tensorrt."""
     src = resolve_model("cifar10", tmp_path)
-    target = _runners.load_target(src, "fp32", "ort-tensorrt", "fast", threads=1,
+    target = _runners.load_config(src, "fp32", "ort-tensorrt", "fast", threads=1,
                                   calib="cifar10")
     opts = target.details["provider_options"]["TensorrtExecutionProvider"]
     assert opts["trt_fp16_enable"] is True and opts["trt_int8_enable"] is False

@@ -42,6 +42,7 @@ def _fresh(code: str) -> list[str]:
     ("edgeres.modelfile", HEAVY | {"click", "openvino", "onnxruntime", "PIL", "edgeres.bench"}),
     ("edgeres._record_check", HEAVY | {"click", "openvino", "onnxruntime", "numpy", "PIL"}),
     ("edgeres._onnx_record", HEAVY | {"click", "openvino", "onnxruntime", "numpy", "PIL"}),
+    ("edgeres._protowire", HEAVY | {"click", "openvino", "onnxruntime", "numpy", "edgeres.errors"}),
     ("edgeres.zoo", HEAVY | {"click", "openvino", "onnxruntime", "numpy", "PIL"}),
     ("edgeres.runtimes", HEAVY | {"click", "openvino", "onnxruntime", "numpy", "PIL"}),
     ("edgeres.runtimes.ort", HEAVY | {"click", "openvino", "onnxruntime", "PIL"}),

@@ -99,9 +99,9 @@ def test_options_reach_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 0, result.output
     spun = _invoke("cifar10", str(IMAGES[0]), "--ort-spinning")
     assert spun.exit_code == 0, spun.output
-    assert calls == [(MODEL, {"backend": "openvino", "device": "cpu", "precision": "fast",
+    assert calls == [(MODEL, {"backend": "openvino", "device": "cpu", "mode": "fast",
                               "threads": 2, "spin": None, "meta": None}),
-                     (MODEL, {"backend": "auto", "device": "cpu", "precision": "model",
+                     (MODEL, {"backend": "auto", "device": "cpu", "mode": "model",
                               "threads": None, "spin": True, "meta": None})]
 
 
@@ -141,7 +141,7 @@ def test_help_has_an_example() -> None:
 
 
 def test_mode_is_the_new_name_of_precision(monkeypatch: pytest.MonkeyPatch) -> None:
-    """--mode fast reaches runtime.load as precision="fast"; the old --precision still works."""
+    """--mode fast reaches runtime.load as mode="fast"; the old --precision still works."""
     calls: list[dict] = []
     real = runtime.load
 
@@ -152,7 +152,7 @@ def test_mode_is_the_new_name_of_precision(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(runtime, "load", spy)
     assert _invoke("cifar10", str(IMAGES[0]), "--mode", "fast").exit_code == 0
     assert _invoke("cifar10", str(IMAGES[0])).exit_code == 0
-    assert [c["precision"] for c in calls] == ["fast", "model"]
+    assert [c["mode"] for c in calls] == ["fast", "model"]
 
 
 def test_unreadable_images_are_skipped_named_counted_and_exit_1(tmp_path: Path) -> None:

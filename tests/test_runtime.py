@@ -47,7 +47,7 @@ def ort_predictor() -> runtime.Predictor:
 
 @pytest.fixture(scope="module")
 def ov_predictor() -> runtime.Predictor:
-    return runtime.load(MODEL, backend="openvino", precision="model")
+    return runtime.load(MODEL, backend="openvino", mode="model")
 
 
 @pytest.fixture(scope="module")
@@ -272,7 +272,7 @@ def test_uint8_input_graph_takes_pixels_and_matches_float_model(
 @pytest.mark.slow
 def test_openvino_and_ort_agree_on_500_test_images(ort_predictor: runtime.Predictor,
                                                    ov_predictor: runtime.Predictor) -> None:
-    """precision="model": same top-1 on >= 99.5% of 500 cifar10-test images, both fp32."""
+    """mode="model": same top-1 on >= 99.5% of 500 cifar10-test images, both fp32."""
     data = open_data("cifar10-test").subset(500, seed=0)
     ort_report = evaluate(ort_predictor.run, data, ort_predictor.meta)
     ov_report = evaluate(ov_predictor.run, data, ov_predictor.meta)
@@ -293,14 +293,14 @@ def test_openvino_reads_the_ir_record_and_matches_onnx(ir_model: Path,
 
 
 def test_fast_precision_reports_what_executes(caplog: pytest.LogCaptureFixture) -> None:
-    """precision="fast" lets OpenVINO lower fp32; executed_precision and the log say so."""
+    """mode="fast" lets OpenVINO lower fp32; executed_precision and the log say so."""
     with caplog.at_level(logging.INFO, logger="edgeres.runtime"):
-        p = runtime.load(MODEL, backend="openvino", precision="fast")
+        p = runtime.load(MODEL, backend="openvino", mode="fast")
     hint = p.backend.details["inference_precision"]
     assert p.executed_precision == {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}[hint]
     if p.executed_precision != "fp32":  # an AMX/AVX512-BF16 CPU: the lowering is logged
-        assert any("precision='fast'" in r.getMessage() for r in caplog.records)
-    assert runtime.load(MODEL, precision="fast").executed_precision == "fp32"  # ORT CPU: no change
+        assert any("mode='fast'" in r.getMessage() for r in caplog.records)
+    assert runtime.load(MODEL, mode="fast").executed_precision == "fp32"  # ORT CPU: no change
 
 
 @pytest.fixture(scope="module")
@@ -333,7 +333,7 @@ def test_fp16_model_on_ort_cpu_reports_the_fp32_kernels_it_runs(fp16_model: Path
     p = runtime.load(fp16_model)
     assert p.meta.precision == "fp16" and p.runtime == "ort-cpu"
     assert p.executed_precision == "fp32"
-    assert runtime.load(fp16_model, precision="fast").executed_precision == "fp32"
+    assert runtime.load(fp16_model, mode="fast").executed_precision == "fp32"
     assert runtime.load(MODEL).executed_precision == "fp32"
 
 
@@ -552,7 +552,7 @@ def test_unavailable_backends_and_devices(monkeypatch: pytest.MonkeyPatch) -> No
              ({"device": "tpu"}, BackendNotAvailable, "unknown device"),
              ({"backend": "openvino", "device": "cuda"}, BackendNotAvailable, "--backend ort"),
              ({"backend": "ort", "device": "gpu"}, BackendNotAvailable, "no device 'gpu'"),
-             ({"precision": "turbo"}, EdgeresError, "unknown precision"),
+             ({"mode": "turbo"}, EdgeresError, "unknown mode"),
              ({"threads": 0}, EdgeresError, "threads must be a positive integer"),
              ({"backend": "openvino", "session_options": object()}, BackendNotAvailable,
               "ONNX Runtime only")]

@@ -60,6 +60,22 @@ def test_quant_details_read_back_from_a_record() -> None:
     assert odd is not None and odd.activation_type == "" and odd.pre_processed is None
 
 
+def test_the_quantization_section_has_one_reader() -> None:
+    """QuantDetails.from_record and ModelMeta.quantization read the section through one
+    parser (meta.QuantizationInfo): the same flags, the same junk rule."""
+    from edgeres.meta import QuantizationInfo
+
+    class Meta:
+        extra = {"quantization": {"reduce_range": True, "per_channel": "yes", "format": "QDQ",
+                                  "opset_upgraded": [12, 13], "target": "arm"}}
+
+    info, details = QuantizationInfo.of(Meta()), QuantDetails.from_record(Meta())
+    assert info is not None and details is not None
+    assert (info.reduce_range, info.per_channel, info.opset_upgraded) == (True, None, (12, 13))
+    assert (details.reduce_range, details.per_channel, details.format) == (True, True, "QDQ")
+    assert info.target == "arm" and QuantizationInfo.of(object()) is None
+
+
 def test_quantizer_backends_satisfy_the_protocol() -> None:
     """OrtQuantizer and NncfQuantizer have every method and attribute of Quantizer."""
     from edgeres.quantize._nncf import NncfQuantizer
@@ -131,11 +147,16 @@ def test_old_names_are_gone() -> None:
 
 
 def test_loaded_configuration_is_not_a_deployment_target() -> None:
-    """bench's loaded configuration is `Loaded`; `_runners.Target` stays as its alias."""
-    from edgeres.bench import _runners
+    """bench's loaded configuration is `Loaded`, loaded by `load_config`; the old names
+    (`Target`, `load_target`) are gone, and `Unavailable` means "skipped" only."""
+    import inspect
 
-    assert _runners.Target is _runners.Loaded
-    assert "Target" not in _runners.load_target.__annotations__.get("return", "")
+    from edgeres.bench import _models, _runners
+
+    assert not hasattr(_runners, "Target") and not hasattr(_runners, "load_target")
+    assert _runners.load_config.__annotations__.get("return") == "Loaded"
+    assert list(inspect.signature(_models.Unavailable).parameters) == ["reason"]
+    assert (_models.Unavailable("x").status, _models.RowFailed("x").status) == ("skipped", "failed")
 
 
 def test_run_settings_are_typed_and_write_the_same_json() -> None:

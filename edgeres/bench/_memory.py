@@ -24,12 +24,13 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from edgeres.bench.results import MemoryUsage
 
 if TYPE_CHECKING:
     from edgeres.runtime import Backend, Device
+    from edgeres.vocab import Mode
 
 _PROBE_RUNS = 3  # inferences after warm-up: enough to reach the steady-state arena size
 _TIMEOUT_S = 600.0
@@ -162,7 +163,7 @@ def _child(job: ProbeJob) -> int:
         # ProbeJob holds the row's labels as text; load() checks them itself.
         run = runtime.load(job.file, backend=cast("Backend", job.backend),
                            device=cast("Device", job.device), threads=job.threads,
-                           precision=cast("Literal['model', 'fast']", job.mode)).run
+                           mode=cast("Mode", job.mode)).run
     x = probe_input(job)
     for _ in range(job.warmup + _PROBE_RUNS):
         run(x)

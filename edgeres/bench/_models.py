@@ -45,10 +45,10 @@ class RowNotRun(Exception):  # noqa: N818 - reads as the condition, like Backend
 
 
 class Unavailable(RowNotRun):
-    """The row cannot run here (a runtime, device or package is missing): "skipped".
+    """The row cannot run here (a runtime, device or package is missing): "skipped"."""
 
-    ``status`` "failed" is still accepted from ``_runners.py`` until it raises ``RowFailed``.
-    """
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, "skipped")
 
 
 class RowFailed(RowNotRun):

@@ -22,7 +22,7 @@ from edgeres.bench._gpu import row_variant, variants
 from edgeres.bench._memory import MemoryProbe, ProbeJob
 from edgeres.bench._models import ModelSource, RowNotRun
 from edgeres.bench._notes import outlook_notes
-from edgeres.bench._runners import Loaded, load_target, unavailable_reason
+from edgeres.bench._runners import Loaded, load_config, unavailable_reason
 from edgeres.bench.config import GPU_RUNTIMES, RUNTIMES, BenchConfig, RuntimeLabel
 from edgeres.bench.env import Environment
 from edgeres.bench.results import BenchRow, Note, RowAccuracy
@@ -105,7 +105,7 @@ class ModelBench:
                            description=f"{self.src.arg}: loading"):
             precision, runtime, mode = combo
             try:
-                target = load_target(self.src, precision, runtime, mode,
+                target = load_config(self.src, precision, runtime, mode,
                                      threads=self.threads, calib=self.config.calib,
                                      spin=self.config.ort_spinning)
             except RowNotRun as e:

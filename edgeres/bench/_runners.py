@@ -18,19 +18,20 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from edgeres import names
 from edgeres import runtimes as _runtimes
 from edgeres.bench import _gpu
-from edgeres.bench._models import ModelSource, Unavailable, model_file, weights_file
+from edgeres.bench._models import ModelSource, RowFailed, Unavailable, model_file, weights_file
 from edgeres.bench.config import CPU_RUNTIMES, RuntimeLabel
 from edgeres.errors import BackendNotAvailable, EdgeresError, first_line
 
 if TYPE_CHECKING:
     from edgeres.runtime import Backend
+    from edgeres.vocab import Mode
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,7 @@ def default_runtimes() -> tuple[str, ...]:
 class Loaded:
     """One loaded configuration, ready to time at any batch size.
 
-    Not a deployment target (``quantize --target``, ``TargetSpec``); ``Target`` is its name
-    before 0.2, kept as an alias for one release.
+    Not a deployment target (``quantize --target``, ``TargetSpec``).
 
     Attributes:
         precision, runtime, mode: what was asked for (mode "fast" = runtime default).
@@ -93,17 +93,14 @@ class Loaded:
     meta: Any = None
 
 
-Target = Loaded  # the name before 0.2 (a loaded configuration, not a deployment target)
-
-
-def load_target(src: ModelSource, precision: str, runtime: str, mode: str, *, threads: int,
+def load_config(src: ModelSource, precision: str, runtime: str, mode: str, *, threads: int,
                 calib: str, spin: bool | None = None) -> Loaded:
     """Load one configuration; ``spin`` is ONNX Runtime's (``BackendOptions.spin``), which
     its rows record in ``details["spinning"]``.
 
     Raises:
-        Unavailable: with status "skipped" (not possible here) or "failed" (should have
-            worked), and the reason.
+        Unavailable: the row is "skipped" (not possible here), with the reason.
+        RowFailed: the row "failed" (it should have worked), with the reason.
     """
     reason = unavailable_reason(runtime)
     if reason:
@@ -134,15 +131,14 @@ def load_target(src: ModelSource, precision: str, runtime: str, mode: str, *, th
     try:
         # A parsed runtime label and bench mode, as text; load() checks them itself.
         p = rt.load(path, backend=cast("Backend", backend), device=device,
-                    threads=threads, precision=cast("Literal['model', 'fast']", mode),
-                    spin=spin)
+                    threads=threads, mode=cast("Mode", mode), spin=spin)
     except BackendNotAvailable as e:
         raise Unavailable(str(e)) from None
     except EdgeresError as e:
-        raise Unavailable(str(e), "failed") from None
+        raise RowFailed(str(e)) from None
     except Exception as e:  # a runtime's own error type (OpenVINO compile failure, ...)
         log.debug("loading %s on %s failed", path, runtime, exc_info=True)
-        raise Unavailable(first_line(e), "failed") from None
+        raise RowFailed(first_line(e)) from None
     batch_dim = p.backend.input_shape[0] if p.backend.input_shape else None
     return Loaded(
         precision=precision, runtime=runtime, mode=mode, file=path, run=p.run,
@@ -244,10 +240,10 @@ def _load_torch(src: ModelSource, precision: str, runtime: str, mode: str, threa
     except Unavailable:
         raise
     except EdgeresError as e:
-        raise Unavailable(str(e), "failed") from None
+        raise RowFailed(str(e)) from None
     except Exception as e:  # torch's own errors: the row fails, the matrix goes on
         log.debug("loading the PyTorch model for %s failed", src.arg, exc_info=True)
-        raise Unavailable(first_line(e), "failed") from None
+        raise RowFailed(first_line(e)) from None
     _check_parity(runner, src, calib)  # on the CPU, in fp32, before any cast
     details: dict[str, Any] = {"torch_threads": torch.get_num_threads(), "zoo_name": zoo_name}
     if not cuda:
@@ -261,7 +257,7 @@ def _load_torch(src: ModelSource, precision: str, runtime: str, mode: str, threa
         executed, facts = _gpu.torch_cuda_details(gpu, precision, mode == "compile")
     except Exception as e:  # CUDA out of memory, a driver error: this row fails alone
         log.debug("moving %s to CUDA failed", src.arg, exc_info=True)
-        raise Unavailable(first_line(e), "failed") from None
+        raise RowFailed(first_line(e)) from None
     return Loaded(
         precision=precision, runtime=runtime, mode=mode, file=weights, run=gpu.run,
         bind=gpu.bind, executed_precision=executed, input_dtype=np.dtype(np.float32),
@@ -279,8 +275,9 @@ def _trt_int8_file(src: ModelSource, calib: str) -> Path:
     key = "int8@tensorrt"
     if key in src.files:
         return src.files[key]
-    if key in src._failed:
-        raise src._failed[key]
+    failed = src.failure(key)
+    if failed is not None:
+        raise failed
     try:
         from edgeres.bench._models import _calib_key, _onnx_meta
         from edgeres.calibration import CalibrationSet
@@ -293,16 +290,15 @@ def _trt_int8_file(src: ModelSource, calib: str) -> Path:
             quantize(fp32, dst, CalibrationSet.from_data(calib, meta), backend="ort",
                      config=QuantConfig(target="tensorrt", layer_report_samples=0))
     except Unavailable as e:
-        src._failed[key] = e
+        src.fail(key, e)
         raise
     except ImportError as e:
-        src._failed[key] = Unavailable(f"int8 needs edgeres.quantize, not importable here ({e})")
-        raise src._failed[key] from None
+        err = Unavailable(f"int8 needs edgeres.quantize, not importable here ({e})")
+        raise src.fail(key, err) from None
     except Exception as e:  # quantize's EdgeresError or ORT's own: the row fails
         log.debug("quantizing %s for TensorRT failed", src.arg, exc_info=True)
-        src._failed[key] = Unavailable(str(e) if isinstance(e, EdgeresError) else first_line(e),
-                                       "failed")
-        raise src._failed[key] from None
+        reason = str(e) if isinstance(e, EdgeresError) else first_line(e)
+        raise src.fail(key, RowFailed(reason)) from None
     src.files[key] = dst
     return dst
 
@@ -321,17 +317,17 @@ def _load_ort_gpu(src: ModelSource, precision: str, runtime: str, mode: str, thr
     fast = mode == "fast"
     cache = _gpu.engine_dir(src.cache, path, precision, fast) if trt else None
     try:
-        options = BackendOptions(device=device, precision="fast" if fast else "model",
+        options = BackendOptions(device=device, mode="fast" if fast else "model",
                                  threads=threads, engine_cache=cache, spin=spin)
         impl, load_ms = _gpu.timed_load(lambda: OrtBackend(path, options))
         p = Predictor(impl, impl.meta, path)
     except BackendNotAvailable as e:
         raise Unavailable(str(e)) from None
     except EdgeresError as e:
-        raise Unavailable(str(e), "failed") from None
+        raise RowFailed(str(e)) from None
     except Exception as e:  # ORT's own error types (an engine build that fails, ...)
         log.debug("loading %s on %s failed", path, runtime, exc_info=True)
-        raise Unavailable(first_line(e), "failed") from None
+        raise RowFailed(first_line(e)) from None
     import onnxruntime as ort
 
     if mode == _gpu.HOST_IO:

@@ -103,9 +103,8 @@ def predict(model: str, images: tuple[str, ...], top_k: int, as_json: bool, back
     images = _expand_folders(images)
     threads = capped_threads(threads)
     path = resolve_model_file(model)
-    # runtime.load still calls the mode "precision" (runtime/__init__.py, the runtime issue)
     p = load(path, backend=cast("Backend", backend), device=cast("Device", device),
-             precision=cast("Mode", mode), threads=threads, spin=spin,
+             mode=cast("Mode", mode), threads=threads, spin=spin,
              meta=_stated_meta(path, record))
     asked = images
     images, results, skipped = _predict_readable(p, images, top_k)

@@ -146,7 +146,7 @@ def _chunks(source: Any, meta: Any, batch: int) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     if hasattr(source, "items"):  # ImageSource: a folder yields paths, an archive bytes
         index = source.label_index(meta.labels)
-        raws = list(source._reader(source.items))  # noqa: SLF001 - data's own reader, in order
+        raws = list(source.raw())
         labels = [index[c] for _, c in source.items]
         for k, start in enumerate(range(0, len(raws), batch)):
             part = raws[start:start + batch]

@@ -26,7 +26,8 @@ ENTRY = "infer.py"  # the bundle's entry point, a copy of bundle_entry.py
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm")
 # Every bundle's modules, as paths inside the edgeres package; plus runtimes/<its runtime>.py.
 SHARED_MODULES: tuple[str, ...] = (
-    "__init__.py", "_privacy.py", "_model_needs.py", "_onnx_record.py", "_resources.py",
+    "__init__.py", "_privacy.py", "_model_needs.py", "_onnx_record.py", "_protowire.py",
+    "_resources.py",
     "errors.py", "vocab.py", "_record_check.py", "meta.py", "preprocess.py", "_hw.py",
     "golden.py", "runtime/__init__.py", "runtime/backends.py",
     "runtimes/__init__.py", "runtimes/_protocol.py", "device/__init__.py", "device/infer.py",

@@ -110,30 +110,19 @@ class QuantDetails:
     def from_record(cls, meta: Any) -> QuantDetails | None:
         """The details in a model record's ``extra["quantization"]`` (untrusted JSON), or None
         when the record has none. Keys of the wrong type read as unknown (None)."""
-        extra = getattr(meta, "extra", None)
-        q = extra.get("quantization") if isinstance(extra, dict) else None
-        if not isinstance(q, dict):
+        from edgeres.meta import QuantizationInfo  # the section's one reader
+
+        q = QuantizationInfo.of(meta)
+        if q is None:
             return None
-
-        def text(key: str, default: str = "") -> str:
-            v = q.get(key)
-            return v if isinstance(v, str) else default
-
-        def flag(key: str) -> bool | None:
-            v = q.get(key)
-            return v if isinstance(v, bool) else None
-
-        up = q.get("opset_upgraded")
-        upgraded = (tuple(up) if isinstance(up, list) and len(up) == 2
-                    and all(isinstance(x, int) for x in up) else None)
-        return cls(format=text("format"), activation_type=text("activation_type"),
-                   activation_symmetric=bool(flag("activation_symmetric")),
-                   weight_type=text("weight_type", "int8"),
-                   weight_symmetric=flag("weight_symmetric") is not False,
-                   per_channel=flag("per_channel") is not False,
-                   reduce_range=flag("reduce_range"), pre_processed=flag("pre_processed"),
-                   opset_upgraded=upgraded,
-                   preset=text("preset") or None, target_device=text("target_device") or None)
+        return cls(format=q.format or "", activation_type=q.activation_type or "",
+                   activation_symmetric=bool(q.activation_symmetric),
+                   weight_type=q.weight_type or "int8",
+                   weight_symmetric=q.weight_symmetric is not False,
+                   per_channel=q.per_channel is not False,
+                   reduce_range=q.reduce_range, pre_processed=q.pre_processed,
+                   opset_upgraded=q.opset_upgraded, preset=q.preset,
+                   target_device=q.target_device)
 
 
 @runtime_checkable

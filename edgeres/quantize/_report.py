@@ -26,9 +26,7 @@ def quant_target(meta: Any) -> str | None:
     """The deployment target a model record says it was quantized for, or None."""
     from edgeres.meta import QuantizationInfo  # ModelMeta.quantization's type
 
-    extra = getattr(meta, "extra", None)  # a ModelMeta, or any object with its extra dict
-    q = QuantizationInfo.from_section(extra.get("quantization") if isinstance(extra, dict)
-                                      else None)
+    q = QuantizationInfo.of(meta)  # a ModelMeta, or any object with its extra dict
     return q.target if q is not None else None
 
 

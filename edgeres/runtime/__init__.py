@@ -31,6 +31,7 @@ from edgeres.errors import BackendNotAvailable, DataError, MetadataError, ModelF
 from edgeres.meta import ModelMeta
 from edgeres.preprocess import check_finite, pad_batch, prepare, rows_are_probabilities
 from edgeres.runtime.backends import BackendOptions
+from edgeres.vocab import Mode
 
 if TYPE_CHECKING:
     from edgeres.runtimes._protocol import Runtime
@@ -361,12 +362,26 @@ def _title(name: str) -> str:
     return {"ort": "ONNX Runtime", "openvino": "OpenVINO"}.get(name, name)
 
 
+def _with_session_options(options: BackendOptions, runtime: str,
+                          session_options: Any) -> BackendOptions:
+    """``options`` with the caller's ``onnxruntime.SessionOptions``; refused for another
+    runtime, or for an object that is not one."""
+    if runtime != "ort":
+        msg = "session_options applies to ONNX Runtime only; drop it or use backend='ort'"
+        raise BackendNotAvailable(msg)
+    if type(session_options).__name__ != "SessionOptions":
+        msg = (f"session_options must be an onnxruntime.SessionOptions, got "
+               f"{type(session_options).__name__}")
+        raise BackendNotAvailable(msg)
+    return dataclasses.replace(options, session_options=session_options)
+
+
 def load(
     path: str | Path,
     *,
     backend: Backend = "auto",
     device: Device = "cpu",
-    precision: Literal["model", "fast"] = "model",
+    mode: Mode = "model",
     threads: int | None = None,
     meta: ModelMeta | None = None,
     session_options: Any = None,
@@ -380,7 +395,7 @@ def load(
             ONNX Runtime otherwise).
         device: "cpu", "cuda"/"tensorrt" (ONNX Runtime), "gpu" (OpenVINO). A GPU is used only
             when asked for, and asking for one that is absent is an error.
-        precision: "model" runs what the record says (fp32 stays fp32, also on OpenVINO);
+        mode: "model" runs what the record says (fp32 stays fp32, also on OpenVINO);
             "fast" lets the runtime lower it (bf16 on AMX CPUs, fp16 on TensorRT), which
             ``executed_precision`` reports and the log records at INFO level.
         threads: intra-op threads; the runtime's default when None.
@@ -399,26 +414,19 @@ def load(
         BackendNotAvailable: unknown or uninstalled runtime, or a device that is not present.
         MetadataError: no record and no ``meta``, a ``meta`` that is not a ``ModelMeta`` or
             has out-of-range values, or a record that does not fit the graph.
-        EdgeresError: an invalid ``precision``, ``threads`` or ``spin``; every error ``load`` raises
+        EdgeresError: an invalid ``mode``, ``threads`` or ``spin``; every error ``load`` raises
             is an ``EdgeresError`` subclass.
     """
     path = _check_arguments(path, meta)
-    options = BackendOptions(device=device, precision=precision, threads=threads, spin=spin)
+    options = BackendOptions(device=device, mode=mode, threads=threads, spin=spin)
     known = ("auto", *runtimes.RUNTIME_NAMES)  # as registered now (BACKENDS: at import)
     if backend not in known:
         msg = f"unknown backend {backend!r}; use {', '.join(known[:-1])} or {known[-1]}"
         raise BackendNotAvailable(msg)
     _check_path(path)
     rt = _pick(path, backend, device)
-    if session_options is not None and rt.name != "ort":
-        msg = "session_options applies to ONNX Runtime only; drop it or use backend='ort'"
-        raise BackendNotAvailable(msg)
-    if session_options is not None and type(session_options).__name__ != "SessionOptions":
-        msg = (f"session_options must be an onnxruntime.SessionOptions, got "
-               f"{type(session_options).__name__}")
-        raise BackendNotAvailable(msg)
     if session_options is not None:  # an ONNX Runtime object: only its backend takes it
-        options = dataclasses.replace(options, session_options=session_options)
+        options = _with_session_options(options, rt.name, session_options)
     impl: Any = rt.load(path, options, meta)
     if impl.meta is None:
         raise _missing_record(path, impl)

@@ -1,6 +1,6 @@
 """What every inference backend shares: the options a model runs with and the interface it has.
 
-``BackendOptions`` (device, precision mode, threads, GPU settings), the ``InferenceBackend``
+``BackendOptions`` (device, mode, threads, GPU settings), the ``InferenceBackend``
 Protocol a runtime's backend satisfies (``run(x) -> logits`` plus what actually executes) and
 THE input rule of an image classifier (``check_image_input``). The backends themselves live
 with their runtime, one module each (``edgeres/runtimes/ort.py``, ``openvino.py``; their old
@@ -18,7 +18,7 @@ import numpy as np
 
 from edgeres.errors import BackendNotAvailable, EdgeresError, ModelFileError
 from edgeres.meta import ModelMeta
-from edgeres.vocab import DEVICES, MODES
+from edgeres.vocab import DEVICES, MODES, Mode
 
 _INPUT_DTYPES = ("float32", "float16", "uint8")  # what an image classifier's input can be
 # cuDNN convolution algorithm search of ONNX Runtime's CUDA EP (OrtCudnnConvAlgoSearch).
@@ -46,7 +46,7 @@ class BackendOptions:
 
     Attributes:
         device: "cpu", "cuda" or "tensorrt" (ONNX Runtime), "gpu" (OpenVINO).
-        precision: "model" runs the record's precision; "fast" lets the runtime lower it.
+        mode: "model" runs the record's precision; "fast" lets the runtime lower it.
         threads: intra-op threads, or None for the runtime's default.
         cudnn_conv_algo_search: the CUDA EP's cuDNN algorithm search (``CUDNN_CONV_ALGO_SEARCH``),
             also used by the CUDA EP behind TensorRT.
@@ -61,7 +61,7 @@ class BackendOptions:
     """
 
     device: Literal["cpu", "cuda", "tensorrt", "gpu"] = "cpu"
-    precision: Literal["model", "fast"] = "model"
+    mode: Mode = "model"
     threads: int | None = None
     cudnn_conv_algo_search: str = "EXHAUSTIVE"
     engine_cache: Path | None = None
@@ -72,8 +72,8 @@ class BackendOptions:
         if self.device not in DEVICES:
             msg = f"unknown device {self.device!r}; use one of {', '.join(DEVICES)}"
             raise BackendNotAvailable(msg)
-        if self.precision not in MODES:
-            msg = f"unknown precision {self.precision!r}; use 'model' (as stored) or 'fast'"
+        if self.mode not in MODES:
+            msg = f"unknown mode {self.mode!r}; use 'model' (as stored) or 'fast'"
             raise EdgeresError(msg)
         if self.threads is not None and (
             isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1

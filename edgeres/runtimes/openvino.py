@@ -54,7 +54,7 @@ class OpenVINOBackend:
 
     A compiled model is shared; an ``InferRequest`` is not thread-safe, so each thread lazily
     creates its own (OpenVINO's threading guidance) and keeps it in a ``threading.local``.
-    ``precision="model"`` pins ``INFERENCE_PRECISION_HINT`` to the record's precision (f32 for
+    ``mode="model"`` pins ``INFERENCE_PRECISION_HINT`` to the record's precision (f32 for
     fp32 and int8 models), because on AMX CPUs OpenVINO otherwise runs fp32 layers in bf16
     (about 1e-2 relative logit error); ``"fast"`` leaves the runtime's choice and
     ``executed_precision`` reports it.
@@ -80,7 +80,7 @@ class OpenVINOBackend:
         config: dict[str, Any] = {}
         if options.threads:
             config["INFERENCE_NUM_THREADS"] = options.threads
-        if options.precision == "model":
+        if options.mode == "model":
             config["INFERENCE_PRECISION_HINT"] = self._model_hint(core, ov_device, precision)
         try:
             self.compiled = core.compile_model(model, ov_device, config)
@@ -95,8 +95,8 @@ class OpenVINOBackend:
         executed = ov_precision_name(hint)
         # An int8 model's float layers run at the hint's precision: "int8+bf16" when lowered.
         self.executed_precision = int8_execution(hint) if precision == "int8" else executed
-        if options.precision == "fast" and executed != precision and precision != "int8":
-            log.info("precision='fast': OpenVINO runs %s's %s layers in %s on %s",
+        if options.mode == "fast" and executed != precision and precision != "int8":
+            log.info("mode='fast': OpenVINO runs %s's %s layers in %s on %s",
                      path.name, precision, executed, ov_device)
         self.details = {
             "device": ov_device, "inference_precision": hint,

@@ -42,14 +42,14 @@ def ort_providers(options: BackendOptions, stored: str = "fp32") -> Providers:
     """ONNX Runtime's execution providers for ``options``, best first, with their options.
 
     CUDA: ``device_id`` and ``cudnn_conv_algo_search``. TensorRT (CUDA, then CPU, behind it for
-    the nodes it does not take): ``trt_fp16_enable`` for an fp16 file or ``precision="fast"``;
+    the nodes it does not take): ``trt_fp16_enable`` for an fp16 file or ``mode="fast"``;
     ``trt_int8_enable`` for an int8 file, whose QDQ nodes TensorRT executes as explicit
     quantization with their own scales (no calibration table: ORT #8969; without the flag the
     engine build refuses the int8 layers, ORT #13381); ``trt_engine_cache_enable`` and
     ``trt_engine_cache_path`` when ``options.engine_cache`` is set.
 
     Args:
-        options: the device, precision mode and GPU settings.
+        options: the device, mode and GPU settings.
         stored: the precision the model file stores (its record's), which picks the flags.
 
     Returns:
@@ -65,7 +65,7 @@ def ort_providers(options: BackendOptions, stored: str = "fp32") -> Providers:
         return [cuda, cpu]
     trt: dict[str, Any] = {
         "device_id": _GPU_ID,
-        "trt_fp16_enable": options.precision == "fast" or stored == "fp16",
+        "trt_fp16_enable": options.mode == "fast" or stored == "fp16",
         "trt_int8_enable": stored == "int8",
     }
     if options.engine_cache is not None:
@@ -73,10 +73,10 @@ def ort_providers(options: BackendOptions, stored: str = "fp32") -> Providers:
     return [("TensorrtExecutionProvider", trt), cuda, cpu]
 
 
-def _ort_executed(device: str, precision: str, meta: ModelMeta | None) -> str | None:
+def _ort_executed(device: str, mode: str, meta: ModelMeta | None) -> str | None:
     """What ONNX Runtime really computes in, when it differs from the record (None: as stored)."""
     stored = meta.precision if meta is not None else "fp32"
-    return ort_executed(device, precision, stored, platform.machine())  # the one rule, _hw
+    return ort_executed(device, mode, stored, platform.machine())  # the one rule, _hw
 
 
 def apply_spin(so: Any, spin: bool | None) -> bool:
@@ -184,7 +184,7 @@ class OrtBackend:
         self.record_text: str | None = record  # as stored, for bundles' metadata.json
         in_file = ModelMeta.from_json(record).fitted_to(self.input_shape) if record else None
         self.meta = meta or in_file
-        self.executed_precision = _ort_executed(device, options.precision, self.meta)
+        self.executed_precision = _ort_executed(device, options.mode, self.meta)
         self.details = {
             "providers": self.session.get_providers(),
             "threads": so.intra_op_num_threads or "default",

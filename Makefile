@@ -87,10 +87,12 @@ $(EDGE_STAMP): pyproject.toml
 
 setup-edge: $(EDGE_STAMP)
 
-# The LiteRT and ExecuTorch tests (they skip with a reason in the plain .venv), and the import
+# The LiteRT and ExecuTorch tests (they skip with a reason in the plain .venv), their device
+# bundles (the LiteRT one also at its minimum versions, in a fresh venv), and the import
 # boundaries with their packages installed (nothing heavy may load at import time).
 test-edge: $(EDGE_STAMP)
-	$(EDGE_PY) -m pytest -q tests/test_litert.py tests/test_executorch.py tests/test_import_boundaries.py
+	$(EDGE_PY) -m pytest -q tests/test_litert.py tests/test_executorch.py \
+		tests/test_edge_bundles.py tests/test_import_boundaries.py
 
 clean-edge:
 	rm -rf $(EDGE_VENV)

@@ -381,6 +381,9 @@ class _ExecuTorch:
     suffixes: tuple[str, ...] = (".pte",)
     dist = "executorch"
     min_version = "1.5.1"
+    # Its Python runtime imports torch (executorch pins none; 2.13.0 is the one tested with it):
+    # a bundle's requirements.txt states it too (runtimes.device_requirements).
+    device_needs: tuple[tuple[str, str], ...] = (("torch", "2.13.0"),)
     quantizes = ".pte"  # the float file its quantizer takes
 
     def unavailable(self) -> str | None:

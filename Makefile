@@ -110,9 +110,10 @@ reference: setup
 
 # Every bundle's infer.py --verify on arm64 under qemu-user emulation (needs root; builds and
 # caches an arm64 Debian root in .cache/arm64-root the first time, several minutes), results
-# in benchmarks/results/arm64_verify.{json,md}.
+# in benchmarks/results/arm64_verify.{json,md}. With .venv-edge built (make setup-edge) the LiteRT
+# bundles too.
 verify-arm64: setup
-	PY=$(PY) scripts/verify_arm64.sh
+	PY=$$(test -f $(EDGE_STAMP) && echo $(EDGE_PY) || echo $(PY)) scripts/verify_arm64.sh
 
 lint: setup
 	$(VENV)/bin/ruff check edgeres tests benchmarks scripts

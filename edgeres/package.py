@@ -39,10 +39,11 @@ __all__ = ["TESTED_MINIMUMS", "TESTED_PLATFORMS", "PackageReport", "copy_device_
 # The oldest releases tests/test_install.py installs (pinned with ==) and runs a bundle's
 # infer.py with; raise one only together with that test. numpy 1.24.4 is the first numpy
 # onnxruntime 1.17.0 accepts; each runtime's own minimum is its module's ``min_version``.
+# A runtime needing more of numpy or Pillow says so in its device requirements (ExecuTorch).
 TESTED_MINIMUMS: dict[str, str] = {
-    "numpy": "1.24.4", "Pillow": "10.0.0",
     **{dist: version for rt in map(runtimes.get, runtimes.RUNTIME_NAMES)
        for dist, version in runtimes.device_requirements(rt)},
+    "numpy": "1.24.4", "Pillow": "10.0.0",
 }
 # Platforms on which tests/test_install.py has installed and run a bundle (it fails on a
 # platform missing here, so the claim in requirements.txt stays true).
@@ -154,11 +155,12 @@ def render_requirements(runtime: str, minimum: tuple[str, str] | None = None,
         minimum: (version, why) the model needs of it (``runtime_minimum``); None: the
             tested minimum.
         also: (distribution, minimum) of what else the runtime needs on the device
-            (``runtimes.device_requirements`` after its own: torch for ExecuTorch).
+            (``runtimes.device_requirements`` after its own: torch for ExecuTorch); one naming
+            numpy or Pillow raises that pin.
     """
     need, why = minimum or (TESTED_MINIMUMS[runtime], "the runtime's tested minimum")
-    pins = [("numpy", TESTED_MINIMUMS["numpy"]), ("Pillow", TESTED_MINIMUMS["Pillow"]),
-            (runtime, need), *also]
+    pins = list({"numpy": TESTED_MINIMUMS["numpy"], "Pillow": TESTED_MINIMUMS["Pillow"],
+                 runtime: need, **dict(also)}.items())
     checked = ", ".join(f"{name} {_version(name)}" for name, _ in pins)
     return (
         "# Python >= 3.10. Install: pip install -r requirements.txt\n"
@@ -306,7 +308,8 @@ def _write_bundle(folder: Path, path: Path, meta: ModelMeta, record: str,
     (folder / "requirements.txt").write_text(
         render_requirements(runtime[0], runtime_minimum(model), tuple(also)), "utf-8")
     (folder / "README.md").write_text(
-        render_readme(meta, [n for _, n in copies], runtime[0], tuple(n for n, _ in also)),
+        render_readme(meta, [n for _, n in copies], runtime[0],
+                      tuple(n for n, _ in also if n not in ("numpy", "Pillow"))),
         "utf-8")
     make_golden(folder / "golden.npz", model, meta, record, data=golden[0],
                 samples=golden[1])

@@ -13,6 +13,8 @@ import importlib.metadata
 import importlib.util
 import json
 import shutil
+import subprocess
+import sysconfig
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +114,8 @@ def test_bundle_carries_its_one_runtime_and_passes_its_golden_check(
             if line and not line.startswith("#")]
     dist = {"litert": "ai-edge-litert", "executorch": "executorch"}[backend]
     extra = ["torch>=2.13.0"] if backend == "executorch" else []
-    assert pins == [f"numpy>={package.TESTED_MINIMUMS['numpy']}",
+    numpy = "2.0.0" if backend == "executorch" else package.TESTED_MINIMUMS["numpy"]
+    assert pins == [f"numpy>={numpy}",
                     f"Pillow>={package.TESTED_MINIMUMS['Pillow']}",
                     f"{dist}>={package.TESTED_MINIMUMS[dist]}", *extra]
     assert ("needs torch" in (bundle / "README.md").read_text()) == (backend == "executorch")
@@ -237,12 +240,26 @@ def _images() -> list[Path]:
     return IMAGES
 
 
-def test_executorch_minimums_are_the_versions_tested_here() -> None:
-    """ExecuTorch's declared minimums are the pinned releases (executorch 1.5.1, torch
-    2.13.0): the ones this venv runs the bundles with above, so a fresh venv would repeat
-    them (installing torch again is not worth its minutes)."""
-    if not HAVE["executorch"]:
-        pytest.skip(REASON.format("executorch"))
-    for dist in ("executorch", "torch"):
-        installed = importlib.metadata.version(dist).split("+")[0]
-        assert installed == package.TESTED_MINIMUMS[dist], dist
+def test_executorch_bundle_runs_at_its_declared_minimums(models: dict, bundles: dict,
+                                                         work: Path, tmp_path: Path) -> None:
+    """The int8 ExecuTorch bundle states numpy 2.0.0 (executorch 1.5.1 requires it), Pillow
+    10.0.0, executorch 1.5.1 and torch 2.13.0; a fresh venv with numpy and Pillow at those
+    pins, borrowing executorch and torch (the pinned releases, so their minimums) from this
+    venv through a .pth (installing torch afresh is ~1 GB), passes infer.py --verify."""
+    from test_install import _minimums, _pip, _site_packages, _venv, _verify
+
+    bundle = _bundle(bundles, models, work, "executorch", "int8")
+    minimums = _minimums(bundle)
+    assert minimums == {"numpy": "2.0.0", "Pillow": package.TESTED_MINIMUMS["Pillow"],
+                        "executorch": "1.5.1", "torch": "2.13.0"}
+    python = _venv(tmp_path / "venv")
+    _pip("installing numpy and Pillow minimums", python, "install",
+         *(f"{d}=={minimums[d]}" for d in ("numpy", "Pillow")), cwd=tmp_path)
+    site = Path(_site_packages(python, tmp_path))
+    (site / "zz-edgeres-edge.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    code = ("import importlib.metadata as m, json, sys; "
+            "print(json.dumps({d: m.version(d).split('+')[0] for d in sys.argv[1:]}))")
+    out = subprocess.run([str(python), "-I", "-c", code, *minimums], capture_output=True,
+                         text=True, cwd=tmp_path, timeout=120, check=False)
+    assert out.returncode == 0 and json.loads(out.stdout) == minimums, out.stdout + out.stderr
+    assert _verify(python, bundle)["precision"] == "int8"

@@ -84,6 +84,8 @@ class PackageReport:
         meta: the model's record (as in ``metadata.json``).
         check_label: top-1 label the bundled model gave a grey test image when it was checked.
         golden_data: where the golden images came from, in words (``_golden_data``).
+        runtime_needs: what else the runtime needs on the device besides numpy and Pillow
+            (``("torch",)`` for ExecuTorch's Python runtime).
     """
 
     path: Path
@@ -93,6 +95,7 @@ class PackageReport:
     meta: ModelMeta
     check_label: str
     golden_data: str = ""
+    runtime_needs: tuple[str, ...] = ()
 
 
 def platform_label() -> str:
@@ -473,4 +476,6 @@ def package(model: str | Path, dst: str | Path, *, overwrite: bool = False,
             label = _check_bundle(folder, path)
             _check_golden(folder)
             size = sum(f.stat().st_size for f in _tree(folder))
-    return PackageReport(dst, tuple(files), runtime, size, meta, label, golden_words)
+    needs = tuple(name for name, _ in runtimes.device_requirements(runtimes.for_file(path))[1:]
+                  if name not in ("numpy", "Pillow"))
+    return PackageReport(dst, tuple(files), runtime, size, meta, label, golden_words, needs)

@@ -86,6 +86,7 @@ def _bundle(cache: dict, models: dict, work: Path, backend: str, precision: str)
         out = work / f"bundle-{backend}-{precision}"
         result = _run("package", str(model), "-o", str(out))
         assert result.exit_code == 0, result.output
+        assert ("and executorch (which needs torch);" in result.output) == (backend == "executorch")
         cache[key] = out
     return cache[key]
 

@@ -87,10 +87,12 @@ $(EDGE_STAMP): pyproject.toml
 
 setup-edge: $(EDGE_STAMP)
 
-# The LiteRT and ExecuTorch tests (they skip with a reason in the plain .venv), and the import
+# The LiteRT and ExecuTorch tests (they skip with a reason in the plain .venv), their device
+# bundles (the LiteRT one also at its minimum versions, in a fresh venv), and the import
 # boundaries with their packages installed (nothing heavy may load at import time).
 test-edge: $(EDGE_STAMP)
-	$(EDGE_PY) -m pytest -q tests/test_litert.py tests/test_executorch.py tests/test_import_boundaries.py
+	$(EDGE_PY) -m pytest -q tests/test_litert.py tests/test_executorch.py \
+		tests/test_edge_bundles.py tests/test_import_boundaries.py
 
 clean-edge:
 	rm -rf $(EDGE_VENV)
@@ -108,9 +110,10 @@ reference: setup
 
 # Every bundle's infer.py --verify on arm64 under qemu-user emulation (needs root; builds and
 # caches an arm64 Debian root in .cache/arm64-root the first time, several minutes), results
-# in benchmarks/results/arm64_verify.{json,md}.
+# in benchmarks/results/arm64_verify.{json,md}. With .venv-edge built (make setup-edge) the LiteRT
+# bundles too.
 verify-arm64: setup
-	PY=$(PY) scripts/verify_arm64.sh
+	PY=$$(test -f $(EDGE_STAMP) && echo $(EDGE_PY) || echo $(PY)) scripts/verify_arm64.sh
 
 lint: setup
 	$(VENV)/bin/ruff check edgeres tests benchmarks scripts

@@ -47,9 +47,11 @@ __all__ = ["TESTED_MINIMUMS", "TESTED_PLATFORMS", "PackageReport", "copy_device_
 # The oldest releases tests/test_install.py installs (pinned with ==) and runs a bundle's
 # infer.py with; raise one only together with that test. numpy 1.24.4 is the first numpy
 # onnxruntime 1.17.0 accepts; each runtime's own minimum is its module's ``min_version``.
+# A runtime needing more of numpy or Pillow says so in its device requirements (ExecuTorch).
 TESTED_MINIMUMS: dict[str, str] = {
+    **{dist: version for rt in map(runtimes.get, runtimes.RUNTIME_NAMES)
+       for dist, version in runtimes.device_requirements(rt)},
     "numpy": "1.24.4", "Pillow": "10.0.0",
-    **{rt.dist: rt.min_version for rt in map(runtimes.get, runtimes.RUNTIME_NAMES)},
 }
 # Platforms on which tests/test_install.py has installed and run a bundle (it fails on a
 # platform missing here, so the claim in requirements.txt stays true).
@@ -84,6 +86,8 @@ class PackageReport:
         meta: the model's record (as in ``metadata.json``).
         check_label: top-1 label the bundled model gave a grey test image when it was checked.
         golden_data: where the golden images came from, in words (``_golden_data``).
+        runtime_needs: what else the runtime needs on the device besides numpy and Pillow
+            (``("torch",)`` for ExecuTorch's Python runtime).
     """
 
     path: Path
@@ -93,6 +97,7 @@ class PackageReport:
     meta: ModelMeta
     check_label: str
     golden_data: str = ""
+    runtime_needs: tuple[str, ...] = ()
 
 
 def platform_label() -> str:
@@ -146,38 +151,47 @@ def runtime_minimum(model: Path) -> tuple[str, str]:
     return rt.min_version, "the runtime's tested minimum"
 
 
-def render_requirements(runtime: str, minimum: tuple[str, str] | None = None) -> str:
+def render_requirements(runtime: str, minimum: tuple[str, str] | None = None,
+                        also: tuple[tuple[str, str], ...] = ()) -> str:
     """``requirements.txt``: the minimum versions and where they were tested.
 
     Args:
         runtime: the runtime's pip distribution.
         minimum: (version, why) the model needs of it (``runtime_minimum``); None: the
             tested minimum.
+        also: (distribution, minimum) of what else the runtime needs on the device
+            (``runtimes.device_requirements`` after its own: torch for ExecuTorch); one naming
+            numpy or Pillow raises that pin.
     """
     need, why = minimum or (TESTED_MINIMUMS[runtime], "the runtime's tested minimum")
-    pins = [("numpy", TESTED_MINIMUMS["numpy"]), ("Pillow", TESTED_MINIMUMS["Pillow"]),
-            (runtime, need)]
+    pins = list({"numpy": TESTED_MINIMUMS["numpy"], "Pillow": TESTED_MINIMUMS["Pillow"],
+                 runtime: need, **dict(also)}.items())
     checked = ", ".join(f"{name} {_version(name)}" for name, _ in pins)
     return (
         "# Python >= 3.10. Install: pip install -r requirements.txt\n"
         "# Minimum versions: the oldest releases edgeres' install test runs infer.py with; "
-        f"{runtime} {need} for this model ({why}).\n"
+        f"{runtime} {need} for this model ({why})"
+        + "".join(f"; {runtime} needs {name} >= {version}" for name, version in also) + ".\n"
         f"# Tested on: {'; '.join(TESTED_PLATFORMS)}\n"
         f"# Packaged and checked on {platform_label()} with {checked} (edgeres {__version__})\n"
         + "".join(f"{name}>={version}\n" for name, version in pins)
     )
 
 
-def render_readme(meta: ModelMeta, model_files: list[str], runtime: str) -> str:
-    """A short README: what the bundle holds and how to run it."""
+def render_readme(meta: ModelMeta, model_files: list[str], runtime: str,
+                  also: tuple[str, ...] = ()) -> str:
+    """A short README: what the bundle holds and how to run it; ``also`` names what else the
+    runtime needs on the device (torch for ExecuTorch's Python runtime)."""
     pre = meta.preprocess
     h, w = meta.input_size
+    needs = "".join(f"\n{runtime}'s Python runtime also needs {name}, which requirements.txt "
+                    "installs." for name in also)
     layout = ("uint8 NHWC pixels" if meta.input.normalized_in_graph
               else f"float32 {meta.input.layout}")
     return f"""# {meta.name} — edgeres device bundle
 
 Classifies images into {meta.num_classes} classes ({', '.join(meta.labels[:5])}{', ...' if
-len(meta.labels) > 5 else ''}) with {runtime}, numpy and Pillow; edgeres is not needed.
+len(meta.labels) > 5 else ''}) with {runtime}, numpy and Pillow; edgeres is not needed.{needs}
 
 ```
 pip install -r requirements.txt
@@ -203,12 +217,13 @@ Packaged with edgeres {__version__}.
 """
 
 
-def _model_files(path: Path) -> tuple[list[tuple[Path, str]], str]:
-    """(source, name in the bundle) of the model and the files its runtime needs beside it,
-    and the runtime's pip distribution."""
-    rt = runtimes.for_file(path)
-    files = [path, *rt.companion_files(path)]
-    return [(f, f"model{f.suffix.lower()}") for f in files], rt.dist
+def _model_files(path: Path) -> list[tuple[Path, str]]:
+    """(source, name in the bundle) of the model and the files its runtime needs beside it:
+    ``model`` in place of the model's stem (``m.xml`` + ``m.bin``, ``r20.pte`` +
+    ``r20.pte.json`` become ``model.xml`` + ``model.bin``, ``model.pte`` + ``model.pte.json``)."""
+    files = [path, *runtimes.for_file(path).companion_files(path)]
+    return [(f, "model" + (f.name[len(path.stem):] if f.name.startswith(path.stem)
+                           else f.suffix).lower()) for f in files]
 
 
 def _is_bundle_zip(path: Path) -> bool:
@@ -280,26 +295,30 @@ def _write_bundle(folder: Path, path: Path, meta: ModelMeta, record: str,
     """
     from edgeres.verify import make_golden
 
-    copies, runtime = _model_files(path)
+    copies, rt = _model_files(path), runtimes.for_file(path)
+    runtime, *also = runtimes.device_requirements(rt)
     for src, name in copies:
         shutil.copyfile(src, folder / name)
     model = folder / copies[0][1]
-    if runtimes.for_file(path).name == "ort":  # imports no node uses would raise the minimum
+    if rt.name == "ort":  # imports no node uses would raise the minimum
         try:
             model.write_bytes(_model_needs.drop_unused_opsets(model.read_bytes()))
         except ValueError as e:
             msg = f"{path} is not a readable ONNX model ({e}); re-export it"
             raise ModelFileError(msg) from None
-    copy_device_code(folder, runtimes.for_file(path).name)
+    copy_device_code(folder, rt.name)
     # The record exactly as the model file stores it (ModelMeta.to_json() wrote it there).
     (folder / "metadata.json").write_bytes(record.encode("utf-8"))
     (folder / "labels.txt").write_text("".join(f"{label}\n" for label in meta.labels), "utf-8")
     (folder / "requirements.txt").write_text(
-        render_requirements(runtime, runtime_minimum(model)), "utf-8")
-    (folder / "README.md").write_text(render_readme(meta, [n for _, n in copies], runtime), "utf-8")
+        render_requirements(runtime[0], runtime_minimum(model), tuple(also)), "utf-8")
+    (folder / "README.md").write_text(
+        render_readme(meta, [n for _, n in copies], runtime[0],
+                      tuple(n for n, _ in also if n not in ("numpy", "Pillow"))),
+        "utf-8")
     make_golden(folder / "golden.npz", model, meta, record, data=golden[0],
                 samples=golden[1])
-    return sorted(p.name for p in folder.iterdir()), runtime
+    return sorted(p.name for p in folder.iterdir()), runtime[0]
 
 
 def _tree(folder: Path) -> list[Path]:
@@ -433,7 +452,7 @@ def package(model: str | Path, dst: str | Path, *, overwrite: bool = False,
     if record is None or ModelMeta.from_json(record).input_size != meta.input_size:
         record = meta.to_json()  # infer.py must resize to the size the graph takes
     dst = Path(dst)
-    _check_destination(dst, [p for p, _ in _model_files(path)[0]], overwrite)
+    _check_destination(dst, [p for p, _ in _model_files(path)], overwrite)
     golden, golden_words = _golden_data(golden, path, meta)
     if dst.suffix.lower() == ".zip":
         try:
@@ -459,4 +478,6 @@ def package(model: str | Path, dst: str | Path, *, overwrite: bool = False,
             label = _check_bundle(folder, path)
             _check_golden(folder)
             size = sum(f.stat().st_size for f in _tree(folder))
-    return PackageReport(dst, tuple(files), runtime, size, meta, label, golden_words)
+    needs = tuple(name for name, _ in runtimes.device_requirements(runtimes.for_file(path))[1:]
+                  if name not in ("numpy", "Pillow"))
+    return PackageReport(dst, tuple(files), runtime, size, meta, label, golden_words, needs)

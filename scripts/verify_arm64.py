@@ -4,7 +4,10 @@
 backend, calibrated on the ``cifar10`` train subset), package the fp32 model and each int8
 model (``OUT/bundles/<name>``, each with its own golden file), and write for each a second
 golden file of CIFAR-10 *test* images with this host's (x86) logits (``OUT/test-<name>.npz``),
-which gives arm64's test accuracy and its |delta logit| against x86.
+which gives arm64's test accuracy and its |delta logit| against x86. When this Python has
+edgeres[litert] (``make setup-edge``), the shipped model exported to ``.tflite`` and its LiteRT
+int8 (``litert-fp32``, ``litert-int8``) are bundled too; without it they are left out, said
+on stderr.
 
 ``report OUT``: read the verdicts the arm64 root printed (``OUT/arm64/*.json``) and write
 ``benchmarks/results/arm64_verify.{json,md}`` with both hosts named. Emulated timings mean
@@ -32,6 +35,7 @@ def _edgeres(*args: str) -> None:
 
 def prepare(out: Path, test_images: int) -> None:
     """Bundles, their golden files and the test-image golden files, under ``out``."""
+    from edgeres.device.infer import find_model
     from edgeres.meta import ModelMeta
     from edgeres.names import resolve_model_file
     from edgeres.verify import make_golden, verify_bundle
@@ -44,6 +48,7 @@ def prepare(out: Path, test_images: int) -> None:
             _edgeres("quantize", "cifar10", "--calib", "cifar10", "--target", target,
                      "-o", str(dst))
         models[f"int8-{target}"] = dst
+    models.update(_litert_models(out / "models"))
     host: dict[str, Any] = {}
     for name, model in models.items():
         bundle = out / "bundles" / name
@@ -51,11 +56,28 @@ def prepare(out: Path, test_images: int) -> None:
         _edgeres("package", str(model), "-o", str(bundle), "--force")
         record = (bundle / "metadata.json").read_text("utf-8")
         test = out / f"test-{name}.npz"
-        make_golden(test, bundle / "model.onnx", ModelMeta.from_json(record),
+        make_golden(test, find_model(bundle), ModelMeta.from_json(record),
                     record, data="cifar10-test", samples=test_images, max_bytes=1 << 30)
         host[name] = {"golden": verify_bundle(bundle),
                       "test": verify_bundle(bundle, golden_file=test)}
     (out / "x86.json").write_text(json.dumps({"host": _host(), "verdicts": host}, indent=1))
+
+
+def _litert_models(folder: Path) -> dict[str, Path]:
+    """The shipped model as .tflite and its LiteRT int8, when edgeres[litert] is here."""
+    import importlib.util
+
+    if not all(importlib.util.find_spec(m) for m in ("ai_edge_litert", "litert_torch")):
+        print("verify-arm64: no LiteRT bundles (edgeres[litert] is not installed for "
+              f"{sys.executable}; make setup-edge and PY=.venv-edge/bin/python)", file=sys.stderr)
+        return {}
+    fp32, int8 = folder / "cifar_resnet20.tflite", folder / "cifar_resnet20-int8.tflite"
+    if not fp32.is_file():
+        _edgeres("export", "cifar_resnet20", "--weights", "cifar10", "-o", str(fp32))
+    if not int8.is_file():
+        _edgeres("quantize", str(fp32), "--backend", "litert", "--calib", "cifar10",
+                 "-o", str(int8))
+    return {"litert-fp32": fp32, "litert-int8": int8}
 
 
 def _host() -> dict[str, Any]:

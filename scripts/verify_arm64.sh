@@ -6,7 +6,10 @@
 # from PyPI, makes the fp32 bundle of the shipped `cifar10` model and one int8 bundle per
 # --target (x86, x86-vnni, arm) on the host, and runs each bundle's own infer.py inside the
 # root: `--verify` on its golden file, and on a golden file of CIFAR-10 test images for
-# accuracy and |delta logit| vs x86. scripts/verify_arm64.py writes
+# accuracy and |delta logit| vs x86. With a PY that has edgeres[litert] (make setup-edge;
+# `make verify-arm64` picks .venv-edge when it is built) the shipped model's LiteRT fp32 and int8
+# bundles too (ai-edge-litert's aarch64 wheel is tagged manylinux_2_27, which bookworm's glibc
+# 2.36 takes). scripts/verify_arm64.py writes
 # benchmarks/results/arm64_verify.{json,md}. Emulated timings mean nothing; none are reported.
 #
 # Usage: sudo scripts/verify_arm64.sh [--check] [--build-root]
@@ -127,7 +130,10 @@ mkdir -p "$WORK"
 cp -r "$OUT/bundles" "$WORK/"
 cp "$OUT"/test-*.npz "$WORK/"
 mount -t proc proc "$ROOT/proc"
-root_pip -r /work/bundles/fp32/requirements.txt || die "pip could not install the requirements"
+for req in "$WORK"/bundles/*/requirements.txt; do  # onnxruntime, openvino, ai-edge-litert
+  root_pip -r "/work/bundles/$(basename "$(dirname "$req")")/requirements.txt" \
+    || die "pip could not install the requirements of $(dirname "$req") in the root"
+done
 mkdir -p "$OUT/arm64"
 for bundle in "$OUT"/bundles/*/; do
   name=$(basename "$bundle")

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from click.testing import Result
 
-# Runs a bundle's infer.py with the installed edgeres, torch and onnx made unimportable, from
-# outside the repo: the only edgeres left is the bundle's own copy (edgeres_device/, which
-# infer.py puts first on sys.path).
+# Runs a bundle's infer.py with the installed edgeres and the modules named in argv[1] (comma
+# list; torch and onnx by default) made unimportable, from outside the repo: the only edgeres
+# left is the bundle's own copy (edgeres_device/, which infer.py puts first on sys.path).
 _ISOLATED = (
     "import os, runpy, sys\n"
-    "for name in ('torch', 'onnx'): sys.modules[name] = None\n"
+    "for name in sys.argv.pop(1).split(','): sys.modules[name] = None\n"
     "sys.path[:] = [p for p in sys.path\n"
     "               if not os.path.isfile(os.path.join(p or '.', 'edgeres', '__init__.py'))]\n"
     "sys.argv = sys.argv[1:]\n"
@@ -34,11 +34,11 @@ def one_error(result: Result, *words: str, codes: tuple[int, ...] = (1,)) -> str
     return errors[0]
 
 
-def run_infer(bundle: Path, *args: str,
-              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_infer(bundle: Path, *args: str, env: dict[str, str] | None = None,
+              blocked: tuple[str, ...] = ("torch", "onnx")) -> subprocess.CompletedProcess:
     """``python infer.py ARGS`` from inside ``bundle`` in isolated mode (-I: no PYTHONPATH,
-    no cwd on sys.path; the installed edgeres, torch and onnx unimportable; -B: no
+    no cwd on sys.path; the installed edgeres and the ``blocked`` modules unimportable; -B: no
     __pycache__ left in the bundle)."""
-    return subprocess.run([sys.executable, "-I", "-B", "-c", _ISOLATED, str(bundle / "infer.py"),
-                           *args], capture_output=True, text=True, cwd=bundle, timeout=120,
-                          env=env)
+    return subprocess.run([sys.executable, "-I", "-B", "-c", _ISOLATED, ",".join(blocked),
+                           str(bundle / "infer.py"), *args], capture_output=True, text=True,
+                          cwd=bundle, timeout=120, env=env)

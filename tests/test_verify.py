@@ -3,6 +3,7 @@ fresh bundle passing, and swapped, perturbed and mis-preprocessed bundles failin
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -385,7 +386,9 @@ def test_arm64_bundles_verify_under_emulation(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "arm64_verify.json").read_text())
     assert doc["arm64"]["machine"] == "aarch64"
     rows = {r["bundle"]: r for r in doc["rows"]}
-    assert set(rows) == {"fp32", "int8-x86", "int8-x86-vnni", "int8-arm"}
+    litert = {"litert-fp32", "litert-int8"} if all(  # bundled with edgeres[litert] on the host
+        importlib.util.find_spec(m) for m in ("ai_edge_litert", "litert_torch")) else set()
+    assert set(rows) == {"fp32", "int8-x86", "int8-x86-vnni", "int8-arm", *litert}
     for r in rows.values():
         assert r["golden_passed"], r
         assert abs(r["test_accuracy_arm64"] - r["test_accuracy_x86"]) <= 0.03, r

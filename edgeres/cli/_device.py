@@ -192,7 +192,8 @@ def package_command(model: str, output: Path, force: bool, golden_data: str | No
                     golden_samples=golden_samples)
     click.echo(f"wrote {r.path} ({r.size_bytes / 1e6:.1f} MB: {', '.join(r.files)})")
     click.echo(f"golden images: {r.golden_data}")
-    click.echo(f"needs numpy, Pillow and {r.runtime}; checked: the bundled model loads and "
+    needs = "".join(f" (which needs {name})" for name in r.runtime_needs)
+    click.echo(f"needs numpy, Pillow and {r.runtime}{needs}; checked: the bundled model loads and "
                f"classifies a grey test image as {r.check_label!r}")
 
 

@@ -108,17 +108,18 @@ def needed_version(folder: Path, dist: str) -> str | None:
 
 def check_runtime_version(folder: Path, model: Path) -> None:
     """Refuse, before loading, a runtime older than the model needs (``requirements.txt``,
-    which ``edgeres package`` derives from the model: ``edgeres._model_needs``).
+    which ``edgeres package`` derives from the model: ``edgeres._model_needs``), or older than
+    a release the runtime needs beside it (torch for ExecuTorch) states there.
 
     Raises:
         BackendNotAvailable: naming both versions and the install line.
     """
-    dist = runtimes.for_file(model).dist
-    need, have = needed_version(folder, dist), _installed_version(dist)
-    if need and have and version_tuple(have) < version_tuple(need):
-        msg = (f"this bundle's model needs {dist} >= {need} but {have} is installed; run "
-               "pip install -r requirements.txt")
-        raise BackendNotAvailable(msg)
+    for dist, _ in runtimes.device_requirements(runtimes.for_file(model)):
+        need, have = needed_version(folder, dist), _installed_version(dist)
+        if need and have and version_tuple(have) < version_tuple(need):
+            msg = (f"this bundle's model needs {dist} >= {need} but {have} is installed; run "
+                   "pip install -r requirements.txt")
+            raise BackendNotAvailable(msg)
 
 
 def _load(folder: Path, threads: int | None,

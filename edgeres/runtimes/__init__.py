@@ -22,7 +22,8 @@ from edgeres.errors import BackendNotAvailable, ModelFileError
 if TYPE_CHECKING:
     from edgeres.runtimes._protocol import Runtime
 
-__all__ = ["MODULES", "RUNTIME_NAMES", "for_file", "get", "present", "readers", "unavailable"]
+__all__ = ["MODULES", "RUNTIME_NAMES", "device_requirements", "for_file", "get", "present",
+           "readers", "unavailable"]
 
 # The runtime modules, in the order a file suffix several read is claimed (.onnx: ort first).
 MODULES: tuple[str, ...] = ("ort", "openvino", "litert", "executorch")
@@ -81,6 +82,13 @@ def suffix_list() -> str:
     seen = dict.fromkeys(s for name in present() for s in get(name).suffixes)
     parts = [words.get(s, f"a {s} file") for s in seen]
     return ", ".join(parts[:-1]) + (" or " if len(parts) > 1 else "") + parts[-1]
+
+
+def device_requirements(rt: Runtime) -> tuple[tuple[str, str], ...]:
+    """The pip distributions a device needs to run ``rt``'s models besides numpy and Pillow,
+    each with the oldest release a test runs a bundle with: ``rt.dist`` at ``rt.min_version``,
+    then the runtime's optional ``device_needs`` (ExecuTorch's Python runtime needs torch)."""
+    return ((rt.dist, rt.min_version), *getattr(rt, "device_needs", ()))
 
 
 def unavailable(name: str, device: str = "cpu") -> str | None:

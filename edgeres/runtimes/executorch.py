@@ -381,6 +381,10 @@ class _ExecuTorch:
     suffixes: tuple[str, ...] = (".pte",)
     dist = "executorch"
     min_version = "1.5.1"
+    # Its Python runtime imports torch (executorch pins none; 2.13.0 is the one tested with it)
+    # and executorch 1.5.1 requires numpy >= 2.0.0: a bundle's requirements.txt states both
+    # (runtimes.device_requirements; tests/test_edge_bundles.py runs a bundle at these).
+    device_needs: tuple[tuple[str, str], ...] = (("torch", "2.13.0"), ("numpy", "2.0.0"))
     quantizes = ".pte"  # the float file its quantizer takes
 
     def unavailable(self) -> str | None:

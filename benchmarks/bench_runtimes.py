@@ -177,7 +177,45 @@ def speed(out: Path, quick: bool = False, timing: dict[str, Any] | None = None) 
     stem = out / "runtimes_speed"
     report.write_json(run, stem.with_suffix(".json"))
     report.write_markdown(run, stem.with_suffix(".md"))
+    summary(stem.with_suffix(".json"))
     print(f"wrote {stem}.json and .md on {host()}")
+
+
+def summary(path: Path) -> str:
+    """The measured rows of a speed run as one table per model, batch and runtime (fp32, int8,
+    their ratio), written beside it as ``<stem>_summary.md``: the full table also lists every
+    skipped runtime × file pairing."""
+    import re
+
+    doc = json.loads(path.read_text())
+    cells: dict[tuple[str, int, str], dict[str, Any]] = {}
+    for r in doc["rows"]:
+        if r["status"] != "ok":
+            continue
+        model = re.search(r"resnet\d+", r["model"])
+        label = r["runtime"] + ("" if r["precision_mode"] == "model" else " (its default)")
+        key = (model.group(0) if model else r["model"], r["batch"], label)
+        cells.setdefault(key, {})[r["precision"]] = r
+
+    def p50(row: dict[str, Any] | None) -> str:
+        if row is None:
+            return "–"
+        lat = row["latency"]
+        return f"{lat['p50_ms']:.2f} [{lat['p50_low_ms']:.2f}, {lat['p50_high_ms']:.2f}]"
+
+    lines = [f"# Runtimes: p50 latency per call (ms, 95% CI), {host()}", "",
+             f"From `{path.name}` ({doc.get('created', '')}); the CPU line of "
+             "the full table names its ISA. fp32→bf16 is OpenVINO's own default on this CPU.",
+             "", "| model | batch | runtime | fp32 | int8 | fp32 / int8 time |",
+             "|---|---:|---|---:|---:|---:|"]
+    for (model, batch, label), v in sorted(cells.items()):
+        fp, i8 = v.get("fp32"), v.get("int8")
+        ratio = (f"{fp['latency']['p50_ms'] / i8['latency']['p50_ms']:.2f}x"
+                 if fp and i8 else "–")
+        lines.append(f"| {model} | {batch} | {label} | {p50(fp)} | {p50(i8)} | {ratio} |")
+    text = "\n".join(lines) + "\n"
+    path.with_name(path.stem + "_summary.md").write_text(text)
+    return text
 
 
 def _write(stem: Path, result: dict[str, Any], markdown: str) -> None:
@@ -189,7 +227,7 @@ def _write(stem: Path, result: dict[str, Any], markdown: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["accuracy", "speed"])
+    parser.add_argument("part", choices=["accuracy", "speed", "summary"])
     parser.add_argument("--quick", action="store_true", help="speed: ResNet-18, batch 1, short")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     parser.add_argument("--duration", type=float, help="speed: timed seconds per row per round")
@@ -198,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.part == "accuracy":
         accuracy(args.out)
+    elif args.part == "summary":  # the speed table again, from the JSON the last run wrote
+        print(summary(args.out / "runtimes_speed.json"))
     else:
         timing = {k: v for k, v in (("duration", args.duration), ("rounds", args.rounds))
                   if v is not None}

@@ -67,7 +67,7 @@ test-cluster: $(CLUSTER_STAMP)
 		$(PY) -m pytest -q -rs -m cluster tests/test_cluster.py; \
 	fi
 
-# LiteRT and ExecuTorch (edgeres[litert], edgeres[executorch], ~1.2 GB with jax and
+# LiteRT and ExecuTorch (edgeres[litert], edgeres[executorch], ~3 GB with jax and
 # transformers, not in `all`) get their own venv so `make demo` and `make test` stay small.
 # torch goes in first; the target fails if installing the extras replaced it.
 EDGE_VENV ?= .venv-edge

@@ -284,6 +284,14 @@ def test_stdout_on_a_full_file_system_is_one_line(tmp_path: Path, small_fs: Path
 # --- class: signals ---------------------------------------------------------------------------
 
 
+def _default_signals() -> None:
+    """In the child: SIGINT/SIGHUP/SIGTERM at their defaults. edgeres keeps a signal its parent
+    ignores (as `nohup` asks), and a test runner started in the background or under nohup
+    passes SIGINT/SIGHUP on ignored, which would make these tests measure that instead."""
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def _start_quantize(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, Path]:
     """A quantize run long enough to be caught working, with its own TMPDIR."""
     tmpdir, out = tmp_path / "tmp", tmp_path / "out"
@@ -292,7 +300,8 @@ def _start_quantize(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, Path
     env = {**os.environ, "TMPDIR": str(tmpdir)}
     p = subprocess.Popen([*EDGERES, "quantize", "cifar10", "--calib", "cifar10", "--val",
                           "cifar10-val", "--samples", "300", "-o", str(out / "m.onnx")],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                         preexec_fn=_default_signals)
     deadline = time.monotonic() + 120
     while not any(tmpdir.glob("edgeres.quant.*")):
         assert p.poll() is None, p.communicate()[1]

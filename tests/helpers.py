@@ -3,10 +3,15 @@ bundle's ``infer.py`` the way a device would (no edgeres, torch or onnx importab
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from click.testing import Result
 
 # Runs a bundle's infer.py with the installed edgeres and the modules named in argv[1] (comma
@@ -42,3 +47,30 @@ def run_infer(bundle: Path, *args: str, env: dict[str, str] | None = None,
     return subprocess.run([sys.executable, "-I", "-B", "-c", _ISOLATED, ",".join(blocked),
                            str(bundle / "infer.py"), *args], capture_output=True, text=True,
                           cwd=bundle, timeout=120, env=env)
+
+
+@contextlib.contextmanager
+def small_tmpfs(folder: Path, size: str, filler: int | None = None) -> Iterator[Path]:
+    """A tmpfs of the test's own mounted at ``folder`` (made here; the test is skipped where
+    mount is refused), holding one file ``filler`` of ``filler`` bytes, or filled to the last
+    byte when ``filler`` is None; unmounted afterwards."""
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                          capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        if filler is not None:
+            (folder / "filler").write_bytes(b"\0" * filler)
+        else:
+            fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
+            try:
+                while os.write(fd, b"\0" * 4096):
+                    pass
+            except OSError as e:
+                assert e.errno == errno.ENOSPC
+            finally:
+                os.close(fd)
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

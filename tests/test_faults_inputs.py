@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
-from helpers import one_error
+from helpers import one_error, small_tmpfs
 from PIL import Image
 
 from edgeres.cli import cli
@@ -781,17 +781,8 @@ def test_sigterm_anywhere_in_quantize_exits_143_and_leaves_no_temporaries(
 def tight_tmpdir(tmp_path: Path) -> Iterator[Path]:
     """A 1.6 MB tmpfs of the test's own with 0.25 MB free: enough for Python's probe of
     TMPDIR, not for a copy of the 1.1 MB model (skipped where mount is refused)."""
-    mnt = tmp_path / "tight"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1600k", "tmpfs", str(mnt)],
-                          capture_output=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        (mnt / "filler").write_bytes(b"\0" * (1350 << 10))
+    with small_tmpfs(tmp_path / "tight", "1600k", 1350 << 10) as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @pytest.mark.slow
@@ -914,17 +905,8 @@ def test_library_name_resolution_raises_only_edgeres_errors() -> None:
 @pytest.fixture
 def tight_output(tmp_path: Path) -> Iterator[Path]:
     """A 600 kB tmpfs of the test's own with 148 kB free: too little for a model's IR."""
-    mnt = tmp_path / "outdisk"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mnt)],
-                          capture_output=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        (mnt / "filler").write_bytes(b"\0" * (450 << 10))
+    with small_tmpfs(tmp_path / "outdisk", "600k", 450 << 10) as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @pytest.mark.slow

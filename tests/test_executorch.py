@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -178,17 +177,3 @@ def test_refused_sources_and_options_write_nothing(fp32_pte: Path, tmp_path: Pat
                    "--val", "cifar10-val", "--max-drop", "0.5", "-o", str(out)),
               "--max-drop", "executorch")
     assert not list(tmp_path.iterdir())
-
-
-def test_missing_runtime_names_the_install_line(tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without executorch, loading a .pte is one line naming the extra to install."""
-    from edgeres import runtime
-
-    for name in ("executorch", "executorch.runtime"):
-        monkeypatch.setitem(sys.modules, name, None)
-    model = tmp_path / "m.pte"
-    model.write_bytes(b"\x00" * 64)
-    with pytest.raises(BackendNotAvailable, match=r"pip install 'edgeres\[executorch\]'"):
-        runtime.load(model)
-    one_error(_run("predict", str(model), _image()), "edgeres[executorch]")

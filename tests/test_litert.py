@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from helpers import one_error
 
 from edgeres.cli import cli
-from edgeres.errors import BackendNotAvailable, DataError, MetadataError, ModelFileError
+from edgeres.errors import DataError, MetadataError, ModelFileError
 
 HAVE_LITERT = (importlib.util.find_spec("ai_edge_litert") is not None
                and importlib.util.find_spec("litert_torch") is not None)
@@ -251,25 +251,7 @@ def test_max_drop_returns_layers_to_float(fp32_tflite: Path, tmp_path: Path) -> 
     assert kept and all(dtypes[name] == np.int8 for name in kept)
 
 
-def test_missing_runtime_names_the_install_line(tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without ai-edge-litert, loading a .tflite is one line naming the extra to install."""
-    from edgeres import runtime
-    from edgeres.runtimes import get
 
-    for name in ("ai_edge_litert", "ai_edge_litert.interpreter"):
-        monkeypatch.setitem(sys.modules, name, None)
-    model = tmp_path / "m.tflite"
-    model.write_bytes(b"\x00" * 64)
-    with pytest.raises(BackendNotAvailable, match=r"pip install 'edgeres\[device-litert\]'"):
-        runtime.load(model)
-    result = _run("predict", str(model), str(next(Path("calibration/cifar10-val/cat").iterdir())))
-    one_error(result, "edgeres[device-litert]")
-    assert get("litert").dist == "ai-edge-litert"
-
-
-@needs_litert
-@pytest.mark.slow
 def test_eval_info_and_bench_run_tflite(fp32_tflite: Path, int8_tflite: tuple[Path, Any],
                                         tmp_path: Path) -> None:
     """eval, info and bench take .tflite files: litert-cpu rows state the executed precision,

@@ -3,6 +3,7 @@ name and by file, and a registered runtime whose library is missing never a trac
 
 from __future__ import annotations
 
+import re
 import sys
 import types
 from collections.abc import Iterator
@@ -134,3 +135,22 @@ def test_a_quantizer_is_made_inside_quantize_only(tmp_path: Path) -> None:
         assert workdir() == tmp_path
     with pytest.raises(QuantizationError):
         workdir()
+
+
+@pytest.mark.parametrize(("suffix", "modules", "extra"), [
+    (".tflite", ("ai_edge_litert", "ai_edge_litert.interpreter"), "device-litert"),
+    (".pte", ("executorch", "executorch.runtime"), "executorch"),
+])
+def test_a_missing_edge_runtime_names_its_install_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str,
+        modules: tuple[str, ...], extra: str) -> None:
+    """Without its library, loading a .tflite/.pte is one line naming the extra to install,
+    in the library and in `edgeres predict` (whether or not the library is installed here)."""
+    for name in modules:
+        monkeypatch.setitem(sys.modules, name, None)
+    model = tmp_path / f"m{suffix}"
+    model.write_bytes(b"\x00" * 64)
+    with pytest.raises(BackendNotAvailable, match=re.escape(f"pip install 'edgeres[{extra}]'")):
+        runtime.load(model)
+    image = next((names.calibration_dir() / "cifar10-val" / "cat").iterdir())
+    one_error(CliRunner().invoke(cli, ["predict", str(model), str(image)]), f"edgeres[{extra}]")
